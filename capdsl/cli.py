@@ -1,0 +1,362 @@
+"""The `capdsl` command line: a thin front door over `capdsl.pipeline`.
+
+Every command turns `CapError`s into rendered diagnostics and exit code 1;
+an unexpected exception prints one line (the traceback only with --debug)
+and exits 2. Heavy modules are imported inside commands so `--help` is fast.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from . import __version__
+from .errors import CapError, Diagnostic, UsageError, error
+
+EXAMPLES = {
+    "check": "  capdsl check contracts/cz_vzp_2011_adult.cap\n  capdsl check contracts/ --format json",
+    "fmt": "  capdsl fmt contracts/            # rewrite in place\n  capdsl fmt --check contracts/    # CI: exit 1 if a file would change\n  capdsl fmt --diff my.cap",
+    "eval": "  capdsl eval contracts/cz_vzp_2011_adult.cap --members examples/members.csv \\\n      --practices examples/practices.csv --period 2011-03\n  capdsl eval C.cap --members m.parquet --period 2011 --format json -o out.json",
+    "explain": "  capdsl explain C.cap --members m.csv --practices p.csv --period 2011-03 --practice P001\n  capdsl explain C.cap ... --practice P001 --line capitation --member M0042",
+}
+
+
+def _epilog(name: str) -> str:
+    return "\b\nExamples:\n" + EXAMPLES[name]
+
+
+class _Ctx:
+    debug = False
+    color = None
+
+
+def _stderr_color() -> bool:
+    if os.environ.get("NO_COLOR"):
+        return False
+    return sys.stderr.isatty()
+
+
+def report(diags: list[Diagnostic], source=None) -> None:
+    from .errors import render_all
+
+    if diags:
+        click.echo(render_all(diags, source, color=_stderr_color()), err=True)
+
+
+def handle_errors(fn):
+    """CapError → rendered diagnostics, exit 1; anything else → one line, exit 2."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except CapError as exc:
+            click.echo(exc.render(color=_stderr_color()), err=True)
+            sys.exit(1)
+        except KeyboardInterrupt:
+            click.echo("interrupted; no output was written", err=True)
+            sys.exit(130)
+        except click.exceptions.Exit:
+            raise
+        except (click.ClickException, click.exceptions.Abort):
+            raise
+        except Exception as exc:  # noqa: BLE001 - the last line of defence
+            if _Ctx.debug:
+                raise
+            click.echo(f"capdsl: internal error: {type(exc).__name__}: {exc}\n"
+                       "  this is a bug in capdsl; rerun with --debug for the traceback and report it", err=True)
+            sys.exit(2)
+
+    return wrapper
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="capdsl")
+@click.option("--debug", is_flag=True, help="Show Python tracebacks for internal errors.")
+def main(debug: bool) -> None:
+    """capdsl — capitation contracts as code.
+
+    Write contracts in .cap files, check them, and run them against member
+    panels, exact to the cent. Start with `capdsl check FILE` and
+    `capdsl eval FILE --members ... --period 2011-03`.
+    """
+    _Ctx.debug = debug
+
+
+def _cap_files(paths: tuple[str, ...]) -> list[Path]:
+    files: list[Path] = []
+    for raw in paths:
+        p = Path(raw)
+        if p.is_dir():
+            files.extend(sorted(x for x in p.rglob("*.cap") if x.is_file()))
+        else:
+            files.append(p)
+    if not files:
+        raise UsageError(error("E0905", "no .cap files found in " + ", ".join(paths)))
+    return files
+
+
+# ─────────────────────────────── check ───────────────────────────────────
+
+@main.command(epilog=_epilog("check"))
+@click.argument("paths", nargs=-1, required=True, type=click.Path())
+@click.option("--format", "fmt", type=click.Choice(["human", "gnu", "json"]), default="human",
+              help="human (with carets), gnu (one line each) or json (for editors and CI).")
+@handle_errors
+def check(paths: tuple[str, ...], fmt: str) -> None:
+    """Check contracts for errors: syntax, names, types and units, band gaps and
+    overlaps, tiers, payout splits. Exit 0 when clean (warnings are printed),
+    1 when any file has an error."""
+    import json as _json
+
+    from .errors import render_gnu
+    from .pipeline import check_file
+
+    failed = False
+    out: list[dict] = []
+    for path in _cap_files(paths):
+        try:
+            checked = check_file(path)
+            diags, source = list(checked.warnings), checked.source
+        except CapError as exc:
+            diags, source = exc.diagnostics, exc.source
+            failed = failed or any(d.is_error for d in diags)
+        if fmt == "json":
+            out.extend(d.to_dict(source) | ({"path": str(path)} if d.path is None else {}) for d in diags)
+        elif fmt == "gnu":
+            for d in diags:
+                click.echo(render_gnu(d, source) if source else render_gnu(d, None))
+        else:
+            report(diags, source)
+            if not diags:
+                click.echo(f"{path}: ok", err=True)
+    if fmt == "json":
+        click.echo(_json.dumps(out, ensure_ascii=False, indent=2))
+    sys.exit(1 if failed else 0)
+
+
+# ─────────────────────────────── fmt ─────────────────────────────────────
+
+@main.command(epilog=_epilog("fmt"))
+@click.argument("paths", nargs=-1, required=True, type=click.Path())
+@click.option("--check", "check_only", is_flag=True, help="Do not write; exit 1 if a file would change.")
+@click.option("--diff", "show_diff", is_flag=True, help="Do not write; print a unified diff of the changes.")
+@handle_errors
+def fmt(paths: tuple[str, ...], check_only: bool, show_diff: bool) -> None:
+    """Format contracts in the canonical layout (comments kept, idempotent)."""
+    from .atomic import atomic_write
+    from .errors import load_source
+    from .fmt import format_diff, format_source
+    from .syntax import MAX_SOURCE_BYTES
+
+    changed = []
+    for path in _cap_files(paths):
+        source = load_source(path, MAX_SOURCE_BYTES)
+        new = format_source(source)
+        if new == source.text:
+            continue
+        changed.append(path)
+        if show_diff:
+            click.echo(format_diff(str(path), source.text, new), nl=False)
+        elif check_only:
+            click.echo(f"would reformat {path}", err=True)
+        else:
+            atomic_write(path, new)
+            click.echo(f"reformatted {path}", err=True)
+    if (check_only or show_diff) and changed:
+        sys.exit(1)
+
+
+# ─────────────────────────────── eval ────────────────────────────────────
+
+def panel_options(fn):
+    for opt in reversed([
+        click.option("--members", type=click.Path(), required=True, help="Members table (CSV, Parquet or JSON Lines)."),
+        click.option("--practices", type=click.Path(), help="Practices table."),
+        click.option("--events", type=click.Path(), help="Service events table."),
+        click.option("--measures", type=click.Path(), help="Measures table (practice, period, measure, value)."),
+        click.option("--input-format", "input_format", type=click.Choice(["csv", "parquet", "jsonl"]),
+                     help="Read every table in this format, whatever its extension."),
+        click.option("--set", "assignments", multiple=True, metavar="NAME=VALUE", help="A contract parameter."),
+        click.option("--params", "params_file", type=click.Path(), help="Parameters from a JSON file."),
+        click.option("--period", required=True, help="2011-03 (month), 2011-Q2 (quarter) or 2011 (year)."),
+        click.option("--engine", type=click.Choice(["duckdb", "python", "spark"]), default="duckdb",
+                     show_default=True, help="duckdb (fast), python (the exact reference interpreter) or spark."),
+        click.option("--master", "spark_master", help="Spark master URL for --engine spark (default local[*])."),
+        click.option("--show-ids", is_flag=True, help="Show member ids in messages (hidden by default: health data)."),
+    ]):
+        fn = opt(fn)
+    return fn
+
+
+def _run(contract: str, members, practices, events, measures, input_format, assignments, params_file, period,
+         engine, spark_master, show_ids):
+    from .pipeline import Run
+
+    files = {"members": members}
+    for name, value in (("practices", practices), ("events", events), ("measures", measures)):
+        if value:
+            files[name] = value
+    formats = {name: input_format for name in files} if input_format else None
+    return Run(files=files, period=period, assignments=tuple(assignments), params_file=params_file,
+               formats=formats, engine=engine, show_ids=show_ids, spark_master=spark_master)
+
+
+@main.command("eval", epilog=_epilog("eval"))
+@click.argument("contract", type=click.Path())
+@panel_options
+@click.option("--format", "out_format", type=click.Choice(["table", "csv", "json", "parquet"]), default="table",
+              help="table (terminal), csv, json or parquet.")
+@click.option("-o", "--output", type=click.Path(), help="Write to this file (atomically) instead of stdout.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress or warnings on stderr.")
+@handle_errors
+def eval_(contract, members, practices, events, measures, input_format, assignments, params_file, period, engine,
+          spark_master, show_ids, out_format, output, quiet):
+    """Evaluate a contract on a panel and print the payment statements."""
+    from .pipeline import compile_file, evaluate
+
+    checked, program = compile_file(contract)
+    run = _run(contract, members, practices, events, measures, input_format, assignments, params_file, period,
+               engine, spark_master, show_ids)
+    result, _panel = evaluate(program, run)
+    if not quiet:
+        for w in checked.warnings:
+            report([w], checked.source)
+        for w in result.warnings:
+            click.echo(w, err=True)
+    emit(result, out_format, output)
+
+
+def emit(result, out_format: str, output: str | None) -> None:
+    from . import render
+    from .atomic import atomic_write
+
+    if out_format == "parquet":
+        if not output:
+            raise UsageError(error("E0906", "--format parquet needs an output file", hint="add -o statements.parquet"))
+        render.write_parquet(result, Path(output))
+        return
+    if out_format == "table":
+        from rich.console import Console
+
+        if output:
+            buf = Console(record=True, width=140, file=open(os.devnull, "w"))
+            render.table(result, buf)
+            atomic_write(output, buf.export_text())
+        else:
+            render.table(result, Console())
+        return
+    text = render.to_json(result) if out_format == "json" else render.to_csv(result)
+    if output:
+        atomic_write(output, text)
+    else:
+        click.echo(text, nl=False)
+
+
+# ─────────────────────────────── explain ─────────────────────────────────
+
+@main.command(epilog=_epilog("explain"))
+@click.argument("contract", type=click.Path())
+@panel_options
+@click.option("--practice", "practice_id", required=True, help="The practice to explain.")
+@click.option("--line", "line_id", help="Only this line.")
+@click.option("--member", "member_id", help="Also show how one member's values were computed.")
+@click.option("--format", "out_format", type=click.Choice(["text", "json"]), default="text")
+@click.option("--redact", is_flag=True, help="Hash member ids in the output.")
+@handle_errors
+def explain(contract, members, practices, events, measures, input_format, assignments, params_file, period, engine,
+            spark_master, show_ids, practice_id, line_id, member_id, out_format, redact):
+    """Explain every amount of one practice's statement: the rule, its file:line,
+    the band or tier that matched, the inputs and the rounding."""
+    from .explain import explain as run_explain
+    from .explain import render_json, render_text
+    from .pipeline import compile_file
+
+    checked, program = compile_file(contract)
+    run = _run(contract, members, practices, events, measures, input_format, assignments, params_file, period,
+               "python", None, show_ids)
+    explanation = run_explain(program, checked.source, run, practice_id, line_id=line_id, member_id=member_id,
+                              redact=redact)
+    click.echo(render_json(explanation) if out_format == "json" else render_text(explanation), nl=False)
+
+
+# ─────────────────────────────── test ────────────────────────────────────
+
+@main.command("test", epilog="\b\nExamples:\n  capdsl test contracts/\n  capdsl test contracts/ --format junit -o report.xml")
+@click.argument("paths", nargs=-1, type=click.Path())
+@click.option("--format", "out_format", type=click.Choice(["text", "junit"]), default="text")
+@click.option("-o", "--output", type=click.Path(), help="Write the report to a file (junit).")
+@click.option("--engine", type=click.Choice(["python", "duckdb"]), default="python", show_default=True,
+              help="Engine the examples run on.")
+@click.option("-k", "keyword", help="Only examples whose name contains this text.")
+@handle_errors
+def test_cmd(paths, out_format, output, engine, keyword):
+    """Run the examples embedded in contracts and compare every expected amount.
+    Exit 1 when any expectation fails."""
+    from .atomic import atomic_write
+    from .examples import junit, run_example
+    from .pipeline import compile_file
+
+    outcomes = []
+    broken = []
+    for path in _cap_files(paths or ("contracts",)):
+        try:
+            checked, program = compile_file(path)
+        except CapError as exc:
+            broken.append(exc)
+            continue
+        for example in checked.contract.examples:
+            if keyword and keyword not in example.name:
+                continue
+            outcomes.append((checked.source, run_example(program, example, checked.source, engine)))
+    if out_format == "junit":
+        text = junit([o for _, o in outcomes])
+        if output:
+            atomic_write(output, text)
+        else:
+            click.echo(text, nl=False)
+    else:
+        for source, o in outcomes:
+            mark = click.style("PASS", fg="green") if o.passed else click.style("FAIL", fg="red")
+            click.echo(f"{mark} {o.path}:{o.span.line} {o.name} ({o.checks} checks)")
+            for f in o.failures:
+                click.echo(f"     {o.path}:{f.span.line}: {f.message}")
+                click.echo(f"     | {source.line_text(f.span.line).strip()}")
+            if o.error is not None:
+                from .errors import render
+
+                click.echo("     " + render(o.error, source).replace("\n", "\n     "))
+    for exc in broken:
+        click.echo(exc.render(color=_stderr_color()), err=True)
+    passed = sum(1 for _, o in outcomes if o.passed)
+    failed = len(outcomes) - passed
+    summary = f"{passed} passed, {failed} failed" + (f", {len(broken)} contracts with errors" if broken else "")
+    click.echo(summary, err=out_format == "junit")
+    sys.exit(1 if failed or broken else 0)
+
+
+# ─────────────────────────────── schema ──────────────────────────────────
+
+@main.command()
+@click.option("--output", "-o", type=click.Path(), help="Write the schema to this file.")
+@handle_errors
+def schema(output):
+    """Print the JSON Schema of `capdsl eval --format json` output."""
+    import json as _json
+
+    from .atomic import atomic_write
+    from .statement import json_schema
+
+    text = _json.dumps(json_schema(), indent=2) + "\n"
+    if output:
+        atomic_write(output, text)
+    else:
+        click.echo(text, nl=False)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

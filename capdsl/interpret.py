@@ -1,0 +1,562 @@
+"""The reference interpreter: exact `Decimal` evaluation of a `tree.Program`.
+
+It is the semantic oracle every other backend is tested against, so it is
+written for clarity first; it is fast enough because member- and
+event-level values are memoised per practice-month on the columns they
+read (a practice of 1,500 members has a few hundred distinct
+(age, flags) combinations, not 1,500).
+
+Input rows come from `panel.Panel` accessors (typed Python values); output
+is a `MonthlyResult` that `capdsl.statement` turns into statements. With a
+`Tracer`, the same evaluator records every step for `capdsl explain`.
+"""
+
+from __future__ import annotations
+
+import calendar
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from decimal import ROUND_CEILING, ROUND_DOWN, ROUND_FLOOR, ROUND_HALF_EVEN, ROUND_HALF_UP, ROUND_UP, Context, Decimal, \
+    DivisionByZero, InvalidOperation, localcontext
+
+from . import tree as t
+from .errors import EvalError, Note, error
+
+Q12 = Decimal(1).scaleb(-t.SCALE)
+ZERO = Decimal(0)
+ONE = Decimal(1)
+_CTX = Context(prec=80, traps=[InvalidOperation, DivisionByZero])
+_MODES = {"half_up": ROUND_HALF_UP, "half_even": ROUND_HALF_EVEN, "down": ROUND_DOWN, "up": ROUND_UP}
+
+
+def fix(value: Decimal) -> Decimal:
+    """Round to the fixed-point scale (half away from zero), as SQL's DECIMAL(38,12) cast does."""
+    return value.quantize(Q12, rounding=ROUND_HALF_UP, context=_CTX)
+
+
+def round_to(value: Decimal, quantum: Decimal, mode: str) -> Decimal:
+    """Round to a multiple of `quantum` (0.01, 0.05, 1, …) with an explicit mode."""
+    steps = (value / quantum).quantize(ONE, rounding=_MODES[mode], context=_CTX) if quantum != ONE else \
+        value.quantize(ONE, rounding=_MODES[mode], context=_CTX)
+    result = steps * quantum
+    exp = quantum.as_tuple().exponent
+    return result.quantize(Decimal(1).scaleb(exp), context=_CTX) if isinstance(exp, int) and exp < 0 else result
+
+
+# ─────────────────────────────── results ─────────────────────────────────
+
+@dataclass
+class MonthlyResult:
+    """What a backend computes; `statement.build` turns it into statements.
+
+    rows: (practice_id, month_start, line, amount, applied, basis) for lines;
+    pools: (practice_id, line, year, amount, applied);
+    installments: (practice_id, line, year, quarter, amount, paid)."""
+
+    rows: list = field(default_factory=list)
+    pools: list = field(default_factory=list)
+    installments: list = field(default_factory=list)
+    practices: list = field(default_factory=list)
+
+
+# ─────────────────────────────── periods ─────────────────────────────────
+
+def month_end(m: date) -> date:
+    return m.replace(day=calendar.monthrange(m.year, m.month)[1])
+
+
+def completed_years(born: date, on: date) -> int:
+    return on.year - born.year - ((on.month, on.day) < (born.month, born.day))
+
+
+def age_reference(rule: str, m: date) -> date:
+    if rule == "month_end":
+        return month_end(m)
+    if rule == "year_start":
+        return date(m.year, 1, 1)
+    return m
+
+
+def exposure_weight(rule: str, m: date, born: date, start: date | None, end: date | None):
+    """How much of month `m` a member counts for (0 when not at all)."""
+    first = born if start is None or start < born else start
+    if rule == "first_day":
+        return 1 if first <= m and (end is None or end >= m) else 0
+    last_day = month_end(m)
+    lo = max(first, m)
+    hi = last_day if end is None or end > last_day else end
+    if hi < lo:
+        return 0
+    if rule == "any_day":
+        return 1
+    days = (hi - lo).days + 1
+    total = last_day.day
+    if days == total:
+        return 1
+    return (Decimal(days) / Decimal(total)).quantize(Q12, rounding=ROUND_HALF_UP, context=_CTX)
+
+
+# ─────────────────────────────── tracing ─────────────────────────────────
+
+@dataclass
+class Step:
+    """One recorded evaluation step for `explain`."""
+
+    kind: str  # ref | case | agg | line | round | measure | param
+    name: str
+    value: object
+    detail: str = ""
+    origin: object = None
+    depth: int = 0
+
+
+@dataclass
+class Group:
+    """Rows of an aggregate that share the columns it reads, hence one value."""
+
+    key: dict
+    weight: Decimal
+    value: object
+    subtotal: Decimal
+    steps: list
+
+
+class Tracer:
+    """Records evaluation steps for `explain`, bucketed by (month, line)."""
+
+    def __init__(self):
+        self.scope: tuple = (None, None)
+        self.steps: dict[tuple, list[Step]] = defaultdict(list)
+        self.groups: dict[tuple, list[Group]] = {}
+        self.lines: dict[tuple, tuple] = {}
+        self.depth = 0
+        self._stack: list[list[Step]] = []
+
+    def add(self, kind, name, value, detail="", origin=None):
+        step = Step(kind, name, value, detail, origin, self.depth)
+        if self._stack:
+            self._stack[-1].append(step)
+        else:
+            self.steps[self.scope].append(step)
+
+    def capture(self) -> list[Step]:
+        bucket: list[Step] = []
+        self._stack.append(bucket)
+        return bucket
+
+    def release(self) -> None:
+        self._stack.pop()
+
+
+# ─────────────────────────────── evaluator ───────────────────────────────
+
+class _Env:
+    __slots__ = ("month", "practice", "member", "event", "params", "aggs", "lines", "measures", "year_level",
+                 "year_values", "memo")
+
+    def __init__(self, params):
+        self.month = None
+        self.practice = None
+        self.member = None
+        self.event = None
+        self.params = params
+        self.aggs = {}
+        self.lines = {}
+        self.measures = {}
+        self.year_level = False
+        self.year_values = None
+        self.memo = {}
+
+
+class _Fail(Exception):
+    def __init__(self, node: t.Fail):
+        self.node = node
+
+
+class Interpreter:
+    """Evaluates a program over Python rows. One instance per run."""
+
+    def __init__(self, program: t.Program, params: dict, tracer: Tracer | None = None):
+        self.program = program
+        self.params = params
+        self.tracer = tracer
+        self.defs = program.definitions
+        # the member / event columns each aggregate reads, for memoisation
+        self._agg_keys: dict[int, tuple[tuple[str, ...], tuple[str, ...]]] = {}
+
+    # --- expression evaluation -------------------------------------------------
+    def ev(self, node: t.Node, env: _Env):
+        cls = type(node)
+        if cls is t.Const:
+            return node.value
+        if cls is t.Ref:
+            return self._ref(node, env)
+        if cls is t.Col:
+            if node.table == "member":
+                return env.member[node.name]
+            if node.table == "event":
+                return env.event[node.name]
+            return env.practice[node.name]
+        if cls is t.Arith:
+            a = self.ev(node.left, env)
+            b = self.ev(node.right, env)
+            op = node.op
+            if op == "+":
+                return a + b
+            if op == "-":
+                return a - b
+            if op == "*":
+                return fix(_CTX.multiply(a, b))
+            if b == 0:
+                raise EvalError(error("E0803", "division by zero", node.origin,
+                                      hint="guard the division with `if … then … else`"))
+            return fix(_CTX.divide(a, b))
+        if cls is t.Cmp:
+            a = self.ev(node.left, env)
+            b = self.ev(node.right, env)
+            op = node.op
+            if op == "=":
+                return a == b
+            if op == "!=":
+                return a != b
+            if op == "<":
+                return a < b
+            if op == "<=":
+                return a <= b
+            if op == ">":
+                return a > b
+            return a >= b
+        if cls is t.Case:
+            return self._case(node, env)
+        if cls is t.And:
+            return all(self.ev(i, env) for i in node.items)
+        if cls is t.Or:
+            return any(self.ev(i, env) for i in node.items)
+        if cls is t.Not:
+            return not self.ev(node.operand, env)
+        if cls is t.Neg:
+            return -self.ev(node.operand, env)
+        if cls is t.MinMax:
+            values = [self.ev(a, env) for a in node.args]
+            return min(values) if node.op == "min" else max(values)
+        if cls is t.Abs:
+            return abs(self.ev(node.operand, env))
+        if cls is t.In:
+            v = self.ev(node.operand, env)
+            return any(v == self.ev(o, env) for o in node.options)
+        if cls is t.Param:
+            return env.params[node.name]
+        if cls is t.Measure:
+            return self._measure(node, env)
+        if cls is t.Present:
+            return self.ev(node.operand, env) is not None
+        if cls is t.Coalesce:
+            v = self.ev(node.operand, env)
+            return self.ev(node.default, env) if v is None else v
+        if cls is t.MonthStart:
+            return env.month
+        if cls is t.Round:
+            return round_to(self.ev(node.operand, env), node.quantum, node.mode)
+        if cls is t.Agg:
+            return env.aggs[id(node)]
+        if cls is t.LineRef:
+            return env.lines[node.name]
+        if cls is t.YearSum:
+            return env.year_values[id(node)]
+        if cls is t.Fail:
+            raise _Fail(node)
+        raise EvalError(error("E0899", f"the interpreter has no rule for {cls.__name__}"))  # pragma: no cover
+
+    def _ref(self, node: t.Ref, env: _Env):
+        definition = self.defs[node.name]
+        if self.tracer is None:
+            return self.ev(definition.expr, env)
+        self.tracer.depth += 1
+        value = self.ev(definition.expr, env)
+        self.tracer.depth -= 1
+        self.tracer.add("ref", node.name, value, definition.ref or "", definition.origin)
+        return value
+
+    def _case(self, node: t.Case, env: _Env):
+        for index, (cond, value) in enumerate(node.whens):
+            if self.ev(cond, env):
+                result = self.ev(value, env)
+                if self.tracer is not None and node.table:
+                    label = node.labels[index] if index < len(node.labels) else ""
+                    self.tracer.add("case", node.table, result, label, node.origin)
+                return result
+        result = self.ev(node.otherwise, env)
+        if self.tracer is not None and node.table:
+            self.tracer.add("case", node.table, result, "otherwise", node.origin)
+        return result
+
+    def _measure(self, node: t.Measure, env: _Env):
+        rows = env.measures.get(node.name)
+        if not rows:
+            value = None
+        else:
+            m = env.month
+            year = str(m.year)
+            if env.year_level or node.period == "year":
+                value = rows.get(year)
+            else:
+                q = f"{year}-Q{(m.month - 1) // 3 + 1}"
+                month = f"{year}-{m.month:02d}"
+                value = rows.get(month, rows.get(q, rows.get(year)))
+        if self.tracer is not None:
+            self.tracer.add("measure", node.name, value)
+        return value
+
+    # --- aggregates --------------------------------------------------------------
+    def _key_columns(self, agg: t.Agg) -> tuple[str, ...]:
+        """Member/event columns an aggregate's expression reads (through definitions)."""
+        cached = self._agg_keys.get(id(agg))
+        if cached is not None:
+            return cached[0]
+        table = "member" if agg.source == "members" else "event"
+        cols: set[str] = set()
+        seen: set[str] = set()
+        stack = [x for x in (agg.expr, agg.where) if x is not None]
+        while stack:
+            cur = stack.pop()
+            if isinstance(cur, t.Col) and cur.table == table:
+                cols.add(cur.name)
+            elif isinstance(cur, t.Ref) and cur.name not in seen:
+                seen.add(cur.name)
+                stack.append(self.defs[cur.name].expr)
+            stack.extend(t.children(cur))
+        key = tuple(sorted(cols))
+        self._agg_keys[id(agg)] = (key, ())
+        return key
+
+    def aggregate(self, agg: t.Agg, rows: list[dict], env: _Env, weights: list | None) -> Decimal:
+        """Σ weight × expr over rows where `where` holds, memoised on the columns read."""
+        key_cols = self._key_columns(agg)
+        memo: dict = {}
+        total = ZERO
+        is_members = agg.source == "members"
+        slot = "member" if is_members else "event"
+        tracer = self.tracer
+        groups: dict = {} if tracer is not None else None
+        for i, row in enumerate(rows):
+            key = tuple(row[c] for c in key_cols)
+            hit = memo.get(key)
+            if hit is None:
+                setattr(env, slot, row)
+                steps = tracer.capture() if tracer is not None else None
+                try:
+                    ok = agg.where is None or self.ev(agg.where, env)
+                    if not ok:
+                        value = None
+                    elif agg.kind == "count":
+                        value = ONE
+                    else:
+                        value = self.ev(agg.expr, env)
+                except _Fail as failure:
+                    raise self._row_failure(failure.node, row, is_members, env) from None
+                finally:
+                    if tracer is not None:
+                        tracer.release()
+                hit = (value,)
+                memo[key] = hit
+                if groups is not None:
+                    groups[key] = Group(dict(zip(key_cols, key)), ZERO, value, ZERO, steps)
+            value = hit[0]
+            if value is None:
+                continue
+            if is_members:
+                w = weights[i]
+                part = value if w == 1 else fix(_CTX.multiply(w, value))
+            elif agg.kind == "count":
+                w = ONE
+                part = row["quantity"]
+            else:
+                w = ONE
+                part = value
+            total += part
+            if groups is not None:
+                g = groups[key]
+                g.weight += w
+                g.subtotal += part
+        setattr(env, slot, None)
+        if groups is not None:
+            tracer.groups[(env.month, id(agg))] = [g for g in groups.values() if g.value is not None]
+        return total
+
+    def _row_failure(self, node: t.Fail, row: dict, is_members: bool, env: _Env) -> EvalError:
+        who = f"member at row {row.get('_row', '?')} ({row.get('_label', 'id hidden')}, aged {row.get('age')})" \
+            if is_members else f"event at row {row.get('_row', '?')} (code {row.get('code')!r})"
+        return EvalError(error(node.code, f"{node.message}: {who} in practice {env.practice['practice_id']}",
+                               node.origin,
+                               hint="add the missing band/entry, or an `otherwise:` entry",
+                               notes=[Note("the table is declared here", node.origin)]))
+
+    # --- a practice-month ------------------------------------------------------
+    def month_aggs(self, program_aggs: list[t.Agg], members: list[dict], weights: list, events: list[dict],
+                   env: _Env) -> None:
+        for agg in program_aggs:
+            rows = members if agg.source == "members" else events
+            env.aggs[id(agg)] = self.aggregate(agg, rows, env, weights if agg.source == "members" else None)
+
+    def eval_practice_level(self, node: t.Node, env: _Env):
+        try:
+            return self.ev(node, env)
+        except _Fail as failure:
+            raise EvalError(error(failure.node.code, f"{failure.node.message} (practice {env.practice['practice_id']})",
+                                  failure.node.origin)) from None
+
+
+def collect_aggs(program: t.Program) -> tuple[list[t.Agg], list[t.YearSum]]:
+    """Every distinct Agg and YearSum node reachable from the lines (through definitions)."""
+    aggs: dict[int, t.Agg] = {}
+    years: dict[int, t.YearSum] = {}
+    seen: set[str] = set()
+    roots = []
+    for line in program.lines:
+        roots += [x for x in (line.amount, line.applies, line.basis) if x is not None]
+        roots += [i.when for i in line.installments if i.when is not None]
+    stack = list(roots)
+    while stack:
+        cur = stack.pop()
+        if isinstance(cur, t.Agg):
+            aggs.setdefault(id(cur), cur)
+        elif isinstance(cur, t.YearSum):
+            years.setdefault(id(cur), cur)
+        elif isinstance(cur, t.Ref) and cur.name not in seen:
+            seen.add(cur.name)
+            stack.append(program.definitions[cur.name].expr)
+        stack.extend(t.children(cur))
+    return list(aggs.values()), list(years.values())
+
+
+# ─────────────────────────────── the driver ───────────────────────────────
+
+@dataclass
+class Rows:
+    """A panel as typed Python rows (what `panel.Panel` hands the interpreter)."""
+
+    practices: list[dict]
+    members: list[dict]
+    events: list[dict] = field(default_factory=list)
+    measures: list[tuple] = field(default_factory=list)  # (practice_id, period, measure, value)
+
+
+def months_of_year(year: int) -> list[date]:
+    return [date(year, m, 1) for m in range(1, 13)]
+
+
+def evaluate(program: t.Program, rows: Rows, months: tuple[date, ...], params: dict, *,
+             tracer: Tracer | None = None, only_practice: str | None = None) -> MonthlyResult:
+    """Evaluate every practice for the given months (one calendar year at most)."""
+    interp = Interpreter(program, params, tracer)
+    aggs, years = collect_aggs(program)
+    pools = [line for line in program.lines if line.kind == "pool"]
+    year = months[0].year
+    due = sorted({(m.month - 1) // 3 + 1 for m in months if m.month % 3 == 0})
+    run_months = months_of_year(year) if pools and due else list(months)
+    reported = set(months)
+
+    members_by_practice: dict[str, list[dict]] = defaultdict(list)
+    for row in rows.members:
+        members_by_practice[row["practice_id"]].append(row)
+    events_by_key: dict[tuple[str, date], list[dict]] = defaultdict(list)
+    for row in rows.events:
+        d = row["date"]
+        events_by_key[(row["practice_id"], date(d.year, d.month, 1))].append(row)
+    measures: dict[str, dict[str, dict[str, object]]] = defaultdict(lambda: defaultdict(dict))
+    for pid, period_text, name, value in rows.measures:
+        measures[pid][name][period_text] = value
+
+    if rows.practices:
+        practices = sorted(rows.practices, key=lambda p: p["practice_id"])
+    else:
+        ids = sorted({r["practice_id"] for r in rows.members} | {r["practice_id"] for r in rows.events})
+        practices = [{"practice_id": pid} for pid in ids]
+    if only_practice is not None:
+        practices = [p for p in practices if p["practice_id"] == only_practice]
+
+    result = MonthlyResult(practices=[p["practice_id"] for p in practices])
+    monthly = [program.line(name) for name in program.line_order if program.line(name).kind == "line"]
+    pool_order = [program.line(name) for name in program.line_order if program.line(name).kind == "pool"]
+    rule, exposure = program.age_rule, program.exposure
+    quantum, mode = program.quantum, program.rounding_mode
+
+    for practice in practices:
+        pid = practice["practice_id"]
+        env = _Env(params)
+        env.practice = practice
+        env.measures = measures.get(pid, {})
+        plist = members_by_practice.get(pid, [])
+        year_sums = {id(y): ZERO for y in years}
+        for m in run_months:
+            env.month = m
+            env.aggs = {}
+            env.lines = {}
+            ref_day = age_reference(rule, m)
+            active, weights = [], []
+            for row in plist:
+                w = exposure_weight(exposure, m, row["birth_date"], row.get("enrolled_from"), row.get("enrolled_to"))
+                if w:
+                    row["age"] = completed_years(row["birth_date"], ref_day)
+                    active.append(row)
+                    weights.append(w)
+            events = events_by_key.get((pid, m), [])
+            if tracer is not None:
+                tracer.scope = (m, None)
+                tracer.add("month", m.isoformat(), len(active), f"{len(events)} events")
+            interp.month_aggs(aggs, active, weights, events, env)
+            for line in monthly:
+                if tracer is not None:
+                    tracer.scope = (m, line.name)
+                applied = line.applies is None or bool(interp.eval_practice_level(line.applies, env))
+                raw = interp.eval_practice_level(line.amount, env) if applied else ZERO
+                amount = round_to(raw, quantum, mode) if applied else ZERO
+                env.lines[line.name] = amount
+                if m in reported:
+                    basis = interp.eval_practice_level(line.basis, env) if line.basis is not None else None
+                    result.rows.append((pid, m, line.name, amount, applied, basis))
+                    if tracer is not None:
+                        tracer.lines[(m, line.name)] = (raw, amount, applied, basis)
+            for ys in years:
+                year_sums[id(ys)] += interp.eval_practice_level(ys.operand, env)
+        if not (pools and due):
+            continue
+        env.year_level = True
+        env.month = date(year, 12, 1)
+        env.year_values = year_sums
+        env.aggs = {}
+        for pool in pool_order:
+            if tracer is not None:
+                tracer.scope = (None, pool.name)
+            applied = pool.applies is None or bool(interp.eval_practice_level(pool.applies, env))
+            raw = interp.eval_practice_level(pool.amount, env) if applied else ZERO
+            amount = round_to(raw, quantum, mode) if applied else ZERO
+            env.lines[pool.name] = amount
+            if tracer is not None:
+                tracer.lines[(None, pool.name)] = (raw, amount, applied, None)
+            result.pools.append((pid, pool.name, year, amount, applied))
+            for quarter, inst_amount, paid in split_installments(pool, amount, quantum, mode,
+                                                                 lambda node: interp.eval_practice_level(node, env)):
+                if quarter in due:
+                    result.installments.append((pid, pool.name, year, quarter, inst_amount, paid))
+                    if tracer is not None:
+                        tracer.add("installment", f"{pool.name} Q{quarter}", inst_amount,
+                                   "paid" if paid else "withheld", pool.origin)
+    return result
+
+
+def split_installments(pool: t.LineDef, amount: Decimal, quantum: Decimal, mode: str, evaluate_condition):
+    """Installments exact to the cent: each share is rounded, and the `rest`
+    installment (or, without one, the last installment listed) takes the pool
+    minus the others, so they always add up to the pool.
+
+    Yields (quarter, amount, paid). A withheld installment still counts toward
+    the split (the others do not change) but is paid as 0."""
+    taker = next((i for i in pool.installments if i.share is None), pool.installments[-1])
+    shares = {id(i): round_to(fix(_CTX.multiply(i.share, amount)), quantum, mode)
+              for i in pool.installments if i is not taker}
+    shares[id(taker)] = amount - sum(shares.values(), ZERO)
+    for inst in pool.installments:
+        paid = inst.when is None or bool(evaluate_condition(inst.when))
+        yield inst.quarter, (shares[id(inst)] if paid else ZERO), paid

@@ -1,0 +1,147 @@
+"""The pipeline: chains the stages so each command stops where it needs to.
+
+  load_source → syntax.parse → check.check → lower.lower → backend → statement.build
+
+Commands call these functions and nothing deeper; imports of heavy stages
+(DuckDB, Spark) happen inside the functions that need them, so `capdsl
+--help` and `capdsl check` start fast.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+from . import nodes
+from . import tree as t
+from .errors import Diagnostic, Source, load_source
+from .syntax import MAX_SOURCE_BYTES, parse
+
+
+@dataclass
+class Loaded:
+    source: Source
+    contract: nodes.Contract
+
+
+def load(path: str | Path, max_bytes: int = MAX_SOURCE_BYTES) -> Loaded:
+    source = load_source(path, max_bytes)
+    return Loaded(source, parse(source))
+
+
+def check_file(path: str | Path):
+    """Parse and check one file; returns `check.Checked` or raises `CapError`."""
+    from .check import check
+
+    loaded = load(path)
+    return check(loaded.contract, loaded.source)
+
+
+def check_source(source: Source):
+    from .check import check
+
+    return check(parse(source), source)
+
+
+def compile_file(path: str | Path) -> tuple[object, t.Program]:
+    """Parse, check and lower: the program every backend runs."""
+    from .lower import lower
+
+    checked = check_file(path)
+    return checked, lower(checked)
+
+
+def compile_source(source: Source) -> tuple[object, t.Program]:
+    from .lower import lower
+
+    checked = check_source(source)
+    return checked, lower(checked)
+
+
+def requirements(program: t.Program):
+    """What the program reads from the panel, in the panel loader's terms."""
+    from .panel import ColumnSpec, Requirements
+
+    cols = {"member": [], "practice": [], "event": []}
+    for col in program.columns:
+        if col.name in ("member_id", "practice_id", "birth_date", "enrolled_from", "enrolled_to", "code", "date",
+                        "quantity") and col.needed_by == "built-in":
+            continue
+        cols[col.table].append(ColumnSpec(col.name, col.kind, col.required, col.default, col.needed_by))
+    measures = {name: (kind, default, needed_by) for name, (kind, default, needed_by) in program.measures.items()}
+    params = {name: (kind, default, needed_by, unit) for name, (kind, default, unit, needed_by)
+              in program.params.items()}
+    return Requirements(members=cols["member"], practices=cols["practice"], events=cols["event"],
+                        measures=measures, params=params,
+                        needs_practices=bool(cols["practice"]), needs_events=any(
+                            isinstance(n, t.Agg) and n.source == "events"
+                            for line in program.lines for n in t.walk(t.inline(line.amount, program))),
+                        needs_measures=bool(measures))
+
+
+@dataclass
+class Run:
+    """One evaluation request, as the CLI (or a test) states it."""
+
+    files: dict  # table -> path
+    period: str
+    assignments: tuple[str, ...] = ()
+    params_file: str | None = None
+    formats: dict | None = None
+    engine: str = "duckdb"
+    show_ids: bool = False
+    today: date | None = None
+    spark_master: str | None = None
+
+
+def evaluate(program: t.Program, run: Run):
+    """Load the panel, evaluate with the chosen engine, build statements."""
+    from .panel import load_panel, parse_params
+    from .periods import parse_period
+    from .statement import build
+
+    period = parse_period(run.period)
+    reqs = requirements(program)
+    params = parse_params(list(run.assignments), run.params_file, reqs)
+    panel = load_panel(run.files, reqs, formats=run.formats, today=run.today, show_ids=run.show_ids)
+    monthly = run_engine(program, panel, period, params, run.engine, spark_master=run.spark_master)
+    warnings = [_warning_text(w) for w in panel.warnings]
+    return build(program, monthly, period.text, period.months, run.engine, warnings), panel
+
+
+def run_engine(program: t.Program, panel, period, params: dict, engine: str, *, spark_master=None,
+               tracer=None, only_practice=None):
+    if engine == "python":
+        from .interpret import evaluate as interpret
+
+        return interpret(program, panel_rows(program, panel), period.months, params, tracer=tracer,
+                         only_practice=only_practice)
+    from . import sql
+
+    if engine == "spark":
+        return sql.evaluate(program, panel.con, period, params, engine="spark", master=spark_master)
+    return sql.evaluate(program, panel.con, period, params, engine="duckdb")
+
+
+def panel_rows(program: t.Program, panel):
+    """The panel as Python rows for the interpreter."""
+    from .interpret import Rows
+
+    member_cols = ["member_id", "practice_id", "birth_date", "enrolled_from", "enrolled_to", "_row"]
+    member_cols += [c.name for c in program.columns if c.table == "member" and c.name not in member_cols]
+    practice_cols = ["practice_id"] + [c.name for c in program.columns
+                                       if c.table == "practice" and c.name != "practice_id"]
+    event_cols = ["practice_id", "date", "code", "quantity", "_row"]
+    event_cols += [c.name for c in program.columns if c.table == "event" and c.name not in event_cols]
+    members = [dict(zip(member_cols, row)) for row in panel.member_rows(member_cols)]
+    for row in members:
+        row["_label"] = panel.member_label(row["member_id"]) if hasattr(panel, "member_label") else "id hidden"
+    practices = [dict(zip(practice_cols, row)) for row in panel.practice_rows(practice_cols)]
+    events = [dict(zip(event_cols, row)) for row in panel.event_rows(event_cols)]
+    return Rows(practices, members, events, list(panel.measure_rows()))
+
+
+def _warning_text(diag: Diagnostic) -> str:
+    where = f"{diag.path}: " if diag.path else ""
+    return f"{where}warning[{diag.code}]: {diag.message}"

@@ -1,0 +1,130 @@
+"""Rendering statements: a terminal table, CSV, JSON and Parquet.
+
+Money is formatted from `Decimal` (thousands separators in the terminal,
+plain decimal strings in machine formats). Files are written atomically.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from decimal import Decimal
+from pathlib import Path
+
+from .statement import Result
+
+
+def money(value: Decimal | None) -> str:
+    if value is None:
+        return ""
+    exp = value.as_tuple().exponent
+    places = -exp if isinstance(exp, int) and exp < 0 else 0
+    return f"{value:,.{places}f}"
+
+
+def basis_text(value: Decimal | None, unit: str | None) -> str:
+    if value is None:
+        return ""
+    return f"{money(value)} {unit or ''}".strip()
+
+
+def to_json(result: Result) -> str:
+    return json.dumps(result.model_dump(mode="json"), ensure_ascii=False, indent=2) + "\n"
+
+
+CSV_COLUMNS = ["practice_id", "line", "label", "kind", "amount", "currency", "basis", "basis_unit", "applied",
+               "note", "report_amount", "report_currency"]
+
+
+def to_csv(result: Result) -> str:
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
+    for st in result.statements:
+        for line in st.lines:
+            writer.writerow([st.practice_id, line.id, line.label, line.kind, str(line.amount), result.currency,
+                             "" if line.basis is None else str(line.basis), line.basis_unit or "",
+                             "true" if line.applied else "false", line.note or "",
+                             "" if line.report_amount is None else str(line.report_amount),
+                             result.report_currency or ""])
+        writer.writerow([st.practice_id, "total", "Total", "total", str(st.total), result.currency, "", "", "true",
+                         "", "" if st.report_total is None else str(st.report_total), result.report_currency or ""])
+    return buf.getvalue()
+
+
+def write_parquet(result: Result, path: Path) -> None:
+    """One row per practice × line, amounts as DECIMAL(38, scale) (never floats)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from .atomic import atomic_path
+
+    records = {c: [] for c in ("practice_id", "line", "label", "kind", "amount", "basis", "applied", "note")}
+    scale = 2
+    for st in result.statements:
+        for line in st.lines:
+            exp = line.amount.as_tuple().exponent
+            scale = max(scale, -exp if isinstance(exp, int) and exp < 0 else 0)
+    dec = pa.decimal128(38, scale)
+    for st in result.statements:
+        for line in st.lines:
+            records["practice_id"].append(st.practice_id)
+            records["line"].append(line.id)
+            records["label"].append(line.label)
+            records["kind"].append(line.kind)
+            records["amount"].append(line.amount)
+            records["basis"].append(None if line.basis is None else str(line.basis))
+            records["applied"].append(line.applied)
+            records["note"].append(line.note)
+    table = pa.table({
+        "practice_id": pa.array(records["practice_id"], pa.string()),
+        "line": pa.array(records["line"], pa.string()),
+        "label": pa.array(records["label"], pa.string()),
+        "kind": pa.array(records["kind"], pa.string()),
+        "amount": pa.array(records["amount"], dec),
+        "currency": pa.array([result.currency] * len(records["line"]), pa.string()),
+        "basis": pa.array(records["basis"], pa.string()),
+        "applied": pa.array(records["applied"], pa.bool_()),
+        "note": pa.array(records["note"], pa.string()),
+    }, metadata={"contract": result.contract, "period": result.period})
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp)
+
+
+def table(result: Result, console) -> None:
+    """A rich table per practice, then the grand total."""
+    from rich.table import Table
+
+    rep = result.report_currency
+    for st in result.statements:
+        tab = Table(title=f"{result.contract} — practice {st.practice_id} — {result.period}", title_justify="left",
+                    show_lines=False, header_style="bold")
+        tab.add_column("line")
+        tab.add_column("basis", justify="right")
+        tab.add_column(f"amount ({result.currency})", justify="right")
+        if rep:
+            tab.add_column(f"({rep})", justify="right", style="dim")
+        tab.add_column("note", style="dim")
+        for line in st.lines:
+            label = line.label if line.applied else f"[dim]{line.label}[/dim]"
+            row = [label, basis_text(line.basis, line.basis_unit), money(line.amount)]
+            if rep:
+                row.append(money(line.report_amount))
+            note = line.note or ""
+            if line.kind == "pool" and line.pool_amount is not None:
+                parts = ", ".join(f"Q{i.quarter} {i.share}{'' if i.paid else ' withheld'}" for i in line.installments)
+                note = (note + "; " if note else "") + f"annual pool {money(line.pool_amount)}: {parts}"
+            row.append(note)
+            tab.add_row(*row)
+        total_row = ["[bold]Total[/bold]", "", f"[bold]{money(st.total)}[/bold]"]
+        if rep:
+            total_row.append(money(st.report_total))
+        total_row.append("")
+        tab.add_section()
+        tab.add_row(*total_row)
+        console.print(tab)
+    grand = f"Grand total ({len(result.statements)} practices): {money(result.total)} {result.currency}"
+    if rep:
+        grand += f"  ({money(result.report_total)} {rep} at {result.report_rate} {result.currency}/{rep})"
+    console.print(f"[bold]{grand}[/bold]")

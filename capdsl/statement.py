@@ -1,0 +1,180 @@
+"""Statements: the payment per practice, line by line — the product's output.
+
+Every backend produces a `MonthlyResult` (rounded line amounts per
+practice-month, pools and installments); `build` sums it over the period
+into these pydantic models, which define the JSON output and its JSON
+Schema (`capdsl schema`). Amounts are decimal strings in JSON, never floats.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import date
+from decimal import Decimal
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PlainSerializer
+
+from . import tree as t
+from .interpret import MonthlyResult, round_to
+
+Amount = Annotated[Decimal, PlainSerializer(lambda d: str(d), return_type=str, when_used="always")]
+
+ZERO = Decimal(0)
+
+
+class Installment(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    quarter: int = Field(description="1-4; paid in the last month of the quarter")
+    share: str = Field(description="'10%' or 'rest'")
+    amount: Amount
+    paid: bool
+    condition: str | None = Field(None, description="the condition the installment depends on, as written")
+
+
+class Line(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    id: str
+    label: str
+    kind: Literal["line", "pool"]
+    amount: Amount
+    basis: Amount | None = Field(None, description="the quantity the line is computed on, e.g. members")
+    basis_unit: str | None = None
+    applied: bool = True
+    note: str | None = Field(None, description="why a line was not (or only partly) applied")
+    report_amount: Amount | None = Field(None, description="the amount in the report currency")
+    pool_amount: Amount | None = Field(None, description="for pools: the annual amount split into installments")
+    installments: list[Installment] = []
+    ref: str | None = Field(None, description="the contract clause the line comes from")
+    source: str = Field(description="file:line of the line's definition")
+
+
+class Statement(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    practice_id: str
+    lines: list[Line]
+    total: Amount
+    report_total: Amount | None = None
+
+
+class Result(BaseModel):
+    """The output of `capdsl eval`."""
+
+    model_config = ConfigDict(frozen=True)
+    contract: str
+    path: str
+    period: str
+    months: list[str]
+    currency: str
+    report_currency: str | None = None
+    report_rate: Amount | None = None
+    engine: str
+    statements: list[Statement]
+    total: Amount
+    report_total: Amount | None = None
+    warnings: list[str] = []
+
+
+def _q(value: Decimal, quantum: Decimal) -> Decimal:
+    exp = quantum.as_tuple().exponent
+    if isinstance(exp, int) and exp < 0:
+        return value.quantize(Decimal(1).scaleb(exp))
+    return value
+
+
+def _basis_value(value: Decimal) -> Decimal:
+    normal = value.normalize()
+    return normal.quantize(Decimal(1)) if normal == normal.to_integral_value() else normal
+
+
+def build(program: t.Program, monthly: MonthlyResult, period_text: str, months: tuple[date, ...],
+          engine: str, warnings: list[str] | None = None) -> Result:
+    """Sum monthly results over the period into statements (deterministic order)."""
+    quantum, mode = program.quantum, program.rounding_mode
+    rate = program.report_rate
+
+    def convert(amount: Decimal) -> Decimal | None:
+        if rate is None:
+            return None
+        return round_to(amount / rate, quantum, mode)
+
+    line_sum: dict[tuple[str, str], Decimal] = defaultdict(lambda: ZERO)
+    basis_sum: dict[tuple[str, str], Decimal | None] = {}
+    applied_months: dict[tuple[str, str], list[bool]] = defaultdict(list)
+    for pid, _month, name, amount, applied, basis in monthly.rows:
+        key = (pid, name)
+        line_sum[key] += amount
+        applied_months[key].append(bool(applied))
+        if basis is not None:
+            basis_sum[key] = (basis_sum.get(key) or ZERO) + basis
+    pool_year: dict[tuple[str, str], tuple[Decimal, bool]] = {}
+    for pid, name, _year, amount, applied in monthly.pools:
+        pool_year[(pid, name)] = (amount, applied)
+    installments: dict[tuple[str, str], list] = defaultdict(list)
+    for pid, name, _year, quarter, amount, paid in monthly.installments:
+        installments[(pid, name)].append((quarter, amount, paid))
+
+    multi = len(months) > 1
+    statements = []
+    grand = ZERO
+    for pid in monthly.practices:
+        lines = []
+        total = ZERO
+        for line in program.lines:
+            key = (pid, line.name)
+            source = f"{program.path}:{line.origin.line}"
+            if line.kind == "line":
+                amount = _q(line_sum.get(key, ZERO), quantum)
+                flags = applied_months.get(key, [])
+                applied = any(flags) if flags else True
+                note = None
+                if flags and not all(flags):
+                    cond = line.applies_text or "its condition"
+                    note = (f"not applied: `{cond}` does not hold" if not applied else
+                            f"applied in {sum(flags)} of {len(flags)} months (`{cond}`)")
+                basis = basis_sum.get(key)
+                unit = line.basis_label
+                if unit == "members" and multi:
+                    unit = "member-months"
+                lines.append(Line(id=line.name, label=line.label, kind="line", amount=amount,
+                                  basis=_basis_value(basis) if basis is not None else None,
+                                  basis_unit=unit if basis is not None else None, applied=applied, note=note,
+                                  report_amount=convert(amount), ref=line.ref, source=source))
+            else:
+                pool_amount, pool_applied = pool_year.get(key, (None, True))
+                insts = []
+                by_quarter = {q: (a, p) for q, a, p in installments.get(key, [])}
+                for inst in line.installments:
+                    if inst.quarter not in by_quarter:
+                        continue
+                    amount_q, paid = by_quarter[inst.quarter]
+                    share = "rest" if inst.share is None else f"{(inst.share * 100).normalize():f}%"
+                    insts.append(Installment(quarter=inst.quarter, share=share, amount=_q(amount_q, quantum),
+                                             paid=paid, condition=inst.when_text))
+                amount = _q(sum((i.amount for i in insts), ZERO), quantum)
+                note = None
+                if pool_amount is None:
+                    note = "no installment is due in this period"
+                elif not pool_applied:
+                    note = f"not applied: `{line.applies_text}` does not hold"
+                elif any(not i.paid for i in insts):
+                    withheld = ", ".join(f"Q{i.quarter}" for i in insts if not i.paid)
+                    note = f"withheld: {withheld} (condition not met)"
+                lines.append(Line(id=line.name, label=line.label, kind="pool", amount=amount,
+                                  applied=bool(pool_applied) if pool_amount is not None else True, note=note,
+                                  report_amount=convert(amount),
+                                  pool_amount=_q(pool_amount, quantum) if pool_amount is not None else None,
+                                  installments=insts, ref=line.ref, source=source))
+            total += lines[-1].amount
+        total = _q(total, quantum)
+        grand += total
+        statements.append(Statement(practice_id=pid, lines=lines, total=total, report_total=convert(total)))
+    grand = _q(grand, quantum)
+    return Result(contract=program.name, path=program.path, period=period_text,
+                  months=[m.isoformat()[:7] for m in months], currency=program.currency,
+                  report_currency=program.report_currency, report_rate=rate, engine=engine,
+                  statements=statements, total=grand, report_total=convert(grand), warnings=warnings or [])
+
+
+def json_schema() -> dict:
+    return Result.model_json_schema(mode="serialization")
