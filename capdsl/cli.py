@@ -339,6 +339,52 @@ def test_cmd(paths, out_format, output, engine, keyword):
     sys.exit(1 if failed or broken else 0)
 
 
+# ─────────────────────────────── compile ─────────────────────────────────
+
+@main.command("compile", epilog="\b\nExamples:\n  capdsl compile C.cap --sql --dialect postgres --period 2011-03\n"
+              "  capdsl compile C.cap --tree")
+@click.argument("contract", type=click.Path())
+@click.option("--sql", "as_sql", is_flag=True, help="Print the SQL that computes the statements.")
+@click.option("--tree", "as_tree", is_flag=True, help="Print the evaluation tree (what every backend runs).")
+@click.option("--dialect", type=click.Choice(["duckdb", "spark", "postgres", "snowflake", "bigquery"]),
+              default="duckdb", show_default=True)
+@click.option("--period", default=None, help="The period the SQL is compiled for (default: the current year's January).")
+@click.option("--table", "tables", multiple=True, metavar="NAME=TABLE",
+              help="Table names in your warehouse, e.g. --table members=claims.members.")
+@handle_errors
+def compile_cmd(contract, as_sql, as_tree, dialect, period, tables):
+    """Compile a contract: the evaluation tree, or SQL for a warehouse."""
+    from . import tree as t
+    from .pipeline import compile_file
+
+    _checked, program = compile_file(contract)
+    if as_tree or not as_sql:
+        for name, definition in program.definitions.items():
+            click.echo(f"define {name} ({definition.level}, {definition.kind})")
+            click.echo(t.dump(definition.expr, 1))
+        for line in program.lines:
+            click.echo(f"{line.kind} {line.name} \"{line.label}\"")
+            click.echo(t.dump(line.amount, 1))
+            if line.applies is not None:
+                click.echo("  applies when")
+                click.echo(t.dump(line.applies, 2))
+        if not as_sql:
+            return
+    from datetime import date
+
+    from . import sql
+    from .periods import parse_period
+
+    mapping = {}
+    for item in tables:
+        if "=" not in item:
+            raise UsageError(error("E0912", f"--table takes NAME=TABLE, not {item!r}"))
+        key, value = item.split("=", 1)
+        mapping[key.strip()] = value.strip()
+    click.echo(sql.compile_program(program, parse_period(period or f"{date.today().year}-01"), dialect=dialect,
+                                   tables=mapping or None))
+
+
 # ─────────────────────────────── schema ──────────────────────────────────
 
 @main.command()

@@ -13,7 +13,6 @@ is a `MonthlyResult` that `capdsl.statement` turns into statements. With a
 
 from __future__ import annotations
 
-import calendar
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import date, timedelta
@@ -22,6 +21,7 @@ from decimal import ROUND_CEILING, ROUND_DOWN, ROUND_FLOOR, ROUND_HALF_EVEN, ROU
 
 from . import tree as t
 from .errors import EvalError, Note, error
+from .periods import month_end, months_of_year
 
 Q12 = Decimal(1).scaleb(-t.SCALE)
 ZERO = Decimal(0)
@@ -61,10 +61,6 @@ class MonthlyResult:
 
 
 # ─────────────────────────────── periods ─────────────────────────────────
-
-def month_end(m: date) -> date:
-    return m.replace(day=calendar.monthrange(m.year, m.month)[1])
-
 
 def completed_years(born: date, on: date) -> int:
     return on.year - born.year - ((on.month, on.day) < (born.month, born.day))
@@ -182,8 +178,9 @@ class Interpreter:
         self.params = params
         self.tracer = tracer
         self.defs = program.definitions
-        # the member / event columns each aggregate reads, for memoisation
-        self._agg_keys: dict[int, tuple[tuple[str, ...], tuple[str, ...]]] = {}
+        # per aggregate: the row columns it reads and how far its values can be reused
+        self._agg_keys: dict[int, tuple[tuple[str, ...], str]] = {}
+        self._memo: dict[tuple, dict] = {}
 
     # --- expression evaluation -------------------------------------------------
     def ev(self, node: t.Node, env: _Env):
@@ -230,9 +227,15 @@ class Interpreter:
         if cls is t.Case:
             return self._case(node, env)
         if cls is t.And:
-            return all(self.ev(i, env) for i in node.items)
+            for item in node.items:
+                if not self.ev(item, env):
+                    return False
+            return True
         if cls is t.Or:
-            return any(self.ev(i, env) for i in node.items)
+            for item in node.items:
+                if self.ev(item, env):
+                    return True
+            return False
         if cls is t.Not:
             return not self.ev(node.operand, env)
         if cls is t.Neg:
@@ -309,38 +312,78 @@ class Interpreter:
         return value
 
     # --- aggregates --------------------------------------------------------------
-    def _key_columns(self, agg: t.Agg) -> tuple[str, ...]:
-        """Member/event columns an aggregate's expression reads (through definitions)."""
+    def _agg_info(self, agg: t.Agg) -> tuple[tuple[str, ...], str]:
+        """The row columns an aggregate reads (through definitions), and how widely
+        a value computed for one combination of them can be reused:
+        "run" (reads nothing practice- or month-specific), "practice" or "month"."""
         cached = self._agg_keys.get(id(agg))
         if cached is not None:
-            return cached[0]
+            return cached
         table = "member" if agg.source == "members" else "event"
         cols: set[str] = set()
         seen: set[str] = set()
+        scope = "run"
         stack = [x for x in (agg.expr, agg.where) if x is not None]
         while stack:
             cur = stack.pop()
-            if isinstance(cur, t.Col) and cur.table == table:
-                cols.add(cur.name)
+            if isinstance(cur, t.Col):
+                if cur.table == table:
+                    cols.add(cur.name)
+                elif cur.table == "practice" and scope == "run":
+                    scope = "practice"
+            elif isinstance(cur, (t.Measure, t.MonthStart, t.LineRef, t.Agg)):
+                scope = "month"
             elif isinstance(cur, t.Ref) and cur.name not in seen:
                 seen.add(cur.name)
                 stack.append(self.defs[cur.name].expr)
             stack.extend(t.children(cur))
-        key = tuple(sorted(cols))
-        self._agg_keys[id(agg)] = (key, ())
-        return key
+        info = (tuple(sorted(cols)), scope)
+        self._agg_keys[id(agg)] = info
+        return info
+
+    def _groups(self, key_cols: tuple[str, ...], rows: list[dict], weights: list | None, env: _Env) -> dict:
+        """Rows grouped by (values of key_cols, weight or quantity) → (count, first row)."""
+        cache_key = (weights is None, key_cols)
+        hit = env.memo.get(cache_key)
+        if hit is not None:
+            return hit
+        groups: dict = {}
+        if weights is not None:
+            for row, w in zip(rows, weights):
+                key = (tuple([row[c] for c in key_cols]), w)
+                g = groups.get(key)
+                if g is None:
+                    groups[key] = [1, row]
+                else:
+                    g[0] += 1
+        else:
+            for row in rows:
+                key = (tuple([row[c] for c in key_cols]), row["quantity"])
+                g = groups.get(key)
+                if g is None:
+                    groups[key] = [1, row]
+                else:
+                    g[0] += 1
+        env.memo[cache_key] = groups
+        return groups
 
     def aggregate(self, agg: t.Agg, rows: list[dict], env: _Env, weights: list | None) -> Decimal:
-        """Σ weight × expr over rows where `where` holds, memoised on the columns read."""
-        key_cols = self._key_columns(agg)
-        memo: dict = {}
-        total = ZERO
+        """Σ weight × expr over rows where `where` holds.
+
+        Rows are grouped by the columns the expression reads (and their weight),
+        the value is computed once per group — and reused across practices and
+        months when it cannot differ — then multiplied by the group's size.
+        Σ fix(w × v) over a group of n equal (w, v) is exactly n × fix(w × v)."""
+        key_cols, scope = self._agg_info(agg)
         is_members = agg.source == "members"
         slot = "member" if is_members else "event"
+        scope_key = () if scope == "run" else (env.practice["practice_id"],) if scope == "practice" \
+            else (env.practice["practice_id"], env.month)
+        memo = self._memo.setdefault((id(agg), scope_key), {}) if self.tracer is None else {}
         tracer = self.tracer
-        groups: dict = {} if tracer is not None else None
-        for i, row in enumerate(rows):
-            key = tuple(row[c] for c in key_cols)
+        traced: dict = {}
+        total = ZERO
+        for (key, w), (count, row) in self._groups(key_cols, rows, weights if is_members else None, env).items():
             hit = memo.get(key)
             if hit is None:
                 setattr(env, slot, row)
@@ -358,30 +401,30 @@ class Interpreter:
                 finally:
                     if tracer is not None:
                         tracer.release()
-                hit = (value,)
+                hit = (value, steps)
                 memo[key] = hit
-                if groups is not None:
-                    groups[key] = Group(dict(zip(key_cols, key)), ZERO, value, ZERO, steps)
             value = hit[0]
             if value is None:
                 continue
             if is_members:
-                w = weights[i]
                 part = value if w == 1 else fix(_CTX.multiply(w, value))
+                weight = w * count
             elif agg.kind == "count":
-                w = ONE
-                part = row["quantity"]
+                part, weight = w, count  # w is the event's quantity
             else:
-                w = ONE
-                part = value
-            total += part
-            if groups is not None:
-                g = groups[key]
-                g.weight += w
-                g.subtotal += part
+                part, weight = value, count
+            subtotal = part * count
+            total += subtotal
+            if tracer is not None:
+                g = traced.get(key)
+                if g is None:
+                    traced[key] = Group(dict(zip(key_cols, key)), weight, value, subtotal, hit[1] or [])
+                else:
+                    g.weight += weight
+                    g.subtotal += subtotal
         setattr(env, slot, None)
-        if groups is not None:
-            tracer.groups[(env.month, id(agg))] = [g for g in groups.values() if g.value is not None]
+        if tracer is not None:
+            tracer.groups[(env.month, id(agg))] = list(traced.values())
         return total
 
     def _row_failure(self, node: t.Fail, row: dict, is_members: bool, env: _Env) -> EvalError:
@@ -442,10 +485,6 @@ class Rows:
     measures: list[tuple] = field(default_factory=list)  # (practice_id, period, measure, value)
 
 
-def months_of_year(year: int) -> list[date]:
-    return [date(year, m, 1) for m in range(1, 13)]
-
-
 def evaluate(program: t.Program, rows: Rows, months: tuple[date, ...], params: dict, *,
              tracer: Tracer | None = None, only_practice: str | None = None) -> MonthlyResult:
     """Evaluate every practice for the given months (one calendar year at most)."""
@@ -454,7 +493,7 @@ def evaluate(program: t.Program, rows: Rows, months: tuple[date, ...], params: d
     pools = [line for line in program.lines if line.kind == "pool"]
     year = months[0].year
     due = sorted({(m.month - 1) // 3 + 1 for m in months if m.month % 3 == 0})
-    run_months = months_of_year(year) if pools and due else list(months)
+    run_months = list(months_of_year(year)) if pools and due else list(months)
     reported = set(months)
 
     members_by_practice: dict[str, list[dict]] = defaultdict(list)
@@ -493,12 +532,19 @@ def evaluate(program: t.Program, rows: Rows, months: tuple[date, ...], params: d
             env.month = m
             env.aggs = {}
             env.lines = {}
+            env.memo = {}
             ref_day = age_reference(rule, m)
+            ref_year, ref_md = ref_day.year, (ref_day.month, ref_day.day)
             active, weights = [], []
             for row in plist:
-                w = exposure_weight(exposure, m, row["birth_date"], row.get("enrolled_from"), row.get("enrolled_to"))
+                born = row["birth_date"]
+                if exposure == "first_day":
+                    start, end = row["enrolled_from"], row["enrolled_to"]
+                    w = 1 if born <= m and (start is None or start <= m) and (end is None or end >= m) else 0
+                else:
+                    w = exposure_weight(exposure, m, born, row["enrolled_from"], row["enrolled_to"])
                 if w:
-                    row["age"] = completed_years(row["birth_date"], ref_day)
+                    row["age"] = ref_year - born.year - (ref_md < (born.month, born.day))
                     active.append(row)
                     weights.append(w)
             events = events_by_key.get((pid, m), [])

@@ -61,7 +61,7 @@ def source_text(source: Source, span: Span) -> str:
     parts = [lines[span.line - 1][span.column - 1:]]
     parts += lines[span.line: span.end_line - 1]
     parts.append(lines[span.end_line - 1][: span.end_column - 1] if span.end_line <= len(lines) else "")
-    return " ".join(p.strip() for p in parts)
+    return " ".join(p.strip().removesuffix("\\").strip() for p in parts if p.strip() != "\\")
 
 
 def lower(checked) -> t.Program:

@@ -1,0 +1,553 @@
+"""Panel inputs: read the members, practices, events and measures tables into DuckDB.
+
+Every file is read as text (CSV with all columns VARCHAR, Parquet and JSON
+cast or converted to text) so that capdsl, not a reader's guesswork, decides
+what a valid date, number or boolean is, and can name the row and column of
+every bad value. Validation is SQL over the whole table (one aggregate query
+per table, anti-joins for orphans), so a million members validate in seconds;
+only the first `LIMIT` offending rows of each problem are fetched to Python.
+
+Row numbers (`_row`) are what a person opening the file sees: for CSV the
+spreadsheet row (the header is row 1, the first data row is row 2; equal to
+the line number unless a quoted value spans lines; blank lines are skipped),
+for JSON Lines the line number, for a JSON array or Parquet the 1-based record
+index.
+
+Privacy: member ids and birth dates are health data. Messages name a row
+number and a short hash of the id (`id:3f9a2c`, the first six hex digits of
+its SHA-256) and never print a birth date, unless `show_ids=True`
+(`--show-ids`).
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+from dataclasses import dataclass, field
+from datetime import date
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import duckdb
+
+from .errors import Diagnostic, InputError, error, warning
+from .panel_read import LIMIT, _Problems, _q, _Raw, _read, _x, detect_format  # noqa: F401
+from .periods import Period
+
+KINDS = ("bool", "text", "date", "integer", "decimal")
+TABLES = ("members", "practices", "events", "measures")
+DEC = "DECIMAL(38,10)"
+_SQL_TYPE = {"bool": "BOOLEAN", "text": "VARCHAR", "date": "DATE", "integer": "BIGINT", "decimal": DEC}
+_PRIVATE = {("members", "member_id"), ("members", "birth_date"), ("events", "member_id")}
+
+
+# ───────────────────────────── requirements ─────────────────────────────
+
+@dataclass(frozen=True, slots=True)
+class ColumnSpec:
+    """One column a table must (or may) have. `needed_by` names the contract line, for errors."""
+
+    name: str
+    kind: str  # bool | text | date | integer | decimal
+    required: bool = False
+    default: Any = None
+    needed_by: str = "every contract (a standard column)"
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"column {self.name}: unknown kind {self.kind!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class MeasureSpec:
+    """A declared measure: how its `value` text is typed; `default` applies when a row is absent."""
+
+    kind: str
+    default: Any = None
+    needed_by: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ParamSpec:
+    """A declared parameter. `unit` is the declared unit text ("CZK per member", "%"), if any."""
+
+    kind: str
+    default: Any = None
+    needed_by: str = ""
+    unit: str | None = None
+
+
+@dataclass(slots=True)
+class Requirements:
+    """What a contract reads from the panel; built by the caller from the contract's inputs."""
+
+    members: list[ColumnSpec] = field(default_factory=list)
+    practices: list[ColumnSpec] = field(default_factory=list)
+    events: list[ColumnSpec] = field(default_factory=list)
+    measures: dict[str, MeasureSpec] = field(default_factory=dict)
+    params: dict[str, ParamSpec] = field(default_factory=dict)
+    needs_practices: bool = False
+    needs_events: bool = False
+    needs_measures: bool = False
+
+
+_C = ColumnSpec
+CANONICAL: dict[str, list[ColumnSpec]] = {
+    "members": [_C("member_id", "text", True), _C("practice_id", "text", True),
+                _C("birth_date", "date", True), _C("sex", "text"),
+                _C("enrolled_from", "date"), _C("enrolled_to", "date")],
+    "practices": [_C("practice_id", "text", True)],
+    "events": [_C("practice_id", "text", True), _C("member_id", "text"), _C("date", "date", True),
+               _C("code", "text", True), _C("points", "decimal"),
+               _C("quantity", "decimal", False, Decimal(1))],
+    "measures": [_C("practice_id", "text", True), _C("period", "text", True),
+                 _C("measure", "text", True), _C("value", "text", True)],
+}
+_ORDER = {"members": "practice_id, member_id, _row", "practices": "practice_id, _row",
+          "events": "practice_id, date, code, member_id NULLS FIRST, _row",
+          "measures": "practice_id, period, measure, _row"}
+
+
+def _as_spec(value: Any, cls: type) -> Any:
+    """Accept the dataclass or the plain tuple form `(kind, default, needed_by[, unit])`."""
+    return value if isinstance(value, cls) else cls(*value)
+
+
+def _columns_for(table: str, req: Requirements) -> list[ColumnSpec]:
+    """Canonical columns overridden by the contract's declarations of the same name."""
+    declared = {c.name: c for c in getattr(req, table, [])} if table != "measures" else {}
+    out = [declared.pop(c.name, c) for c in CANONICAL[table]]
+    return out + list(declared.values())
+
+
+# ───────────────────────────── privacy ─────────────────────────────
+
+def redact_id(value: Any, show_ids: bool = False) -> str:
+    """`id:3f9a2c` (SHA-256 prefix) or, with show_ids, the id itself in quotes."""
+    if value is None:
+        return "(no id)"
+    text = str(value)
+    if show_ids:
+        return repr(text)
+    return "id:" + hashlib.sha256(text.encode("utf-8")).hexdigest()[:6]
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+def _show(table: str, column: str, value: Any, show_ids: bool) -> str:
+    if value is None:
+        return "(empty)"
+    if (table, column) in _PRIVATE and not show_ids:
+        return redact_id(value) if column.endswith("_id") else "the value (hidden; --show-ids shows it)"
+    text = str(value)
+    return repr(text if len(text) <= 40 else text[:37] + "…")
+
+
+# ───────────────────────────── SQL helpers ─────────────────────────────
+
+def _lit(value: Any, kind: str) -> str:
+    """A SQL literal for a default value."""
+    if value is None:
+        return f"CAST(NULL AS {_SQL_TYPE[kind]})"
+    if kind == "bool":
+        return "TRUE" if value else "FALSE"
+    if kind == "date":
+        return f"DATE '{value.isoformat()}'" if isinstance(value, date) else f"DATE '{value}'"
+    if kind in ("decimal", "integer"):
+        return f"CAST('{Decimal(str(value))}' AS {_SQL_TYPE[kind]})"
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+_NUM = r"'[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?'"
+
+
+def _valid(v: str, kind: str) -> str:
+    """SQL: the text `v` (non-null) is a valid value of `kind`. Every cast is a try_cast."""
+    if kind == "date":
+        return (f"(regexp_full_match({v}, '[0-9]{{4}}-[0-9]{{2}}-[0-9]{{2}}') AND try_cast({v} AS DATE) IS NOT NULL"
+                f" AND try_cast(substr({v}, 1, 4) AS INTEGER) BETWEEN 1800 AND 2999)")
+    if kind == "decimal":
+        return (f"(regexp_full_match({v}, {_NUM}) AND try_cast({v} AS {DEC}) IS NOT NULL"
+                f" AND NOT regexp_matches({v}, '\\.[0-9]{{10}}0*[1-9]'))")
+    if kind == "integer":
+        return (f"(regexp_full_match({v}, '[+-]?[0-9]+(\\.0*)?')"
+                f" AND try_cast(try_cast({v} AS {DEC}) AS BIGINT) IS NOT NULL)")
+    if kind == "bool":
+        return f"(lower({v}) IN ('true', 'false', '1', '0', 'yes', 'no'))"
+    return "TRUE"
+
+
+def _typed(v: str, kind: str) -> str:
+    """SQL: the typed value of the text `v` (NULL when empty or invalid)."""
+    if kind == "date":
+        return f"try_cast({v} AS DATE)"
+    if kind == "decimal":
+        return f"try_cast({v} AS {DEC})"
+    if kind == "integer":
+        return f"try_cast(try_cast({v} AS {DEC}) AS BIGINT)"
+    if kind == "bool":
+        return (f"CASE WHEN lower({v}) IN ('true', '1', 'yes') THEN TRUE "
+                f"WHEN lower({v}) IN ('false', '0', 'no') THEN FALSE END")
+    return v
+
+
+_HINTS = {
+    "date": "dates are written YYYY-MM-DD, e.g. 2011-03-01 (years 1800-2999)",
+    "decimal": "write numbers with a dot for decimals, at most 10 decimal places, "
+               "no thousands separators or units (e.g. 1234.5)",
+    "integer": "write a whole number, e.g. 3",
+    "bool": "write true or false (1/0 and yes/no are accepted too)",
+}
+_KIND_WORD = {"date": "date", "decimal": "number", "integer": "whole number", "bool": "boolean",
+              "text": "text"}
+
+
+# ───────────────────────────── typing and checks ─────────────────────────────
+
+def _missing_column(spec: ColumnSpec, raw: _Raw, table: str) -> Diagnostic:
+    have = list(raw.columns)
+    close = difflib.get_close_matches(spec.name, have, n=1, cutoff=0.6)
+    close += [h for h in have if h.lower() == spec.name.lower() and h not in close]
+    hint = f"did you mean {close[0]!r}?" if close else (
+        f"the file's columns are: {', '.join(have[:15])}{' …' if len(have) > 15 else ''}")
+    if len(have) == 1 and any(sep in have[0] for sep in ";\t|"):
+        hint = "the header looks separated by ';', tab or '|'; capdsl reads comma-separated CSV"
+    return error("E0703", f"the {table} file has no column {spec.name!r} ({_KIND_WORD[spec.kind]}), "
+                          f"needed by {spec.needed_by}", path=raw.path, hint=hint)
+
+
+def _type_table(con, table: str, raw: _Raw | None, specs: list[ColumnSpec], probs: _Problems,
+                 show_ids: bool) -> None:
+    """Check every column's values in one aggregate query, then create the typed table."""
+    if raw is None:
+        cols = ", ".join(f"CAST(NULL AS {_SQL_TYPE[s.kind]}) AS {_q(s.name)}" for s in specs)
+        _x(con, f"CREATE TABLE {table} AS SELECT CAST(NULL AS BIGINT) AS _row, {cols} LIMIT 0")
+        return
+    exprs = ["_row"]
+    checks: list[tuple[str, ColumnSpec, str, str]] = []  # (kind of problem, spec, condition, text expr)
+    for spec in specs:
+        c = raw.columns.get(spec.name)
+        if c is None:
+            if spec.required and spec.default is None:
+                probs.add(_missing_column(spec, raw, table))
+            exprs.append(f"{_lit(spec.default, spec.kind)} AS {_q(spec.name)}")
+            continue
+        v = f"NULLIF(trim({c}), '')"
+        typed = _typed(v, spec.kind) if spec.kind == "text" else \
+            f"CASE WHEN {_valid(v, spec.kind)} THEN {_typed(v, spec.kind)} END"
+        if spec.default is not None:
+            typed = f"COALESCE({typed}, {_lit(spec.default, spec.kind)})"
+        exprs.append(f"{typed} AS {_q(spec.name)}")
+        if spec.required and spec.default is None:
+            checks.append(("null", spec, f"{v} IS NULL", v))
+        if spec.kind != "text":
+            checks.append(("bad", spec, f"{v} IS NOT NULL AND NOT {_valid(v, spec.kind)}", v))
+    if checks:
+        counts = _x(con, "SELECT " + ", ".join(f"count_if({cond})" for _, _, cond, _ in checks)
+                             + f" FROM raw_{table}")[0]
+        for (problem, spec, cond, v), n in zip(checks, counts):
+            if not n:
+                continue
+            found = _x(con, f"SELECT _row, {v} FROM raw_{table} WHERE {cond} ORDER BY _row "
+                                f"LIMIT {LIMIT}")
+            if problem == "null":
+                probs.rows("E0705", raw.path, found, n, f"rows with an empty {spec.name}",
+                           lambda r, s=spec: f"row {r[0]}: column {s.name} is empty; it is required "
+                                             f"(needed by {s.needed_by})")
+            else:
+                probs.rows("E0704", raw.path, found, n, f"rows with a bad {spec.name}",
+                           lambda r, s=spec: f"row {r[0]}, column {s.name}: "
+                                             f"{_show(table, s.name, r[1], show_ids)} is not a valid "
+                                             f"{_KIND_WORD[s.kind]}", hint=_HINTS[spec.kind])
+    _x(con, f"CREATE TABLE {table} AS SELECT {', '.join(exprs)} FROM raw_{table} ORDER BY _row")
+
+
+def _add_measure_columns(con, measures: dict[str, MeasureSpec], path: str | None, probs: _Problems) -> None:
+    """Normalise the period, derive its dates and type `value` per measure kind."""
+    p = "upper(period)"
+    y = f"try_cast(substr({p}, 1, 4) AS INTEGER)"
+    kind = (f"CASE WHEN regexp_full_match({p}, '[0-9]{{4}}-(0[1-9]|1[0-2])') THEN 'month' "
+            f"WHEN regexp_full_match({p}, '[0-9]{{4}}-Q[1-4]') THEN 'quarter' "
+            f"WHEN regexp_full_match({p}, '[0-9]{{4}}') THEN 'year' END")
+    start = (f"CASE period_kind WHEN 'month' THEN try_cast(period || '-01' AS DATE) "
+             f"WHEN 'quarter' THEN make_date({y}, (try_cast(substr(period, 7, 1) AS INTEGER) - 1) * 3 + 1, 1) "
+             f"WHEN 'year' THEN make_date({y}, 1, 1) END")
+    end = ("CASE period_kind WHEN 'month' THEN last_day(period_start) "
+           "WHEN 'quarter' THEN last_day(CAST(period_start + INTERVAL 2 MONTH AS DATE)) "
+           "WHEN 'year' THEN make_date(year(period_start), 12, 31) END")
+    values = ", ".join(f"{_typed('value', k)} AS value_{k}" for k in ("bool", "integer", "decimal", "date"))
+    _x(con, f"CREATE TABLE _m1 AS SELECT _row, practice_id, {p} AS period, measure, value, "
+                f"{kind} AS period_kind, {values} FROM measures")
+    _x(con, f"CREATE TABLE _m2 AS SELECT *, {start} AS period_start FROM _m1")
+    _x(con, f"CREATE TABLE _m3 AS SELECT _row, practice_id, period, period_kind, period_start, "
+                f"CAST({end} AS DATE) AS period_end, measure, value, value_bool, value_integer, "
+                f"value_decimal, value_date FROM _m2 ORDER BY _row")
+    for stmt in ("DROP TABLE measures", "DROP TABLE _m1", "DROP TABLE _m2", "ALTER TABLE _m3 RENAME TO measures"):
+        _x(con, stmt)
+    if path is None:
+        return
+    bad = _x(con, "SELECT _row, period FROM measures WHERE period IS NOT NULL AND "
+                      "(period_kind IS NULL OR NOT (year(period_start) BETWEEN 1800 AND 2999)) ORDER BY _row")
+    probs.rows("E0704", path, bad, len(bad), "rows with a bad period",
+               lambda r: f"row {r[0]}, column period: {r[1]!r} is not a period",
+               hint="periods are written 2011-03 (month), 2011-Q2 (quarter) or 2011 (year)")
+    for name, spec in measures.items():
+        if spec.kind == "text":
+            continue
+        cond = f"measure = ? AND value IS NOT NULL AND NOT {_valid('value', spec.kind)}"
+        n = _x(con, f"SELECT count(*) FROM measures WHERE {cond}", [name])[0][0]
+        if n:
+            found = _x(con, f"SELECT _row, value FROM measures WHERE {cond} ORDER BY _row LIMIT {LIMIT}",
+                                [name])
+            probs.rows("E0704", path, found, n, f"bad values of measure {name}",
+                       lambda r, nm=name, s=spec: f"row {r[0]}, column value: {_show('measures', 'value', r[1], False)}"
+                                                  f" is not a valid {_KIND_WORD[s.kind]} (measure {nm}, "
+                                                  f"declared at {s.needed_by})", hint=_HINTS[spec.kind])
+    declared = list(measures)
+    unknown = _x(con,
+        "SELECT measure, count(*), min(_row) FROM measures WHERE measure IS NOT NULL AND NOT "
+        "list_contains(?, measure) GROUP BY measure ORDER BY min(_row)", [declared])
+    for name, n, first in unknown:
+        close = difflib.get_close_matches(name, declared, n=1)
+        probs.add(warning("W0712", f"measure {name!r} ({_plural(n, 'row')}, first on row {first}) is not declared by the "
+                                   f"contract and is ignored", path=path,
+                          hint=f"did you mean {close[0]!r}?" if close else None))
+
+
+def _duplicates(con, table: str, keys: Sequence[str], path: str, label, probs: _Problems) -> None:
+    k = ", ".join(keys)
+    not_null = " AND ".join(f"{c} IS NOT NULL" for c in keys)
+    found = _x(con,
+        f"WITH d AS (SELECT {k}, list(_row ORDER BY _row) AS rows_, count(*) AS n FROM {table} "
+        f"WHERE {not_null} GROUP BY {k} HAVING count(*) > 1) "
+        f"SELECT *, count(*) OVER () FROM d ORDER BY rows_[1] LIMIT {LIMIT}")
+    if found:
+        nk = len(keys)
+        probs.rows("E0706", path, found, found[0][-1], f"duplicated {table} keys",
+                   lambda r: f"{label(r[:nk])} appears {r[nk + 1]} times (rows "
+                             f"{', '.join(map(str, r[nk][:10]))}{' …' if r[nk + 1] > 10 else ''})",
+                   hint="each key must appear once; remove or merge the duplicated rows")
+
+
+def _orphans(con, table: str, known: str, path: str, against: str, probs: _Problems,
+             code: str = "E0707") -> None:
+    """Rows whose practice_id is not among `known` (a SQL query of practice ids), grouped by id."""
+    found = _x(con,
+        f"WITH o AS (SELECT practice_id, count(*) AS n, min(_row) AS first FROM {table} t "
+        f"WHERE practice_id IS NOT NULL AND practice_id NOT IN ({known}) GROUP BY practice_id) "
+        f"SELECT *, count(*) OVER () FROM o ORDER BY first LIMIT {LIMIT}")
+    if found:
+        probs.rows(code, path, found, found[0][-1], "unknown practices",
+                   lambda r: f"practice_id {r[0]!r} ({_plural(r[1], 'row')}, first on row {r[2]}) is not in {against}",
+                   hint="add the practice to the practices file or correct the practice_id")
+
+
+def _row_check(con, table: str, cond: str, cols: str, path: str, code: str, what: str, describe,
+               probs: _Problems, severity: str = "error", hint: str | None = None, params=None) -> None:
+    n = _x(con, f"SELECT count(*) FROM {table} WHERE {cond}", params or [])[0][0]
+    if n:
+        found = _x(con, f"SELECT _row, {cols} FROM {table} WHERE {cond} ORDER BY _row LIMIT {LIMIT}",
+                            params or [])
+        probs.rows(code, path, found, n, what, describe, severity, hint)
+
+
+def _cross_checks(con, raws: dict[str, _Raw | None], given: set[str], probs: _Problems,
+                  today: date, ref_day: date, show_ids: bool) -> None:
+    """Checks across rows and tables, in SQL over the typed tables."""
+    mp = raws["members"].path if raws.get("members") else "members"
+    rid = lambda v: redact_id(v, show_ids)  # noqa: E731
+    _duplicates(con, "members", ["member_id"], mp, lambda k: f"member_id {rid(k[0])}", probs)
+    if raws.get("practices"):
+        _duplicates(con, "practices", ["practice_id"], raws["practices"].path,
+                    lambda k: f"practice_id {k[0]!r}", probs)
+    if raws.get("measures"):
+        _duplicates(con, "measures", ["practice_id", "period", "measure"], raws["measures"].path,
+                    lambda k: f"measure {k[2]!r} of practice {k[0]!r} for {k[1]}", probs)
+    if "practices" in given and raws.get("practices"):
+        known, against = "SELECT practice_id FROM practices WHERE practice_id IS NOT NULL", "the practices file"
+    else:  # without a practices file, events and measures must name a practice that has members
+        known, against = "SELECT practice_id FROM members WHERE practice_id IS NOT NULL", "the members file"
+    if "practices" in given and raws.get("practices") and raws.get("members"):
+        _orphans(con, "members", known, mp, against, probs)
+    for t in ("events", "measures"):
+        if raws.get(t):
+            _orphans(con, t, known, raws[t].path, against, probs)
+    if raws.get("members"):
+        _row_check(con, "members", "birth_date > ?", "member_id", mp, "E0708", "future birth dates",
+                   lambda r: f"row {r[0]}: member {rid(r[1])} has a birth date after {today}",
+                   probs, params=[today], hint="a birth date cannot be in the future; check the date")
+        _row_check(con, "members", "enrolled_to < enrolled_from", "member_id", mp, "E0713",
+                   "rows ending enrolment before it starts",
+                   lambda r: f"row {r[0]}: member {rid(r[1])} has enrolled_to before enrolled_from",
+                   probs, hint="enrolled_from and enrolled_to are both inclusive; enrolled_to must not "
+                               "be earlier")
+        oldest = date(ref_day.year - 110, ref_day.month, 28 if (ref_day.month, ref_day.day) == (2, 29)
+                      else ref_day.day)
+        _row_check(con, "members", "birth_date <= ?", "member_id", mp, "W0714", "members aged 110 or over",
+                   lambda r: f"row {r[0]}: member {rid(r[1])} is aged 110 or over on {ref_day}",
+                   probs, "warning", params=[oldest], hint="check the birth date; the member is kept")
+    if raws.get("events"):
+        ep = raws["events"].path
+        for col in ("quantity", "points"):
+            _row_check(con, "events", f"{col} < 0", col, ep, "E0709", f"negative {col}",
+                       lambda r, c=col: f"row {r[0]}: {c} is negative ({r[1].normalize():f})", probs,
+                       hint="quantities and points cannot be negative; write corrections as their own codes")
+        if raws.get("members"):
+            _row_check(con, "events", "member_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM members m "
+                                      "WHERE m.member_id = events.member_id)", "member_id", ep, "W0715",
+                       "events naming unknown members",
+                       lambda r: f"row {r[0]}: member {rid(r[1])} is not in the members file", probs,
+                       "warning", hint="the event is kept and paid to its practice")
+
+
+# ───────────────────────────── the panel ─────────────────────────────
+
+def _tidy(text: str | None) -> Decimal | None:
+    return None if text is None else Decimal(text)
+
+
+_DEC_TEXT = "rtrim(rtrim(CAST({} AS VARCHAR), '0'), '.')"
+
+
+@dataclass
+class Panel:
+    """The typed tables in DuckDB (`members`, `practices`, `events`, `measures`) and their warnings."""
+
+    con: duckdb.DuckDBPyConnection
+    files: dict[str, Path]
+    warnings: list[Diagnostic]
+    kinds: dict[str, dict[str, str]]  # table -> column -> kind
+    measure_kinds: dict[str, str]
+    show_ids: bool = False
+
+    def _rows(self, table: str, columns: Iterable[str]) -> list[tuple]:
+        cols = list(columns)
+        known = self.kinds[table]
+        for c in cols:
+            if c not in known and c != "_row":
+                raise KeyError(f"the {table} table has no column {c!r} (known: {', '.join(known)})")
+        decimal_at = [i for i, c in enumerate(cols) if known.get(c) == "decimal"]
+        select = ", ".join(_DEC_TEXT.format(_q(c)) if known.get(c) == "decimal" else _q(c) for c in cols)
+        rows = _x(self.con, f"SELECT {select or '1'} FROM {table} ORDER BY {_ORDER[table]}")
+        if decimal_at:
+            out = []
+            for row in rows:
+                row = list(row)
+                for i in decimal_at:
+                    row[i] = _tidy(row[i])
+                out.append(tuple(row))
+            rows = out
+        return rows if cols else [() for _ in rows]
+
+    def member_rows(self, columns: Sequence[str]) -> list[tuple]:
+        """Rows of the given member columns, ordered by practice_id, member_id."""
+        return self._rows("members", columns)
+
+    def practice_rows(self, columns: Sequence[str]) -> list[tuple]:
+        return self._rows("practices", columns)
+
+    def event_rows(self, columns: Sequence[str]) -> list[tuple]:
+        """Ordered by practice_id, date, code, member_id, then file row (ties)."""
+        return self._rows("events", columns)
+
+    def measure_rows(self) -> list[tuple[str, str, str, Any]]:
+        """(practice_id, period, measure, value typed per its declaration); undeclared measures as text."""
+        rows = _x(self.con,
+            f"SELECT practice_id, period, measure, value, value_bool, value_integer, "
+            f"{_DEC_TEXT.format('value_decimal')}, value_date FROM measures ORDER BY {_ORDER['measures']}"
+        )
+        pick = {"bool": 4, "integer": 5, "decimal": 6, "date": 7, "text": 3}
+        out = []
+        for r in rows:
+            kind = self.measure_kinds.get(r[2], "text")
+            value = r[pick[kind]]
+            out.append((r[0], r[1], r[2], _tidy(value) if kind == "decimal" else value))
+        return out
+
+    def member_label(self, member_id: Any) -> str:
+        """How messages and explain output name a member: `id:3f9a2c`, or the id with --show-ids."""
+        return redact_id(member_id, self.show_ids)
+
+    def count(self, table: str) -> int:
+        return _x(self.con, f"SELECT count(*) FROM {table}")[0][0]
+
+    def close(self) -> None:
+        self.con.close()
+
+
+def load_panel(files: dict[str, str | Path | None], requirements: Requirements | None = None, *,
+               formats: dict[str, str] | None = None, today: date | None = None, show_ids: bool = False,
+               period: Period | None = None) -> Panel:
+    """Read and validate the panel files; raise one InputError listing every problem found.
+
+    `files` maps table name (members, practices, events, measures) to a path;
+    members is required. `today` bounds birth dates (default: the real date);
+    `period` (its first day) is when the 110+ age warning is judged (default: today).
+    """
+    req = requirements or Requirements()
+    unknown = set(files) - set(TABLES)
+    if unknown:
+        raise ValueError(f"unknown panel tables: {', '.join(sorted(unknown))}")
+    today = today or date.today()
+    ref_day = period.start if period else today
+    paths = {t: Path(p) for t, p in files.items() if p is not None}
+    probs = _Problems()
+    fmts = {}
+    for t, p in paths.items():
+        fmts[t] = detect_format(p, (formats or {}).get(t))
+    con = duckdb.connect(":memory:")
+    try:
+        if "members" not in paths:
+            probs.add(error("E0701", "no members file was given", hint="pass --members FILE"))
+        raws: dict[str, _Raw | None] = {t: (_read(con, t, paths[t], fmts[t], probs) if t in paths else None)
+                                        for t in TABLES}
+        if raws["members"] is not None and raws["members"].rows == 0:
+            probs.add(error("E0702", "the members file has a header but no rows", path=raws["members"].path))
+        specs = {t: _columns_for(t, req) for t in TABLES}
+        for t in ("members", "events", "measures"):
+            _type_table(con, t, raws[t], specs[t], probs, show_ids)
+        if raws["practices"] is not None:
+            _type_table(con, "practices", raws["practices"], specs["practices"], probs, show_ids)
+        else:
+            _derive_practices(con, specs["practices"], "practices" in paths, probs)
+        measure_specs = {n: _as_spec(s, MeasureSpec) for n, s in req.measures.items()}
+        _add_measure_columns(con, measure_specs, raws["measures"].path if raws["measures"] else None, probs)
+        _cross_checks(con, raws, set(paths), probs, today, ref_day, show_ids)
+        for t, flag in (("events", req.needs_events), ("measures", req.needs_measures)):
+            if flag and t not in paths:
+                probs.add(warning("W0718", f"no {t} file was given; the contract reads {t}, which count as "
+                                           f"empty", hint=f"pass --{t} FILE"))
+        for t in TABLES:
+            _x(con, f"DROP TABLE IF EXISTS raw_{t}")
+    except BaseException:
+        con.close()
+        raise
+    if probs.errors:
+        con.close()
+        raise InputError(probs.errors + probs.warnings)
+    kinds = {t: {"_row": "integer", **{s.name: s.kind for s in specs[t]}} for t in TABLES}
+    kinds["measures"].update(period_kind="text", period_start="date", period_end="date",
+                             value_bool="bool", value_integer="integer", value_decimal="decimal",
+                             value_date="date")
+    return Panel(con, paths, probs.warnings, kinds, {n: s.kind for n, s in measure_specs.items()}, show_ids)
+
+
+def _derive_practices(con, specs: list[ColumnSpec], unreadable: bool, probs: _Problems) -> None:
+    """Without a practices file, every practice named in the other tables, with default attributes."""
+    if not unreadable:
+        for s in specs:
+            if s.name != "practice_id" and s.required and s.default is None:
+                probs.add(error("E0703", f"no practices file was given, but column {s.name!r} "
+                                         f"({_KIND_WORD[s.kind]}) is needed by {s.needed_by}",
+                                hint="pass --practices FILE with a practice_id column and this column"))
+    cols = ", ".join(f"{_lit(s.default, s.kind)} AS {_q(s.name)}" for s in specs if s.name != "practice_id")
+    _x(con, "CREATE TABLE practices AS SELECT CAST(NULL AS BIGINT) AS _row, practice_id"
+                + (f", {cols}" if cols else "")
+                + " FROM (SELECT practice_id FROM members UNION SELECT practice_id FROM events "
+                  "UNION SELECT practice_id FROM measures) WHERE practice_id IS NOT NULL ORDER BY practice_id")
+
+
+from .params import parse_params  # noqa: E402  (re-exported: parameters are a panel input too)

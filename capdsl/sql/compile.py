@@ -1,0 +1,697 @@
+"""Compile a `tree.Program` to one SQL query, through sqlglot expressions.
+
+The query is a chain of CTEs, each a single pass:
+
+  months    one literal row per evaluated month (dates, keys, age reference)
+  prac      the practices evaluated
+  pm        practice × month: attributes and measures resolved per month
+  mm        member-months: members joined to the months they count in
+            (exposure rule), with `age` and the exposure weight
+  am / ae   one GROUP BY practice, month over member-months / events, with
+            one conditional aggregate per `Agg` of the program
+  base      pm + the aggregates (0 when a practice had no rows)
+  l_* / r_* per line in dependency order: applied + raw amount, then the
+            amount rounded with the contract's rule (so `LineRef` reads it)
+  monthly   bases and the per-month operands of `YearSum`
+  ysum, y*  pools: the year's sums, evaluated on the December row, rounded,
+            split into installments
+  final     long rows: (kind, practice_id, month_start, line, quarter,
+            amount, applied, basis) — see `capdsl.sql.engine.collect`
+
+Numbers are DECIMAL(38, 12). `+ -` are exact; `*` is CAST(a * b AS
+DECIMAL(38, 12)) (half away from zero in every supported engine); `/` and
+rounding come from `dialects` (explicit integer arithmetic). Literals keep
+their own small precision so that products of a rate and a column fit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date
+from decimal import Decimal
+from typing import Mapping
+
+from sqlglot import exp
+
+from .. import tree as t
+from ..errors import BackendError, error
+from ..periods import Period, month_end, months_of_year
+from .dialects import DEC, Dialect, dec, get, num
+
+TABLES = ("members", "practices", "events", "measures")
+_SQL_TYPE = {"bool": "BOOLEAN", "text": "VARCHAR", "date": "DATE", "integer": "BIGINT", "decimal": DEC}
+_VALUE_COL = {"bool": "value_bool", "integer": "value_integer", "decimal": "value_decimal", "date": "value_date",
+              "text": "value"}
+FAIL_TAG = "capdsl-fail"
+
+
+@dataclass(frozen=True)
+class Options:
+    """How the input tables look.
+
+    row_column: the 1-based input row number column (`_row` in a loaded panel),
+        named in error messages; None when the tables have none.
+    measure_values: "typed" reads `value_<kind>` columns (a loaded panel);
+        "text" casts the text `value` column (a warehouse table).
+    practices: "table" evaluates every row of the practices table; "derive"
+        evaluates the practice ids found in members and events (no practices file).
+    """
+
+    row_column: str | None = "_row"
+    measure_values: str = "typed"
+    practices: str = "table"
+
+
+@dataclass(frozen=True)
+class Compiled:
+    """A compiled query and what the Python side needs to read its result."""
+
+    query: exp.Expression
+    dialect: Dialect
+    months: tuple[date, ...]
+    reported: tuple[date, ...]
+    fails: tuple  # payload index -> (level, node): a `Fail`, or an `Arith` "/" for division by zero
+    lines: tuple[str, ...]  # monthly lines in line order
+    pools: tuple[str, ...]
+    due: tuple[int, ...]  # quarters whose installments are reported
+
+    def sql(self, pretty: bool = True) -> str:
+        return self.query.sql(dialect=self.dialect.name, pretty=pretty)
+
+
+def run_months(program: t.Program, period: Period) -> tuple[tuple[date, ...], tuple[int, ...]]:
+    """Months to evaluate and the pool quarters due: pools need the whole year."""
+    due = tuple(sorted({(m.month - 1) // 3 + 1 for m in period.months if m.month % 3 == 0}))
+    if program.has_pools and due:
+        return months_of_year(period.year), due
+    return tuple(period.months), ()
+
+
+def compile_query(program: t.Program, period: Period, dialect: str = "duckdb",
+                  tables: Mapping[str, str] | None = None, params: Mapping[str, object] | None = None,
+                  options: Options = Options()) -> Compiled:
+    return _Compiler(program, period, get(dialect), dict(tables or {}), dict(params or {}), options).build()
+
+
+# ─────────────────────────────── helpers ──────────────────────────────────
+
+def col(name: str, table: str | None = None) -> exp.Column:
+    return exp.column(exp.to_identifier(name), table=exp.to_identifier(table) if table else None)
+
+
+def lit(value) -> exp.Expression:
+    if isinstance(value, bool):
+        return exp.true() if value else exp.false()
+    if isinstance(value, (int, Decimal)):
+        text = format(Decimal(value), "f")
+        return exp.Neg(this=num(text[1:])) if text.startswith("-") else num(text)
+    if isinstance(value, date):
+        return exp.cast(exp.Literal.string(value.isoformat()), "DATE")
+    return exp.Literal.string(str(value))
+
+
+def null(kind: str) -> exp.Expression:
+    return exp.cast(exp.Null(), _SQL_TYPE[kind])
+
+
+def paren(e: exp.Expression) -> exp.Expression:
+    return e if isinstance(e, (exp.Column, exp.Literal, exp.Paren, exp.Cast, exp.Anonymous)) else exp.Paren(this=e)
+
+
+def case(ifs: list[tuple[exp.Expression, exp.Expression]], default: exp.Expression | None = None) -> exp.Case:
+    return exp.Case(ifs=[exp.If(this=c, true=v) for c, v in ifs], default=default)
+
+
+def concat(*parts: exp.Expression) -> exp.Expression:
+    out = parts[0]
+    for p in parts[1:]:
+        out = exp.DPipe(this=out, expression=p, safe=True)
+    return out
+
+
+def text(e: exp.Expression) -> exp.Expression:
+    return exp.cast(e, "VARCHAR")
+
+
+def _is_literal(e: exp.Expression) -> bool:
+    return isinstance(e, exp.Literal) or (isinstance(e, exp.Neg) and isinstance(e.this, exp.Literal))
+
+
+@dataclass
+class _Scope:
+    """Where an expression is evaluated: which row aliases hold which columns."""
+
+    level: str  # member | event | practice | year
+    row: str | None = None  # alias of the member-month or event row
+    pm: str | None = None  # alias of the practice-month columns (None: unqualified)
+
+
+@dataclass
+class _Plan:
+    aggs: dict = field(default_factory=dict)  # Agg -> column name
+    years: dict = field(default_factory=dict)  # YearSum -> column name
+
+
+class _Compiler:
+    def __init__(self, program: t.Program, period: Period, dialect: Dialect, tables: dict, params: dict,
+                 options: Options):
+        self.p = program
+        self.d = dialect
+        self.tables = tables
+        self.params = params
+        self.o = options
+        self.months, self.due = run_months(program, period)
+        self.reported = tuple(period.months)
+        self.fails: list = []
+        self.plan = _Plan()
+        self.practice_cols: dict[str, str] = {}
+        self.member_cols: dict[str, str] = {}
+        self.measure_uses: dict[str, set] = {}
+        self.lines = [program.line(n) for n in program.line_order if program.line(n).kind == "line"]
+        self.pools = [program.line(n) for n in program.line_order if program.line(n).kind == "pool"] \
+            if self.due else []
+        self.inl = {}
+
+    # ─────────────────────────── inputs ───────────────────────────
+    def source(self, name: str) -> exp.Expression:
+        given = self.tables.get(name, name)
+        if given.lower().endswith(".parquet") or "/" in given:
+            return self.d.file_source(given)
+        return exp.to_table(given)
+
+    def tree(self, node: t.Node | None) -> t.Node | None:
+        if node is None:
+            return None
+        key = id(node)
+        if key not in self.inl:
+            self.inl[key] = (node, t.inline(node, self.p))
+        return self.inl[key][1]
+
+    def _collect(self) -> None:
+        """Aggregates, year sums and the columns and measures the program reads."""
+        roots = []
+        for line in self.lines + self.pools:
+            roots += [self.tree(x) for x in (line.amount, line.applies, line.basis) if x is not None]
+            roots += [self.tree(i.when) for i in line.installments if i.when is not None]
+        for root in roots:
+            for node in t.walk(root):
+                if isinstance(node, t.Agg) and node not in self.plan.aggs:
+                    self.plan.aggs[node] = f"agg_{len(self.plan.aggs) + 1}"
+                elif isinstance(node, t.YearSum) and node not in self.plan.years:
+                    self.plan.years[node] = f"ys_{len(self.plan.years) + 1}"
+                elif isinstance(node, t.Col):
+                    if node.table == "practice" and node.name != "practice_id":
+                        self.practice_cols[node.name] = node.kind
+                    elif node.table == "member" and node.name not in ("age", "weight"):
+                        self.member_cols[node.name] = node.kind
+                elif isinstance(node, t.Measure):
+                    self.measure_uses.setdefault(node.name, set()).add((node.kind, node.period))
+
+    # ─────────────────────────── expressions ───────────────────────────
+    def fail(self, node, scope: _Scope, kind: str | None) -> exp.Expression:
+        """Raise with a payload `capdsl-fail|index|level|row|age|practice_id` (events: code last)."""
+        index = len(self.fails)
+        self.fails.append((scope.level, node))
+        row = scope.row
+        rowno = text(col(self.o.row_column, row)) if (self.o.row_column and row) else exp.Literal.string("?")
+        pid = col("practice_id", row or scope.pm)
+        parts = [exp.Literal.string(f"{FAIL_TAG}|{index}|{scope.level}|"), exp.Coalesce(this=rowno, expressions=[
+            exp.Literal.string("?")]), exp.Literal.string("|")]
+        if scope.level == "member":
+            parts += [text(col("age", row)), exp.Literal.string("|")]
+        elif scope.level == "event":
+            code = exp.Coalesce(this=col("code", row), expressions=[exp.Literal.string("")])
+            parts += [text(exp.Length(this=code)), exp.Literal.string("|"), code]
+        else:
+            parts += [exp.Literal.string("|")]
+        parts += [exp.Literal.string("|"), pid]
+        raised = self.d.raise_error(concat(*parts))
+        if self.d.name == "postgres" and kind is not None:
+            raised = exp.cast(text(raised), _SQL_TYPE[kind])
+        return raised
+
+    def kind_of(self, node: t.Node) -> str:
+        if isinstance(node, (t.Const, t.Col, t.Param, t.Measure)):
+            return "integer" if node.kind == "integer" else node.kind
+        if isinstance(node, (t.Cmp, t.And, t.Or, t.Not, t.In, t.Present)):
+            return "bool"
+        if isinstance(node, t.MonthStart):
+            return "date"
+        if isinstance(node, t.Case):
+            kinds = [self.kind_of(v) for _, v in node.whens] + (
+                [] if isinstance(node.otherwise, t.Fail) else [self.kind_of(node.otherwise)])
+            return _unify(kinds)
+        if isinstance(node, t.Coalesce):
+            return _unify([self.kind_of(node.operand), self.kind_of(node.default)])
+        if isinstance(node, t.MinMax):
+            return _unify([self.kind_of(a) for a in node.args])
+        if isinstance(node, (t.Neg, t.Abs)):
+            return self.kind_of(node.operand)
+        if isinstance(node, t.Arith):
+            both = {self.kind_of(node.left), self.kind_of(node.right)}
+            return "integer" if both == {"integer"} and node.op != "/" else "decimal"
+        if isinstance(node, t.Agg):
+            return "integer" if (node.kind == "count" and node.source == "members"
+                                 and self.p.exposure != "pro_rata") else "decimal"
+        return "decimal"
+
+    def ex(self, node: t.Node, s: _Scope) -> exp.Expression:
+        cls = type(node)
+        if cls is t.Const:
+            return lit(node.value)
+        if cls is t.Param:
+            return self.param(node)
+        if cls is t.MonthStart:
+            return col("month_start", s.row if s.level in ("member", "event") else s.pm)
+        if cls is t.Col:
+            return self.column(node, s)
+        if cls is t.Measure:
+            year = s.level == "year" or node.period == "year"
+            return col(f"ms__{node.name}__{'y' if year else 'm'}", s.pm)
+        if cls is t.Arith:
+            return self.arith(node, s)
+        if cls is t.Neg:
+            return exp.Neg(this=paren(self.ex(node.operand, s)))
+        if cls is t.Cmp:
+            op = {"=": exp.EQ, "!=": exp.NEQ, "<": exp.LT, "<=": exp.LTE, ">": exp.GT, ">=": exp.GTE}[node.op]
+            return op(this=self.ex(node.left, s), expression=self.ex(node.right, s))
+        if cls is t.And:
+            return exp.and_(*[self.ex(i, s) for i in node.items], wrap=True) if len(node.items) > 1 \
+                else self.ex(node.items[0], s)
+        if cls is t.Or:
+            return exp.Paren(this=exp.or_(*[self.ex(i, s) for i in node.items])) if len(node.items) > 1 \
+                else self.ex(node.items[0], s)
+        if cls is t.Not:
+            return exp.Not(this=paren(self.ex(node.operand, s)))
+        if cls is t.In:
+            return exp.In(this=self.ex(node.operand, s), expressions=[self.ex(o, s) for o in node.options])
+        if cls is t.Present:
+            return exp.Not(this=exp.Is(this=self.ex(node.operand, s), expression=exp.Null()))
+        if cls is t.Coalesce:
+            return exp.Coalesce(this=self.ex(node.operand, s), expressions=[self.ex(node.default, s)])
+        if cls is t.Fail:
+            return self.fail(node, s, None)
+        if cls is t.Case:
+            kind = self.kind_of(node)
+            otherwise = self.fail(node.otherwise, s, kind) if isinstance(node.otherwise, t.Fail) \
+                else self.ex(node.otherwise, s)
+            return case([(self.ex(c, s), self.ex(v, s)) for c, v in node.whens], otherwise)
+        if cls is t.MinMax:
+            args = [self.ex(a, s) for a in node.args]
+            fn = exp.Greatest if node.op == "max" else exp.Least
+            return fn(this=args[0], expressions=args[1:])
+        if cls is t.Abs:
+            return exp.Abs(this=self.ex(node.operand, s))
+        if cls is t.Round:
+            return self.round(self.ex(node.operand, s), node.quantum, node.mode)
+        if cls is t.Agg:
+            if s.level != "practice":
+                raise self.unsupported("an aggregate outside a monthly line (e.g. in a pool, outside `over year`)")
+            return col(self.plan.aggs[node])
+        if cls is t.LineRef:
+            return col(f"amt__{node.name}")
+        if cls is t.YearSum:
+            if s.level != "year":
+                raise self.unsupported("`over year` outside a pool amount")
+            return col(f"ysum__{self.plan.years[node]}")
+        raise self.unsupported(cls.__name__)
+
+    def unsupported(self, what: str) -> BackendError:
+        return BackendError(error("E0921", f"the {self.d.name} backend cannot compile {what}"))
+
+    def param(self, node: t.Param) -> exp.Expression:
+        if node.name in self.params and self.params[node.name] is not None:
+            return lit(self.params[node.name])
+        declared = self.p.params.get(node.name)
+        if declared is not None and declared[1] is not None:
+            return lit(declared[1])
+        return exp.Placeholder(this=node.name)
+
+    def column(self, node: t.Col, s: _Scope) -> exp.Expression:
+        if node.table == "practice":
+            name = "practice_id" if node.name == "practice_id" else f"p__{node.name}"
+            return col(name, s.pm)
+        if node.table == "member":
+            if s.level != "member":
+                raise self.unsupported(f"member.{node.name} outside an aggregate over members")
+            return col("w__" if node.name == "weight" else node.name, s.row)
+        if s.level != "event":
+            raise self.unsupported(f"event.{node.name} outside an aggregate over events")
+        return col(node.name, s.row)
+
+    def arith(self, node: t.Arith, s: _Scope) -> exp.Expression:
+        a, b = self.ex(node.left, s), self.ex(node.right, s)
+        ints = self.kind_of(node.left) == "integer" and self.kind_of(node.right) == "integer"
+        if node.op == "+":
+            return exp.Add(this=paren(a), expression=paren(b))
+        if node.op == "-":
+            return exp.Sub(this=paren(a), expression=paren(b))
+        if node.op == "*":
+            if ints:
+                return exp.Mul(this=paren(a), expression=paren(b))
+            # literals keep their own precision so a product of a rate and a column fits
+            a = a if _is_literal(a) else dec(a)
+            b = b if _is_literal(b) else dec(b)
+            return dec(exp.Mul(this=paren(a), expression=paren(b)))
+        index = len(self.fails)
+        self.fails.append(("division", node))
+        pid = col("practice_id", s.row or s.pm)
+        on_zero = self.d.raise_error(concat(exp.Literal.string(f"{FAIL_TAG}|{index}|division|?||"), pid))
+        if self.d.name == "postgres":
+            on_zero = exp.cast(text(on_zero), DEC)
+        return self.d.fixed_div(a, b, on_zero)
+
+    def round(self, x: exp.Expression, quantum: Decimal, mode: str) -> exp.Expression:
+        """Round to a multiple of `quantum` with explicit integer steps: q = trunc(x / quantum),
+        r = x - q·quantum (exact), then adjust q by the sign of r per mode."""
+        qv = lambda: lit(quantum)  # noqa: E731  (fresh nodes: sqlglot trees must not share children)
+        q = lambda: self.d.idiv(x.copy(), qv())  # noqa: E731
+        r = lambda: exp.Paren(this=exp.Sub(this=dec(x.copy()), expression=exp.Mul(this=q(), expression=qv())))  # noqa
+        sign = lambda: case([(exp.GT(this=r(), expression=num(0)), num(1)),  # noqa: E731
+                             (exp.LT(this=r(), expression=num(0)), exp.Neg(this=num(1)))], num(0))
+        twice = lambda: exp.Mul(this=exp.Abs(this=r()), expression=num(2))  # noqa: E731
+        if mode == "half_up":
+            adj = case([(exp.GTE(this=twice(), expression=qv()), sign())], num(0))
+        elif mode == "half_even":
+            odd = exp.NEQ(this=exp.Sub(this=q(), expression=exp.Mul(this=num(2), expression=self.d.idiv(q(), num(2)))),
+                          expression=num(0))
+            adj = case([(exp.GT(this=twice(), expression=qv()), sign()),
+                        (exp.and_(exp.EQ(this=twice(), expression=qv()), odd), sign())], num(0))
+        elif mode == "up":
+            adj = sign()
+        elif mode == "down":
+            adj = num(0)
+        else:
+            raise self.unsupported(f"rounding mode {mode!r}")
+        return dec(exp.Mul(this=exp.Paren(this=exp.Add(this=q(), expression=adj)), expression=qv()))
+
+    # ─────────────────────────── the query ───────────────────────────
+    def build(self) -> Compiled:
+        self._collect()
+        ctes: list[tuple[str, exp.Expression, bool]] = []
+        add = lambda name, q, mat=False: ctes.append((name, q, mat))  # noqa: E731
+        add("months", self.months_query())
+        add("prac", self.prac_query())
+        add("pm", self.pm_query())
+        member_aggs = {a: n for a, n in self.plan.aggs.items() if a.source == "members"}
+        event_aggs = {a: n for a, n in self.plan.aggs.items() if a.source == "events"}
+        if member_aggs:
+            add("mm", self.mm_query())
+            add("am", self.agg_query("mm", member_aggs, "member"))
+        if event_aggs:
+            add("ev", self.ev_query())
+            add("ae", self.agg_query("ev", event_aggs, "event"))
+        add("base", self.base_query(bool(member_aggs), bool(event_aggs)))
+        prev = "base"
+        scope = _Scope("practice")
+        for line in self.lines:
+            prev = self.line_layers(line, prev, scope, add)
+        extra = []
+        for line in self.lines:
+            if line.basis is not None:
+                value = case([(col("reported"), self.ex(self.tree(line.basis), scope))], None)
+                extra.append(exp.alias_(dec(value), f"basis__{line.name}"))
+        for node, name in self.plan.years.items():
+            extra.append(exp.alias_(self.ex(node.operand, scope), name))
+        add("monthly", exp.select(exp.Star(), *extra).from_(prev), bool(self.pools) and self.d.materialize)
+        parts = [self.practice_rows()]
+        if self.lines:
+            add("line_items", _items([(i, line.name) for i, line in enumerate(self.lines)], ("idx", "line")))
+            parts.append(self.line_rows())
+        if self.pools:
+            parts.append(self.pool_rows(add))
+        query = parts[0]
+        for part in parts[1:]:
+            query = exp.union(query, part, distinct=False)
+        with_ = exp.With(expressions=[exp.CTE(this=q, alias=exp.TableAlias(this=exp.to_identifier(n)),
+                                              materialized=True if mat else None) for n, q, mat in ctes])
+        query = exp.select(exp.Star()).from_(exp.Subquery(this=query, alias=exp.TableAlias(
+            this=exp.to_identifier("result"))))
+        query.set("with", with_)
+        return Compiled(query, self.d, self.months, self.reported, tuple(self.fails),
+                        tuple(line.name for line in self.lines), tuple(p.name for p in self.pools), self.due)
+
+    def months_query(self) -> exp.Expression:
+        rows = []
+        for m in self.months:
+            ref = month_end(m) if self.p.age_rule == "month_end" else (
+                date(m.year, 1, 1) if self.p.age_rule == "year_start" else m)
+            q = (m.month - 1) // 3 + 1
+            values = [(lit(m), "month_start"), (lit(month_end(m)), "month_end"), (num(month_end(m).day), "days"),
+                      (num(ref.year), "ref_year"), (num(ref.month * 100 + ref.day), "ref_md"),
+                      (exp.Literal.string(f"{m.year:04d}-{m.month:02d}"), "mkey"),
+                      (exp.Literal.string(f"{m.year:04d}-Q{q}"), "qkey"),
+                      (exp.Literal.string(f"{m.year:04d}"), "ykey"), (num(m.month), "mon"),
+                      (lit(m in self.reported), "reported")]
+            rows.append(exp.select(*[exp.alias_(v, n) for v, n in values]))
+        out = rows[0]
+        for r in rows[1:]:
+            out = exp.union(out, r, distinct=False)
+        return out
+
+    def prac_query(self) -> exp.Expression:
+        attrs = sorted(self.practice_cols.items())
+        if self.o.practices == "derive":
+            ids = exp.union(exp.select(col("practice_id")).from_(self.source("members")),
+                            exp.select(col("practice_id")).from_(self.source("events")), distinct=True)
+            return exp.select(col("practice_id"), *[exp.alias_(null(k), f"p__{n}") for n, k in attrs]).from_(
+                exp.Subquery(this=ids, alias=exp.TableAlias(this=exp.to_identifier("ids"))))
+        return exp.select(col("practice_id"), *[exp.alias_(col(n), f"p__{n}") for n, _ in attrs]).from_(
+            self.source("practices"))
+
+    def measure_value(self, alias: str, kind: str) -> exp.Expression:
+        if self.o.measure_values == "text" and kind != "text":
+            value = col("value", alias)
+            if kind == "bool":
+                return exp.In(this=exp.Lower(this=value), expressions=[exp.Literal.string(v) for v in
+                                                                        ("true", "1", "yes")])
+            return exp.cast(value, _SQL_TYPE[kind])
+        return col(_VALUE_COL[kind], alias)
+
+    def pm_query(self) -> exp.Expression:
+        sel = exp.select(col("practice_id", "p"), *[col(f"p__{n}", "p") for n in sorted(self.practice_cols)],
+                         *[col(c, "mo") for c in ("month_start", "month_end", "days", "ref_year", "ref_md",
+                                                  "mon", "reported")])
+        sel = sel.from_(exp.alias_(exp.to_table("prac"), "p")).join(exp.alias_(exp.to_table("months"), "mo"),
+                                                                    join_type="cross")
+        for name, uses in sorted(self.measure_uses.items()):
+            kind = sorted(uses)[0][0]
+            levels = ("m", "q", "y") if any(period == "month" for _, period in uses) else ("y",)
+            for lv in levels:
+                alias = f"ms_{lv}_{name}"
+                on = exp.and_(
+                    exp.EQ(this=col("practice_id", alias), expression=col("practice_id", "p")),
+                    exp.EQ(this=col("measure", alias), expression=exp.Literal.string(name)),
+                    exp.EQ(this=col("period", alias), expression=col(f"{lv}key", "mo")))
+                sel = sel.join(exp.alias_(self.source("measures"), alias), on=on, join_type="left")
+            if "m" in levels:
+                ifs = [(exp.Not(this=exp.Is(this=col("practice_id", f"ms_{lv}_{name}"), expression=exp.Null())),
+                        self.measure_value(f"ms_{lv}_{name}", kind)) for lv in ("m", "q")]
+                sel = sel.select(exp.alias_(case(ifs, self.measure_value(f"ms_y_{name}", kind)), f"ms__{name}__m"))
+            sel = sel.select(exp.alias_(self.measure_value(f"ms_y_{name}", kind), f"ms__{name}__y"))
+        return sel
+
+    def mm_query(self) -> exp.Expression:
+        """Member-months: one row per member and month the member counts in."""
+        m, mo = "m", "mo"
+        born, start, end = (lambda: col("birth_date", m)), (lambda: col("enrolled_from", m)), \
+            (lambda: col("enrolled_to", m))
+        ms, me = (lambda: col("month_start", mo)), (lambda: col("month_end", mo))
+        is_null = lambda e: exp.Is(this=e, expression=exp.Null())  # noqa: E731
+        if self.p.exposure == "first_day":
+            cond = exp.and_(exp.LTE(this=born(), expression=ms()),
+                            exp.Paren(this=exp.or_(is_null(start()), exp.LTE(this=start(), expression=ms()))),
+                            exp.Paren(this=exp.or_(is_null(end()), exp.GTE(this=end(), expression=ms()))))
+        else:
+            cond = exp.and_(exp.LTE(this=born(), expression=me()),
+                            exp.Paren(this=exp.or_(is_null(start()), exp.LTE(this=start(), expression=me()))),
+                            exp.Paren(this=exp.or_(is_null(end()), exp.and_(
+                                exp.GTE(this=end(), expression=ms()), exp.GTE(this=end(), expression=born()),
+                                exp.Paren(this=exp.or_(is_null(start()), exp.GTE(this=end(), expression=start())))))))
+        cols = [col("practice_id", m), col("month_start", mo)]
+        if self.o.row_column:
+            cols.append(col(self.o.row_column, m))
+        cols += [col(c, m) for c in sorted(self.member_cols) if c != "practice_id"]
+        born_md = exp.Add(this=exp.Mul(this=exp.Month(this=born()), expression=num(100)), expression=exp.Day(this=born()))
+        age = exp.Sub(this=exp.Sub(this=col("ref_year", mo), expression=exp.Year(this=born())),
+                      expression=case([(exp.LT(this=col("ref_md", mo), expression=born_md), num(1))], num(0)))
+        cols.append(exp.alias_(age, "age"))
+        if self.p.exposure == "pro_rata":
+            first = exp.Greatest(this=exp.Coalesce(this=start(), expressions=[born()]), expressions=[born(), ms()])
+            last = exp.Least(this=exp.Coalesce(this=end(), expressions=[me()]), expressions=[me()])
+            days = exp.Add(this=exp.Paren(this=self.d.day_diff(last, first)), expression=num(1))
+            weight = case([(exp.EQ(this=days, expression=col("days", mo)), dec(num(1)))],
+                          self.d.fixed_div(days.copy(), col("days", mo), exp.Null()))
+        else:
+            weight = num(1)
+        cols.append(exp.alias_(weight, "w__"))
+        return exp.select(*cols).from_(exp.alias_(self.source("members"), m)).join(
+            exp.alias_(exp.to_table("months"), mo), on=cond, join_type="inner")
+
+    def ev_query(self) -> exp.Expression:
+        e, mo = "e", "mo"
+        cond = exp.and_(exp.GTE(this=col("date", e), expression=col("month_start", mo)),
+                        exp.LTE(this=col("date", e), expression=col("month_end", mo)))
+        return exp.select(exp.Column(this=exp.Star(), table=exp.to_identifier(e)),
+                          col("month_start", mo)).from_(exp.alias_(self.source("events"), e)).join(
+            exp.alias_(exp.to_table("months"), mo), on=cond, join_type="inner")
+
+    def agg_query(self, rows: str, aggs: dict, level: str) -> exp.Expression:
+        scope = _Scope(level, row=rows, pm="pm")
+        needs_pm = False
+        outs = []
+        for agg, name in aggs.items():
+            where = self.ex(agg.where, scope) if agg.where is not None else None
+            if agg.kind == "count":
+                value = col("quantity", rows) if level == "event" else (
+                    col("w__", rows) if self.p.exposure == "pro_rata" else num(1))
+            else:
+                value = self.ex(agg.expr, scope)
+                if level == "member" and self.p.exposure == "pro_rata":
+                    value = dec(exp.Mul(this=col("w__", rows), expression=paren(value)))
+            inner = case([(where, value)], None) if where is not None else value
+            outs.append(exp.alias_(exp.Sum(this=inner), name))
+            for node in t.walk(agg):
+                if isinstance(node, (t.Measure, t.MonthStart)) or (isinstance(node, t.Col) and
+                                                                   node.table == "practice"):
+                    needs_pm = True
+        sel = exp.select(col("practice_id", rows), col("month_start", rows), *outs).from_(rows)
+        if needs_pm:
+            sel = sel.join("pm", on=exp.and_(
+                exp.EQ(this=col("practice_id", "pm"), expression=col("practice_id", rows)),
+                exp.EQ(this=col("month_start", "pm"), expression=col("month_start", rows))), join_type="inner")
+        return sel.group_by(col("practice_id", rows), col("month_start", rows))
+
+    def base_query(self, members: bool, events: bool) -> exp.Expression:
+        cols = [exp.Column(this=exp.Star(), table=exp.to_identifier("pm"))]
+        sel = exp.select().from_("pm")
+        for agg, name in self.plan.aggs.items():
+            src = "am" if agg.source == "members" else "ae"
+            cols.append(exp.alias_(exp.Coalesce(this=col(name, src), expressions=[num(0)]), name))
+        for src, used in (("am", members), ("ae", events)):
+            if used:
+                sel = sel.join(src, on=exp.and_(
+                    exp.EQ(this=col("practice_id", src), expression=col("practice_id", "pm")),
+                    exp.EQ(this=col("month_start", src), expression=col("month_start", "pm"))), join_type="left")
+        return sel.select(*cols)
+
+    def line_layers(self, line: t.LineDef, prev: str, scope: _Scope, add) -> str:
+        """Two CTEs per line: applied and raw amount, then the rounded amount."""
+        applies = self.ex(self.tree(line.applies), scope) if line.applies is not None else exp.true()
+        amount = self.ex(self.tree(line.amount), scope)
+        raw = case([(applies.copy(), dec(amount))], dec(num(0))) if line.applies is not None else dec(amount)
+        add(f"l_{line.name}", exp.select(exp.Star(), exp.alias_(applies, f"ok__{line.name}"),
+                                         exp.alias_(raw, f"raw__{line.name}")).from_(prev))
+        rounded = self.round(col(f"raw__{line.name}"), self.p.quantum, self.p.rounding_mode)
+        add(f"r_{line.name}", exp.select(exp.Star(), exp.alias_(rounded, f"amt__{line.name}")).from_(
+            f"l_{line.name}"))
+        return f"r_{line.name}"
+
+    def practice_rows(self) -> exp.Expression:
+        return exp.select(exp.alias_(exp.Literal.string("practice"), "kind"), col("practice_id"),
+                          exp.alias_(null("date"), "month_start"), exp.alias_(null("text"), "line"),
+                          exp.alias_(exp.cast(exp.Null(), "INT"), "quarter"), exp.alias_(null("decimal"), "amount"),
+                          exp.alias_(null("bool"), "applied"), exp.alias_(null("decimal"), "basis")).from_("prac")
+
+    def line_rows(self) -> exp.Expression:
+        idx = col("idx", "li")
+        pick = lambda prefix, wrap: case([(exp.EQ(this=idx, expression=num(i)),  # noqa: E731
+                                           wrap(col(f"{prefix}__{line.name}", "x")))
+                                          for i, line in enumerate(self.lines)
+                                          if prefix != "basis" or line.basis is not None], None)
+        return exp.select(exp.alias_(exp.Literal.string("line"), "kind"), col("practice_id", "x"),
+                          col("month_start", "x"), col("line", "li"), exp.alias_(exp.cast(exp.Null(), "INT"), "quarter"),
+                          exp.alias_(dec(pick("amt", lambda e: e)), "amount"),
+                          exp.alias_(pick("ok", lambda e: e), "applied"),
+                          exp.alias_(dec(pick("basis", lambda e: e)), "basis")).from_(
+            exp.alias_(exp.to_table("monthly"), "x")).join(exp.alias_(exp.to_table("line_items"), "li"),
+                                                           join_type="cross").where(col("reported", "x"))
+
+    def pool_rows(self, add) -> exp.Expression:
+        """Pools on the December row: year sums, applied/raw/rounded, installments."""
+        sums = [exp.alias_(exp.Sum(this=col(name)), f"ysum__{name}") for name in self.plan.years.values()]
+        add("ysum", exp.select(col("practice_id"), *sums).from_("monthly").group_by(col("practice_id")))
+        add("ybase", exp.select(exp.Column(this=exp.Star(), table=exp.to_identifier("x")),
+                                *[col(f"ysum__{n}", "s") for n in self.plan.years.values()]).from_(
+            exp.alias_(exp.to_table("monthly"), "x")).join(exp.alias_(exp.to_table("ysum"), "s"), on=exp.EQ(
+                this=col("practice_id", "s"), expression=col("practice_id", "x")), join_type="inner").where(
+            exp.EQ(this=col("mon", "x"), expression=num(12))))
+        scope = _Scope("year")
+        prev = "ybase"
+        for pool in self.pools:
+            prev = self.line_layers(pool, prev, scope, add)
+        shares, finals, items = [], [], []
+        for pool in self.pools:
+            items.append((pool.name, None, "amt", "ok"))
+            taker = next((i for i in pool.installments if i.share is None), pool.installments[-1])
+            amount = col(f"amt__{pool.name}")
+            others = []
+            for j, inst in enumerate(pool.installments):
+                name = f"{pool.name}__{j}"
+                if inst is not taker:
+                    share = self.round(dec(exp.Mul(this=lit(inst.share), expression=amount)), self.p.quantum,
+                                       self.p.rounding_mode)
+                    shares.append(exp.alias_(share, f"sh__{name}"))
+                    others.append(col(f"sh__{name}"))
+            for j, inst in enumerate(pool.installments):
+                name = f"{pool.name}__{j}"
+                value = col(f"sh__{name}")
+                if inst is taker:
+                    value = amount
+                    for o in others:
+                        value = exp.Sub(this=value, expression=o)
+                paid = self.ex(self.tree(inst.when), scope) if inst.when is not None else exp.true()
+                finals += [exp.alias_(paid, f"paid__{name}"),
+                           exp.alias_(dec(case([(paid.copy(), value)], num(0))), f"inst__{name}")]
+                if inst.quarter in self.due:
+                    items.append((pool.name, inst.quarter, "inst", "paid", name))
+        add("yshares", exp.select(exp.Star(), *shares).from_(prev))
+        add("yfinal", exp.select(exp.Star(), *finals).from_("yshares"))
+        add("pool_items", _items([(i, it[0], it[1] if it[1] is not None else None) for i, it in enumerate(items)],
+                                 ("idx", "line", "quarter")))
+        idx = col("idx", "pi")
+
+        def pick(which: int):
+            ifs = []
+            for i, it in enumerate(items):
+                column = f"{it[which]}__{it[0]}" if it[1] is None else f"{it[which]}__{it[4]}"
+                ifs.append((exp.EQ(this=idx, expression=num(i)), col(column, "y")))
+            return case(ifs, None)
+
+        kind = case([(exp.Is(this=col("quarter", "pi"), expression=exp.Null()), exp.Literal.string("pool"))],
+                    exp.Literal.string("installment"))
+        return exp.select(exp.alias_(kind, "kind"), col("practice_id", "y"), exp.alias_(null("date"), "month_start"),
+                          col("line", "pi"), col("quarter", "pi"), exp.alias_(dec(pick(2)), "amount"),
+                          exp.alias_(pick(3), "applied"), exp.alias_(null("decimal"), "basis")).from_(
+            exp.alias_(exp.to_table("yfinal"), "y")).join(exp.alias_(exp.to_table("pool_items"), "pi"),
+                                                          join_type="cross")
+
+
+def _items(rows: list[tuple], names: tuple[str, ...]) -> exp.Expression:
+    """A small literal table as UNION ALL of SELECTs (portable to every dialect)."""
+    selects = []
+    for row in rows:
+        vals = []
+        for v, n in zip(row, names):
+            if v is None:
+                vals.append(exp.alias_(exp.cast(exp.Null(), "INT"), n))
+            elif isinstance(v, str):
+                vals.append(exp.alias_(exp.Literal.string(v), n))
+            else:
+                vals.append(exp.alias_(exp.cast(num(v), "INT"), n))
+        selects.append(exp.select(*vals))
+    out = selects[0]
+    for s in selects[1:]:
+        out = exp.union(out, s, distinct=False)
+    return out
+
+
+def _unify(kinds: list[str]) -> str:
+    kinds = [k for k in kinds if k]
+    if not kinds:
+        return "decimal"
+    if all(k == "integer" for k in kinds):
+        return "integer"
+    if all(k in ("integer", "decimal") for k in kinds):
+        return "decimal"
+    return kinds[0]

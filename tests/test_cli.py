@@ -1,0 +1,137 @@
+"""The command line, end to end, through click's runner and a real subprocess."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from capdsl.cli import main
+
+ROOT = Path(__file__).resolve().parent.parent
+VZP = str(ROOT / "contracts" / "cz_vzp_2011_adult.cap")
+SAMPLE = ["--members", str(ROOT / "examples" / "members.csv"), "--practices", str(ROOT / "examples" / "practices.csv"),
+          "--events", str(ROOT / "examples" / "events.csv"), "--measures", str(ROOT / "examples" / "measures.csv")]
+
+
+def run(*args):
+    return CliRunner().invoke(main, list(args), catch_exceptions=False)
+
+
+def test_version_and_help():
+    assert run("--version").output.startswith("capdsl, version")
+    for cmd in ("check", "fmt", "eval", "explain", "test", "schema", "compile"):
+        result = run(cmd, "--help")
+        assert result.exit_code == 0, cmd
+        assert "Usage" in result.output
+
+
+def test_check_clean_contract():
+    result = run("check", VZP)
+    assert result.exit_code == 0, result.output
+
+
+def test_check_reports_located_error_with_caret(tmp_path):
+    bad = tmp_path / "bad.cap"
+    bad.write_text('contract "x":\n    currency CZK\nend\nline a "A" = sum of 1 CZK + 1 EUR over members\n')
+    result = run("check", str(bad))
+    assert result.exit_code == 1
+    assert f"{bad}:4:" in result.output
+    assert "^" in result.output
+
+
+def test_check_json_format(tmp_path):
+    bad = tmp_path / "bad.cap"
+    bad.write_text('contract "x":\n    currency\nend\n')
+    result = run("check", "--format", "json", str(bad))
+    assert result.exit_code == 1
+    data = json.loads(result.output)
+    assert data[0]["code"].startswith("E01") and data[0]["line"] == 3 or data[0]["line"] == 2
+
+
+def test_no_traceback_for_missing_file():
+    result = run("check", "/nonexistent/contract.cap")
+    assert result.exit_code == 1
+    assert "Traceback" not in result.output
+    assert "E0001" in result.output
+
+
+@pytest.mark.parametrize("engine", ["python", "duckdb"])
+def test_eval_sample_json(engine):
+    result = run("eval", VZP, *SAMPLE, "--period", "2011-03", "--format", "json", "--engine", engine, "-q")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert data["currency"] == "CZK" and data["statements"]
+    for st in data["statements"]:
+        assert Decimal(st["total"]) == sum(Decimal(line["amount"]) for line in st["lines"])
+    assert Decimal(data["total"]) == sum(Decimal(st["total"]) for st in data["statements"])
+
+
+def test_eval_engines_agree_to_the_cent():
+    outs = {}
+    for engine in ("python", "duckdb"):
+        result = run("eval", VZP, *SAMPLE, "--period", "2011", "--format", "json", "--engine", engine, "-q")
+        assert result.exit_code == 0, result.output
+        data = json.loads(result.output)
+        data.pop("engine")
+        outs[engine] = data
+    assert outs["python"] == outs["duckdb"]
+
+
+def test_eval_csv_and_output_file(tmp_path):
+    out = tmp_path / "s.csv"
+    result = run("eval", VZP, *SAMPLE, "--period", "2011-Q1", "--format", "csv", "-o", str(out), "-q")
+    assert result.exit_code == 0, result.output
+    text = out.read_text()
+    assert text.splitlines()[0].startswith("practice_id,line,label")
+    assert not list(tmp_path.glob("*.tmp*"))
+
+
+def test_eval_bad_period_is_a_clear_error():
+    result = run("eval", VZP, *SAMPLE, "--period", "2011-13")
+    assert result.exit_code == 1
+    assert "E0901" in result.output and "Traceback" not in result.output
+
+
+def test_explain_accounts_for_every_cent():
+    result = run("explain", VZP, *SAMPLE, "--period", "2011-03", "--practice", "P00001", "--format", "json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    for line in data["lines"]:
+        for month in line["months"]:
+            if not month["applied"]:
+                continue
+            assert Decimal(month["unrounded"]) + Decimal(month["rounding"]) == Decimal(month["amount"])
+            for agg in month["aggregates"]:
+                assert sum(Decimal(g["subtotal"]) for g in agg["groups"]) == Decimal(agg["value"])
+
+
+def test_explain_text_names_the_band_and_source():
+    result = run("explain", VZP, *SAMPLE, "--period", "2011-03", "--practice", "P00001", "--line", "capitation")
+    assert result.exit_code == 0, result.output
+    assert "age_index" in result.output and "cz_vzp_2011_adult.cap:" in result.output
+
+
+def test_schema_is_json_schema():
+    result = run("schema")
+    data = json.loads(result.output)
+    assert data["title"] == "Result" and "statements" in data["properties"]
+
+
+def test_test_command_runs_embedded_examples():
+    result = run("test", VZP)
+    assert result.exit_code == 0, result.output
+    assert "passed" in result.output
+
+
+def test_help_is_fast_enough_to_import_lazily():
+    """`capdsl --help` must not import the heavy stages (duckdb, pyarrow, pydantic)."""
+    code = ("import sys; import capdsl.cli; "
+            "print(','.join(m for m in ('duckdb', 'pyarrow', 'pydantic', 'lark') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert out == ""
