@@ -70,7 +70,7 @@ class LineDelta(_M):
     old: Amount
     new: Amount
     delta: Amount
-    delta_pct: Amount | None = Field(None, description="delta ÷ old × 100; null when old is 0")
+    delta_pct: Amount | None = Field(None, description="delta ÷ |old| × 100; null when old is 0")
     status: Literal["both", "added", "removed"] = Field(
         "both", description="added: only in the new contract; removed: only in the old (missing side counts 0)")
 
@@ -182,10 +182,13 @@ class Impact(_M):
 # ─────────────────────────────── arithmetic ──────────────────────────────────
 
 def pct(delta: Decimal, old: Decimal) -> Decimal | None:
-    """delta as a percentage of old, to 0.01 %; undefined (None) when old is 0."""
+    """delta as a percentage of |old|, to 0.01 %; undefined (None) when old is 0.
+
+    The base is |old| so the sign always follows the delta: a deduction that
+    shrinks from -100 to -90 is +10 %, a gain for the practice."""
     if old == 0:
         return None
-    value = (delta * HUNDRED / old).quantize(PCT_Q, rounding=ROUND_HALF_UP)
+    value = (delta * HUNDRED / abs(old)).quantize(PCT_Q, rounding=ROUND_HALF_UP)
     return value if value != 0 else abs(value)  # no "-0.00 %"
 
 
@@ -466,6 +469,7 @@ def group_contributions(program: t.Program, rows, months, params: dict, grouper:
                 buckets.setdefault(key, ([], [], []))[2].append(ev)
             for key, (rows_g, weights, events_g) in buckets.items():
                 env.aggs, env.lines = {}, {}
+                env.memo = {}  # the interpreter caches row groupings per evaluation; each group is its own
                 interp.month_aggs(aggs, rows_g, weights, events_g, env)
                 for line in monthly:
                     applied = line.applies is None or bool(interp.eval_practice_level(line.applies, env))

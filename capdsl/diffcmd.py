@@ -29,9 +29,11 @@ Examples:
 
 def _default_engine() -> str:
     """DuckDB when its backend is installed (fast), else the exact Python interpreter."""
-    import importlib.util
-
-    return "duckdb" if importlib.util.find_spec("capdsl.sql") is not None else "python"
+    try:
+        from . import sql
+    except ImportError:
+        return "python"
+    return "duckdb" if hasattr(sql, "evaluate") else "python"
 
 
 def parse_rate(text: str | None) -> Decimal | None:
@@ -111,8 +113,6 @@ def impact_csv(impact) -> str:
 def impact_table(impact, console) -> None:
     from rich.table import Table
 
-    from .report import money
-
     def sgn(v):
         return "—" if v is None else f"{v:+,.2f}"
 
@@ -122,7 +122,7 @@ def impact_table(impact, console) -> None:
     console.print(f"[bold]new[/bold] {impact.new.contract} — {impact.new.period} ({impact.new.path})")
     if impact.rate is not None:
         console.print(f"old amounts converted at {impact.rate} {cur} per {impact.old.currency}")
-    console.print(f"total {money(impact.old_total, cur)} → {money(impact.new_total, cur)}: "
+    console.print(f"total {impact.old_total:,.2f} {cur} → {impact.new_total:,.2f} {cur}: "
                   f"{sgn(impact.delta)} {cur} ({sgn(impact.delta_pct)} %)")
     console.print(f"{d.practices} practices: {d.losing_over_5pct} lose more than 5 %, "
                   f"{d.gaining_over_5pct} gain more than 5 %, {d.within_5pct} within ±5 %"
@@ -186,8 +186,10 @@ def run_generate(contract: str, *, period: str | None = None, append: bool = Fal
 # ─────────────────────────────── click wiring ────────────────────────────────
 
 def register(main: click.Group) -> None:
-    """Add `diff` to the group and `--generate` to its `test` command (call once, after both exist)."""
-    from . import cli
+    """Add `diff` to the group and `--generate` to its `test` command (idempotent; call after
+    both exist). The shared option sets and error handling come from the module that defines
+    `main`, so this also works when cli.py runs as `__main__`."""
+    cli = sys.modules[main.callback.__module__]
 
     if "diff" not in main.commands:
         main.add_command(_diff_command(cli))
@@ -241,12 +243,12 @@ def _diff_command(cli) -> click.Command:
 
 def _add_generate(test: click.Command, cli) -> None:
     test.params.extend([
-        click.Option(["--generate"], "generate", type=click.Path(), metavar="CONTRACT",
+        click.Option(["--generate", "generate"], type=click.Path(), metavar="CONTRACT",
                      help="Write boundary-case examples (every band edge, every tier/modifier condition "
                           "true and false) with the amounts the contract computes today, for review."),
-        click.Option(["--append"], "append", is_flag=True,
+        click.Option(["--append", "append"], is_flag=True,
                      help="With --generate: append the examples to the contract instead of printing them."),
-        click.Option(["--generate-period"], "generate_period", metavar="PERIOD",
+        click.Option(["--generate-period", "generate_period"], metavar="PERIOD",
                      help="With --generate: the month the examples use (default: the first month every "
                           "dated value covers, else 2011-01)."),
     ])

@@ -49,7 +49,7 @@ _RESERVED = frozenset("""
 contract end payer provider currency period age as of exposure rounding per line report in at ref
 inputs member practice event measure param define bands by to under and over tier when otherwise
 modifier combine schedule pool amount applies basis paid rest example set members aged born enrolled
-from events code on expect if then else or not is present missing sum count true false with for
+from events code on expect if then else or not is present missing sum count true false with for where
 bool text date number integer percent money points point hours hour days day year
 highest lowest multiply add first month_start month_end year_start first_day pro_rata any_day
 half_up half_even down up month Q1 Q2 Q3 Q4
@@ -452,7 +452,12 @@ def rewrap(code: str, segments: list[str], indent: str) -> str:
     printed = list(_TOKEN.finditer(code))
     matcher = difflib.SequenceMatcher(None, written, [m.group(0) for m in printed], autojunk=False)
     where = {a + k: b + k for a, b, size in matcher.get_matching_blocks() for k in range(size)}
-    cuts = sorted({printed[where[k]].start() for k in breaks if where.get(k, 0) > 0})
+    cuts = set()
+    for k in breaks:  # a break before a dropped token (a redundant parenthesis) moves to the next kept one
+        kept = next((where[j] for j in range(k, len(written)) if j in where), 0)
+        if kept > 0:
+            cuts.add(printed[kept].start())
+    cuts = sorted(cuts)
     if not cuts:
         return code
     pieces = [code[i:j].strip(" ") for i, j in zip([0, *cuts], [*cuts, len(code)])]

@@ -162,6 +162,7 @@ def _lit(value: Any, kind: str) -> str:
 
 
 _NUM = r"'[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?'"
+_PCT = r"'[+-]?([0-9]{1,15}\.?[0-9]*|\.[0-9]+) *%'"
 
 
 def _valid(v: str, kind: str) -> str:
@@ -170,8 +171,9 @@ def _valid(v: str, kind: str) -> str:
         return (f"(regexp_full_match({v}, '[0-9]{{4}}-[0-9]{{2}}-[0-9]{{2}}') AND try_cast({v} AS DATE) IS NOT NULL"
                 f" AND try_cast(substr({v}, 1, 4) AS INTEGER) BETWEEN 1800 AND 2999)")
     if kind == "decimal":
-        return (f"(regexp_full_match({v}, {_NUM}) AND try_cast({v} AS {DEC}) IS NOT NULL"
-                f" AND NOT regexp_matches({v}, '\\.[0-9]{{10}}0*[1-9]'))")
+        return (f"((regexp_full_match({v}, {_NUM}) AND try_cast({v} AS {DEC}) IS NOT NULL"
+                f" AND NOT regexp_matches({v}, '\\.[0-9]{{10}}0*[1-9]')) OR "
+                f"(regexp_full_match({v}, {_PCT}) AND NOT regexp_matches({v}, '\\.[0-9]{{8}}0*[1-9]')))")
     if kind == "integer":
         return (f"(regexp_full_match({v}, '[+-]?[0-9]+(\\.0*)?')"
                 f" AND try_cast(try_cast({v} AS {DEC}) AS BIGINT) IS NOT NULL)")
@@ -184,8 +186,9 @@ def _typed(v: str, kind: str) -> str:
     """SQL: the typed value of the text `v` (NULL when empty or invalid)."""
     if kind == "date":
         return f"try_cast({v} AS DATE)"
-    if kind == "decimal":
-        return f"try_cast({v} AS {DEC})"
+    if kind == "decimal":  # "15%" is 0.15, exactly
+        return (f"CASE WHEN ends_with({v}, '%') THEN try_cast(try_cast(rtrim(rtrim({v}, '%')) AS {DEC}) "
+                f"* CAST('0.01' AS {DEC}) AS {DEC}) ELSE try_cast({v} AS {DEC}) END")
     if kind == "integer":
         return f"try_cast(try_cast({v} AS {DEC}) AS BIGINT)"
     if kind == "bool":
@@ -197,7 +200,7 @@ def _typed(v: str, kind: str) -> str:
 _HINTS = {
     "date": "dates are written YYYY-MM-DD, e.g. 2011-03-01 (years 1800-2999)",
     "decimal": "write numbers with a dot for decimals, at most 10 decimal places, "
-               "no thousands separators or units (e.g. 1234.5)",
+               "no thousands separators or units (e.g. 1234.5; a percentage as 15% or 0.15)",
     "integer": "write a whole number, e.g. 3",
     "bool": "write true or false (1/0 and yes/no are accepted too)",
 }
@@ -307,21 +310,21 @@ def _add_measure_columns(con, measures: dict[str, MeasureSpec], path: str | None
                                                   f" is not a valid {_KIND_WORD[s.kind]} (measure {nm}, "
                                                   f"declared at {s.needed_by})", hint=_HINTS[spec.kind])
     declared = list(measures)
-    unknown = _x(con,
-        "SELECT measure, count(*), min(_row) FROM measures WHERE measure IS NOT NULL AND NOT "
+    unknown = _x(
+        con, "SELECT measure, count(*), min(_row) FROM measures WHERE measure IS NOT NULL AND NOT "
         "list_contains(?, measure) GROUP BY measure ORDER BY min(_row)", [declared])
     for name, n, first in unknown:
         close = difflib.get_close_matches(name, declared, n=1)
-        probs.add(warning("W0712", f"measure {name!r} ({_plural(n, 'row')}, first on row {first}) is not declared by the "
-                                   f"contract and is ignored", path=path,
+        probs.add(warning("W0712", f"measure {name!r} ({_plural(n, 'row')}, first on row {first}) is not "
+                                   f"declared by the contract and is ignored", path=path,
                           hint=f"did you mean {close[0]!r}?" if close else None))
 
 
 def _duplicates(con, table: str, keys: Sequence[str], path: str, label, probs: _Problems) -> None:
     k = ", ".join(keys)
     not_null = " AND ".join(f"{c} IS NOT NULL" for c in keys)
-    found = _x(con,
-        f"WITH d AS (SELECT {k}, list(_row ORDER BY _row) AS rows_, count(*) AS n FROM {table} "
+    found = _x(
+        con, f"WITH d AS (SELECT {k}, list(_row ORDER BY _row) AS rows_, count(*) AS n FROM {table} "
         f"WHERE {not_null} GROUP BY {k} HAVING count(*) > 1) "
         f"SELECT *, count(*) OVER () FROM d ORDER BY rows_[1] LIMIT {LIMIT}")
     if found:
@@ -335,13 +338,14 @@ def _duplicates(con, table: str, keys: Sequence[str], path: str, label, probs: _
 def _orphans(con, table: str, known: str, path: str, against: str, probs: _Problems,
              code: str = "E0707") -> None:
     """Rows whose practice_id is not among `known` (a SQL query of practice ids), grouped by id."""
-    found = _x(con,
-        f"WITH o AS (SELECT practice_id, count(*) AS n, min(_row) AS first FROM {table} t "
+    found = _x(
+        con, f"WITH o AS (SELECT practice_id, count(*) AS n, min(_row) AS first FROM {table} t "
         f"WHERE practice_id IS NOT NULL AND practice_id NOT IN ({known}) GROUP BY practice_id) "
         f"SELECT *, count(*) OVER () FROM o ORDER BY first LIMIT {LIMIT}")
     if found:
         probs.rows(code, path, found, found[0][-1], "unknown practices",
-                   lambda r: f"practice_id {r[0]!r} ({_plural(r[1], 'row')}, first on row {r[2]}) is not in {against}",
+                   lambda r: f"practice_id {r[0]!r} ({_plural(r[1], 'row')}, first on row {r[2]}) "
+                             f"is not in {against}",
                    hint="add the practice to the practices file or correct the practice_id")
 
 
@@ -455,10 +459,9 @@ class Panel:
 
     def measure_rows(self) -> list[tuple[str, str, str, Any]]:
         """(practice_id, period, measure, value typed per its declaration); undeclared measures as text."""
-        rows = _x(self.con,
-            f"SELECT practice_id, period, measure, value, value_bool, value_integer, "
-            f"{_DEC_TEXT.format('value_decimal')}, value_date FROM measures ORDER BY {_ORDER['measures']}"
-        )
+        rows = _x(self.con, f"SELECT practice_id, period, measure, value, value_bool, value_integer, "
+                            f"{_DEC_TEXT.format('value_decimal')}, value_date FROM measures "
+                            f"ORDER BY {_ORDER['measures']}")
         pick = {"bool": 4, "integer": 5, "decimal": 6, "date": 7, "text": 3}
         out = []
         for r in rows:
@@ -535,9 +538,12 @@ def load_panel(files: dict[str, str | Path | None], requirements: Requirements |
     return Panel(con, paths, probs.warnings, kinds, {n: s.kind for n, s in measure_specs.items()}, show_ids)
 
 
-def _derive_practices(con, specs: list[ColumnSpec], unreadable: bool, probs: _Problems) -> None:
-    """Without a practices file, every practice named in the other tables, with default attributes."""
-    if not unreadable:
+def _derive_practices(con, specs: list[ColumnSpec], file_given: bool, probs: _Problems) -> None:
+    """Without a practices file, every practice named in the other tables, with default attributes.
+
+    (When a file was given but could not be read, its error is already reported.)
+    """
+    if not file_given:
         for s in specs:
             if s.name != "practice_id" and s.required and s.default is None:
                 probs.add(error("E0703", f"no practices file was given, but column {s.name!r} "
@@ -545,8 +551,8 @@ def _derive_practices(con, specs: list[ColumnSpec], unreadable: bool, probs: _Pr
                                 hint="pass --practices FILE with a practice_id column and this column"))
     cols = ", ".join(f"{_lit(s.default, s.kind)} AS {_q(s.name)}" for s in specs if s.name != "practice_id")
     _x(con, "CREATE TABLE practices AS SELECT CAST(NULL AS BIGINT) AS _row, practice_id"
-                + (f", {cols}" if cols else "")
-                + " FROM (SELECT practice_id FROM members UNION SELECT practice_id FROM events "
+            + (f", {cols}" if cols else "")
+            + " FROM (SELECT practice_id FROM members UNION SELECT practice_id FROM events "
                   "UNION SELECT practice_id FROM measures) WHERE practice_id IS NOT NULL ORDER BY practice_id")
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import codecs
 import csv
+import io
 import json
 import re
 from dataclasses import dataclass
@@ -148,7 +149,11 @@ def _read_csv(con, name: str, path: Path, data: bytes, probs: _Problems) -> _Raw
     text = _check_utf8(data, p, probs)
     if text is None:
         return None
-    first = next(csv.reader([text.partition("\n")[0].rstrip("\r")]), [])
+    try:
+        first = next(csv.reader(io.StringIO(text, newline="")), [])
+    except csv.Error as exc:
+        probs.add(error("E0716", f"malformed CSV header: {exc}", path=p))
+        return None
     if not first or all(not c.strip() for c in first):
         probs.add(error("E0702", "the first line is empty: there is no header naming the columns",
                         path=p))
@@ -245,10 +250,12 @@ def _read_json(con, name: str, path: Path, data: bytes, fmt: str, probs: _Proble
             records, numbers = [], []
             bad.append((exc.lineno, exc.msg))
     else:
-        numbered = [(n, line) for n, line in enumerate(text.splitlines(), start=1) if line.strip()]
+        numbered = [(n, line) for n, line in enumerate(text.split("\n"), start=1) if line.strip()]
         numbers = [n for n, _ in numbered]
         try:
             records = load("[" + ",".join(line for _, line in numbered) + "]")
+            if len(records) != len(numbered):  # broken lines that happen to join into valid JSON
+                raise json.JSONDecodeError("not one JSON object per line", "", 0)
         except json.JSONDecodeError:
             records = []
             for n, line in numbered:

@@ -231,7 +231,7 @@ def render_html(impact: Impact) -> str:
 <title>capdsl diff — {_e(impact.new.contract)}</title>
 <style>{CSS}</style></head>
 <body><main>
-<h1>Contract impact: {_e(impact.old.contract) if not same_file else _e(impact.new.contract)}</h1>
+<h1>Contract impact{": " + _e(impact.new.contract) if same_file else ""}</h1>
 <p class="sub">old: {_e(old_name)} <span class="note">({_e(impact.old.path)})</span><br>
 new: {_e(new_name)} <span class="note">({_e(impact.new.path)})</span><br>
 engine {_e(impact.engine)} · amounts in {_e(cur)}</p>

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from capdsl.diff import diff, nearest_rank, pct
 from capdsl.errors import CapError
 from capdsl.pipeline import Run
-from validation_helpers import BASE, compile_text, patch_compile, variant, write, write_panel
+from validation_helpers import BASE, BASE_EUR, compile_text, variant, write, write_panel
 
 D = Decimal
 
@@ -93,8 +93,7 @@ def test_lines_added_and_removed_count_zero_on_the_missing_side(panel):
 
 
 def test_currency_mismatch_needs_a_rate(panel):
-    eur = variant(BASE, ("currency CZK", "currency EUR"), ("50 CZK", "2 EUR"), ("45 CZK", "1.80 EUR"),
-                  ("1.00 CZK per point", "0.04 EUR per point"))
+    eur = BASE_EUR
     with pytest.raises(CapError) as info:
         impact_of(eur, BASE, panel)
     assert info.value.code == "E0910" and "EUR" in str(info.value) and "--rate" in info.value.diagnostics[0].hint
@@ -121,8 +120,8 @@ def test_empty_panel_says_so(tmp_path, panel):
     files.pop("events")
     with pytest.raises(CapError) as info:
         diff(compile_text(BASE)[1], compile_text(BASE)[1],
-             Run(files=files, period="1990-01", engine="python"))
-    assert info.value.code == "E0911" and "1990-01" in str(info.value)
+             Run(files=files, period="1900-01", engine="python"))
+    assert info.value.code == "E0911" and "1900-01" in str(info.value)
 
 
 def test_distribution_statistics():
@@ -132,6 +131,7 @@ def test_distribution_statistics():
     assert pct(D(5), D(0)) is None
     assert pct(D(0), D(-3)) == D("0.00") and str(pct(D(0), D(-3))) == "0.00"
     assert pct(D(1), D(3)) == D("33.33")
+    assert pct(D(10), D(-100)) == D("10.00")  # a smaller deduction is a gain
 
 
 def test_no_drivers_is_faster_and_empty(panel):
@@ -149,11 +149,10 @@ def test_json_round_trips_with_decimal_strings(panel):
 # ─────────────────────────────── CLI ───────────────────────────────────────
 
 @pytest.fixture()
-def cli(monkeypatch):
+def cli():
     from capdsl.cli import main
     from capdsl.diffcmd import register
 
-    patch_compile(monkeypatch)
     register(main)
     register(main)  # idempotent
     return main
@@ -179,7 +178,7 @@ def test_cli_diff_json_csv_table_and_report(cli, panel, tmp_path):
 
 
 def test_cli_diff_currency_error_exit_1(cli, panel, tmp_path):
-    old = write(tmp_path / "old.cap", variant(BASE, ("currency CZK", "currency EUR")))
+    old = write(tmp_path / "old.cap", BASE_EUR)
     new = write(tmp_path / "new.cap", BASE)
     r = CliRunner().invoke(cli, ["diff", old, new, "--members", panel["members"], "--practices", panel["practices"],
                                  "--period", "2011-03", "--engine", "python"])
@@ -187,3 +186,15 @@ def test_cli_diff_currency_error_exit_1(cli, panel, tmp_path):
     r = CliRunner().invoke(cli, ["diff", old, new, "--members", panel["members"], "--practices", panel["practices"],
                                  "--period", "2011-03", "--engine", "python", "--rate", "abc"])
     assert r.exit_code == 1 and "E0910" in r.output
+
+
+def test_duckdb_engine_gives_the_same_impact(panel):
+    sql = pytest.importorskip("capdsl.sql")
+    if not hasattr(sql, "evaluate"):
+        pytest.skip("the DuckDB backend is not installed")
+    new = variant(BASE, ("65 and over: 2.00", "65 and over: 2.20"), ("45 CZK otherwise", "44 CZK otherwise"))
+    old_p, new_p = compile_text(BASE, "old.cap")[1], compile_text(new, "new.cap")[1]
+    py = diff(old_p, new_p, Run(files=dict(panel), period="2011", engine="python"), drivers=False)
+    db = diff(old_p, new_p, Run(files=dict(panel), period="2011", engine="duckdb"), drivers=False)
+    assert db.engine == "duckdb"
+    assert db.model_dump(exclude={"engine"}) == py.model_dump(exclude={"engine"})

@@ -22,8 +22,21 @@ from capdsl.syntax import parse_text
 ROOT = Path(__file__).resolve().parent.parent
 GOLDEN = ROOT / "tests" / "golden" / "fmt"
 INPUTS = sorted(p for p in GOLDEN.glob("*.cap") if not p.name.endswith(".expected.cap"))
-CONTRACTS = sorted((ROOT / "contracts").rglob("*.cap"))
+CONTRACTS = sorted((ROOT / "contracts").rglob("*.cap")) + sorted((ROOT / "docs").rglob("*.cap"))
 SAMPLES = INPUTS + CONTRACTS
+
+
+def doc_blocks() -> list[tuple[str, str]]:
+    """The ```cap blocks of the documentation that parse on their own."""
+    out = []
+    for md in sorted((ROOT / "docs").rglob("*.md")):
+        for k, m in enumerate(re.finditer(r"^```cap\n(.*?)^```", md.read_text(encoding="utf-8"), re.M | re.S)):
+            try:
+                parse_text(m.group(1))
+            except SyntaxError_:
+                continue
+            out.append((f"{md.stem}-{k}", m.group(1)))
+    return out
 
 
 def structure(text: str) -> tuple:
@@ -59,6 +72,11 @@ def test_golden(path: Path):
 @pytest.mark.parametrize("path", SAMPLES, ids=lambda p: p.stem)
 def test_properties_on_files(path: Path):
     check_properties(path.read_text(encoding="utf-8"))
+
+
+@pytest.mark.parametrize("text", [pytest.param(t, id=i) for i, t in doc_blocks()])
+def test_properties_on_documentation_examples(text: str):
+    check_properties(text)
 
 
 def test_goldens_are_fixed_points():

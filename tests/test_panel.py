@@ -173,6 +173,31 @@ def test_values_are_trimmed_and_booleans_accept_common_spellings(tmp_path):
         ("M1", "P1", True), ("M2", "P1", False), ("M3", "P1", True)]
 
 
+def test_percentages_in_number_columns(tmp_path):
+    measures = ("practice_id,period,measure,value\nP1,2011,drug_cost,35%\nP1,2011-Q1,drug_cost,12.5 %\n"
+                "P2,2011,drug_cost,0.35\n")
+    p = load(tmp_path, measures=(".csv", measures))
+    assert [r[3] for r in p.measure_rows()] == [D("0.35"), D("0.125"), D("0.35")]
+
+
+def test_age_warning_is_judged_at_the_period_start(tmp_path):
+    from capdsl.periods import parse_period
+
+    members = M_HEAD + "M1,P1,1901-03-01,,,,\n"
+    files = panel_files(tmp_path, members=(".csv", members))
+    def ages(**kw):
+        return [d.code for d in load_panel(files, requirements(), today=TODAY, **kw).warnings if d.code == "W0714"]
+
+    assert ages() == ["W0714"]
+    assert ages(period=parse_period("2011-02")) == []
+    assert ages(period=parse_period("2011-03")) == ["W0714"]
+
+
+def test_member_label_follows_show_ids(tmp_path):
+    assert load(sub(tmp_path, "a")).member_label("M1") == redact_id("M1")
+    assert load(sub(tmp_path, "b"), show_ids=True).member_label("M1") == "'M1'"
+
+
 def test_accessor_rejects_unknown_columns(tmp_path):
     with pytest.raises(KeyError):
         load(tmp_path).member_rows(["nope"])
@@ -366,6 +391,12 @@ def test_params_are_typed_and_defaults_filled():
     assert parse_params(["avg_cost=1.5 CZK/members", "akord=1"], None, requirements())["avg_cost"] == D("1.5")
 
 
+def test_plain_number_params_accept_percentages():
+    req = Requirements(params={"coef": ("decimal", None, "t.cap:1", ""), "days": ("integer", None, "t.cap:2", "days")})
+    assert parse_params(["coef=15%", "days=2 days"], None, req) == {"coef": D("0.15"), "days": 2}
+    assert parse_params(["coef=1.35", "days=2"], None, req) == {"coef": D("1.35"), "days": 2}
+
+
 def test_params_file_and_set_override(tmp_path):
     f = tmp_path / "p.json"
     f.write_text('{"avg_cost": 250.10, "akord": true, "share": "20%"}')
@@ -430,3 +461,29 @@ def test_large_panel_loads_quickly(tmp_path):
     p = load_panel(files, req, today=TODAY)
     assert p.count("members") == 200_000
     assert time.perf_counter() - t < 10
+
+
+# ─────────────────────────────── fuzzing ───────────────────────────────
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from capdsl.errors import CapError  # noqa: E402
+
+_SEED = {t: (DATA / f"{t}.csv").read_bytes() for t in ("members", "practices", "events", "measures")}
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(table=st.sampled_from(sorted(_SEED)), ext=st.sampled_from([".csv", ".jsonl", ".parquet"]),
+       cuts=st.lists(st.tuples(st.integers(0, 400), st.binary(max_size=6)), max_size=4))
+def test_mutated_files_only_raise_diagnostics(tmp_path_factory, table, ext, cuts):
+    """Byte flips, insertions and truncations give a loaded panel or CapError, never another exception."""
+    data = bytearray(_SEED[table])
+    for pos, junk in cuts:
+        pos = min(pos, len(data))
+        data[pos:pos + len(junk) // 2] = junk
+    tmp = tmp_path_factory.mktemp("fuzz")
+    try:
+        load(tmp, **{table: (ext, bytes(data))})
+    except CapError as exc:
+        assert exc.diagnostics and all(d.code[0] in "EW" for d in exc.diagnostics)

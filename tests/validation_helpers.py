@@ -6,7 +6,6 @@ from __future__ import annotations
 import csv
 from datetime import date
 from pathlib import Path
-from types import SimpleNamespace
 
 from capdsl.errors import Source
 
@@ -51,35 +50,22 @@ def variant(text: str, *pairs: tuple[str, str]) -> str:
     return text
 
 
+# BASE in euros at 25 CZK per EUR: the same contract, so a diff at --rate 25 is 0
+BASE_EUR = variant(BASE, ("currency CZK", "currency EUR"), ("50 CZK", "2 EUR"), ("45 CZK", "1.80 EUR"),
+                   ("1.00 CZK per point", "0.04 EUR per point"))
+
+
 def compile_text(text: str, path: str = "t.cap"):
-    """(checked, program): through the checker when it is installed, else parse + lower."""
-    try:
-        from capdsl.pipeline import compile_source
+    """(checked, program) through the real checker, as the CLI compiles."""
+    from capdsl.pipeline import compile_source
 
-        return compile_source(Source(text, path))
-    except ModuleNotFoundError as exc:
-        if "check" not in str(exc):
-            raise
-    from capdsl.lower import lower
-    from capdsl.syntax import parse
-
-    source = Source(text, path)
-    checked = SimpleNamespace(contract=parse(source), source=source, warnings=[])
-    return checked, lower(checked)
+    return compile_source(Source(text, path))
 
 
 def compile_path(path) -> tuple:
-    return compile_text(Path(path).read_text(encoding="utf-8"), str(path))
+    from capdsl.pipeline import compile_file
 
-
-def patch_compile(monkeypatch) -> None:
-    """Let CLI commands compile without the checker (while capdsl.check is not installed)."""
-    try:
-        import capdsl.check  # noqa: F401
-    except ModuleNotFoundError:
-        import capdsl.pipeline
-
-        monkeypatch.setattr(capdsl.pipeline, "compile_file", compile_path)
+    return compile_file(path)
 
 
 def write_panel(root: Path, members: int = 60, practices: int = 3) -> dict[str, str]:

@@ -118,7 +118,9 @@ def paren(e: exp.Expression) -> exp.Expression:
     return e if isinstance(e, (exp.Column, exp.Literal, exp.Paren, exp.Cast, exp.Anonymous)) else exp.Paren(this=e)
 
 
-def case(ifs: list[tuple[exp.Expression, exp.Expression]], default: exp.Expression | None = None) -> exp.Case:
+def case(ifs: list[tuple[exp.Expression, exp.Expression]], default: exp.Expression | None = None) -> exp.Expression:
+    if not ifs:
+        return default if default is not None else exp.Null()
     return exp.Case(ifs=[exp.If(this=c, true=v) for c, v in ifs], default=default)
 
 
@@ -137,7 +139,7 @@ def _is_literal(e: exp.Expression) -> bool:
     return isinstance(e, exp.Literal) or (isinstance(e, exp.Neg) and isinstance(e.this, exp.Literal))
 
 
-@dataclass
+@dataclass(frozen=True)
 class _Scope:
     """Where an expression is evaluated: which row aliases hold which columns."""
 
@@ -148,6 +150,8 @@ class _Scope:
 
 @dataclass
 class _Plan:
+    """Columns the query computes once: aggregates and year sums, keyed by tree node."""
+
     aggs: dict = field(default_factory=dict)  # Agg -> column name
     years: dict = field(default_factory=dict)  # YearSum -> column name
 
@@ -209,7 +213,8 @@ class _Compiler:
 
     # ─────────────────────────── expressions ───────────────────────────
     def fail(self, node, scope: _Scope, kind: str | None) -> exp.Expression:
-        """Raise with a payload `capdsl-fail|index|level|row|age|practice_id` (events: code last)."""
+        """Raise with a payload `capdsl-fail|index|level|row|age||practice_id|capdsl-end`
+        (events: `row|len(code)|code|practice_id`), parsed back by `engine.translate`."""
         index = len(self.fails)
         self.fails.append((scope.level, node))
         row = scope.row
@@ -224,7 +229,7 @@ class _Compiler:
             parts += [text(exp.Length(this=code)), exp.Literal.string("|"), code]
         else:
             parts += [exp.Literal.string("|")]
-        parts += [exp.Literal.string("|"), pid]
+        parts += [exp.Literal.string("|"), pid, exp.Literal.string("|capdsl-end")]
         raised = self.d.raise_error(concat(*parts))
         if self.d.name == "postgres" and kind is not None:
             raised = exp.cast(text(raised), _SQL_TYPE[kind])
@@ -275,12 +280,20 @@ class _Compiler:
         if cls is t.Cmp:
             op = {"=": exp.EQ, "!=": exp.NEQ, "<": exp.LT, "<=": exp.LTE, ">": exp.GT, ">=": exp.GTE}[node.op]
             return op(this=self.ex(node.left, s), expression=self.ex(node.right, s))
-        if cls is t.And:
-            return exp.and_(*[self.ex(i, s) for i in node.items], wrap=True) if len(node.items) > 1 \
-                else self.ex(node.items[0], s)
-        if cls is t.Or:
-            return exp.Paren(this=exp.or_(*[self.ex(i, s) for i in node.items])) if len(node.items) > 1 \
-                else self.ex(node.items[0], s)
+        if cls in (t.And, t.Or):
+            if any(_raises(i) for i in node.items[1:]):
+                # SQL does not promise left-to-right AND/OR; the interpreter stops at the
+                # first decisive item, so an item that may fail is reached only through CASE.
+                out = self.ex(node.items[-1], s)
+                for item in reversed(node.items[:-1]):
+                    stop = exp.false() if cls is t.And else exp.true()
+                    cond = self.ex(item, s) if cls is t.And else exp.Not(this=paren(self.ex(item, s)))
+                    out = case([(cond, out)], stop)
+                return out
+            items = [self.ex(i, s) for i in node.items]
+            if len(items) == 1:
+                return items[0]
+            return exp.and_(*items, wrap=True) if cls is t.And else exp.Paren(this=exp.or_(*items))
         if cls is t.Not:
             return exp.Not(this=paren(self.ex(node.operand, s)))
         if cls is t.In:
@@ -347,7 +360,7 @@ class _Compiler:
         if node.op == "-":
             return exp.Sub(this=paren(a), expression=paren(b))
         if node.op == "*":
-            if ints:
+            if ints or self.exact_product(node):
                 return exp.Mul(this=paren(a), expression=paren(b))
             # literals keep their own precision so a product of a rate and a column fits
             a = a if _is_literal(a) else dec(a)
@@ -356,20 +369,58 @@ class _Compiler:
         index = len(self.fails)
         self.fails.append(("division", node))
         pid = col("practice_id", s.row or s.pm)
-        on_zero = self.d.raise_error(concat(exp.Literal.string(f"{FAIL_TAG}|{index}|division|?||"), pid))
+        on_zero = self.d.raise_error(concat(exp.Literal.string(f"{FAIL_TAG}|{index}|division|?||"), pid,
+                                            exp.Literal.string("|capdsl-end")))
         if self.d.name == "postgres":
             on_zero = exp.cast(text(on_zero), DEC)
         return self.d.fixed_div(a, b, on_zero)
 
+    def exact_product(self, node: t.Arith) -> bool:
+        """Whether a product is exact in the operands' own types (no rounding needed, no cast):
+        both have known small types whose scales add up to at most 12 and whose precisions fit
+        38 digits. Band and tier values times each other are the hot path of member sums."""
+        return self.numeric_type(node) is not None
+
+    def numeric_type(self, node: t.Node) -> tuple[int, int] | None:
+        """(precision, scale) of a number as emitted, when small and known; None otherwise."""
+        cls = type(node)
+        if cls is t.Const and node.kind in ("decimal", "integer") and not isinstance(node.value, bool):
+            sign, digits, exponent = Decimal(node.value).as_tuple()
+            scale = max(0, -exponent)
+            return max(len(digits), scale + 1, 10 if scale == 0 else 0), scale
+        if cls is t.Col and node.table == "member" and node.name == "age":
+            return 19, 0
+        if cls is t.Case:
+            values = [v for _, v in node.whens] + ([] if isinstance(node.otherwise, t.Fail) else [node.otherwise])
+            types = [self.numeric_type(v) for v in values]
+            if not types or any(x is None for x in types):
+                return None
+            scale = max(x[1] for x in types)
+            whole = max(x[0] - x[1] for x in types)
+            return (whole + scale, scale) if whole + scale <= 38 else None
+        if cls is t.Arith and node.op == "*":
+            a, b = self.numeric_type(node.left), self.numeric_type(node.right)
+            if a is None or b is None or a[1] + b[1] > 12 or a[0] + b[0] > 38:
+                return None
+            return a[0] + b[0], a[1] + b[1]
+        return None
+
     def round(self, x: exp.Expression, quantum: Decimal, mode: str) -> exp.Expression:
-        """Round to a multiple of `quantum` with explicit integer steps: q = trunc(x / quantum),
-        r = x - q·quantum (exact), then adjust q by the sign of r per mode."""
-        qv = lambda: lit(quantum)  # noqa: E731  (fresh nodes: sqlglot trees must not share children)
-        q = lambda: self.d.idiv(x.copy(), qv())  # noqa: E731
-        r = lambda: exp.Paren(this=exp.Sub(this=dec(x.copy()), expression=exp.Mul(this=q(), expression=qv())))  # noqa
-        sign = lambda: case([(exp.GT(this=r(), expression=num(0)), num(1)),  # noqa: E731
-                             (exp.LT(this=r(), expression=num(0)), exp.Neg(this=num(1)))], num(0))
-        twice = lambda: exp.Mul(this=exp.Abs(this=r()), expression=num(2))  # noqa: E731
+        """Round to a multiple of `quantum` with explicit integer steps (see `round_steps`)."""
+        q = lambda: self.d.idiv(x.copy(), lit(quantum))  # noqa: E731 (fresh nodes: trees must not share children)
+        rem = lambda: exp.Paren(this=exp.Sub(this=dec(x.copy()), expression=exp.Mul(this=q(), expression=lit(  # noqa
+            quantum))))
+        return self.round_steps(q, rem, quantum, mode)
+
+    def round_steps(self, q, rem, quantum: Decimal, mode: str) -> exp.Expression:
+        """(q + adjustment) × quantum where q = trunc(x / quantum) and rem = x − q × quantum
+        (exact, with the sign of x): half_up moves away from zero when 2|rem| ≥ quantum, half_even
+        when 2|rem| > quantum or it is a tie and q is odd, up whenever rem ≠ 0, down never.
+        `q` and `rem` are factories of fresh expressions (columns, when the caller has them)."""
+        qv = lambda: lit(quantum)  # noqa: E731
+        sign = lambda: case([(exp.GT(this=rem(), expression=num(0)), num(1)),  # noqa: E731
+                             (exp.LT(this=rem(), expression=num(0)), exp.Neg(this=num(1)))], num(0))
+        twice = lambda: exp.Mul(this=exp.Abs(this=rem()), expression=num(2))  # noqa: E731
         if mode == "half_up":
             adj = case([(exp.GTE(this=twice(), expression=qv()), sign())], num(0))
         elif mode == "half_even":
@@ -427,7 +478,7 @@ class _Compiler:
                                               materialized=True if mat else None) for n, q, mat in ctes])
         query = exp.select(exp.Star()).from_(exp.Subquery(this=query, alias=exp.TableAlias(
             this=exp.to_identifier("result"))))
-        query.set("with", with_)
+        query.set("with_", with_)
         return Compiled(query, self.d, self.months, self.reported, tuple(self.fails),
                         tuple(line.name for line in self.lines), tuple(p.name for p in self.pools), self.due)
 
@@ -437,17 +488,11 @@ class _Compiler:
             ref = month_end(m) if self.p.age_rule == "month_end" else (
                 date(m.year, 1, 1) if self.p.age_rule == "year_start" else m)
             q = (m.month - 1) // 3 + 1
-            values = [(lit(m), "month_start"), (lit(month_end(m)), "month_end"), (num(month_end(m).day), "days"),
-                      (num(ref.year), "ref_year"), (num(ref.month * 100 + ref.day), "ref_md"),
-                      (exp.Literal.string(f"{m.year:04d}-{m.month:02d}"), "mkey"),
-                      (exp.Literal.string(f"{m.year:04d}-Q{q}"), "qkey"),
-                      (exp.Literal.string(f"{m.year:04d}"), "ykey"), (num(m.month), "mon"),
-                      (lit(m in self.reported), "reported")]
-            rows.append(exp.select(*[exp.alias_(v, n) for v, n in values]))
-        out = rows[0]
-        for r in rows[1:]:
-            out = exp.union(out, r, distinct=False)
-        return out
+            rows.append((m, month_end(m), month_end(m).day, ref.year, ref.month * 100 + ref.day,
+                         f"{m.year:04d}-{m.month:02d}", f"{m.year:04d}-Q{q}", f"{m.year:04d}", m.month,
+                         m in self.reported))
+        return _items(rows, ("month_start", "month_end", "days", "ref_year", "ref_md", "mkey", "qkey", "ykey",
+                             "mon", "reported"))
 
     def prac_query(self) -> exp.Expression:
         attrs = sorted(self.practice_cols.items())
@@ -496,7 +541,11 @@ class _Compiler:
         m, mo = "m", "mo"
         born, start, end = (lambda: col("birth_date", m)), (lambda: col("enrolled_from", m)), \
             (lambda: col("enrolled_to", m))
-        ms, me = (lambda: col("month_start", mo)), (lambda: col("month_end", mo))
+        single = len(self.months) == 1
+        if single:  # literal dates let the engine push the filter into the scan (Parquet row groups)
+            ms, me = (lambda: lit(self.months[0])), (lambda: lit(month_end(self.months[0])))
+        else:
+            ms, me = (lambda: col("month_start", mo)), (lambda: col("month_end", mo))
         is_null = lambda e: exp.Is(this=e, expression=exp.Null())  # noqa: E731
         if self.p.exposure == "first_day":
             cond = exp.and_(exp.LTE(this=born(), expression=ms()),
@@ -525,16 +574,23 @@ class _Compiler:
         else:
             weight = num(1)
         cols.append(exp.alias_(weight, "w__"))
-        return exp.select(*cols).from_(exp.alias_(self.source("members"), m)).join(
-            exp.alias_(exp.to_table("months"), mo), on=cond, join_type="inner")
+        sel = exp.select(*cols).from_(exp.alias_(self.source("members"), m))
+        if single:
+            return sel.join(exp.alias_(exp.to_table("months"), mo), join_type="cross").where(cond)
+        return sel.join(exp.alias_(exp.to_table("months"), mo), on=cond, join_type="inner")
 
     def ev_query(self) -> exp.Expression:
         e, mo = "e", "mo"
+        sel = exp.select(exp.Column(this=exp.Star(), table=exp.to_identifier(e)), col("month_start", mo)).from_(
+            exp.alias_(self.source("events"), e))
+        if len(self.months) == 1:
+            m = self.months[0]
+            cond = exp.and_(exp.GTE(this=col("date", e), expression=lit(m)),
+                            exp.LTE(this=col("date", e), expression=lit(month_end(m))))
+            return sel.join(exp.alias_(exp.to_table("months"), mo), join_type="cross").where(cond)
         cond = exp.and_(exp.GTE(this=col("date", e), expression=col("month_start", mo)),
                         exp.LTE(this=col("date", e), expression=col("month_end", mo)))
-        return exp.select(exp.Column(this=exp.Star(), table=exp.to_identifier(e)),
-                          col("month_start", mo)).from_(exp.alias_(self.source("events"), e)).join(
-            exp.alias_(exp.to_table("months"), mo), on=cond, join_type="inner")
+        return sel.join(exp.alias_(exp.to_table("months"), mo), on=cond, join_type="inner")
 
     def agg_query(self, rows: str, aggs: dict, level: str) -> exp.Expression:
         scope = _Scope(level, row=rows, pm="pm")
@@ -576,7 +632,7 @@ class _Compiler:
         return sel.select(*cols)
 
     def line_layers(self, line: t.LineDef, prev: str, scope: _Scope, add) -> str:
-        """Two CTEs per line: applied and raw amount, then the rounded amount."""
+        """Two CTEs per line: applied and raw amount, then the rounded amount (so `LineRef` reads a column)."""
         applies = self.ex(self.tree(line.applies), scope) if line.applies is not None else exp.true()
         amount = self.ex(self.tree(line.amount), scope)
         raw = case([(applies.copy(), dec(amount))], dec(num(0))) if line.applies is not None else dec(amount)
@@ -668,22 +724,21 @@ class _Compiler:
 
 
 def _items(rows: list[tuple], names: tuple[str, ...]) -> exp.Expression:
-    """A small literal table as UNION ALL of SELECTs (portable to every dialect)."""
-    selects = []
-    for row in rows:
-        vals = []
-        for v, n in zip(row, names):
-            if v is None:
-                vals.append(exp.alias_(exp.cast(exp.Null(), "INT"), n))
-            elif isinstance(v, str):
-                vals.append(exp.alias_(exp.Literal.string(v), n))
-            else:
-                vals.append(exp.alias_(exp.cast(num(v), "INT"), n))
-        selects.append(exp.select(*vals))
-    out = selects[0]
-    for s in selects[1:]:
-        out = exp.union(out, s, distinct=False)
-    return out
+    """A small literal table: SELECT * FROM (VALUES …) AS items(names) (UNNEST on BigQuery)."""
+    def value(v):
+        if v is None:
+            return exp.cast(exp.Null(), "INT")
+        if isinstance(v, (str, bool, date)):
+            return lit(v)
+        return num(v)
+
+    values = exp.values([tuple(value(v) for v in row) for row in rows], alias="items", columns=list(names))
+    return exp.select(exp.Star()).from_(values)
+
+
+def _raises(node: t.Node) -> bool:
+    """May evaluating this (inlined) node stop the query: a `Fail` or a division."""
+    return any(isinstance(n, t.Fail) or (isinstance(n, t.Arith) and n.op == "/") for n in t.walk(node))
 
 
 def _unify(kinds: list[str]) -> str:

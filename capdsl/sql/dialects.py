@@ -18,7 +18,9 @@ explicit integer arithmetic so that no engine's default rounding is trusted:
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from decimal import Decimal
 
 from sqlglot import exp
 
@@ -37,7 +39,7 @@ def num(value: int | str) -> exp.Expression:
 
 
 @dataclass(frozen=True)
-class Dialect:
+class Dialect(ABC):
     """A target engine. `name` is the sqlglot dialect name."""
 
     name: str
@@ -50,12 +52,13 @@ class Dialect:
         return exp.Anonymous(this="error", expressions=[message])
 
     # --- arithmetic -----------------------------------------------------------------
+    @abstractmethod
     def idiv(self, x: exp.Expression, q: exp.Expression) -> exp.Expression:
         """trunc(x / q) exactly, as DECIMAL(38, 0); x and q are DECIMAL(38, 12)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def fixed_div(self, a: exp.Expression, b: exp.Expression, on_zero: exp.Expression) -> exp.Expression:
-        raise NotImplementedError
+        """a / b rounded half away from zero to 12 places; `on_zero` when b = 0."""
 
     # --- dates -----------------------------------------------------------------------
     def day_diff(self, hi: exp.Expression, lo: exp.Expression) -> exp.Expression:
@@ -71,6 +74,9 @@ class DuckDB(Dialect):
     """Scaled HUGEINT arithmetic: `//` on HUGEINT truncates toward zero."""
 
     def _scaled(self, e: exp.Expression) -> exp.Expression:
+        """The value in units of 10^-12 as HUGEINT (exact: DECIMAL(38, 12) × 10^12 is whole)."""
+        if isinstance(e, exp.Literal) and e.is_number:  # a quantum: scale it here, not per row
+            return exp.cast(num(str(int(Decimal(e.this).scaleb(12)))), "HUGEINT")
         return exp.cast(exp.Mul(this=dec(e), expression=num(FIX)), "HUGEINT")
 
     def idiv(self, x, q):
@@ -107,14 +113,21 @@ class Postgres(Dialect):
 
 
 class Spark(Dialect):
-    """`DIV` on decimals is exact (returns BIGINT) and `%` keeps the dividend's
-    sign; precision loss must be off (spark.sql.decimalOperations.allowPrecisionLoss=false)."""
+    """`DIV` on decimals is exact but returns BIGINT (so quotients must stay below
+    9.2e18), `%` keeps the dividend's sign; precision loss must be off
+    (spark.sql.decimalOperations.allowPrecisionLoss=false)."""
 
     def raise_error(self, message):
         return exp.Anonymous(this="raise_error", expressions=[message])
 
     def idiv(self, x, q):
-        return exp.cast(exp.IntDiv(this=dec(x), expression=dec(q)), "DECIMAL(38, 0)")
+        # Not `DIV`: it returns BIGINT and wraps silently past 9.2e18. `q` is a literal
+        # quantum (or 2), so the decimal quotient keeps all of x's digits and is exact
+        # (a quantum with few significant digits cannot leave a fraction within 1e-15 of 1).
+        quotient = lambda: exp.Div(this=dec(x.copy()), expression=q.copy())  # noqa: E731
+        trunc = exp.Case(ifs=[exp.If(this=exp.GTE(this=dec(x.copy()), expression=num(0)),
+                                     true=exp.Floor(this=quotient()))], default=exp.Ceil(this=quotient()))
+        return exp.cast(trunc, "DECIMAL(38, 0)")
 
     def fixed_div(self, a, b, on_zero):
         # Long division: integer part, then 13 digits of the remainder.

@@ -1,0 +1,49 @@
+"""The columnar backend: a `tree.Program` compiled to SQL (sqlglot) and run
+on DuckDB (embedded, the default), Spark, or any warehouse via the printed SQL.
+
+    compile_program(program, period, dialect, tables) -> str   readable SQL
+    evaluate(program, con, period, params, engine)    -> MonthlyResult
+
+`evaluate` returns the interpreter's `MonthlyResult`, so `statement.build`
+does not know which engine ran. See docs/sql.md.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Mapping
+
+from .. import tree as t
+from ..errors import UsageError, error
+from ..periods import Period, parse_period
+from .compile import Compiled, Options, compile_query, run_months
+from .dialects import DIALECTS
+
+__all__ = ["compile_program", "compile_query", "evaluate", "Compiled", "Options", "DIALECTS", "run_months"]
+
+
+def _period(period) -> Period:
+    return period if isinstance(period, Period) else parse_period(str(period))
+
+
+def compile_program(program: t.Program, period, dialect: str = "duckdb", tables: Mapping[str, str] | None = None,
+                    params: Mapping[str, object] | None = None, options: Options | None = None) -> str:
+    """Readable SQL computing the statements' rows; `tables` maps members/practices/events/measures
+    to the warehouse's names. Parameters without a value or default are left as `:name` placeholders."""
+    defaults = Options(row_column=None, measure_values="text") if options is None else options
+    return compile_query(program, _period(period), dialect, tables, params, defaults).sql(pretty=True) + ";\n"
+
+
+def evaluate(program: t.Program, con, period, params: dict, engine: str = "duckdb", *, master: str | None = None,
+             spark=None, member_label: Callable[[str], str] | None = None):
+    """Evaluate on a loaded panel's DuckDB connection with `engine` duckdb | spark."""
+    period = _period(period)
+    if engine == "duckdb":
+        from . import duckdb_engine
+
+        return duckdb_engine.evaluate(program, con, period, params, member_label=member_label)
+    if engine == "spark":
+        from . import spark_engine
+
+        return spark_engine.evaluate(program, con, period, params, master=master, spark=spark,
+                                     member_label=member_label)
+    raise UsageError(error("E0924", f"unknown engine {engine!r}", hint="use duckdb, spark or python"))

@@ -1,0 +1,114 @@
+"""The Python side of the SQL backends: turn the long result rows into the
+interpreter's `MonthlyResult`, and engine errors into the interpreter's
+`EvalError`s (never a DuckDB/Spark/PostgreSQL message with a stack trace).
+"""
+
+from __future__ import annotations
+
+import re
+from decimal import Decimal
+from typing import Callable
+
+from .. import tree as t
+from ..errors import BackendError, EvalError, Note, error
+from ..interpret import MonthlyResult
+from .compile import FAIL_TAG, Compiled
+
+_PAYLOAD = re.compile(re.escape(FAIL_TAG) + r"\|(\d+)\|(\w+)\|(.*?)\|" + re.escape("capdsl-end"), re.S)
+_OVERFLOW = re.compile(r"overflow|out of range|NUMERIC_VALUE_OUT_OF_RANGE|DECIMAL_PRECISION|cannot be represented",
+                       re.I)
+ZERO = Decimal(0)
+
+
+def _money(value, quantum: Decimal) -> Decimal:
+    """An amount with the exponent the interpreter's `round_to` gives it."""
+    exponent = quantum.as_tuple().exponent
+    places = Decimal(1).scaleb(exponent) if isinstance(exponent, int) and exponent < 0 else Decimal(1)
+    return Decimal(value).quantize(places)
+
+
+def _plain(value) -> Decimal | None:
+    """A basis as a plain decimal without the SQL scale's trailing zeros."""
+    if value is None:
+        return None
+    d = Decimal(value)
+    return Decimal(int(d)) if d == d.to_integral_value() else d.normalize()
+
+
+def collect(compiled: Compiled, program: t.Program, rows) -> MonthlyResult:
+    """Long result rows → `MonthlyResult`, ordered exactly as the interpreter orders it."""
+    quantum = program.quantum
+    line_index = {name: i for i, name in enumerate(compiled.lines)}
+    pool_index = {name: i for i, name in enumerate(compiled.pools)}
+    year = compiled.months[0].year
+    practices, lines, pools, insts = [], [], [], []
+    for kind, pid, month, line, quarter, amount, applied, basis in rows:
+        if kind == "practice":
+            practices.append(pid)
+        elif kind == "line":
+            value = _money(amount, quantum) if applied else ZERO
+            lines.append((pid, month, line_index[line], (pid, month, line, value, bool(applied), _plain(basis))))
+        elif kind == "pool":
+            value = _money(amount, quantum) if applied else ZERO
+            pools.append((pid, pool_index[line], (pid, line, year, value, bool(applied))))
+        else:
+            value = _money(amount, quantum) if applied else ZERO
+            insts.append((pid, pool_index[line], quarter, (pid, line, year, int(quarter), value, bool(applied))))
+    order = {pid: i for i, pid in enumerate(sorted(practices))}
+    result = MonthlyResult(practices=sorted(practices))
+    result.rows = [r[-1] for r in sorted(lines, key=lambda r: (order[r[0]], r[1], r[2]))]
+    result.pools = [r[-1] for r in sorted(pools, key=lambda r: (order[r[0]], r[1]))]
+    result.installments = [r[-1] for r in sorted(insts, key=lambda r: (order[r[0]], r[1], _inst_order(
+        program, r[3][1], r[2])))]
+    return result
+
+
+def _inst_order(program: t.Program, pool: str, quarter: int) -> int:
+    for i, inst in enumerate(program.line(pool).installments):
+        if inst.quarter == quarter:
+            return i
+    return 99
+
+
+def translate(compiled: Compiled, exc: BaseException,
+              member_label: Callable[[str], str] | None = None) -> Exception:
+    """The interpreter's error for an engine error: a `Fail` payload, an overflow, or else a BackendError."""
+    message = str(exc)
+    found = _PAYLOAD.search(message)
+    if found:
+        index, level, rest = int(found.group(1)), found.group(2), found.group(3)
+        _, node = compiled.fails[index]
+        if level == "division":
+            return EvalError(error("E0803", "division by zero", node.origin,
+                                   hint="guard the division with `if … then … else`"))
+        if level == "member":
+            row, age, _, pid = rest.split("|", 3)
+            label = member_label(row) if member_label is not None else "id hidden"
+            who = f"member at row {_int(row)} ({label}, aged {_int(age)})"
+        elif level == "event":
+            row, tail = rest.split("|", 1)
+            length, tail = tail.split("|", 1)
+            code, pid = tail[: int(length)], tail[int(length) + 1:]
+            who = f"event at row {_int(row)} (code {code!r})"
+        else:
+            pid = rest.split("|", 3)[-1]
+            return EvalError(error(node.code, f"{node.message} (practice {pid})", node.origin))
+        return EvalError(error(node.code, f"{node.message}: {who} in practice {pid}", node.origin,
+                               hint="add the missing band/entry, or an `otherwise:` entry",
+                               notes=[Note("the table is declared here", node.origin)]))
+    lines = [x.strip() for x in message.strip().splitlines() if x.strip()]
+    # py4j wraps Spark's error: prefer its "[ERROR_CLASS] …" line to "An error occurred while calling …"
+    first = next((x for x in lines if re.match(r"(\w+(\.\w+)*: )?\[[A-Z_.]+\]", x)), lines[0] if lines else
+                 type(exc).__name__)[:300]
+    if _OVERFLOW.search(message):
+        return EvalError(error("E0808", "a value is too large for exact decimal arithmetic "
+                                        f"(38 digits, 12 after the point): {first}",
+                               hint="amounts and intermediate products must stay below 10^14"))
+    return BackendError(error("E0922", f"the {compiled.dialect.name} engine failed: {first}"))
+
+
+def _int(text: str):
+    try:
+        return int(Decimal(text))
+    except Exception:  # noqa: BLE001 - a missing row number prints as "?"
+        return text

@@ -1,0 +1,585 @@
+"""The static checker: what it accepts, what it rejects and why, and that it
+never fails with anything but `CheckError`."""
+
+from __future__ import annotations
+
+import sys
+import time
+from datetime import date
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from capdsl import nodes as n
+from capdsl import units as u
+from capdsl.check import Checked, Symbol, check
+from capdsl.errors import CheckError, Source
+from capdsl.syntax import parse
+from capdsl.units import Level
+
+ROOT = Path(__file__).resolve().parent.parent
+PUBLISHED = ROOT / "tests" / "fixtures" / "published"
+HEADER = 'contract "T":\n    currency CZK\nend\n\n'
+
+
+def run(text: str, header: bool = True) -> Checked:
+    source = Source((HEADER if header else "") + text, "t.cap")
+    return check(parse(source), source)
+
+
+def errors(text: str, header: bool = True) -> list:
+    try:
+        checked = run(text, header)
+    except CheckError as exc:
+        return exc.diagnostics
+    return list(checked.warnings)
+
+
+def codes(text: str, header: bool = True) -> list[str]:
+    """The codes reported, sorted (the order by position is tested separately)."""
+    return sorted(d.code for d in errors(text, header))
+
+
+# ───────────────────────────── real contracts ─────────────────────────────
+
+def test_cz_vzp_checks_clean():
+    path = ROOT / "contracts" / "cz_vzp_2011_adult.cap"
+    source = Source(path.read_text(encoding="utf-8"), str(path))
+    checked = check(parse(source), source)
+    assert checked.warnings == ()
+    assert checked.header.currency == "CZK"
+    syms = checked.symbols
+    assert syms["age_index"].level is Level.MEMBER
+    assert syms["base_rate"].level is Level.PRACTICE
+    assert syms["point_value"].level is Level.CONST
+    assert syms["recalculated_insured"].level is Level.AGGREGATE
+    assert syms["capitation"].level is Level.AGGREGATE
+    assert syms["akord_bonus"].level is Level.YEAR
+    assert syms["national_average_drug_cost"].level is Level.CONST
+    assert syms["base_rate"].type.same(u.money("CZK"))
+    assert syms["point_value"].type.unit_name() == "CZK per point"
+    assert syms["age_index"].type.is_dimensionless
+    assert isinstance(syms["age_index"], Symbol)
+    assert ("measure", "drug_cost_per_insured") in checked.inputs
+    assert ("param", "national_average_drug_cost") in checked.inputs
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "contracts").glob("*.cap")), ids=lambda p: p.stem)
+def test_shipped_contracts_have_no_errors(path):
+    source = Source(path.read_text(encoding="utf-8"), str(path))
+    check(parse(source), source)
+
+
+# ─────────────────────────── published tables ───────────────────────────
+
+@pytest.mark.parametrize("name, code, value", [
+    ("cz_age_index_published", "E0401", "ages 100 and over"),
+    ("hu_age_points_published", "E0402", "age 60"),
+    ("pl_index_published", "E0402", "age 65"),
+    ("hu_fixed_sum_published", "E0401", "1501"),
+])
+def test_published_tables_fail(name, code, value):
+    path = PUBLISHED / f"{name}.cap"
+    source = Source(path.read_text(encoding="utf-8"), str(path))
+    with pytest.raises(CheckError) as info:
+        check(parse(source), source)
+    diags = info.value.diagnostics
+    assert [d.code for d in diags] == [code]
+    assert value in diags[0].message
+
+
+def test_overlap_points_at_the_earlier_band():
+    diag = errors("bands a by member.age:\n    0 to 60: 1\n    60 and over: 2\nend\n")[0]
+    assert diag.code == "E0402" and diag.span.line == 7
+    assert diag.notes[0].span.line == 6
+
+
+# ─────────────────────────── bands: intervals ───────────────────────────
+
+def bands(body: str, key: str = "member.age", decl: str = "") -> list[str]:
+    return codes(decl + f"bands b by {key}:\n{body}end\n")
+
+
+def test_bands_meeting_exactly_are_fine():
+    assert bands("    under 5: 1\n    5 to under 10: 2\n    10: 3\n    over 10: 4\n") == []
+    hours = "inputs:\n    practice h: hours\nend\n"
+    assert bands("    under 30 hours: 1\n    30 hours and over: 2\n", "practice.h", hours) == []
+
+
+def test_decimal_keys_have_open_gaps():
+    hours = "inputs:\n    practice h: hours\nend\n"
+    diags = errors(hours + "bands b by practice.h:\n    0 hours to 4 hours: 1\n    over 5 hours: 2\nend\n")
+    assert [d.code for d in diags] == ["E0401"]
+    assert "(4, 5]" in diags[0].message
+    diags = errors(hours + "bands b by practice.h:\n    0 hours to under 4 hours: 1\n    over 4 hours: 2\nend\n")
+    assert [d.code for d in diags] == ["E0401"] and "value 4" in diags[0].message
+
+
+def test_integer_keys_have_no_gap_between_4_and_5():
+    assert bands("    0 to 4: 1\n    5 and over: 2\n") == []
+    assert bands("    0 to 4: 1\n    over 4: 2\n") == []
+
+
+def test_otherwise_silences_gaps_but_not_overlaps():
+    assert bands("    0 to 4: 1\n    otherwise: 2\n") == []
+    assert bands("    0 to 4: 1\n    4 to 9: 1\n    otherwise: 2\n") == ["E0402"]
+
+
+def test_gap_at_the_start():
+    diags = errors("bands b by member.age:\n    18 and over: 1\nend\n")
+    assert diags[0].code == "E0401" and "ages 0 to 17" in diags[0].message
+
+
+def test_empty_and_descending_ranges():
+    assert "E0407" in bands("    0 to 9: 1\n    9 to under 9: 2\n    10 and over: 3\n")
+    assert "E0407" in bands("    5 to 1: 1\n    0 and over: 3\n")
+
+
+def test_negative_bounds_extend_the_domain():
+    assert bands("    under 0: 1\n    0 and over: 2\n", "practice.x",
+                 "inputs:\n    practice x: number\nend\n") == []
+
+
+def test_band_bounds_must_carry_the_key_unit():
+    hours = "inputs:\n    practice h: hours\nend\n"
+    diags = errors(hours + "bands b by practice.h:\n    under 30: 1\n    30 hours and over: 2\nend\n")
+    assert [d.code for d in diags] == ["E0302"] and "30 hours" in diags[0].hint
+
+
+def test_bands_need_a_numeric_key_and_schedules_a_text_key():
+    assert "E0208" in bands("    0 and over: 1\n", "practice.id")
+    assert "E0208" in codes('schedule s by member.age:\n    "A": 1 CZK\nend\n')
+
+
+def test_table_entries_share_a_type():
+    assert codes("bands b by member.age:\n    0 to 9: 1 CZK\n    10 and over: 2 points\nend\n") == ["E0309"]
+    assert codes('schedule s by event.code:\n    "A": 1 CZK\n    "B": 1\nend\n') == ["E0309"]
+    assert codes("define d:\n    1 CZK from 2011-01-01\n    2 EUR from 2012-01-01\nend\n") == ["E0303", "E0309"]
+
+
+# ─────────────────────────── tiers and modifiers ───────────────────────────
+
+HOURS = "inputs:\n    practice h: hours\n    practice d: days\n    practice kind: text\nend\n"
+
+
+def tier(body: str) -> list[str]:
+    return codes(HOURS + f"tier t:\n{body}end\n")
+
+
+def test_cz_tier_order_is_reachable():
+    assert tier("    50 CZK when practice.h >= 30 hours and practice.d >= 1 day\n"
+                "    49 CZK when practice.h >= 25 hours and practice.d >= 1 day\n    47 CZK otherwise\n") == []
+
+
+def test_unreachable_entries():
+    assert tier("    1 CZK when practice.h >= 25 hours\n    2 CZK when practice.h >= 30 hours\n"
+                "    3 CZK otherwise\n") == ["W0404"]
+    # a conjunction is stronger than one of its parts
+    assert tier("    1 CZK when practice.h >= 25 hours\n    2 CZK when practice.h >= 30 hours and practice.d >= 1 day\n"
+                "    3 CZK otherwise\n") == ["W0404"]
+    # whole days: `> 1` already covers `>= 2`
+    assert tier("    1 CZK when practice.d > 1 day\n    2 CZK when practice.d >= 2 days\n    3 CZK otherwise\n") == ["W0404"]
+    # same text test twice
+    assert tier('    1 CZK when practice.kind = "a"\n    2 CZK when practice.kind = "a"\n    3 CZK otherwise\n') == ["W0404"]
+    # each disjunct covered by some earlier entry
+    assert tier('    1 CZK when practice.kind = "a"\n    1 CZK when practice.kind = "b"\n'
+                '    2 CZK when practice.kind = "a" or practice.kind = "b"\n    3 CZK otherwise\n') == ["W0404"]
+    # otherwise after an entry that always applies
+    assert tier("    1 CZK when true\n    3 CZK otherwise\n") == ["W0404"]
+
+
+def test_reachable_entries_are_not_flagged():
+    assert tier("    1 CZK when practice.h >= 30 hours\n    2 CZK when practice.h >= 25 hours\n    3 CZK otherwise\n") == []
+    assert tier("    1 CZK when practice.h > 30 hours\n    2 CZK when practice.h >= 30 hours\n    3 CZK otherwise\n") == []
+    assert tier("    1 CZK when practice.h >= 25 hours or practice.d >= 1 day\n"
+                "    2 CZK when practice.h >= 20 hours\n    3 CZK otherwise\n") == []
+    assert tier("    1 CZK when not (practice.h >= 25 hours)\n    2 CZK when practice.h >= 20 hours\n"
+                "    3 CZK otherwise\n") == []
+
+
+def test_tier_structure():
+    assert tier("    1 CZK when practice.h >= 1 hour\n") == ["E0403"]
+    assert tier("    3 CZK otherwise\n    1 CZK when practice.h >= 1 hour\n") == ["E0408"]
+    assert tier("    1 CZK when practice.h\n    3 CZK otherwise\n") == ["E0304"]
+    assert tier("    -1 CZK when practice.h >= 1 hour\n    3 CZK otherwise\n") == ["W0507"]
+
+
+def test_modifiers():
+    m = "inputs:\n    member flag: bool = false\nend\n"
+    assert codes(m + "modifier x combine highest:\n    2 when member.flag\nend\n") == ["E0405"]
+    assert codes(m + "modifier x combine lowest:\n    2 when member.flag\n    1\nend\n") == []
+    assert codes(m + "modifier x combine highest:\n    2 when member.flag\n    1 otherwise\nend\n") == []
+    assert codes(m + "modifier x combine multiply:\n    2 when member.flag\nend\n") == []
+    assert codes(m + "modifier x combine first:\n    2\n    3 when member.flag\n    1 otherwise\nend\n") \
+        == ["W0404", "W0404"]
+
+
+def test_schedules():
+    assert codes('schedule s by event.code:\n    "A": 1 CZK\n    "A": 2 CZK\nend\n') == ["E0406"]
+    assert codes('schedule s by event.code:\n    otherwise: 0 CZK\n    "A": 1 CZK\nend\n') == ["E0408"]
+
+
+def test_dated_values_ascend():
+    assert codes("define d:\n    1 CZK from 2011-07-01\n    2 CZK from 2011-07-01\nend\n") == ["E0409"]
+
+
+# ─────────────────────────────── names ───────────────────────────────
+
+def test_header_problems():
+    assert codes("define x = 1\n", header=False) == ["E0201"]
+    assert codes('contract "A":\n    payer "X"\nend\n', header=False) == ["E0202"]
+    assert codes('contract "A":\n    currency CZK\n    report in EUR at 25 EUR per CZK\nend\n', header=False) == ["E0303"]
+    assert codes('contract "A":\n    currency CZK\n    report in CZK at 1 CZK per CZK\nend\n', header=False) == ["E0303"]
+
+
+def test_unknown_names_suggest():
+    diags = errors("define base_rate = 1 CZK\nline l \"L\" = sum of base_rat over members\n")
+    assert diags[0].code == "E0203" and "base_rate" in diags[0].message
+    diags = errors("inputs:\n    practice hours: hours\nend\ndefine x = hours\n")
+    assert diags[0].code == "E0203" and "practice.hours" in diags[0].message
+
+
+def test_param_alias_and_unknown_attributes():
+    base = "inputs:\n    param rate: CZK = 5 CZK\nend\n"
+    assert codes(base + "line l \"L\" = param.rate + rate\n") == []
+    assert codes(base + "line l \"L\" = param.rat\n") == ["E0206"]
+    assert codes("line l \"L\" = sum of 1 CZK over members where member.sexx = \"F\"\n") == ["E0206"]
+    assert codes("line l \"L\" = sum of 1 CZK over members where member.sex = \"F\"\n") == []
+    assert codes("line l \"L\" = sum of 1 CZK over events where event.code = \"A\" and "
+                 "event.date >= 2011-01-01 and event.member != \"M\"\n") == []
+
+
+def test_duplicates_and_cycles():
+    assert codes("define a = 1\ndefine a = 2\n") == ["E0204"]
+    assert codes("inputs:\n    param a: number = 1\nend\ndefine a = 2\n") == ["E0204"]
+    diags = errors("define a = a + 1\n")
+    assert [d.code for d in diags] == ["E0205"] and "`a` → `a`" in diags[0].message
+    diags = errors('line x "X" = y\nline y "Y" = x\n')
+    assert [d.code for d in diags] == ["E0205"]
+
+
+def test_functions():
+    assert codes("define a = min(1)\n") == ["E0207"]
+    assert codes("define a = abs(1, 2)\n") == ["E0207"]
+    assert codes("define a = clamp(1, 0, 2)\ndefine b = max(1, 2, 3.5)\n") == []
+    assert codes("define f = 1\ndefine a = f(1)\n") == ["E0207"]
+
+
+def test_wrong_roles():
+    assert codes("define a = measure.x is present\n") == ["E0206"]
+    assert codes("inputs:\n    practice n: number\nend\ndefine a = practice.n is present\n") == ["E0208"]
+    assert codes("define a = event.code in nothing\n") == ["E0203"]
+
+
+def test_inputs():
+    assert codes("inputs:\n    practice a: bool = 1\nend\n") == ["E0211"]
+    assert codes("inputs:\n    practice a: points = 0 points\n    event p: points = 0\nend\n") == ["E0211"]
+    assert codes("inputs:\n    practice a: number = 1\n    practice b: integer = 2.5\nend\n") == []
+    assert codes("inputs:\n    member id: text\nend\n") == ["E0210"]
+
+
+# ─────────────────────────── types and units ───────────────────────────
+
+def test_units():
+    assert codes('line l "L" = 1 CZK + 2 EUR\n') == ["E0301", "E0303"]
+    assert codes('line l "L" = 1 CZK + 2\n') == ["E0301"]
+    assert codes('line l "L" = 350 points * 1.08 CZK per point\n') == []
+    assert codes('line l "L" = 250 CZK per member * 10 members\n') == []
+    assert codes('line l "L" = 15% of 100 CZK\n') == []
+    assert codes('line l "L" = 100 CZK / 0\n') == ["E0310"]
+    assert codes('line l "L" = 100 CZK / -0.0\n') == ["E0310"]
+    assert codes('line l "L" = "a" + 1 CZK\n') == ["E0312"]
+    assert codes('line l "L" = 2011-01-01 - 1 CZK\n') == ["E0312"]
+    assert codes('line l "L" = 1 point\n') == ["E0307"]
+    assert codes('define x = 1 CZK < 2\n') == ["E0302"]
+    assert codes('define x = "a" < "b"\n') == ["E0302"]
+    assert codes('define x = 2011-01-01 < 2012-01-01\n') == []
+    assert codes('define x = 1 in (1, "a")\n') == ["E0309"]
+    assert codes('define x = if true then 1 CZK else 2 EUR\n') == ["E0303", "E0309"]
+    assert codes('define x = 1 CZK of 1 CZK\n') == ["E0311"]
+    assert codes('define x = 15 of 1 CZK\n') == ["W0506"]
+    assert codes('define x = 120% of 1 CZK\n') == []
+    assert codes('define x = (1 and true) or not 2\n') == ["E0304", "E0304"]
+
+
+def test_foreign_currency_everywhere():
+    assert codes("inputs:\n    param p: EUR per member\nend\n") == ["E0303"]
+    assert codes('define x = 1 CZK per EUR\n') == ["E0303"]
+
+
+def test_levels():
+    idx = "bands idx by member.age:\n    0 and over: 1\nend\n"
+    assert codes(idx + 'line l "L" = sum of 1 CZK * idx over members\n') == []
+    assert codes(idx + 'line l "L" = 1 CZK * idx\n') == ["E0305"]
+    assert codes(idx + 'line l "L" = sum of 1 CZK * idx over events\n') == ["E0305"]
+    assert codes('line l "L" = sum of event.quantity * 1 CZK over members\n') == ["E0305"]
+    assert codes('line l "L" = count of members where event.code = "A"\n') == ["E0305", "E0307"]
+    assert codes('define t = sum of 1 CZK over members\nline l "L" = sum of t over members\n') == ["E0305"]
+    assert codes('line l "L":\n    amount 1 CZK\n    applies when member.age > 5\nend\n') == ["E0305"]
+
+
+def test_year_only_in_pools():
+    cap = 'line cap "C" = sum of 50 CZK over members\n'
+    assert codes(cap + 'pool p "P":\n    amount 10% of sum of cap over year\nend\n') == []
+    assert codes(cap + 'pool p "P":\n    amount 10% of cap\nend\n') == ["E0306"]
+    assert codes(cap + 'pool p "P":\n    amount 1000 CZK\nend\n') == []
+    assert codes(cap + 'line y "Y" = sum of cap over year\n') == ["E0306"]
+    assert codes(cap + 'define y = sum of cap over year\nline z "Z" = y\n') == ["E0306"]
+    assert codes(cap + 'pool p "P":\n    amount 1000 CZK\nend\nline z "Z" = p\n') == ["E0306"]
+    assert codes(cap + 'pool p "P":\n    amount sum of sum of cap over year over year\nend\n') == ["E0305"]
+    assert codes('pool p "P":\n    amount sum of member.age * 1 CZK over year\nend\n') == ["E0305"]
+
+
+MEASURE = "inputs:\n    measure m: CZK\n    measure q: bool = false\nend\n"
+
+
+def test_measure_presence():
+    assert codes(MEASURE + 'line l "L" = measure.m\n') == ["E0308"]
+    assert codes(MEASURE + 'line l "L":\n    amount measure.m\n    applies when measure.m is present\nend\n') == []
+    assert codes(MEASURE + 'line l "L":\n    amount measure.m\n    applies when measure.q and measure.m is present\nend\n') == []
+    # `or` guarantees nothing
+    assert codes(MEASURE + 'line l "L":\n    amount measure.m\n    applies when measure.q or measure.m is present\nend\n') \
+        == ["E0308"]
+    # through a definition
+    diags = errors(MEASURE + 'define d = measure.m * 2\nline l "L" = d\n')
+    assert [d.code for d in diags] == ["E0308"] and "applies when measure.m is present" in diags[0].hint
+    # guarded inside the expression
+    assert codes(MEASURE + 'line l "L" = if measure.m is present then measure.m else 0 CZK\n') == []
+    assert codes(MEASURE + 'line l "L" = if measure.m is missing then 0 CZK else measure.m\n') == []
+    # measures with a default need no guard; a line reference does not propagate the need
+    assert codes(MEASURE + 'line l "L" = if measure.q then 1 CZK else 0 CZK\n') == []
+    assert codes(MEASURE + 'line l "L":\n    amount measure.m\n    applies when measure.m is present\nend\n'
+                 'line k "K" = 2 * l\n') == []
+
+
+def test_installment_conditions():
+    base = MEASURE + 'pool p "P":\n    amount 100 CZK\n'
+    assert codes(base + '    paid 100% in Q4 when measure.m is present and measure.m > 5 CZK\nend\n') == []
+    assert codes(base + '    paid 100% in Q4 when measure.m > 5 CZK\nend\n') == ["E0308"]
+    assert codes(base + '    paid 100% in Q4 when measure.m + 1 CZK = 5 CZK\nend\n') == ["E0308"]
+    assert codes(base + '    paid 100% in Q4 when measure.m\nend\n') == ["E0304"]
+    # a missing measure makes `=` false: the installment is withheld, which is what the author means
+    assert codes(base + '    paid 100% in Q4 when measure.m = 5 CZK and not (measure.m != 3 CZK)\nend\n') == []
+
+
+# ─────────────────────────────── payouts ───────────────────────────────
+
+def pool(paid: str) -> list[str]:
+    return codes(f'pool p "P":\n    amount 100 CZK\n    paid {paid}\nend\n')
+
+
+def test_pool_shares():
+    assert pool("10% in Q1, 10% in Q2, 10% in Q3, rest in Q4") == []
+    assert pool("25% in Q1, 25% in Q2, 25% in Q3, 25% in Q4") == []
+    assert pool("33.33% in Q1, 33.33% in Q2, 33.34% in Q3") == []
+    diags = errors('pool p "P":\n    amount 100 CZK\n    paid 10% in Q1, 80% in Q4\nend\n')
+    assert [d.code for d in diags] == ["E0501"] and "90 %" in diags[0].message
+    assert pool("rest in Q1, rest in Q4") == ["E0502"]
+    assert pool("60% in Q1, 50% in Q2, rest in Q4") == ["E0502"]
+    assert pool("50% in Q1, 50% in Q1") == ["E0503"]
+    assert pool("0.5 in Q1, rest in Q4") == ["E0505"]
+    assert pool("150% in Q1, rest in Q4") == ["E0502", "W0506"]
+
+
+def test_lines_need_amounts_and_money():
+    assert codes('line l "L":\n    basis count of members\nend\n') == ["E0504"]
+    assert codes('pool p "P":\n    applies when true\nend\n') == ["E0504"]
+    assert codes('line l "L":\n    amount 1 CZK\n    basis "x"\nend\n') == ["E0312"]
+
+
+# ─────────────────────────────── examples ───────────────────────────────
+
+EXAMPLE_BASE = ("inputs:\n    practice h: hours\n    member flag: bool = false\n    event p: points = 0 points\n"
+                "    measure m: CZK\n    param r: CZK = 1 CZK\nend\n"
+                'line cap "C" = sum of r over members\n')
+
+
+def example(body: str) -> list[str]:
+    return codes(EXAMPLE_BASE + f'example "E":\n{body}end\n')
+
+
+def test_good_example():
+    assert example("    period 2011-03\n    set r = 2 CZK\n    practice P with h = 30 hours\n"
+                   "    10 members of P aged 40 with flag = true, sex = \"F\"\n"
+                   "    member M of P born 1950-01-01 enrolled from 2011-01-01 to 2011-12-31\n"
+                   "    5 events of P code \"A\" on 2011-03-01 with p = 5 points, quantity = 2\n"
+                   "    measure m of P for 2011 = 340\n"
+                   "    expect P cap = 20.00 CZK\n    expect P total = 20.00 CZK\n    expect total = 20.00 CZK\n") == []
+
+
+def test_example_errors():
+    assert example("    period 2011-03\n    expect P cap = 1 CZK\n") == ["E0602"]
+    assert example("    period 2011-03\n    practice P\n    expect P cop = 1 CZK\n") == ["E0601"]
+    assert example("    period 2011-03\n    practice P\n    expect P r = 1 CZK\n") == ["E0601"]
+    assert example("    period 2011-03\n    practice P with x = 1\n") == ["E0603"]
+    assert example("    period 2011-03\n    10 members of P aged 4 with age = 1\n") == ["E0603"]
+    assert example("    period 2011-03\n    set cap = 1 CZK\n") == ["E0604"]
+    assert example("    practice P\n") == ["E0605"]
+    assert example("    period 2011-03\n    period 2011-04\n") == ["E0605"]
+    assert example("    period 2011-03\n    measure z of P = 1\n") == ["E0606"]
+    assert example("    period 2011-03\n    expect total = 5 points\n") == ["E0607"]
+
+
+# ───────────────────────────── the result ─────────────────────────────
+
+def test_error_carries_sorted_diagnostics_and_warnings():
+    with pytest.raises(CheckError) as info:
+        run('define z = 15 of 1 CZK\ndefine a = b\ndefine c = d\n')
+    diags = info.value.diagnostics
+    assert [d.code for d in diags] == ["W0506", "E0203", "E0203"]
+    assert [d.span.line for d in diags] == sorted(d.span.line for d in diags)
+
+
+def test_warnings_only_returns_checked():
+    checked = run('define z = 15 of 1 CZK\n')
+    assert [d.code for d in checked.warnings] == ["W0506"]
+
+
+# ─────────────────────────────── robustness ───────────────────────────────
+
+def test_very_deep_ast_does_not_overflow():
+    """Deeper than any parse (the parser stops at ~300 levels), to prove no recursion."""
+    expr: object = n.Quantity(Decimal(1), "1", n.UnitExpr("CZK"))
+    for i in range(sys.getrecursionlimit() * 3):
+        expr = n.Binary("+", expr, n.Quantity(Decimal(1), "1", n.UnitExpr("CZK")))
+        if i % 3 == 0:
+            expr = n.Neg(expr)
+    cond: object = n.BoolLit(True)
+    for _ in range(sys.getrecursionlimit() * 3):
+        cond = n.BoolOp("or", (n.Not(cond), n.Compare(">", n.Attr("practice", "id"), n.String("x"))))
+    contract = n.Contract((
+        n.Header("T", currency="CZK"),
+        n.Define("d", expr),
+        n.Tier("t", (n.Choice(n.Quantity(Decimal(1), "1", n.UnitExpr("CZK")), cond),
+                     n.Choice(n.Quantity(Decimal(1), "1", n.UnitExpr("CZK")), None))),
+        n.Line("line", "l", "L", n.Name("d")),
+    ))
+    with pytest.raises(CheckError):  # `>` on text
+        check(contract, Source("", "deep.cap"))
+
+
+def test_long_definition_chain_has_no_recursion():
+    text = "".join(f"define d{i} = d{i + 1} + 1 CZK\n" for i in range(3000)) + "define d3000 = 1 CZK\n"
+    checked = run(text + 'line l "L" = d0\n')
+    assert checked.symbols["d0"].type.same(u.money("CZK"))
+
+
+def big_contract(lines: int = 5000) -> str:
+    out = [HEADER, "inputs:\n    practice h: hours\nend\n",
+           "bands idx by member.age:\n    0 to 4: 3.91\n    5 to 84: 1.00\n    85 and over: 3.40\nend\n",
+           "tier base:\n    50 CZK when practice.h >= 30 hours\n    47 CZK otherwise\nend\n"]
+    for i in range((lines - 16) // 2):
+        prev = f"d{i - 1}" if i else "base"
+        out.append(f"define d{i} = {prev} + 1 CZK * idx\nline l{i} \"Line {i}\" = sum of d{i} * 2 over members\n")
+    return "".join(out)
+
+
+def test_checking_a_5000_line_contract_is_fast():
+    source = Source(big_contract(), "big.cap")
+    contract = parse(source)
+    best = min(_timed(lambda: check(contract, source)) for _ in range(3))
+    assert best < 0.5, f"check took {best:.2f} s of CPU"
+
+
+def _timed(fn) -> float:
+    start = time.process_time()
+    fn()
+    return time.process_time() - start
+
+
+# Random ASTs built from the node types: whatever the parser could hand over,
+# the checker answers with a result or a CheckError, never a crash.
+
+NAMES = st.sampled_from(["a", "b", "c", "rate", "idx", "cap", "p", "min", "max", "clamp", "abs", "total", "m"])
+UNITS = st.one_of(st.none(), st.builds(n.UnitExpr, st.sampled_from(["CZK", "EUR", "points", "hour", "days", "%", "member"]),
+                                       st.one_of(st.none(), st.sampled_from(["point", "member", "EUR", "hours"]))))
+QTY = st.builds(lambda v, unit: n.Quantity(Decimal(v), str(v), unit), st.integers(-3, 200), UNITS)
+ATTR = st.builds(n.Attr, st.sampled_from(["member", "practice", "event", "measure", "param"]),
+                 st.sampled_from(["age", "id", "code", "h", "m", "flag", "x", "quantity", "a", "rate"]))
+LEAF = st.one_of(QTY, ATTR, st.builds(n.Name, NAMES), st.builds(n.String, st.sampled_from(["A", "B"])),
+                 st.builds(n.BoolLit, st.booleans()), st.builds(n.DateLit, st.just(date(2011, 1, 1))))
+
+
+def _extend(children):
+    return st.one_of(
+        st.builds(n.Neg, children), st.builds(n.Not, children),
+        st.builds(n.Binary, st.sampled_from(["+", "-", "*", "/", "of"]), children, children),
+        st.builds(n.Compare, st.sampled_from(["=", "!=", "<", ">="]), children, children),
+        st.builds(n.BoolOp, st.sampled_from(["and", "or"]), st.lists(children, min_size=2, max_size=3).map(tuple)),
+        st.builds(n.InList, children, st.lists(children, min_size=1, max_size=3).map(tuple)),
+        st.builds(n.InTable, children, st.builds(n.Name, NAMES)),
+        st.builds(n.Present, children, st.booleans()),
+        st.builds(n.IfExpr, children, children, children),
+        st.builds(n.Call, NAMES, st.lists(children, min_size=1, max_size=3).map(tuple)),
+        st.builds(n.SumOver, children, st.sampled_from(["members", "events", "year"]), st.one_of(st.none(), children)),
+        st.builds(n.CountOf, st.sampled_from(["members", "events", "year"]), st.one_of(st.none(), children)),
+    )
+
+
+EXPR = st.recursive(LEAF, _extend, max_leaves=12)
+RANGE = st.builds(lambda form, lo, hi: n.Range(form, None if form == "under" else lo,
+                                                None if form in ("and_over", "over") else hi),
+                  st.sampled_from(["to", "to_under", "and_over", "over", "under", "exact"]), QTY, QTY)
+CHOICE = st.builds(n.Choice, EXPR, st.one_of(st.none(), EXPR), st.booleans())
+DECL = st.one_of(
+    st.builds(n.Define, NAMES, EXPR),
+    st.builds(n.Dated, NAMES, st.lists(st.builds(n.DatedEntry, EXPR, st.dates()), min_size=1, max_size=3).map(tuple)),
+    st.builds(n.Bands, NAMES, EXPR, st.lists(st.builds(n.BandEntry, st.one_of(st.none(), RANGE), EXPR),
+                                             min_size=1, max_size=4).map(tuple)),
+    st.builds(n.Tier, NAMES, st.lists(CHOICE, min_size=1, max_size=4).map(tuple)),
+    st.builds(n.Modifier, NAMES, st.sampled_from(["highest", "lowest", "multiply", "add", "first"]),
+              st.lists(CHOICE, min_size=1, max_size=4).map(tuple)),
+    st.builds(n.Schedule, NAMES, EXPR, st.lists(st.builds(n.ScheduleEntry, st.one_of(st.none(), st.sampled_from(["A", "B"])),
+                                                          EXPR), min_size=1, max_size=3).map(tuple)),
+    st.builds(lambda kind, name, amount, applies, paid: n.Line(kind, name, "L", amount, applies, paid=paid, block=True),
+              st.sampled_from(["line", "pool"]), NAMES, st.one_of(st.none(), EXPR), st.one_of(st.none(), EXPR),
+              st.lists(st.builds(n.Installment, st.integers(1, 4), st.one_of(st.none(), QTY),
+                                 st.one_of(st.none(), EXPR)), max_size=3).map(tuple)),
+    st.builds(n.Inputs, st.lists(st.builds(n.InputDecl, st.sampled_from(["member", "practice", "event", "measure", "param"]),
+                                            st.sampled_from(["h", "m", "flag", "x", "a", "rate", "age"]),
+                                            st.builds(n.TypeExpr, st.sampled_from(["bool", "text", "number", "integer",
+                                                                                   "hours", "CZK", "money", "percent"]),
+                                                      st.one_of(st.none(), st.sampled_from(["member", "point"]))),
+                                            st.one_of(st.none(), EXPR)), max_size=4).map(tuple)),
+    st.builds(n.Example, st.just("E"), st.lists(st.one_of(
+        st.builds(n.ExPeriod, st.just("2011-03")), st.builds(n.ExSet, NAMES, EXPR),
+        st.builds(n.ExPractice, st.sampled_from(["P", "Q"]), st.lists(st.builds(n.Assignment, NAMES, EXPR), max_size=2).map(tuple)),
+        st.builds(n.ExMeasure, NAMES, st.sampled_from(["P", "Q"]), st.none(), EXPR),
+        st.builds(n.ExExpect, st.sampled_from([None, "P", "Q"]), NAMES, EXPR)), max_size=5).map(tuple)),
+)
+HEADERS = st.lists(st.builds(n.Header, st.just("T"), currency=st.sampled_from([None, "CZK", "EUR"])), max_size=2)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
+@given(HEADERS, st.lists(DECL, max_size=6))
+def test_random_asts_only_raise_check_error(headers, decls):
+    contract = n.Contract(tuple(headers) + tuple(decls))
+    try:
+        result = check(contract, Source("", "fuzz.cap"))
+    except CheckError as exc:
+        assert exc.diagnostics and any(d.is_error for d in exc.diagnostics)
+        exc.render()
+    else:
+        assert not any(d.is_error for d in result.warnings)
+
+
+def test_symbol_levels_and_types():
+    checked = run("inputs:\n    event p: points = 0 points\n    param r: CZK per point = 1 CZK per point\nend\n"
+                  'schedule fee by event.code:\n    "A": 1 CZK\nend\n'
+                  "define n_events = count of events\n"
+                  "define pts = sum of event.p over events\n"
+                  'line cap "C" = sum of 5 CZK over members\n'
+                  "define annual = sum of cap over year\n"
+                  'pool bonus "B":\n    amount 10% of annual\nend\n'
+                  "define price = r * 2\n")
+    s = checked.symbols
+    assert s["fee"].level is Level.EVENT
+    assert s["n_events"].level is Level.AGGREGATE
+    assert s["pts"].type.unit_name() == "points"
+    assert s["annual"].level is Level.YEAR
+    assert s["price"].level is Level.CONST and s["price"].type.unit_name() == "CZK per point"
+    assert s["r"].level is Level.CONST and isinstance(s["r"].decl, n.InputDecl)
+    assert s["bonus"].type.same(u.money("CZK"))

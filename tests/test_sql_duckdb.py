@@ -1,0 +1,313 @@
+"""The SQL backend on DuckDB: hand-computed amounts, rounding and division to
+the last digit, exposure and age rules, pools, errors, and every dialect's
+SQL compiling. The interpreter is the oracle wherever it applies."""
+
+from __future__ import annotations
+
+from datetime import date
+from decimal import Decimal
+
+import pytest
+import sqlglot
+
+from capdsl import tree as t
+from capdsl.errors import EvalError
+from capdsl.interpret import evaluate as interpret, fix, round_to
+from capdsl.periods import parse_period
+from capdsl.sql import DIALECTS, compile_program, evaluate
+from capdsl.sql.duckdb_engine import evaluate_files
+from sql_support import AGE, MARCH, Panel, ar, c, count_members, line, mcol, pcol, program, sum_members
+
+D = Decimal
+
+
+def both(prog, panel: Panel, period: str, params=None):
+    """(interpreter result, DuckDB result) for one period."""
+    per = parse_period(period)
+    return (interpret(prog, panel.rows(), per.months, params or {}),
+            evaluate(prog, panel.duckdb(), per, params or {}))
+
+
+def same(prog, panel, period, params=None):
+    a, b = both(prog, panel, period, params)
+    assert b.rows == a.rows
+    assert b.pools == a.pools
+    assert b.installments == a.installments
+    assert b.practices == a.practices
+    return b
+
+
+def one_practice(n=1, born=date(1970, 1, 1)):
+    p = Panel()
+    for i in range(n):
+        p.member(f"M{i}", "P1", born)
+    return p
+
+
+def test_us_pmpm_worked_example():
+    prog = program([line("capitation", sum_members(c(100)), basis=count_members())])
+    result = same(prog, one_practice(200), "2011-03")
+    assert result.rows == [("P1", MARCH, "capitation", D("20000.00"), True, D(200))]
+
+
+# The boundaries every mode must get right: exact halves either side of zero,
+# just below/above a half, and quanta of 0.01, 0.05 and 1.
+ROUNDING_CASES = [(v, q) for q in ("0.01",) for v in
+                  ("2.345", "-2.345", "2.355", "-2.355", "2.3449999999", "-2.3450000001", "0.005", "-0.005",
+                   "2.340", "-2.341", "0")] + \
+                 [(v, "1") for v in ("12.5", "-12.5", "13.5", "-13.5", "0.5", "-0.5", "12.4999", "-12.50001")] + \
+                 [(v, "0.05") for v in ("1.025", "-1.025", "1.075", "-1.075", "1.0249", "1.05")]
+MODES = ("half_up", "half_even", "down", "up")
+
+
+def rounding_program(mode, quantum):
+    """One line per case, amount = the constant, so the SQL rounds each value once."""
+    lines = [line(f"v{i}", c(v)) for i, (v, q) in enumerate(ROUNDING_CASES) if q == quantum]
+    return program(lines, mode=mode, quantum=quantum)
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("quantum", ["0.01", "1", "0.05"])
+def test_rounding_modes_on_every_boundary(mode, quantum):
+    prog = rounding_program(mode, quantum)
+    result = evaluate(prog, one_practice().duckdb(), parse_period("2011-03"), {})
+    values = [D(v) for v, q in ROUNDING_CASES if q == quantum]
+    assert [r[3] for r in result.rows] == [round_to(v, D(quantum), mode) for v in values]
+
+
+DIVISIONS = [("1", "3"), ("-1", "3"), ("2", "3"), ("-2", "-3"), ("1", "-7"), ("0.000000000005", "10"),
+             ("-0.000000000005", "10"), ("0.000000000015", "10"), ("123456789.123456789", "0.01"),
+             ("10", "4"), ("5", "0.000000000002"), ("-999999999999.999999999999", "7"), ("7", "8")]
+
+
+def division_program():
+    return program([line(f"d{i}", ar("/", c(a), c(b))) for i, (a, b) in enumerate(DIVISIONS)],
+                   quantum="0.000000000001")
+
+
+def test_division_is_exact_half_away_to_twelve_places():
+    result = evaluate(division_program(), one_practice().duckdb(), parse_period("2011-03"), {})
+    assert [r[3] for r in result.rows] == [fix(D(a) / D(b)) for a, b in DIVISIONS]
+
+
+def test_multiplication_rounds_half_away_to_twelve_places():
+    cases = [("0.0000005", "0.0000005"), ("-0.0000005", "0.0000015"), ("1.000001", "1.0000005"), ("-3.5", "2")]
+    prog = program([line(f"m{i}", ar("*", t.Param(f"a{i}", "decimal"), c(b))) for i, (_, b) in enumerate(cases)],
+                   quantum="0.000000000001")
+    params = {f"a{i}": D(a) for i, (a, _) in enumerate(cases)}
+    result = evaluate(prog, one_practice().duckdb(), parse_period("2011-03"), params)
+    assert [r[3] for r in result.rows] == [fix(D(a) * D(b)) for a, b in cases]
+
+
+def member_rules_panel():
+    p = Panel()
+    dates = [None, date(2011, 3, 1), date(2011, 3, 2), date(2011, 3, 17), date(2011, 3, 31), date(2011, 4, 1),
+             date(2011, 2, 28)]
+    born = [date(1970, 3, 1), date(1970, 3, 2), date(1970, 3, 31), date(2000, 2, 29), date(2011, 3, 10),
+            date(1946, 3, 15), date(2011, 4, 2), date(1999, 1, 1)]
+    i = 0
+    for b in born:
+        for s in dates:
+            for e in dates:
+                p.member(f"M{i}", f"P{i % 3}", b, s, e)
+                i += 1
+    return p
+
+
+@pytest.mark.parametrize("exposure", ["first_day", "any_day", "pro_rata"])
+@pytest.mark.parametrize("age_rule", ["month_start", "month_end", "year_start"])
+def test_exposure_and_age_rules_match_the_interpreter(exposure, age_rule):
+    lines = [line("n", count_members(), basis=count_members()), line("age", sum_members(AGE)),
+             line("old", count_members(t.Cmp(">=", AGE, c(41))))]
+    prog = program(lines, exposure=exposure, age_rule=age_rule, quantum="0.000000000001")
+    same(prog, member_rules_panel(), "2011-Q1")
+    same(prog, member_rules_panel(), "2012-02")  # a leap February: the 29 February birthday
+
+
+def test_feb_29_birthday_turns_older_on_march_1():
+    p = Panel()
+    p.member("M1", "P1", date(2000, 2, 29))
+    prog = program([line("age", sum_members(AGE))], age_rule="month_end")
+    result = same(prog, p, "2011-Q1")
+    assert [r[3] for r in result.rows] == [D("10.00"), D("10.00"), D("11.00")]
+
+
+def czech_like():
+    """Age bands × an office-hour tier, fee schedule, a measure-guarded line, a line ref, an annual pool."""
+    bands = [(0, 4, "3.91"), (5, 64, "1.05"), (65, 200, "2.40")]
+    age_index = t.Case(tuple((t.And((t.Cmp(">=", AGE, c(lo)), t.Cmp("<=", AGE, c(hi)))), c(v)) for lo, hi, v in bands),
+                       t.Fail("E0801", "no band of 'age_index' covers the value"), "age_index")
+    base_rate = t.Case(((t.Cmp(">=", pcol("weekly_hours"), c(30)), c(50)),), c(47), "base_rate")
+    defs = {"age_index": t.Definition("age_index", "member", age_index, "decimal"),
+            "base_rate": t.Definition("base_rate", "practice", base_rate, "decimal")}
+    drug = t.Measure("drug", "decimal")
+    quality = t.Measure("quality", "bool", "year")
+    lines = [
+        line("capitation", sum_members(ar("*", t.Ref("base_rate"), t.Ref("age_index"))), basis=count_members()),
+        line("ffs", t.Agg("sum", "events", ar("*", t.Col("event", "points", "decimal"), c("1.08"))),
+             basis=t.Agg("count", "events", None)),
+        line("drug", ar("*", c("-0.25"), t.MinMax("max", (c(0), ar("-", drug, ar("*", c("1.2"), t.Param(
+            "nat", "decimal")))))), applies=t.Present(drug)),
+        line("third", ar("/", t.LineRef("capitation"), c(3))),
+        line("bonus", ar("*", c("0.15"), t.YearSum(ar("*", t.Ref("base_rate"), count_members()))),
+             applies=pcol("akord", "bool"), kind="pool",
+             installments=(t.Installment(1, D("0.1")), t.Installment(2, D("0.1")), t.Installment(3, D("0.1")),
+                           t.Installment(4, None, t.Cmp("=", quality, c(True, "bool"))))),
+    ]
+    prog = program(lines, defs, params={"nat": ("decimal", D(250), "", "")},
+                   measures={"drug": ("decimal", None, ""), "quality": ("bool", None, "")})
+    p = Panel(practice_attrs={"weekly_hours": "decimal", "akord": "bool"},
+              measure_kinds={"drug": "decimal", "quality": "bool"})
+    p.practice("P1", weekly_hours=D(31), akord=True)
+    p.practice("P2", weekly_hours=D(20), akord=True)
+    p.practice("P3", weekly_hours=D(40), akord=False)  # no members at all
+    for i in range(60):
+        p.member(f"M{i}", "P1" if i % 3 else "P2", date(1930 + i, (i % 12) + 1, 1 + i % 28),
+                 start=date(2011, (i % 12) + 1, 1) if i % 5 == 0 else None,
+                 end=date(2011, 8, 31) if i % 7 == 0 else None)
+    p.event("P1", date(2011, 3, 5), "X", points="12.5", quantity=2)
+    p.event("P1", date(2011, 3, 31), "Y", points="0.333")
+    p.event("P2", date(2011, 6, 1), "X", points="7")
+    p.measures += [("P1", "2011-Q1", "drug", D("400.5")), ("P1", "2011", "drug", D("100")),
+                   ("P1", "2011-03", "drug", D("333.25")), ("P1", "2011", "quality", True),
+                   ("P2", "2011", "quality", False)]
+    return prog, p
+
+
+@pytest.mark.parametrize("period", ["2011-03", "2011-02", "2011-Q2", "2011"])
+def test_czech_like_contract_matches_the_interpreter(period):
+    prog, p = czech_like()
+    result = same(prog, p, period, {"nat": D(250)})
+    if period == "2011":
+        assert len(result.installments) == 12
+        q4 = [i for i in result.installments if i[3] == 4]
+        assert [i[5] for i in q4] == [True, False, False]  # P2's quality is false: withheld
+
+
+def test_practices_are_derived_when_the_practices_table_is_empty():
+    p = Panel()
+    p.member("M1", "P2", date(1970, 1, 1))
+    p.member("M2", "P1", date(1970, 1, 1))
+    p.event("P3", date(2011, 3, 1), "X", points=1)
+    prog = program([line("cap", sum_members(c(10))), line("ffs", t.Agg("sum", "events", t.Col(
+        "event", "points", "decimal")))])
+    result = same(prog, p, "2011-03")
+    assert result.practices == ["P1", "P2", "P3"]
+
+
+def error_of(prog, panel, period="2011-03", engine=None):
+    per = parse_period(period)
+    with pytest.raises(EvalError) as sql_error:
+        evaluate(prog, panel.duckdb(), per, {})
+    with pytest.raises(EvalError) as ref_error:
+        interpret(prog, panel.rows(), per.months, {})
+    return sql_error.value, ref_error.value
+
+
+def test_member_in_no_band_is_the_interpreters_error():
+    band = t.Case(((t.Cmp("<", AGE, c(100)), c(1)),), t.Fail("E0801", "no band of 'idx' covers the value"), "idx")
+    p = Panel()
+    p.member("M1", "P1", date(1970, 1, 1))
+    p.member("M2", "P1", date(1900, 1, 1))
+    got, want = error_of(program([line("cap", sum_members(band))]), p)
+    assert got.code == want.code == "E0801"
+    assert got.diagnostics[0].message == want.diagnostics[0].message
+    assert "member at row 3" in got.diagnostics[0].message and "aged 111" in got.diagnostics[0].message
+
+
+def test_event_without_a_schedule_entry_is_the_interpreters_error():
+    code = t.Col("event", "code", "text")
+    fee = t.Case(((t.Cmp("=", code, c("A", "text")), c(5)),), t.Fail("E0806", "schedule 'fee' has no entry"), "fee")
+    p = one_practice()
+    p.event("P1", date(2011, 3, 2), "A|B", points=1)
+    got, want = error_of(program([line("ffs", t.Agg("sum", "events", fee))]), p)
+    assert got.code == "E0806"
+    assert got.diagnostics[0].message == want.diagnostics[0].message
+
+
+def test_practice_level_failure_and_division_by_zero():
+    tier = t.Case(((t.Cmp(">", pcol("hours"), c(40)), c(1)),), t.Fail("E0807", "no entry of 'tier' applies"))
+    p = one_practice()
+    p.practice_attrs = {"hours": "decimal"}
+    p.practice("P1", hours=D(10))
+    got, want = error_of(program([line("x", tier)]), p)
+    assert (got.code, got.diagnostics[0].message) == (want.code, want.diagnostics[0].message)
+    got, want = error_of(program([line("x", ar("/", c(1), ar("-", pcol("hours"), c(10))))]), p)
+    assert got.code == want.code == "E0803"
+    assert got.diagnostics[0].message == want.diagnostics[0].message
+
+
+def test_guarded_division_by_zero_is_not_an_error():
+    hours = pcol("hours")
+    guarded = t.Case(((t.Cmp("!=", hours, c(0)), ar("/", c(100), hours)),), c(0))
+    p = one_practice()
+    p.practice_attrs = {"hours": "decimal"}
+    p.practice("P1", hours=D(0))
+    p.practice("P2", hours=D(3))
+    same(program([line("x", guarded), line("y", sum_members(guarded))]), p, "2011-03")
+
+
+def test_not_applied_line_does_not_evaluate_its_amount():
+    hours = pcol("hours")
+    p = one_practice()
+    p.practice_attrs = {"hours": "decimal"}
+    p.practice("P1", hours=D(0))
+    result = same(program([line("x", ar("/", c(1), hours), applies=t.Cmp(">", hours, c(0)))]), p, "2011-03")
+    assert result.rows == [("P1", MARCH, "x", D(0), False, None)]
+
+
+def test_overflow_is_an_eval_error_not_an_engine_trace():
+    prog = program([line("x", ar("*", t.Param("a", "decimal"), t.Param("a", "decimal")))])
+    big = {"a": D("100000000000000000")}
+    with pytest.raises(EvalError) as info:
+        evaluate(prog, one_practice().duckdb(), parse_period("2011-03"), big)
+    assert info.value.code == "E0808"
+
+
+@pytest.mark.parametrize("dialect", sorted(DIALECTS))
+def test_every_dialect_compiles_to_sql_it_parses(dialect):
+    prog, _ = czech_like()
+    sql = compile_program(prog, parse_period("2011-Q1"), dialect, tables={"members": "claims.members"})
+    assert "claims.members" in sql
+    parsed = sqlglot.parse_one(sql.rstrip().rstrip(";"), read=dialect)
+    assert parsed.find(sqlglot.exp.With) is not None
+
+
+def test_compiled_sql_runs_on_duckdb_from_parquet_files(tmp_path):
+    prog, p = czech_like()
+    con = p.duckdb()
+    files = {}
+    for table in ("members", "practices", "events"):
+        path = tmp_path / f"{table}.parquet"
+        con.execute(f"COPY (SELECT * EXCLUDE (_row) FROM {table}) TO '{path}' (FORMAT parquet)")
+        files[table] = str(path)
+    path = tmp_path / "measures.parquet"
+    con.execute(f"COPY (SELECT practice_id, period, measure, value FROM measures) TO '{path}' (FORMAT parquet)")
+    files["measures"] = str(path)
+    per = parse_period("2011")
+    want = interpret(prog, p.rows(), per.months, {"nat": D(250)})
+    got = evaluate_files(prog, files, per, {"nat": D(250)})
+    assert (got.rows, got.pools, got.installments) == (want.rows, want.pools, want.installments)
+
+
+CONTRACTS = sorted(__import__("pathlib").Path(__file__).resolve().parent.parent.glob("contracts/*.cap"))
+
+
+@pytest.mark.parametrize("contract", CONTRACTS, ids=lambda p: p.stem)
+def test_bundled_contracts_on_the_sample_panel_every_period_kind(contract):
+    from capdsl.panel import load_panel, parse_params
+    from capdsl.pipeline import compile_file, requirements, run_engine
+
+    examples = contract.parent.parent / "examples"
+    _, prog = compile_file(contract)
+    reqs = requirements(prog)
+    files = {t: str(examples / f"{t}.csv") for t in ("members", "practices", "events", "measures")
+             if (examples / f"{t}.csv").exists()}
+    panel = load_panel(files, reqs, today=date(2012, 1, 1))
+    params = parse_params([], None, reqs)
+    for period in ("2011-03", "2011-02", "2011-Q2", "2011"):
+        per = parse_period(period)
+        want = run_engine(prog, panel, per, params, "python")
+        got = run_engine(prog, panel, per, params, "duckdb")
+        assert (got.rows, got.pools, got.installments, got.practices) == \
+            (want.rows, want.pools, want.installments, want.practices), period
