@@ -2,7 +2,9 @@
 
 A realistic European age mix (Czech 2011-like), ~1,500 members per
 practice, ~8 % diabetic, ~12 % cardiovascular, 2 % in social care, events
-at ~0.5 per member-year. Generated inside DuckDB with an integer hash as
+at ~0.5 per member-year. About 2 % of members join during the year and 2 %
+leave; enrolment intervals are always valid (`enrolled_to` is never before
+`enrolled_from`). Generated inside DuckDB with an integer hash as
 the random source, so 10 M members take seconds and the same arguments give
 the same files on every machine.
 
@@ -52,10 +54,21 @@ def generate(members: int, out: Path, fmt: str = "parquet", per_practice: int = 
     out.mkdir(parents=True, exist_ok=True)
     con = duckdb.connect()
     con.execute("SET threads=2")
+    con.execute("SET enable_progress_bar=false")
     practices = max(1, (members + per_practice - 1) // per_practice)
     s = seed * 7
+    # The joining and leaving dates are drawn independently, so a member who
+    # both joins and leaves during the year (~0.04 %) may draw a leaving date
+    # before the joining date: the pair is then swapped, so every enrolment
+    # interval is valid (enrolled_from <= enrolled_to, both after birth).
+    # Rows with at most one date are untouched.
     con.execute(f"""
         CREATE TABLE members AS
+        SELECT member_id, practice_id, birth_date, sex,
+               CASE WHEN enrolled_to < enrolled_from THEN enrolled_to ELSE enrolled_from END AS enrolled_from,
+               CASE WHEN enrolled_to < enrolled_from THEN enrolled_from ELSE enrolled_to END AS enrolled_to,
+               diabetes, cardiovascular, social_care, insurer
+        FROM (
         SELECT 'M' || lpad(CAST(i AS VARCHAR), 8, '0') AS member_id,
                'P' || lpad(CAST(i % {practices} AS VARCHAR), 5, '0') AS practice_id,
                CAST(DATE '{year}-01-01' - INTERVAL ({_age_sql()}) YEAR
@@ -72,7 +85,7 @@ def generate(members: int, out: Path, fmt: str = "parquet", per_practice: int = 
                {_u('i', 11 + s)} < 0.02 AS social_care,
                CASE WHEN {_u('i', 12 + s)} < 0.6 THEN 'VšZP' WHEN {_u('i', 12 + s)} < 0.85 THEN 'Dôvera'
                     ELSE 'Union' END AS insurer
-        FROM range({members}) t(i)
+        FROM range({members}) t(i))
     """)
     con.execute(f"""
         CREATE TABLE practices AS

@@ -96,7 +96,7 @@ def _cap_files(paths: tuple[str, ...]) -> list[Path]:
         else:
             files.append(p)
     if not files:
-        raise UsageError(error("E0905", "no .cap files found in " + ", ".join(paths)))
+        raise UsageError(error("E0916", "no .cap files found in " + ", ".join(paths)))
     return files
 
 
@@ -237,7 +237,7 @@ def emit(result, out_format: str, output: str | None) -> None:
 
     if out_format == "parquet":
         if not output:
-            raise UsageError(error("E0906", "--format parquet needs an output file", hint="add -o statements.parquet"))
+            raise UsageError(error("E0917", "--format parquet needs an output file", hint="add -o statements.parquet"))
         render.write_parquet(result, Path(output))
         return
     if out_format == "table":
@@ -290,7 +290,7 @@ def explain(contract, members, practices, events, measures, input_format, assign
 @click.argument("paths", nargs=-1, type=click.Path())
 @click.option("--format", "out_format", type=click.Choice(["text", "junit"]), default="text")
 @click.option("-o", "--output", type=click.Path(), help="Write the report to a file (junit).")
-@click.option("--engine", type=click.Choice(["python", "duckdb"]), default="python", show_default=True,
+@click.option("--engine", type=click.Choice(["python", "duckdb", "spark"]), default="python", show_default=True,
               help="Engine the examples run on.")
 @click.option("-k", "keyword", help="Only examples whose name contains this text.")
 @handle_errors
@@ -385,6 +385,60 @@ def compile_cmd(contract, as_sql, as_tree, dialect, period, tables):
                                    tables=mapping or None))
 
 
+# ─────────────────────────────── panel ───────────────────────────────────
+
+@main.group()
+def panel() -> None:
+    """Build member panels from other data sets."""
+
+
+@panel.command("from-synthea", epilog="\b\nExamples:\n  capdsl panel from-synthea patients.csv conditions.csv "
+                                      "-o panel.parquet --as-of 2011-01-01\n"
+                                      "  capdsl panel from-synthea patients.csv conditions.csv -o members.csv "
+                                      "--practices 40 --practice-attr weekly_hours=30")
+@click.argument("patients", type=click.Path())
+@click.argument("conditions", type=click.Path(), required=False)
+@click.option("-o", "--output", required=True, type=click.Path(),
+              help="The members file (.csv or .parquet); the practices table is written beside it.")
+@click.option("--as-of", "as_of", default=None, help="Snapshot date YYYY-MM-DD for ages and condition flags "
+                                                     "(default: today).")
+@click.option("--practices", "n_practices", default=10, show_default=True, type=int,
+              help="How many practices to spread the patients over (stable hash of the patient id).")
+@click.option("--practice-attr", "practice_attrs", multiple=True, metavar="NAME=VALUE",
+              help="A column every practice gets (repeatable), e.g. weekly_hours=30.")
+@click.option("--format", "out_format", type=click.Choice(["csv", "parquet"]), default=None,
+              help="Output format (default: from the file extension).")
+@click.option("--json", "as_json", is_flag=True, help="Print the conversion report as JSON.")
+@handle_errors
+def from_synthea_cmd(patients, conditions, output, as_of, n_practices, practice_attrs, out_format, as_json):
+    """Convert a Synthea export (patients.csv, optionally conditions.csv) into a members table and a
+    practices table. Diabetes and cardiovascular flags come from conditions active on the as-of date;
+    patients not yet born are excluded and the deceased kept with enrolled_to = death date — all counted
+    in the report."""
+    import json as _json
+    from datetime import date
+
+    from .synthea import from_synthea
+
+    try:
+        snapshot = date.fromisoformat(as_of) if as_of else date.today()
+    except ValueError:
+        raise UsageError(error("E0915", f"--as-of takes a date YYYY-MM-DD, not {as_of!r}")) from None
+    attrs = {}
+    for item in practice_attrs:
+        if "=" not in item:
+            raise UsageError(error("E0915", f"--practice-attr takes NAME=VALUE, not {item!r}"))
+        key, value = item.split("=", 1)
+        attrs[key.strip()] = value.strip()
+    report = from_synthea(patients, conditions, output, as_of=snapshot, practices=n_practices, fmt=out_format,
+                          practice_attrs=attrs or None)
+    if as_json:
+        click.echo(_json.dumps(report.to_dict(), indent=2))
+    else:
+        for line in report.lines():
+            click.echo(line)
+
+
 # ─────────────────────────────── schema ──────────────────────────────────
 
 @main.command()
@@ -403,6 +457,17 @@ def schema(output):
     else:
         click.echo(text, nl=False)
 
+
+def _register_commands() -> None:
+    """Commands owned by their own modules (kept out of this file to keep it thin)."""
+    from .diffcmd import register as register_validation
+    from .lsp import register as register_lsp
+
+    register_validation(main)
+    register_lsp(main)
+
+
+_register_commands()
 
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -190,9 +190,9 @@ def _caret_line(line_text: str, start_col: int, end_col: int) -> str:
 def render(diag: Diagnostic, source: Source | None, color: bool = False) -> str:
     """Rust/Elm-style: header, the source line, a caret underline, notes, hint."""
     c = _COLORS if color else {k: "" for k in _COLORS}
-    path = diag.path or (source.path if source else "<input>")
+    path = diag.path or (source.path if source else "capdsl")
     span = diag.span
-    location = f"{path}:{span.line}:{span.column}" if span else path
+    location = f"{path}:{span.line}:{span.column}" if span and (diag.path or source) else path
     out = [f"{c['bold']}{location}{c['reset']}: {c[diag.severity]}{diag.severity}[{diag.code}]"
            f"{c['reset']}: {c['bold']}{diag.message}{c['reset']}"]
     if span and source is not None and diag.path is None:
@@ -222,9 +222,9 @@ def _excerpt(source: Source, span: Span, c: dict) -> list[str]:
 
 def render_gnu(diag: Diagnostic, source: Source | None) -> str:
     """One line per diagnostic, the format editors and grep understand."""
-    path = diag.path or (source.path if source else "<input>")
+    path = diag.path or (source.path if source else "capdsl")
     span = diag.span
-    loc = f"{path}:{span.line}:{span.column}" if span else path
+    loc = f"{path}:{span.line}:{span.column}" if span and (diag.path or source) else path
     return f"{loc}: {diag.severity}[{diag.code}]: {diag.message}"
 
 

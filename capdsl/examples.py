@@ -16,7 +16,7 @@ from xml.sax.saxutils import escape
 
 from . import nodes as n
 from . import tree as t
-from .errors import CheckError, Diagnostic, EvalError, Source, Span, error
+from .errors import BackendError, CheckError, Diagnostic, EvalError, InputError, Source, Span, error
 from .interpret import Rows, evaluate
 
 
@@ -163,11 +163,9 @@ def run_example(program: t.Program, example: n.Example, source: Source, engine: 
         if engine == "python":
             monthly = evaluate(program, rows, period.months, params)
         else:
-            from .sql import evaluate_rows
-
-            monthly = evaluate_rows(program, rows, period, params, engine=engine)
+            monthly = _evaluate_on_engine(program, rows, period, params, engine)
         result = build(program, monthly, period.text, period.months, engine)
-    except (CheckError, EvalError) as exc:
+    except (CheckError, EvalError, InputError, BackendError) as exc:
         outcome.error = exc.diagnostics[0]
         outcome.seconds = time.perf_counter() - started
         return outcome
@@ -218,3 +216,52 @@ def junit(outcomes: list[Outcome]) -> str:
         out.append("  </testcase>")
     out.append("</testsuite>")
     return "\n".join(out) + "\n"
+
+
+def _evaluate_on_engine(program: t.Program, rows, period, params: dict, engine: str):
+    """Run an example on a SQL engine through the same panel loader the CLI uses:
+    the example's rows are written as CSV files, loaded, typed and checked."""
+    import csv
+    import tempfile
+    from pathlib import Path
+
+    from .panel import load_panel
+    from .pipeline import requirements, run_engine
+
+    def text(value) -> str:
+        if value is None:
+            return ""
+        if isinstance(value, bool):
+            return "true" if value else "false"
+        return str(value)
+
+    def write(path: Path, table: list[dict], columns: list[str]) -> None:
+        with path.open("w", newline="", encoding="utf-8") as handle:
+            out = csv.writer(handle)
+            out.writerow(columns)
+            for row in table:
+                out.writerow([text(row.get(c)) for c in columns])
+
+    with tempfile.TemporaryDirectory(prefix="capdsl-example-") as tmp:
+        base = Path(tmp)
+        files = {}
+        member_cols = [c for c in rows.members[0] if not c.startswith("_")] if rows.members else \
+            ["member_id", "practice_id", "birth_date"]
+        write(base / "members.csv", rows.members, member_cols)
+        files["members"] = base / "members.csv"
+        if rows.practices:
+            write(base / "practices.csv", rows.practices, list(rows.practices[0]))
+            files["practices"] = base / "practices.csv"
+        if rows.events:
+            event_cols = [c for c in rows.events[0] if not c.startswith("_")]
+            write(base / "events.csv", rows.events, event_cols)
+            files["events"] = base / "events.csv"
+        if rows.measures:
+            write(base / "measures.csv", [dict(zip(("practice_id", "period", "measure", "value"), m))
+                                          for m in rows.measures], ["practice_id", "period", "measure", "value"])
+            files["measures"] = base / "measures.csv"
+        panel = load_panel(files, requirements(program), period=period, show_ids=True, allow_no_members=True)
+        try:
+            return run_engine(program, panel, period, params, engine)
+        finally:
+            panel.close()

@@ -73,7 +73,8 @@ def explain(program: t.Program, source: Source, run, practice_id: str, *, line_i
     period = parse_period(run.period)
     reqs = requirements(program)
     params = parse_params(list(run.assignments), run.params_file, reqs)
-    panel = load_panel(run.files, reqs, formats=run.formats, today=run.today, show_ids=run.show_ids)
+    panel = load_panel(run.files, reqs, formats=run.formats, today=run.today, show_ids=run.show_ids,
+                       period=period)
     rows = panel_rows(program, panel)
     known = {p["practice_id"] for p in rows.practices} or {m["practice_id"] for m in rows.members}
     if practice_id not in known:

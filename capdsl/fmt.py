@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 
 from . import nodes as n
 from .errors import Source
-from .syntax import parse
+from .syntax import HEADER_ORDER, parse
 
 INDENT = "    "
 ALIGN_LIMIT = 72  # a commented line longer than this does not join a comment column
@@ -172,7 +172,7 @@ def _block(opener: str, entries: list[str], keys: list[str | None] | None = None
     return [PLine(0, opener), *(PLine(1, e, k) for e, k in zip(entries, keys)), PLine(0, "end")]
 
 
-_HEADER_ORDER = ("payer", "provider", "currency", "period", "age", "exposure", "rounding", "report", "ref")
+_HEADER_ORDER = HEADER_ORDER
 
 
 def _header(h: n.Header) -> list[PLine]:

@@ -37,6 +37,7 @@ def fix(value: Decimal) -> Decimal:
 
 def round_to(value: Decimal, quantum: Decimal, mode: str) -> Decimal:
     """Round to a multiple of `quantum` (0.01, 0.05, 1, …) with an explicit mode."""
+    value = value if isinstance(value, Decimal) else Decimal(value)
     steps = (value / quantum).quantize(ONE, rounding=_MODES[mode], context=_CTX) if quantum != ONE else \
         value.quantize(ONE, rounding=_MODES[mode], context=_CTX)
     result = steps * quantum
@@ -544,7 +545,8 @@ def evaluate(program: t.Program, rows: Rows, months: tuple[date, ...], params: d
                 else:
                     w = exposure_weight(exposure, m, born, row["enrolled_from"], row["enrolled_to"])
                 if w:
-                    row["age"] = ref_year - born.year - (ref_md < (born.month, born.day))
+                    # born after the age reference day but exposed this month: a newborn, age 0
+                    row["age"] = max(0, ref_year - born.year - (ref_md < (born.month, born.day)))
                     active.append(row)
                     weights.append(w)
             events = events_by_key.get((pid, m), [])
@@ -564,8 +566,9 @@ def evaluate(program: t.Program, rows: Rows, months: tuple[date, ...], params: d
                     result.rows.append((pid, m, line.name, amount, applied, basis))
                     if tracer is not None:
                         tracer.lines[(m, line.name)] = (raw, amount, applied, basis)
-            for ys in years:
-                year_sums[id(ys)] += interp.eval_practice_level(ys.operand, env)
+            if pools and due:  # year sums feed pools only
+                for ys in years:
+                    year_sums[id(ys)] += interp.eval_practice_level(ys.operand, env)
         if not (pools and due):
             continue
         env.year_level = True

@@ -45,8 +45,8 @@ def kind_of(type_expr: n.TypeExpr) -> str:
 
 
 def unit_text(type_expr: n.TypeExpr, currency: str) -> str:
-    word = currency if type_expr.word == "money" else type_expr.word
-    if word in ("bool", "text", "date", "integer", "number", "percent"):
+    word = {"money": currency, "percent": "%"}.get(type_expr.word, type_expr.word)
+    if word in ("bool", "text", "date", "integer", "number"):
         word = ""
     return f"{word} per {type_expr.per}".strip() if type_expr.per else word
 

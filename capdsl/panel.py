@@ -483,12 +483,14 @@ class Panel:
 
 def load_panel(files: dict[str, str | Path | None], requirements: Requirements | None = None, *,
                formats: dict[str, str] | None = None, today: date | None = None, show_ids: bool = False,
-               period: Period | None = None) -> Panel:
+               period: Period | None = None, allow_no_members: bool = False) -> Panel:
     """Read and validate the panel files; raise one InputError listing every problem found.
 
     `files` maps table name (members, practices, events, measures) to a path;
     members is required. `today` bounds birth dates (default: the real date);
     `period` (its first day) is when the 110+ age warning is judged (default: today).
+    `allow_no_members` accepts a members file with no rows (embedded examples
+    of fee-for-service or measure-only contracts have none).
     """
     req = requirements or Requirements()
     unknown = set(files) - set(TABLES)
@@ -507,7 +509,7 @@ def load_panel(files: dict[str, str | Path | None], requirements: Requirements |
             probs.add(error("E0701", "no members file was given", hint="pass --members FILE"))
         raws: dict[str, _Raw | None] = {t: (_read(con, t, paths[t], fmts[t], probs) if t in paths else None)
                                         for t in TABLES}
-        if raws["members"] is not None and raws["members"].rows == 0:
+        if raws["members"] is not None and raws["members"].rows == 0 and not allow_no_members:
             probs.add(error("E0702", "the members file has a header but no rows", path=raws["members"].path))
         specs = {t: _columns_for(t, req) for t in TABLES}
         for t in ("members", "events", "measures"):

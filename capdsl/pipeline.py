@@ -104,7 +104,8 @@ def evaluate(program: t.Program, run: Run):
     period = parse_period(run.period)
     reqs = requirements(program)
     params = parse_params(list(run.assignments), run.params_file, reqs)
-    panel = load_panel(run.files, reqs, formats=run.formats, today=run.today, show_ids=run.show_ids)
+    panel = load_panel(run.files, reqs, formats=run.formats, today=run.today, show_ids=run.show_ids,
+                       period=period)
     monthly = run_engine(program, panel, period, params, run.engine, spark_master=run.spark_master)
     warnings = [_warning_text(w) for w in panel.warnings]
     return build(program, monthly, period.text, period.months, run.engine, warnings), panel
@@ -119,9 +120,11 @@ def run_engine(program: t.Program, panel, period, params: dict, engine: str, *, 
                          only_practice=only_practice)
     from . import sql
 
+    label = getattr(panel, "member_label", None)
     if engine == "spark":
-        return sql.evaluate(program, panel.con, period, params, engine="spark", master=spark_master)
-    return sql.evaluate(program, panel.con, period, params, engine="duckdb")
+        return sql.evaluate(program, panel.con, period, params, engine="spark", master=spark_master,
+                            member_label=label)
+    return sql.evaluate(program, panel.con, period, params, engine="duckdb", member_label=label)
 
 
 def panel_rows(program: t.Program, panel):

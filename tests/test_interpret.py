@@ -120,9 +120,18 @@ def test_unborn_member_does_not_count():
 
 
 def test_member_in_no_band_is_an_error_naming_the_table():
+    """The checker rejects such a table (E0401); the interpreter still guards at run time,
+    so a program lowered without the coverage check cannot pay a member silently."""
+    from types import SimpleNamespace
+
+    from capdsl.lower import lower
+    from capdsl.syntax import parse
+
     text = BANDS.format(rule="month_start").replace("65 and over: 2", "65 to 99: 2")
+    source = Source(text, "t.cap")
+    program = lower(SimpleNamespace(contract=parse(source), source=source))
     with pytest.raises(EvalError) as info:
-        run(text, Rows([], [member("M1", "P1", date(1900, 1, 1))]), MARCH)
+        evaluate(program, Rows([], [member("M1", "P1", date(1900, 1, 1))]), MARCH, {})
     assert info.value.code == "E0801"
     assert "idx" in info.value.diagnostics[0].message
 
@@ -289,3 +298,20 @@ def test_interpreter_throughput_is_not_silly():
     evaluate(program, rows, MARCH, {}, tracer=tracer)
     groups = [g for gs in tracer.groups.values() for g in gs]
     assert len(groups) < 400  # 3,000 members collapse to (age, diabetes) groups
+
+
+@pytest.mark.parametrize("engine", ["python", "duckdb"])
+def test_newborn_counted_under_any_day_is_age_zero(engine, tmp_path):
+    """Regression: a member born on 2 January and exposed in January (any_day) was aged -1
+    and fell in no band. Every backend treats such a member as age 0."""
+    from capdsl.pipeline import Run, evaluate as run_pipeline
+
+    text = BANDS.format(rule="month_start").replace("    age as of month_start\n",
+                                                    "    age as of month_start\n    exposure any_day\n")
+    contract = tmp_path / "c.cap"
+    contract.write_text(text, encoding="utf-8")
+    members = tmp_path / "m.csv"
+    members.write_text("member_id,practice_id,birth_date\nM1,P1,2011-01-02\n", encoding="utf-8")
+    result, _ = run_pipeline(program_of(text), Run(files={"members": str(members)}, period="2011-01",
+                                                    engine=engine, today=date(2011, 2, 1)))
+    assert str(result.total) == "10.00"

@@ -147,3 +147,41 @@ def test_licence_notices_are_kept():
     for folder, licence in (("ohdsi_dbt", "Apache License"), ("unmc_ne", "MIT License")):
         assert licence in (DATA / folder / "LICENSE").read_text()
         assert "commit" in (DATA / folder / "NOTICE").read_text()
+
+
+@pytest.mark.parametrize("folder", ["ohdsi_dbt", "unmc_ne"])
+def test_cli_panel_from_synthea_then_eval_polish_contract(tmp_path, folder):
+    """The whole path a user takes: Synthea export -> panel -> statements (both schema versions)."""
+    import json
+
+    from click.testing import CliRunner
+
+    from capdsl.cli import main
+
+    out = tmp_path / "panel.parquet"
+    runner = CliRunner()
+    made = runner.invoke(main, ["panel", "from-synthea", str(DATA / folder / "patients.csv"),
+                                str(DATA / folder / "conditions.csv"), "-o", str(out), "--as-of", "2011-01-01",
+                                "--practices", "3", "--json"])
+    assert made.exit_code == 0, made.output
+    report = json.loads(made.output)
+    assert report["members_written"] + report["not_yet_born"] == report["patients_read"]
+    assert out.exists() and (tmp_path / "panel.practices.parquet").exists()
+    contract = Path(__file__).resolve().parent.parent / "contracts" / "pl_poz.cap"
+    result = runner.invoke(main, ["eval", str(contract), "--members", str(out), "--period", "2011-01",
+                                  "--format", "json", "--quiet"])
+    assert result.exit_code == 0, result.output
+    statements = json.loads(result.stdout)["statements"]
+    assert {s["practice_id"] for s in statements} <= {"P1", "P2", "P3"}
+
+
+def test_cli_panel_from_synthea_bad_date_is_a_usage_error(tmp_path):
+    from click.testing import CliRunner
+
+    from capdsl.cli import main
+
+    result = CliRunner().invoke(main, ["panel", "from-synthea", str(DATA / "edge" / "patients.csv"), "-o",
+                                       str(tmp_path / "m.csv"), "--as-of", "2011-02-30"])
+    assert result.exit_code == 1
+    assert "E0915" in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "m.csv").exists()

@@ -564,7 +564,8 @@ class _Compiler:
         born_md = exp.Add(this=exp.Mul(this=exp.Month(this=born()), expression=num(100)), expression=exp.Day(this=born()))
         age = exp.Sub(this=exp.Sub(this=col("ref_year", mo), expression=exp.Year(this=born())),
                       expression=case([(exp.LT(this=col("ref_md", mo), expression=born_md), num(1))], num(0)))
-        cols.append(exp.alias_(age, "age"))
+        # never negative: a member born after the age reference day but exposed is a newborn (age 0)
+        cols.append(exp.alias_(exp.Greatest(this=age, expressions=[num(0)]), "age"))
         if self.p.exposure == "pro_rata":
             first = exp.Greatest(this=exp.Coalesce(this=start(), expressions=[born()]), expressions=[born(), ms()])
             last = exp.Least(this=exp.Coalesce(this=end(), expressions=[me()]), expressions=[me()])
