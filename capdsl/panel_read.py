@@ -260,9 +260,12 @@ def _read_json(con, name: str, path: Path, data: bytes, fmt: str, probs: _Proble
             records = []
             for n, line in numbered:
                 try:
-                    load(line)
+                    value = load(line)
                 except json.JSONDecodeError as exc:
                     bad.append((n, exc.msg))
+                    continue
+                if not isinstance(value, dict):  # report it with the malformed lines, not on the next run
+                    bad.append((n, "not a JSON object"))
             if not bad:  # a line is valid alone but not inside the array (e.g. a stray comma)
                 bad.append((numbered[0][0], "not one JSON object per line"))
     bad += [(n, "not a JSON object") for n, r in zip(numbers, records) if not isinstance(r, dict)]
