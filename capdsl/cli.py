@@ -213,22 +213,71 @@ def _run(contract: str, members, practices, events, measures, input_format, assi
               help="table (terminal), csv, json or parquet.")
 @click.option("-o", "--output", type=click.Path(), help="Write to this file (atomically) instead of stdout.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress or warnings on stderr.")
+@click.option("--detail", type=click.Choice(["member"]), default=None,
+              help="Instead of statements, one row per member and month: age, exposure weight and the member's "
+                   "contribution to every member-level aggregate (computed by the reference interpreter).")
+@click.option("--redact", is_flag=True, help="With --detail: hash member ids.")
 @handle_errors
 def eval_(contract, members, practices, events, measures, input_format, assignments, params_file, period, engine,
-          spark_master, show_ids, out_format, output, quiet):
+          spark_master, show_ids, out_format, output, quiet, detail, redact):
     """Evaluate a contract on a panel and print the payment statements."""
-    from .pipeline import compile_file, evaluate
+    from .pipeline import compile_file, evaluate, member_detail
 
     checked, program = compile_file(contract)
     run = _run(contract, members, practices, events, measures, input_format, assignments, params_file, period,
                engine, spark_master, show_ids)
-    result, _panel = evaluate(program, run)
+    with _progress(quiet, f"evaluating {Path(contract).name} for {period} ({'detail' if detail else engine})"):
+        if detail:
+            table, warnings = member_detail(program, run, source=checked.source, redact=redact)
+        else:
+            result, _panel = evaluate(program, run)
+            warnings = result.warnings
     if not quiet:
         for w in checked.warnings:
             report([w], checked.source)
-        for w in result.warnings:
+        for w in warnings:
             click.echo(w, err=True)
-    emit(result, out_format, output)
+    if detail:
+        emit_detail(table, out_format, output)
+    else:
+        emit(result, out_format, output)
+
+
+def _progress(quiet: bool, what: str):
+    """A spinner on stderr while a run works — only on a terminal and without --quiet."""
+    import contextlib
+
+    if quiet or not sys.stderr.isatty():
+        return contextlib.nullcontext()
+    from rich.console import Console
+
+    return Console(stderr=True).status(what + " …", spinner="dots")
+
+
+def emit_detail(table, out_format: str, output: str | None) -> None:
+    from . import render
+    from .atomic import atomic_write
+
+    if out_format == "parquet":
+        if not output:
+            raise UsageError(error("E0917", "--format parquet needs an output file", hint="add -o detail.parquet"))
+        render.write_detail_parquet(table, Path(output))
+        return
+    if out_format == "table":
+        from rich.console import Console
+
+        if output:
+            buf = Console(record=True, width=160, file=open(os.devnull, "w"))
+            render.detail_table(table, buf)
+            atomic_write(output, buf.export_text())
+        else:
+            render.detail_table(table, Console())
+        return
+    text = render.detail_to_json(table) if out_format == "json" else render.detail_to_csv(table)
+    if output:
+        atomic_write(output, text)
+    else:
+        click.echo(text, nl=False)
 
 
 def emit(result, out_format: str, output: str | None) -> None:

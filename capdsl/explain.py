@@ -156,7 +156,7 @@ def _explain_member(program, source, rows, period, params, practice_id, member_i
     for m in period.months:
         weight = exposure_weight(program.exposure, m, row["birth_date"], row.get("enrolled_from"),
                                  row.get("enrolled_to"))
-        age = completed_years(row["birth_date"], age_reference(program.age_rule, m))
+        age = max(0, completed_years(row["birth_date"], age_reference(program.age_rule, m)))
         item = {"month": m.isoformat()[:7], "age": age, "weight": _str(Decimal(weight)), "values": []}
         if weight:
             env = _Env(params)

@@ -111,6 +111,34 @@ def evaluate(program: t.Program, run: Run):
     return build(program, monthly, period.text, period.months, run.engine, warnings), panel
 
 
+def member_detail(program: t.Program, run: Run, *, source=None, redact: bool = False):
+    """Member-month detail from the reference interpreter (see capdsl/detail.py)."""
+    import hashlib
+
+    from .detail import member_detail as detail
+    from .lower import source_text
+    from .panel import load_panel, parse_params
+    from .periods import parse_period
+
+    period = parse_period(run.period)
+    reqs = requirements(program)
+    params = parse_params(list(run.assignments), run.params_file, reqs)
+    panel = load_panel(run.files, reqs, formats=run.formats, today=run.today, show_ids=run.show_ids,
+                       period=period)
+    try:
+        rows = panel_rows(program, panel)
+        warnings = [_warning_text(w) for w in panel.warnings]
+    finally:
+        panel.close()
+
+    def label(member_id) -> str:
+        text = str(member_id)
+        return "m:" + hashlib.sha256(text.encode("utf-8")).hexdigest()[:10] if redact else text
+
+    describe = (lambda agg: source_text(source, agg.origin)) if source is not None else (lambda agg: "")
+    return detail(program, rows, period.months, params, label=label, describe=describe), warnings
+
+
 def run_engine(program: t.Program, panel, period, params: dict, engine: str, *, spark_master=None,
                tracer=None, only_practice=None):
     if engine == "python":

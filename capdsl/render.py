@@ -128,3 +128,62 @@ def table(result: Result, console) -> None:
     if rep:
         grand += f"  ({money(result.report_total)} {rep} at {result.report_rate} {result.currency}/{rep})"
     console.print(f"[bold]{grand}[/bold]")
+
+
+# ─────────────────────────── member-level detail ─────────────────────────
+
+def _detail_text(value) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, Decimal):
+        return format(value.normalize(), "f")
+    return str(value)
+
+
+def detail_to_csv(detail) -> str:
+    """Member-month rows; an empty cell means the member is not in that aggregate (its `where` fails)."""
+    buf = io.StringIO()
+    out = csv.writer(buf, lineterminator="\n")
+    out.writerow(detail.columns)
+    for row in detail.rows:
+        out.writerow([_detail_text(v) for v in row])
+    return buf.getvalue()
+
+
+def detail_to_json(detail) -> str:
+    return json.dumps({"columns": list(detail.columns), "aggregates": detail.aggregates,
+                       "rows": [[None if v is None else _detail_text(v) if not isinstance(v, int) else v
+                                 for v in row] for row in detail.rows]},
+                      ensure_ascii=False, indent=1) + "\n"
+
+
+def write_detail_parquet(detail, path: Path) -> None:
+    """Contributions as DECIMAL(38, 12): exact, the interpreter's working scale."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from .atomic import atomic_path
+
+    types = [pa.string(), pa.string(), pa.string(), pa.int32(), pa.decimal128(38, 12)]
+    types += [pa.decimal128(38, 12)] * (len(detail.columns) - 5)
+    columns = list(zip(*detail.rows)) if detail.rows else [[] for _ in detail.columns]
+    arrays = []
+    for values, kind in zip(columns, types):
+        if pa.types.is_decimal(kind):
+            values = [None if v is None else Decimal(v).quantize(Decimal("1e-12")) for v in values]
+        arrays.append(pa.array(list(values), kind))
+    with atomic_path(path) as tmp:
+        pq.write_table(pa.table(dict(zip(detail.columns, arrays))), tmp)
+
+
+def detail_table(detail, console) -> None:
+    from rich.table import Table
+
+    grid = Table(title="Member-level detail", show_lines=False)
+    for i, name in enumerate(detail.columns):
+        grid.add_column(name, justify="right" if i >= 3 else "left")
+    for row in detail.rows:
+        grid.add_row(*[_detail_text(v) for v in row])
+    console.print(grid)
+    for name, text in detail.aggregates.items():
+        console.print(f"[dim]{name}: {text}[/dim]")

@@ -135,3 +135,38 @@ def test_help_is_fast_enough_to_import_lazily():
             "print(','.join(m for m in ('duckdb', 'pyarrow', 'pydantic', 'lark') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == ""
+
+
+def test_eval_detail_member_sums_to_the_statement_line(tmp_path):
+    import csv
+    import io
+    import json
+    from decimal import Decimal
+
+    detail = run("eval", VZP, *SAMPLE, "--period", "2011-Q1", "--detail", "member", "--format", "csv", "--quiet")
+    assert detail.exit_code == 0, detail.output
+    rows = list(csv.DictReader(io.StringIO(detail.stdout)))
+    statements = json.loads(run("eval", VZP, *SAMPLE, "--period", "2011-Q1", "--format", "json", "--quiet").stdout)
+    for st in statements["statements"]:
+        line = next(x for x in st["lines"] if x["id"] == "capitation")
+        parts = sum(Decimal(r["capitation"]) for r in rows if r["practice_id"] == st["practice_id"])
+        # the line is the month-by-month sum, each month rounded to the cent
+        by_month = {}
+        for r in rows:
+            if r["practice_id"] == st["practice_id"]:
+                by_month[r["month"]] = by_month.get(r["month"], Decimal(0)) + Decimal(r["capitation"])
+        assert sum(v.quantize(Decimal("0.01")) for v in by_month.values()) == Decimal(line["amount"])
+        assert abs(parts - Decimal(line["amount"])) < Decimal("0.03")
+    assert {r["month"] for r in rows} == {"2011-01", "2011-02", "2011-03"}
+
+
+def test_eval_detail_redact_and_parquet(tmp_path):
+    import pyarrow.parquet as pq
+
+    out = tmp_path / "detail.parquet"
+    result = run("eval", VZP, *SAMPLE, "--period", "2011-03", "--detail", "member", "--format", "parquet",
+                 "-o", str(out), "--redact", "--quiet")
+    assert result.exit_code == 0, result.output
+    table = pq.read_table(out)
+    assert str(table.schema.field("capitation").type) == "decimal128(38, 12)"
+    assert all(m.startswith("m:") for m in table.column("member").to_pylist())
