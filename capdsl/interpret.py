@@ -150,7 +150,7 @@ class Tracer:
 
 class _Env:
     __slots__ = ("month", "practice", "member", "event", "params", "aggs", "lines", "measures", "year_level",
-                 "year_values", "memo")
+                 "year_values", "memo", "agg_rows")
 
     def __init__(self, params):
         self.month = None
@@ -164,6 +164,7 @@ class _Env:
         self.year_level = False
         self.year_values = None
         self.memo = {}
+        self.agg_rows = ((), (), ())
 
 
 class _Fail(Exception):
@@ -263,7 +264,13 @@ class Interpreter:
         if cls is t.Round:
             return round_to(self.ev(node.operand, env), node.quantum, node.mode)
         if cls is t.Agg:
-            return env.aggs[id(node)]
+            hit = env.aggs.get(id(node))
+            if hit is None:  # evaluated on first use: a line that does not apply never reads its aggregates
+                members, weights, events = env.agg_rows
+                is_members = node.source == "members"
+                hit = env.aggs[id(node)] = self.aggregate(node, members if is_members else events, env,
+                                                          weights if is_members else None)
+            return hit
         if cls is t.LineRef:
             return env.lines[node.name]
         if cls is t.YearSum:
@@ -439,9 +446,9 @@ class Interpreter:
     # --- a practice-month ------------------------------------------------------
     def month_aggs(self, program_aggs: list[t.Agg], members: list[dict], weights: list, events: list[dict],
                    env: _Env) -> None:
-        for agg in program_aggs:
-            rows = members if agg.source == "members" else events
-            env.aggs[id(agg)] = self.aggregate(agg, rows, env, weights if agg.source == "members" else None)
+        """Make the month's rows available; each aggregate is computed when first read."""
+        env.aggs = {}
+        env.agg_rows = (members, weights, events)
 
     def eval_practice_level(self, node: t.Node, env: _Env):
         try:

@@ -315,3 +315,20 @@ def test_newborn_counted_under_any_day_is_age_zero(engine, tmp_path):
     result, _ = run_pipeline(program_of(text), Run(files={"members": str(members)}, period="2011-01",
                                                     engine=engine, today=date(2011, 2, 1)))
     assert str(result.total) == "10.00"
+
+
+@pytest.mark.parametrize("engine", ["python", "duckdb"])
+def test_line_that_does_not_apply_never_reads_its_missing_measure(engine, tmp_path):
+    """Regression: the interpreter computed every aggregate up front, so a line guarded by
+    `applies when measure.share is present` crashed (TypeError) when the measure was missing."""
+    from capdsl.pipeline import Run, evaluate as run_pipeline
+
+    text = ('contract "M":\n    currency CZK\nend\ninputs:\n    measure share: number\nend\n'
+            'line bonus "Bonus":\n    amount sum of 10 CZK * measure.share over members\n'
+            '    applies when measure.share is present\nend\n')
+    members = tmp_path / "m.csv"
+    members.write_text("member_id,practice_id,birth_date\nM1,P1,1970-01-01\n", encoding="utf-8")
+    result, _ = run_pipeline(program_of(text), Run(files={"members": str(members)}, period="2011-03",
+                                                    engine=engine, today=date(2011, 4, 1)))
+    line = result.statements[0].lines[0]
+    assert (str(line.amount), line.applied) == ("0.00", False)
