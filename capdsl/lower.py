@@ -10,6 +10,7 @@ and types agree; it still never trusts input blindly (unknown names raise
 
 from __future__ import annotations
 
+import functools
 from decimal import ROUND_HALF_UP, Decimal
 
 from . import nodes as n
@@ -51,9 +52,15 @@ def unit_text(type_expr: n.TypeExpr, currency: str) -> str:
     return f"{word} per {type_expr.per}".strip() if type_expr.per else word
 
 
+@functools.lru_cache(maxsize=4)
+def _lines(text: str) -> list[str]:
+    """Split once per source: splitting per call was quadratic (a 10,000-band table took a minute)."""
+    return text.splitlines()
+
+
 def source_text(source: Source, span: Span) -> str:
     """The exact text an author wrote for a span (used in "not applied" reasons)."""
-    lines = source.text.splitlines()
+    lines = _lines(source.text)
     if span.line < 1 or span.line > len(lines):
         return ""
     if span.line == span.end_line:

@@ -222,6 +222,22 @@ def _missing_column(spec: ColumnSpec, raw: _Raw, table: str) -> Diagnostic:
                           f"needed by {spec.needed_by}", path=raw.path, hint=hint)
 
 
+def _native_cast(c: str, native_type: str | None, kind: str) -> str | None:
+    """SQL typing a natively typed column without text, or None to take the text path."""
+    from .panel_read import native_kind
+
+    have = native_kind(native_type) if native_type else None
+    if have is None:
+        return None
+    if have == kind and kind in ("date", "bool"):
+        return c
+    if kind == "decimal" and have in ("integer", "decimal"):
+        return f"try_cast({c} AS {DEC})"
+    if kind == "integer" and have == "integer":
+        return f"try_cast({c} AS BIGINT)"
+    return None
+
+
 def _type_table(con, table: str, raw: _Raw | None, specs: list[ColumnSpec], probs: _Problems,
                  show_ids: bool) -> None:
     """Check every column's values in one aggregate query, then create the typed table."""
@@ -238,7 +254,18 @@ def _type_table(con, table: str, raw: _Raw | None, specs: list[ColumnSpec], prob
                 probs.add(_missing_column(spec, raw, table))
             exprs.append(f"{_lit(spec.default, spec.kind)} AS {_q(spec.name)}")
             continue
-        v = f"NULLIF(trim({c}), '')"
+        native = _native_cast(c, raw.native.get(c), spec.kind)
+        if native is not None:  # a typed Parquet column: no text round trip
+            typed, shown = native, f"CAST({c} AS VARCHAR)"
+            if spec.default is not None:
+                typed = f"COALESCE({typed}, {_lit(spec.default, spec.kind)})"
+            exprs.append(f"{typed} AS {_q(spec.name)}")
+            if spec.required and spec.default is None:
+                checks.append(("null", spec, f"{c} IS NULL", shown))
+            if native != c:  # a cast that can fail (a huge integer into a decimal)
+                checks.append(("bad", spec, f"{c} IS NOT NULL AND {native} IS NULL", shown))
+            continue
+        v = f"NULLIF(trim({c}), '')" if c not in raw.native else f"NULLIF(trim(CAST({c} AS VARCHAR)), '')"
         typed = _typed(v, spec.kind) if spec.kind == "text" else \
             f"CASE WHEN {_valid(v, spec.kind)} THEN {_typed(v, spec.kind)} END"
         if spec.default is not None:
@@ -265,7 +292,8 @@ def _type_table(con, table: str, raw: _Raw | None, specs: list[ColumnSpec], prob
                            lambda r, s=spec: f"row {r[0]}, column {s.name}: "
                                              f"{_show(table, s.name, r[1], show_ids)} is not a valid "
                                              f"{_KIND_WORD[s.kind]}", hint=_HINTS[spec.kind])
-    _x(con, f"CREATE TABLE {table} AS SELECT {', '.join(exprs)} FROM raw_{table} ORDER BY _row")
+    # no ORDER BY: raw tables are built in _row order and DuckDB keeps insertion order; readers order by key
+    _x(con, f"CREATE TABLE {table} AS SELECT {', '.join(exprs)} FROM raw_{table}")
 
 
 def _add_measure_columns(con, measures: dict[str, MeasureSpec], path: str | None, probs: _Problems) -> None:
@@ -323,6 +351,9 @@ def _add_measure_columns(con, measures: dict[str, MeasureSpec], path: str | None
 def _duplicates(con, table: str, keys: Sequence[str], path: str, label, probs: _Problems) -> None:
     k = ", ".join(keys)
     not_null = " AND ".join(f"{c} IS NOT NULL" for c in keys)
+    # a cheap pass first (most panels have no duplicates); the row lists only for the duplicated keys
+    if not _x(con, f"SELECT 1 FROM {table} WHERE {not_null} GROUP BY {k} HAVING count(*) > 1 LIMIT 1"):
+        return
     found = _x(
         con, f"WITH d AS (SELECT {k}, list(_row ORDER BY _row) AS rows_, count(*) AS n FROM {table} "
         f"WHERE {not_null} GROUP BY {k} HAVING count(*) > 1) "
@@ -504,6 +535,7 @@ def load_panel(files: dict[str, str | Path | None], requirements: Requirements |
     for t, p in paths.items():
         fmts[t] = detect_format(p, (formats or {}).get(t))
     con = duckdb.connect(":memory:")
+    con.execute("SET enable_progress_bar = false")  # stderr belongs to capdsl's own messages
     try:
         if "members" not in paths:
             probs.add(error("E0701", "no members file was given", hint="pass --members FILE"))

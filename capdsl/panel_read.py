@@ -13,7 +13,7 @@ import csv
 import io
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -50,6 +50,8 @@ class _Raw:
     path: str
     columns: dict[str, str]  # file column name -> c<i>
     rows: int
+    # c<i> -> the DuckDB type of a column kept natively typed (Parquet); absent means text
+    native: dict[str, str] = field(default_factory=dict)
 
 
 class _Problems:
@@ -191,8 +193,7 @@ def _read_parquet(con, name: str, path: Path, data: bytes, probs: _Problems) -> 
         probs.add(error("E0711", plain, path=p, hint="write the file again; a copy may have been cut short"))
         return None
     try:
-        _x(con, f"CREATE TABLE _src_{name} AS SELECT * FROM read_parquet(?)", [p])
-        desc = _x(con, f"DESCRIBE _src_{name}")
+        desc = _x(con, "DESCRIBE SELECT * FROM read_parquet(?)", [p])
     except duckdb.Error:
         probs.add(error("E0711", plain, path=p, hint="write the file again; a copy may have been cut short"))
         return None
@@ -200,17 +201,45 @@ def _read_parquet(con, name: str, path: Path, data: bytes, probs: _Problems) -> 
     if cols is None:
         return None
     parts = []
+    native = {}
     for (col, typ, *_), c in zip(desc, cols.values()):
         src = _q(col)
         if typ.upper().startswith("TIMESTAMP") and "TIME ZONE" not in typ.upper():
             parts.append(f"CASE WHEN CAST({src} AS TIME) = TIME '00:00:00' THEN CAST(CAST({src} AS DATE) "
                          f"AS VARCHAR) ELSE CAST({src} AS VARCHAR) END AS {c}")
+        elif native_kind(typ) is not None:  # typed by the file: checked and cast without a text round trip
+            parts.append(f"{src} AS {c}")
+            native[c] = typ.upper()
         else:
             parts.append(f"CAST({src} AS VARCHAR) AS {c}")
-    _x(con, f"CREATE TABLE raw_{name} AS SELECT CAST(rowid + 1 AS BIGINT) AS _row, "
-                f"{', '.join(parts) or 'NULL AS _none'} FROM _src_{name}")
-    _x(con, f"DROP TABLE _src_{name}")
-    return _Raw(name, p, cols, _x(con, f"SELECT count(*) FROM raw_{name}")[0][0])
+    try:  # one pass over the file; file_row_number is the record's position (row 1 = first record)
+        _x(con, f"CREATE TABLE raw_{name} AS SELECT CAST(file_row_number + 1 AS BIGINT) AS _row, "
+                f"{', '.join(parts) or 'NULL AS _none'} FROM read_parquet(?, file_row_number = true)", [p])
+    except duckdb.Error:
+        probs.add(error("E0711", plain, path=p, hint="write the file again; a copy may have been cut short"))
+        return None
+    return _Raw(name, p, cols, _x(con, f"SELECT count(*) FROM raw_{name}")[0][0], native)
+
+
+_INTEGER_TYPES = {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT", "UINTEGER",
+                  "UBIGINT"}
+
+
+def native_kind(typ: str) -> str | None:
+    """The panel kind a Parquet column type holds exactly (no floats: DOUBLE goes through text)."""
+    t = typ.upper()
+    if t == "DATE":
+        return "date"
+    if t == "BOOLEAN":
+        return "bool"
+    if t == "VARCHAR":
+        return "text"
+    if t in _INTEGER_TYPES:
+        return "integer"
+    m = re.fullmatch(r"DECIMAL\((\d+),\s*(\d+)\)", t)
+    if m and int(m.group(2)) <= 10:
+        return "decimal"
+    return None
 
 
 def _json_text(value: Any) -> str | None:

@@ -487,3 +487,45 @@ def test_mutated_files_only_raise_diagnostics(tmp_path_factory, table, ext, cuts
         load(tmp, **{table: (ext, bytes(data))})
     except CapError as exc:
         assert exc.diagnostics and all(d.code[0] in "EW" for d in exc.diagnostics)
+
+
+def test_natively_typed_parquet_matches_csv_and_still_checks(tmp_path):
+    """Typed Parquet columns (DATE, BOOLEAN, DECIMAL, integers) skip the text round trip;
+    the rows are the same as from CSV, and nulls, failed casts and odd types are still caught."""
+    csv_panel = load(sub(tmp_path, "a"))
+    con = duckdb.connect()
+    typed = {
+        "members": "SELECT member_id, practice_id, CAST(birth_date AS DATE) AS birth_date, "
+                   "CAST(diabetes AS BOOLEAN) AS diabetes FROM read_csv(?, all_varchar=true)",
+        "practices": "SELECT practice_id, CAST(weekly_hours AS DECIMAL(9, 2)) AS weekly_hours, kind "
+                     "FROM read_csv(?, all_varchar=true)",
+        "events": "SELECT practice_id, member_id, CAST(date AS DATE) AS date, code, "
+                  "CAST(points AS DECIMAL(18, 4)) AS points, CAST(quantity AS INTEGER) AS quantity "
+                  "FROM read_csv(?, all_varchar=true)",
+    }
+    files = {"measures": DATA / "measures.csv"}
+    for table, sql in typed.items():
+        out = tmp_path / f"{table}.parquet"
+        rel = con.sql(sql.replace("?", f"'{DATA / (table + '.csv')}'"))
+        rel.write_parquet(str(out))
+        files[table] = out
+    pq = load_panel(files, requirements(), today=TODAY)
+    assert pq.member_rows(["member_id", "practice_id", "birth_date", "diabetes"]) == \
+        csv_panel.member_rows(["member_id", "practice_id", "birth_date", "diabetes"])
+    ecols = ["practice_id", "member_id", "date", "code", "points", "quantity"]
+    assert pq.event_rows(ecols) == csv_panel.event_rows(ecols)
+    assert pq.practice_rows(["practice_id", "weekly_hours"]) == csv_panel.practice_rows(["practice_id", "weekly_hours"])
+
+    # a null in a typed required column, and a huge integer that cannot be a decimal
+    bad = tmp_path / "bad_practices.parquet"
+    con.execute(f"COPY (SELECT 'P1' AS practice_id, CAST(NULL AS DECIMAL(9, 2)) AS weekly_hours UNION ALL "
+                f"SELECT 'P2', CAST(30 AS DECIMAL(9, 2))) TO '{bad}' (FORMAT parquet)")
+    with pytest.raises(InputError) as info:
+        load_panel({**files, "practices": bad}, requirements(), today=TODAY)
+    assert "E0705" in {d.code for d in info.value.diagnostics}
+    huge = tmp_path / "huge_events.parquet"
+    con.execute(f"COPY (SELECT 'P1' AS practice_id, DATE '2011-03-01' AS date, 'X' AS code, "
+                f"CAST('170141183460469231731687303715884105727' AS HUGEINT) AS points) TO '{huge}' (FORMAT parquet)")
+    with pytest.raises(InputError) as info:
+        load_panel({**files, "events": huge}, requirements(), today=TODAY)
+    assert "E0704" in {d.code for d in info.value.diagnostics}

@@ -49,6 +49,7 @@ def evaluate_files(program: t.Program, files: Mapping[str, str], period: Period,
     import duckdb
 
     con = con or duckdb.connect()
+    con.execute("SET enable_progress_bar = false")
     use_all_cores(con)
     tables = {}
     for name in ("members", "practices", "events", "measures"):
