@@ -58,7 +58,9 @@ def constant(expr: n.Expr):
     if isinstance(expr, n.DateLit):
         return expr.value
     raise CheckError(error("E0608", "example values must be literals (a number, text, date, true or false)",
-                           getattr(expr, "span", None)))
+                           getattr(expr, "span", None),
+                           hint="write the value itself, e.g. `32 hours`: an example states facts, "
+                                "the contract computes"))
 
 
 def born_aged(age: int, start: date) -> date:

@@ -706,7 +706,12 @@ def _friendly(exc: UnexpectedInput, source: Source) -> Diagnostic:
         if prevw == "currency" and "CURRENCY" in expected:
             return error("E0101", f"expected a currency code after 'currency', found {_describe_token(tok)}", span,
                          hint="write an ISO 4217 code in capitals, e.g. `currency EUR`")
-        msg = f"unexpected {_describe_token(tok)}{after}"
+        if str(tok) in ("amount", "applies", "basis", "paid") and tok.column > 1:
+            return error("E0101", f"'{tok}' is a clause of a line or pool block, but no block is open here",
+                         span, hint="a line written `line id \"Label\" = …` takes no clauses; write it as a "
+                                    "block: `line id \"Label\":`, then `amount …`, the clauses, and `end`")
+        ends = {"$END": "the file ends too early", "_NL": "the line ends too early"}.get(tok.type)
+        msg = f"{ends}{',' if after else ''}{after}" if ends else f"unexpected {_describe_token(tok)}{after}"
         hint = f"expected {_expected_list(expected)}" if expected else None
         if tok.type in ("END",) and "_NL" not in expected:
             hint = (hint or "") + "; is a line incomplete?"

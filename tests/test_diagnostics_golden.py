@@ -28,7 +28,15 @@ def diagnose(path: Path) -> tuple[list, Source]:
         checked = check(parse(source), source)
     except CapError as exc:
         return exc.diagnostics, exc.source or source
-    return list(checked.warnings), source
+    diags = list(checked.warnings)
+    if checked.contract.examples:  # E0608/E0609 are found when an example's panel is built
+        from capdsl.examples import run_example
+        from capdsl.lower import lower
+
+        program = lower(checked)
+        diags += [o.error for o in (run_example(program, ex, source) for ex in checked.contract.examples)
+                  if o.error is not None]
+    return diags, source
 
 
 @pytest.mark.parametrize("path", CASES, ids=lambda p: p.stem)
