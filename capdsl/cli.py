@@ -330,7 +330,11 @@ def explain(contract, members, practices, events, measures, input_format, assign
                "python", None, show_ids)
     explanation = run_explain(program, checked.source, run, practice_id, line_id=line_id, member_id=member_id,
                               redact=redact)
-    click.echo(render_json(explanation) if out_format == "json" else render_text(explanation), nl=False)
+    if out_format == "json":
+        click.echo(render_json(explanation), nl=False)
+    else:  # source lines highlighted on a terminal (pygments lexer for .cap), plain text otherwise
+        color = sys.stdout.isatty() and not os.environ.get("NO_COLOR")
+        click.echo(render_text(explanation, checked.source if color else None), nl=False)
 
 
 # ─────────────────────────────── test ────────────────────────────────────

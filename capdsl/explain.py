@@ -23,10 +23,31 @@ from .lower import source_text
 
 def _str(value) -> object:
     if isinstance(value, Decimal):
-        return str(value)
+        # exact, without the working scale's trailing zeros (103522.200000000000 → 103522.2; 0E-12 → 0)
+        if not value:
+            return "0"
+        exp = value.as_tuple().exponent
+        return format(value.normalize(), "f") if isinstance(exp, int) and exp < -2 else str(value)
     if isinstance(value, date):
         return value.isoformat()
     return value
+
+
+def _group_order(group) -> list:
+    """Groups in natural order: ages 0, 1, 2 … 10, not 0, 1, 10, 100."""
+    return [(0, v, "") if isinstance(v, (int, Decimal)) and not isinstance(v, bool) else (1, 0, str(v))
+            for v in group.key.values()]
+
+
+def _line_range(source: Source, span) -> list[int]:
+    """The source lines of a declaration, without the newline or blank lines after it."""
+    first = span.line
+    last = span.end_line or first
+    if last > first and (span.end_column or 1) == 1:
+        last -= 1
+    while last > first and source.line_text(last).strip()[:1] in ("", "#"):
+        last -= 1
+    return [first, last]
 
 
 def _aggs_of(node: t.Node, program: t.Program) -> list[t.Agg]:
@@ -89,6 +110,7 @@ def explain(program: t.Program, source: Source, run, practice_id: str, *, line_i
             continue
         entry = {"id": line.name, "label": line.label, "kind": line.kind,
                  "source": f"{program.path}:{line.origin.line}", "ref": line.ref,
+                 "lines": _line_range(source, line.origin),
                  "rule": _line_source(source, line),
                  "condition": line.applies_text, "months": []}
         total = Decimal(0)
@@ -111,7 +133,7 @@ def explain(program: t.Program, source: Source, run, practice_id: str, *, line_i
                         "groups": [{"key": {k: _str(v) for k, v in g.key.items()}, "count": _str(g.weight),
                                     "value": _str(g.value), "subtotal": _str(g.subtotal),
                                     "matched": [f"{s.name}: {s.detail}" for s in g.steps if s.kind == "case"]}
-                                   for g in sorted(groups, key=lambda g: [str(v) for v in g.key.values()])]})
+                                   for g in sorted(groups, key=_group_order)]})
                 month["steps"] = [_step_dict(s, source) for s in tracer.steps.get((m, line.name), [])]
                 entry["months"].append(month)
         else:
@@ -185,12 +207,19 @@ def render_json(explanation: dict) -> str:
     return json.dumps(explanation, ensure_ascii=False, indent=2, default=str) + "\n"
 
 
-def render_text(e: dict) -> str:
-    """A readable audit trail for a terminal or a dispute letter."""
+def render_text(e: dict, source: Source | None = None) -> str:
+    """A readable audit trail for a terminal or a dispute letter. With `source`
+    (a terminal), each rule is shown as its highlighted source lines."""
     out = [f"{e['contract']} — practice {e['practice_id']} — {e['period']} ({e['currency']})", ""]
     for line in e["lines"]:
         out.append(f"■ {line['label']} [{line['id']}] = {line['amount']} {e['currency']}")
-        out.append(f"  rule    {line['rule']}")
+        if source is not None and line.get("lines"):
+            from .highlight import highlight_lines, to_ansi
+
+            first, last = line["lines"]
+            out.append(to_ansi(highlight_lines(source.text, range(first, last + 1))).rstrip("\n"))
+        else:
+            out.append(f"  rule    {line['rule']}")
         out.append(f"  source  {line['source']}" + (f"  —  {line['ref']}" if line.get("ref") else ""))
         if line.get("condition"):
             out.append(f"  applies when {line['condition']}")

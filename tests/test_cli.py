@@ -170,3 +170,19 @@ def test_eval_detail_redact_and_parquet(tmp_path):
     table = pq.read_table(out)
     assert str(table.schema.field("capitation").type) == "decimal128(38, 12)"
     assert all(m.startswith("m:") for m in table.column("member").to_pylist())
+
+
+def test_explain_text_highlights_source_on_a_terminal_and_orders_groups_naturally():
+    from capdsl.explain import explain, render_text
+    from capdsl.pipeline import Run, compile_file
+
+    checked, program = compile_file(VZP)
+    files = dict(zip(("members", "practices", "events", "measures"), SAMPLE[1::2]))
+    e = explain(program, checked.source, Run(files=files, period="2011-03"), "P00001", line_id="akord_supplement")
+    plain, coloured = render_text(e), render_text(e, checked.source)
+    assert "\x1b[" not in plain and "\x1b[" in coloured
+    source_part = coloured.split("source  ")[0]
+    assert "applies" in source_part and " 94 " in source_part and " 96 " not in source_part  # the block only
+    ages = [int(g["key"]["age"]) for g in e["lines"][0]["months"][0]["aggregates"][0]["groups"]]
+    assert ages == sorted(ages)
+    assert "0E-" not in plain and ".000000000000" not in plain
