@@ -514,10 +514,20 @@ def schema(output):
 def _register_commands() -> None:
     """Commands owned by their own modules (kept out of this file to keep it thin)."""
     from .diffcmd import register as register_validation
-    from .lsp import register as register_lsp
 
     register_validation(main)
-    register_lsp(main)
+
+
+@main.command("lsp")
+def lsp_cmd() -> None:
+    """Start the language server on stdio (for editors; needs the `lsp` extra)."""
+    try:
+        import pygls  # noqa: F401
+    except ImportError:
+        raise click.ClickException("the language server needs pygls: pip install 'capdsl[lsp]'") from None
+    from .lsp import serve  # imported here: the server pulls in the whole front end
+
+    serve()
 
 
 _register_commands()

@@ -21,7 +21,6 @@ import functools
 import logging
 import re
 from dataclasses import dataclass, field
-import click
 
 from . import nodes as n
 from .errors import CapError, Diagnostic, Source, Span
@@ -800,19 +799,6 @@ def serve() -> None:
     make_server().start_io()
 
 
-def register(main: click.Group) -> None:
-    """Add `capdsl lsp` to the command group."""
-
-    @main.command("lsp")
-    def lsp_cmd() -> None:
-        """Start the language server on stdio (for editors)."""
-        try:
-            import pygls  # noqa: F401
-        except ImportError:
-            raise click.ClickException("the language server needs pygls: pip install 'capdsl[lsp]'") from None
-        serve()
-
-
 __all__ = ["Analysis", "Completion", "Definition", "Index", "Occurrence", "OutlineItem", "analyse", "build_index",
            "completions", "definition_markdown", "format_edit", "grammar_keywords", "hover_markdown",
-           "make_server", "outline", "register", "serve"]
+           "make_server", "outline", "serve"]
