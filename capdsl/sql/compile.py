@@ -36,7 +36,7 @@ from sqlglot import exp
 from .. import tree as t
 from ..errors import BackendError, error
 from ..periods import Period, month_end, months_of_year
-from .dialects import DEC, Dialect, dec, get, num
+from .dialects import DEC, Dialect, cast, dec, get, num
 
 TABLES = ("members", "practices", "events", "measures")
 _SQL_TYPE = {"bool": "BOOLEAN", "text": "VARCHAR", "date": "DATE", "integer": "BIGINT", "decimal": DEC}
@@ -106,12 +106,12 @@ def lit(value) -> exp.Expression:
         text = format(Decimal(value), "f")
         return exp.Neg(this=num(text[1:])) if text.startswith("-") else num(text)
     if isinstance(value, date):
-        return exp.cast(exp.Literal.string(value.isoformat()), "DATE")
+        return cast(exp.Literal.string(value.isoformat()), "DATE")
     return exp.Literal.string(str(value))
 
 
 def null(kind: str) -> exp.Expression:
-    return exp.cast(exp.Null(), _SQL_TYPE[kind])
+    return cast(exp.Null(), _SQL_TYPE[kind])
 
 
 def paren(e: exp.Expression) -> exp.Expression:
@@ -132,7 +132,7 @@ def concat(*parts: exp.Expression) -> exp.Expression:
 
 
 def text(e: exp.Expression) -> exp.Expression:
-    return exp.cast(e, "VARCHAR")
+    return cast(e, "VARCHAR")
 
 
 def _is_literal(e: exp.Expression) -> bool:
@@ -232,7 +232,7 @@ class _Compiler:
         parts += [exp.Literal.string("|"), pid, exp.Literal.string("|capdsl-end")]
         raised = self.d.raise_error(concat(*parts))
         if self.d.name == "postgres" and kind is not None:
-            raised = exp.cast(text(raised), _SQL_TYPE[kind])
+            raised = cast(text(raised), _SQL_TYPE[kind])
         return raised
 
     def kind_of(self, node: t.Node) -> str:
@@ -372,7 +372,7 @@ class _Compiler:
         on_zero = self.d.raise_error(concat(exp.Literal.string(f"{FAIL_TAG}|{index}|division|?||"), pid,
                                             exp.Literal.string("|capdsl-end")))
         if self.d.name == "postgres":
-            on_zero = exp.cast(text(on_zero), DEC)
+            on_zero = cast(text(on_zero), DEC)
         return self.d.fixed_div(a, b, on_zero)
 
     def exact_product(self, node: t.Arith) -> bool:
@@ -510,7 +510,7 @@ class _Compiler:
             if kind == "bool":
                 return exp.In(this=exp.Lower(this=value), expressions=[exp.Literal.string(v) for v in
                                                                         ("true", "1", "yes")])
-            return exp.cast(value, _SQL_TYPE[kind])
+            return cast(value, _SQL_TYPE[kind])
         return col(_VALUE_COL[kind], alias)
 
     def pm_query(self) -> exp.Expression:
@@ -647,7 +647,7 @@ class _Compiler:
     def practice_rows(self) -> exp.Expression:
         return exp.select(exp.alias_(exp.Literal.string("practice"), "kind"), col("practice_id"),
                           exp.alias_(null("date"), "month_start"), exp.alias_(null("text"), "line"),
-                          exp.alias_(exp.cast(exp.Null(), "INT"), "quarter"), exp.alias_(null("decimal"), "amount"),
+                          exp.alias_(cast(exp.Null(), "INT"), "quarter"), exp.alias_(null("decimal"), "amount"),
                           exp.alias_(null("bool"), "applied"), exp.alias_(null("decimal"), "basis")).from_("prac")
 
     def line_rows(self) -> exp.Expression:
@@ -657,7 +657,7 @@ class _Compiler:
                                           for i, line in enumerate(self.lines)
                                           if prefix != "basis" or line.basis is not None], None)
         return exp.select(exp.alias_(exp.Literal.string("line"), "kind"), col("practice_id", "x"),
-                          col("month_start", "x"), col("line", "li"), exp.alias_(exp.cast(exp.Null(), "INT"), "quarter"),
+                          col("month_start", "x"), col("line", "li"), exp.alias_(cast(exp.Null(), "INT"), "quarter"),
                           exp.alias_(dec(pick("amt", lambda e: e)), "amount"),
                           exp.alias_(pick("ok", lambda e: e), "applied"),
                           exp.alias_(dec(pick("basis", lambda e: e)), "basis")).from_(
@@ -728,7 +728,7 @@ def _items(rows: list[tuple], names: tuple[str, ...]) -> exp.Expression:
     """A small literal table: SELECT * FROM (VALUES …) AS items(names) (UNNEST on BigQuery)."""
     def value(v):
         if v is None:
-            return exp.cast(exp.Null(), "INT")
+            return cast(exp.Null(), "INT")
         if isinstance(v, (str, bool, date)):
             return lit(v)
         return num(v)

@@ -18,6 +18,8 @@ explicit integer arithmetic so that no engine's default rounding is trusted:
 
 from __future__ import annotations
 
+import functools
+
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from decimal import Decimal
@@ -30,8 +32,22 @@ TEN13 = 10 ** 13
 E13 = "0.0000000000001"
 
 
+@functools.lru_cache(maxsize=None)
+def _data_type(name: str) -> exp.DataType:
+    return exp.DataType.build(name)
+
+
+def cast(e: exp.Expression, to: str) -> exp.Expression:
+    """CAST without sqlglot's per-call type parse and deep copy of `e` (compile time is
+    dominated by them otherwise); the type node is copied, being tiny."""
+    dtype = _data_type(to)
+    if isinstance(e, exp.Cast) and e.to == dtype:  # as exp.cast: no CAST(CAST(x AS T) AS T)
+        return e
+    return exp.Cast(this=e, to=dtype.copy())
+
+
 def dec(e: exp.Expression) -> exp.Expression:
-    return exp.cast(e, DEC)
+    return cast(e, DEC)
 
 
 def num(value: int | str) -> exp.Expression:
@@ -76,16 +92,16 @@ class DuckDB(Dialect):
     def _scaled(self, e: exp.Expression) -> exp.Expression:
         """The value in units of 10^-12 as HUGEINT (exact: DECIMAL(38, 12) × 10^12 is whole)."""
         if isinstance(e, exp.Literal) and e.is_number:  # a quantum: scale it here, not per row
-            return exp.cast(num(str(int(Decimal(e.this).scaleb(12)))), "HUGEINT")
-        return exp.cast(exp.Mul(this=dec(e), expression=num(FIX)), "HUGEINT")
+            return cast(num(str(int(Decimal(e.this).scaleb(12)))), "HUGEINT")
+        return cast(exp.Mul(this=dec(e), expression=num(FIX)), "HUGEINT")
 
     def idiv(self, x, q):
-        return exp.cast(exp.IntDiv(this=self._scaled(x), expression=self._scaled(q)), "DECIMAL(38, 0)")
+        return cast(exp.IntDiv(this=self._scaled(x), expression=self._scaled(q)), "DECIMAL(38, 0)")
 
     def fixed_div(self, a, b, on_zero):
-        t = exp.IntDiv(this=exp.Mul(this=self._scaled(a), expression=exp.cast(num(TEN13), "HUGEINT")),
+        t = exp.IntDiv(this=exp.Mul(this=self._scaled(a), expression=cast(num(TEN13), "HUGEINT")),
                        expression=exp.Nullif(this=self._scaled(b), expression=num(0)))
-        scaled = exp.Mul(this=exp.cast(t, "DECIMAL(38, 0)"), expression=num(E13))
+        scaled = exp.Mul(this=cast(t, "DECIMAL(38, 0)"), expression=num(E13))
         return exp.Coalesce(this=dec(scaled), expressions=[on_zero])
 
 
@@ -95,7 +111,7 @@ class Postgres(Dialect):
     def raise_error(self, message):
         # No error() function: casting the (row-dependent, so never
         # constant-folded) message to integer fails and quotes it.
-        return exp.cast(message, "INT")
+        return cast(message, "INT")
 
     def idiv(self, x, q):
         return exp.Anonymous(this="div", expressions=[dec(x), dec(q)])
@@ -127,14 +143,14 @@ class Spark(Dialect):
         quotient = lambda: exp.Div(this=dec(x.copy()), expression=q.copy())  # noqa: E731
         trunc = exp.Case(ifs=[exp.If(this=exp.GTE(this=dec(x.copy()), expression=num(0)),
                                      true=exp.Floor(this=quotient()))], default=exp.Ceil(this=quotient()))
-        return exp.cast(trunc, "DECIMAL(38, 0)")
+        return cast(trunc, "DECIMAL(38, 0)")
 
     def fixed_div(self, a, b, on_zero):
         # Long division: integer part, then 13 digits of the remainder.
         fa, fb = (lambda: dec(a.copy())), (lambda: dec(b.copy()))
-        whole = exp.cast(exp.IntDiv(this=fa(), expression=fb()), "DECIMAL(38, 0)")
+        whole = cast(exp.IntDiv(this=fa(), expression=fb()), "DECIMAL(38, 0)")
         rem = exp.Mul(this=exp.Paren(this=exp.Mod(this=fa(), expression=fb())), expression=num(TEN13))
-        frac = exp.cast(exp.IntDiv(this=rem, expression=fb()), "DECIMAL(38, 0)")
+        frac = cast(exp.IntDiv(this=rem, expression=fb()), "DECIMAL(38, 0)")
         value = dec(exp.Add(this=whole, expression=exp.Mul(this=frac, expression=num(E13))))
         return exp.Case(ifs=[exp.If(this=exp.EQ(this=fb(), expression=num(0)), true=on_zero)], default=value)
 
@@ -165,7 +181,7 @@ class Snowflake(Dialect):
     a scale of 12 beyond the digit we need. Generated but not run in our tests."""
 
     def idiv(self, x, q):
-        return exp.cast(exp.Anonymous(this="TRUNC", expressions=[exp.Div(this=dec(x), expression=dec(q))]),
+        return cast(exp.Anonymous(this="TRUNC", expressions=[exp.Div(this=dec(x), expression=dec(q))]),
                         "DECIMAL(38, 0)")
 
     def fixed_div(self, a, b, on_zero):
@@ -175,7 +191,7 @@ class Snowflake(Dialect):
 
     def raise_error(self, message):
         # Snowflake has no raise function in plain SQL; a failed numeric cast quotes the text.
-        return exp.cast(message, "INT")
+        return cast(message, "INT")
 
     def file_source(self, path):
         raise ValueError("Snowflake reads tables or stages: load the Parquet files first")
