@@ -503,6 +503,7 @@ def evaluate(program: t.Program, rows: Rows, months: tuple[date, ...], params: d
     due = sorted({(m.month - 1) // 3 + 1 for m in months if m.month % 3 == 0})
     run_months = list(months_of_year(year)) if pools and due else list(months)
     reported = set(months)
+    year_lines = t.year_closure(program)[0] if pools and due else frozenset()
 
     members_by_practice: dict[str, list[dict]] = defaultdict(list)
     for row in rows.members:
@@ -562,6 +563,8 @@ def evaluate(program: t.Program, rows: Rows, months: tuple[date, ...], params: d
                 tracer.add("month", m.isoformat(), len(active), f"{len(events)} events")
             interp.month_aggs(aggs, active, weights, events, env)
             for line in monthly:
+                if m not in reported and line.name not in year_lines:
+                    continue  # a month evaluated only for the pools' year sums
                 if tracer is not None:
                     tracer.scope = (m, line.name)
                 applied = line.applies is None or bool(interp.eval_practice_level(line.applies, env))

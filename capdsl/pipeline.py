@@ -148,11 +148,23 @@ def run_engine(program: t.Program, panel, period, params: dict, engine: str, *, 
                          only_practice=only_practice)
     from . import sql
 
-    label = getattr(panel, "member_label", None)
+    label = _row_label(panel) if hasattr(panel, "member_label") else None
     if engine == "spark":
         return sql.evaluate(program, panel.con, period, params, engine="spark", master=spark_master,
                             member_label=label)
     return sql.evaluate(program, panel.con, period, params, engine="duckdb", member_label=label)
+
+
+def _row_label(panel):
+    """The SQL engines name a failing member by its file row (`_row`): label it by its id, as the
+    interpreter does (hashed unless --show-ids). Labelling the row number itself hashed the wrong value."""
+    def label(row) -> str:
+        try:
+            found = panel.con.execute("SELECT member_id FROM members WHERE _row = ?", [int(str(row))]).fetchall()
+        except Exception:  # noqa: BLE001 - a row we cannot look up ("?") stays anonymous
+            return "id hidden"
+        return panel.member_label(found[0][0]) if found else "id hidden"
+    return label
 
 
 def panel_rows(program: t.Program, panel):

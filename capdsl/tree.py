@@ -332,6 +332,42 @@ def children(node: Node) -> tuple:
     return ()
 
 
+def year_closure(program: "Program") -> tuple[frozenset[str], tuple[Agg, ...]]:
+    """What the pools' year sums read in every month of the year: the monthly lines
+    (through `LineRef`) and the aggregates, following definitions. Every backend
+    evaluates the other lines and aggregates only in the reported months, so a
+    quarter's statement does not read (or fail on) data of months it does not pay."""
+    roots: list[Node] = []
+    for line in program.lines:
+        if line.kind != "pool":
+            continue
+        pool_roots = [x for x in (line.amount, line.applies) if x is not None]
+        pool_roots += [i.when for i in line.installments if i.when is not None]
+        for root in pool_roots:
+            roots += [n.operand for n in walk(root) if isinstance(n, YearSum)]
+    lines: set[str] = set()
+    aggs: dict[int, Agg] = {}
+    seen_refs: set[str] = set()
+    stack = list(roots)
+    while stack:
+        node = stack.pop()
+        if isinstance(node, Agg):
+            aggs.setdefault(id(node), node)
+        elif isinstance(node, Ref):
+            if node.name not in seen_refs and node.name in program.definitions:
+                seen_refs.add(node.name)
+                stack.append(program.definitions[node.name].expr)
+            continue
+        elif isinstance(node, LineRef):
+            if node.name not in lines:
+                lines.add(node.name)
+                target = program.line(node.name)
+                stack += [x for x in (target.amount, target.applies) if x is not None]
+            continue
+        stack.extend(children(node))
+    return frozenset(lines), tuple(aggs.values())
+
+
 def walk(node: Node):
     stack = [node]
     while stack:

@@ -332,3 +332,34 @@ def test_line_that_does_not_apply_never_reads_its_missing_measure(engine, tmp_pa
                                                     engine=engine, today=date(2011, 4, 1)))
     line = result.statements[0].lines[0]
     assert (str(line.amount), line.applied) == ("0.00", False)
+
+
+@pytest.mark.parametrize("engine", ["python", "duckdb"])
+def test_months_read_only_for_pools_do_not_evaluate_other_lines(engine, tmp_path):
+    """With a pool due (Q1 in March) every month of the year is read — but only for what the
+    pool's year sum needs. A member in no band of a line's table in January fails a January
+    statement, and no longer fails the March one (both engines agree; t.year_closure)."""
+    from types import SimpleNamespace
+
+    from capdsl.errors import CapError
+    from capdsl.lower import lower
+    from capdsl.pipeline import Run, evaluate as run_pipeline
+    from capdsl.syntax import parse
+
+    text = ('contract "Gap":\n    currency CZK\nend\n'
+            'bands idx by member.age:\n    0 to 64: 1\n    66 and over: 2\nend\n'
+            'line cap "Capitation" = sum of 10 CZK * idx over members\n'
+            'pool bonus "Bonus":\n    amount 1 CZK * sum of count of members over year\n'
+            '    paid 50% in Q1, rest in Q4\nend\n')
+    source = Source(text, "gap.cap")
+    program = lower(SimpleNamespace(contract=parse(source), source=source))  # the checker would reject the gap
+    members = tmp_path / "m.csv"
+    members.write_text("member_id,practice_id,birth_date\nM1,P1,1945-01-15\nM2,P1,1980-06-01\n", encoding="utf-8")
+    run = lambda period: run_pipeline(program, Run(files={"members": str(members)}, period=period,  # noqa: E731
+                                                   engine=engine, today=date(2012, 1, 1)))[0]
+    march = run("2011-03")
+    amounts = {line.id: str(line.amount) for line in march.statements[0].lines}
+    assert amounts["cap"] == "30.00" and amounts["bonus"] == "12.00"  # 24 member-months, half in Q1
+    with pytest.raises(CapError) as info:
+        run("2011-01")
+    assert info.value.code == "E0801"

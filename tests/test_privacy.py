@@ -74,6 +74,17 @@ CASES = {
 }
 
 
+def _engine_param(name: str):
+    if name != "spark":
+        return name
+
+    def skip_reason():
+        from capdsl.sql.spark_engine import available
+        return available()
+    return pytest.param("spark", marks=[pytest.mark.spark,
+                                        pytest.mark.skipif(skip_reason() is not None, reason="no Spark")])
+
+
 @pytest.mark.parametrize("engine", ["python", "duckdb"])
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_member_ids_are_hashed_by_default_and_shown_with_show_ids(tmp_path, name, engine):
@@ -117,3 +128,14 @@ def test_explain_redact_hashes_member_ids(tmp_path, fmt):
     assert SECRET not in redacted.output
     assert SECRET_BIRTH not in redacted.output
     assert hashlib.sha256(SECRET.encode()).hexdigest()[:10] in redacted.output
+
+
+@pytest.mark.parametrize("engine", [_engine_param("spark")])
+def test_spark_runtime_error_names_the_member_by_hash(tmp_path, engine):
+    """The SQL engines report a failing member by file row; the label is the member's id, hashed
+    (regression: the row number itself was hashed, and shown as the id with --show-ids)."""
+    members, events, code = CASES["member in no band (runtime)"]
+    args = _write(tmp_path, members, events)
+    hidden = _stderr(_eval(tmp_path, args, engine))
+    assert f"[{code}]" in hidden and HASHED in hidden and SECRET not in hidden, hidden
+    assert SECRET in _stderr(_eval(tmp_path, args, engine, "--show-ids"))

@@ -166,6 +166,7 @@ class _Compiler:
         self.o = options
         self.months, self.due = run_months(program, period)
         self.reported = tuple(period.months)
+        self.year_aggs = {t.inline(a, program) for a in t.year_closure(program)[1]}  # as in plan.aggs
         self.fails: list = []
         self.plan = _Plan()
         self.practice_cols: dict[str, str] = {}
@@ -606,6 +607,11 @@ class _Compiler:
                 value = self.ex(agg.expr, scope)
                 if level == "member" and self.p.exposure == "pro_rata":
                     value = dec(exp.Mul(this=col("w__", rows), expression=paren(value)))
+            if agg not in self.year_aggs and len(self.months) > len(self.reported):
+                # read only in the reported months (t.year_closure): CASE is lazy in every engine,
+                # so the other months neither cost the expression nor raise its failures
+                month = exp.In(this=col("month_start", rows), expressions=[lit(m) for m in self.reported])
+                where = exp.and_(month, paren(where)) if where is not None else month
             inner = case([(where, value)], None) if where is not None else value
             outs.append(exp.alias_(exp.Sum(this=inner), name))
             for node in t.walk(agg):
