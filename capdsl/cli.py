@@ -52,24 +52,47 @@ def handle_errors(fn):
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
+        import signal
+
+        # DuckDB turns Ctrl-C during a query into `RuntimeError: Query interrupted` (and an engine may
+        # wrap that in a CapError): remember that SIGINT arrived, so any error after it is exit 130.
+        interrupted: list[int] = []
+
+        def on_sigint(signum, frame):
+            interrupted.append(signum)
+            raise KeyboardInterrupt
+
+        try:
+            previous = signal.signal(signal.SIGINT, on_sigint)
+        except ValueError:  # not the main thread (embedded use): leave signals alone
+            previous = None
         try:
             return fn(*args, **kwargs)
-        except CapError as exc:
-            click.echo(exc.render(color=_stderr_color()), err=True)
-            sys.exit(1)
         except KeyboardInterrupt:
             click.echo("interrupted; no output was written", err=True)
             sys.exit(130)
+        except CapError as exc:
+            if interrupted:
+                click.echo("interrupted; no output was written", err=True)
+                sys.exit(130)
+            click.echo(exc.render(color=_stderr_color()), err=True)
+            sys.exit(1)
         except click.exceptions.Exit:
             raise
         except (click.ClickException, click.exceptions.Abort):
             raise
         except Exception as exc:  # noqa: BLE001 - the last line of defence
+            if interrupted:
+                click.echo("interrupted; no output was written", err=True)
+                sys.exit(130)
             if _Ctx.debug:
                 raise
             click.echo(f"capdsl: internal error: {type(exc).__name__}: {exc}\n"
                        "  this is a bug in capdsl; rerun with --debug for the traceback and report it", err=True)
             sys.exit(2)
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGINT, previous)
 
     return wrapper
 

@@ -246,7 +246,7 @@ def _leftovers(d: Path) -> list[str]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("delay", [1.5, 5.0])
+@pytest.mark.parametrize("delay", [1.0, 1.5, 2.5, 5.0])
 def test_sigint_leaves_nothing_and_exits_130(big_panel, tmp_path, delay):
     proc = _start(big_panel, tmp_path)
     time.sleep(delay)
@@ -295,3 +295,32 @@ def test_keyboard_interrupt_in_a_command_is_exit_130(monkeypatch, tmp_path):
     assert result.exit_code == 130
     assert "interrupted" in result.output
     assert not (tmp_path / "out.csv").exists()
+
+
+@pytest.mark.parametrize("wrap", ["plain", "engine"])
+def test_ctrl_c_turned_into_an_error_by_duckdb_is_still_exit_130(monkeypatch, tmp_path, wrap):
+    """Regression: Ctrl-C during a DuckDB query surfaces as `RuntimeError: Query interrupted` (or,
+    through an engine, a BackendError), which printed "internal error" and exit 2. The CLI now
+    remembers that SIGINT arrived."""
+    import capdsl.pipeline
+    from capdsl.errors import BackendError, error
+
+    def interrupted_query(*_a, **_k):
+        try:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(1)
+        except KeyboardInterrupt:  # what DuckDB does: catch the signal, abort the query, raise its own error
+            pass
+        if wrap == "plain":
+            raise RuntimeError("Query interrupted")
+        raise BackendError(error("E0922", "the duckdb engine failed: Query interrupted"))
+
+    monkeypatch.setattr(capdsl.pipeline, "evaluate", interrupted_query)
+    (tmp_path / "m.csv").write_text("member_id,practice_id,birth_date\nM1,P1,1970-01-01\n", encoding="utf-8")
+    result = CliRunner().invoke(main, ["eval", str(ROOT / "contracts" / "us_pmpm.cap"), "--members",
+                                       str(tmp_path / "m.csv"), "--period", "2011-03", "-o",
+                                       str(tmp_path / "out.csv")])
+    assert result.exit_code == 130, result.output
+    assert "interrupted" in result.output and "internal error" not in result.output
+    assert not (tmp_path / "out.csv").exists()
+    assert signal.getsignal(signal.SIGINT) is not None
