@@ -279,54 +279,44 @@ def _progress(quiet: bool, what: str):
 
 def emit_detail(table, out_format: str, output: str | None) -> None:
     from . import render
-    from .atomic import atomic_write
 
-    if out_format == "parquet":
-        if not output:
-            raise UsageError(error("E0917", "--format parquet needs an output file", hint="add -o detail.parquet"))
-        render.write_detail_parquet(table, Path(output))
-        return
-    if out_format == "table":
-        from rich.console import Console
-
-        if output:
-            buf = Console(record=True, width=160, file=open(os.devnull, "w"))
-            render.detail_table(table, buf)
-            atomic_write(output, buf.export_text())
-        else:
-            render.detail_table(table, Console())
-        return
-    text = render.detail_to_json(table) if out_format == "json" else render.detail_to_csv(table)
-    if output:
-        atomic_write(output, text)
-    else:
-        click.echo(text, nl=False)
+    _emit(out_format, output, "detail.parquet", lambda path: render.write_detail_parquet(table, path),
+          lambda console: render.detail_table(table, console),
+          lambda: render.detail_to_json(table) if out_format == "json" else render.detail_to_csv(table))
 
 
 def emit(result, out_format: str, output: str | None) -> None:
     from . import render
+
+    _emit(out_format, output, "statements.parquet", lambda path: render.write_parquet(result, path),
+          lambda console: render.table(result, console),
+          lambda: render.to_json(result) if out_format == "json" else render.to_csv(result))
+
+
+def _emit(out_format: str, output: str | None, parquet_example: str, write_parquet, draw_table, text) -> None:
+    """Print or write (atomically) in the chosen format."""
     from .atomic import atomic_write
 
     if out_format == "parquet":
         if not output:
-            raise UsageError(error("E0917", "--format parquet needs an output file", hint="add -o statements.parquet"))
-        render.write_parquet(result, Path(output))
+            raise UsageError(error("E0917", "--format parquet needs an output file", hint=f"add -o {parquet_example}"))
+        write_parquet(Path(output))
         return
     if out_format == "table":
         from rich.console import Console
 
         if output:
-            buf = Console(record=True, width=140, file=open(os.devnull, "w"))
-            render.table(result, buf)
+            with open(os.devnull, "w") as sink:
+                buf = Console(record=True, width=160, file=sink)
+                draw_table(buf)
             atomic_write(output, buf.export_text())
         else:
-            render.table(result, Console())
+            draw_table(Console())
         return
-    text = render.to_json(result) if out_format == "json" else render.to_csv(result)
     if output:
-        atomic_write(output, text)
+        atomic_write(output, text())
     else:
-        click.echo(text, nl=False)
+        click.echo(text(), nl=False)
 
 
 # ─────────────────────────────── explain ─────────────────────────────────
