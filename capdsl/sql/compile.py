@@ -449,7 +449,8 @@ class _Compiler:
         event_aggs = {a: n for a, n in self.plan.aggs.items() if a.source == "events"}
         if member_aggs:
             add("mm", self.mm_query())
-            add("am", self.agg_query("mm", member_aggs, "member"))
+            add("mg", self.mg_query())
+            add("am", self.agg_query("mg", member_aggs, "member"))
         if event_aggs:
             add("ev", self.ev_query())
             add("ae", self.agg_query("ev", event_aggs, "event"))
@@ -581,6 +582,17 @@ class _Compiler:
             return sel.join(exp.alias_(exp.to_table("months"), mo), join_type="cross").where(cond)
         return sel.join(exp.alias_(exp.to_table("months"), mo), on=cond, join_type="inner")
 
+    def mg_query(self) -> exp.Expression:
+        """Member-months grouped by everything an expression can read (practice, month, age, weight,
+        member columns), with the group's size `n__`: each aggregate's expression is then computed
+        once per group, as the interpreter does. Σ over a group of n equal values is exactly n × value."""
+        keys = [col("practice_id"), col("month_start"), col("age"), col("w__")]
+        keys += [col(c) for c in sorted(self.member_cols) if c != "practice_id"]
+        outs = [exp.alias_(exp.Count(this=exp.Star()), "n__")]
+        if self.o.row_column:  # the first row of the group names it in error messages
+            outs.append(exp.alias_(exp.Min(this=col(self.o.row_column)), self.o.row_column))
+        return exp.select(*keys, *outs).from_("mm").group_by(*[k.copy() for k in keys])
+
     def ev_query(self) -> exp.Expression:
         e, mo = "e", "mo"
         sel = exp.select(exp.Column(this=exp.Star(), table=exp.to_identifier(e)), col("month_start", mo)).from_(
@@ -602,11 +614,14 @@ class _Compiler:
             where = self.ex(agg.where, scope) if agg.where is not None else None
             if agg.kind == "count":
                 value = col("quantity", rows) if level == "event" else (
-                    col("w__", rows) if self.p.exposure == "pro_rata" else num(1))
+                    dec(exp.Mul(this=col("w__", rows), expression=col("n__", rows)))
+                    if self.p.exposure == "pro_rata" else col("n__", rows))
             else:
                 value = self.ex(agg.expr, scope)
                 if level == "member" and self.p.exposure == "pro_rata":
                     value = dec(exp.Mul(this=col("w__", rows), expression=paren(value)))
+                if level == "member":  # a group of n__ equal member-months (mg_query): exact
+                    value = dec(exp.Mul(this=paren(value), expression=col("n__", rows)))
             if agg not in self.year_aggs and len(self.months) > len(self.reported):
                 # read only in the reported months (t.year_closure): CASE is lazy in every engine,
                 # so the other months neither cost the expression nor raise its failures
