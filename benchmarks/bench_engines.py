@@ -520,7 +520,10 @@ def bench_spark(files: dict, repeat: int) -> None:
     from capdsl.sql.spark_engine import run, spark_session
 
     spark = spark_session("local[2]")
-    tables = {k: f"parquet.`{v}`" for k, v in files.items()}
+    tables = {}
+    for k, v in files.items():  # capdsl takes table names (quoted identifiers): temp views over the files
+        spark.read.parquet(str(v)).createOrReplaceTempView(f"bench_{k}")
+        tables[k] = f"bench_{k}"
     period = parse_period(PERIOD)
     try:
         for name, (path, text) in CONTRACTS.items():

@@ -27,6 +27,8 @@ def site(tmp_path_factory) -> Path:
                            "-d", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
     problems = [line for line in proc.stderr.splitlines() if not line.startswith("INFO")]
     assert proc.returncode == 0, "mkdocs build --strict failed:\n" + "\n".join(problems)[-4000:]
+    dead = [line for line in proc.stderr.splitlines() if "unrecognized relative link" in line]
+    assert not dead, "links that work on GitHub but are dead on the site:\n" + "\n".join(dead)
     return out
 
 
