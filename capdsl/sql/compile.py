@@ -224,7 +224,8 @@ class _Compiler:
         parts = [exp.Literal.string(f"{FAIL_TAG}|{index}|{scope.level}|"), exp.Coalesce(this=rowno, expressions=[
             exp.Literal.string("?")]), exp.Literal.string("|")]
         if scope.level == "member":
-            parts += [text(col("age", row)), exp.Literal.string("|")]
+            parts += [exp.Coalesce(this=text(col("age", row)), expressions=[exp.Literal.string("?")]),
+                      exp.Literal.string("|")]  # age is NULL in year-only groups (mg_query)
         elif scope.level == "event":
             code = exp.Coalesce(this=col("code", row), expressions=[exp.Literal.string("")])
             parts += [text(exp.Length(this=code)), exp.Literal.string("|"), code]
@@ -586,12 +587,36 @@ class _Compiler:
         """Member-months grouped by everything an expression can read (practice, month, age, weight,
         member columns), with the group's size `n__`: each aggregate's expression is then computed
         once per group, as the interpreter does. Σ over a group of n equal values is exactly n × value."""
-        keys = [col("practice_id"), col("month_start"), col("age"), col("w__")]
-        keys += [col(c) for c in sorted(self.member_cols) if c != "practice_id"]
-        outs = [exp.alias_(exp.Count(this=exp.Star()), "n__")]
-        if self.o.row_column:  # the first row of the group names it in error messages
-            outs.append(exp.alias_(exp.Min(this=col(self.o.row_column)), self.o.row_column))
-        return exp.select(*keys, *outs).from_("mm").group_by(*[k.copy() for k in keys])
+        names = ["age", "w__"] + [c for c in sorted(self.member_cols) if c != "practice_id"]
+
+        def grouped(read: set[str], where: exp.Expression | None) -> exp.Expression:
+            keys = [col("practice_id"), col("month_start")] + [col(c) for c in names if c in read]
+            outs = [col(c) if c in read else exp.alias_(self.mm_null(c), c) for c in names]
+            outs.append(exp.alias_(exp.Count(this=exp.Star()), "n__"))
+            if self.o.row_column:  # the first row of the group names it in error messages
+                outs.append(exp.alias_(exp.Min(this=col(self.o.row_column)), self.o.row_column))
+            sel = exp.select(col("practice_id"), col("month_start"), *outs).from_("mm")
+            return (sel.where(where) if where is not None else sel).group_by(*keys)
+
+        if len(self.months) == len(self.reported):
+            return grouped(set(names), None)
+        # months read only for the pools' year sums: grouped by just what those aggregates read
+        reported = exp.In(this=col("month_start"), expressions=[lit(m) for m in self.reported])
+        year_read = {"w__"}
+        for agg in self.year_aggs:
+            for node in t.walk(agg):
+                if isinstance(node, t.Col) and node.table == "member":
+                    year_read.add("w__" if node.name == "weight" else node.name)
+        return exp.union(grouped(set(names), reported), grouped(year_read, exp.Not(this=reported.copy())),
+                         distinct=False)
+
+    def mm_null(self, name: str) -> exp.Expression:
+        """A typed NULL for a member-month column a group does not keep."""
+        if name == "age":
+            return cast(exp.Null(), "BIGINT")
+        if name == "w__":
+            return dec(exp.Null())
+        return null(self.member_cols[name])
 
     def ev_query(self) -> exp.Expression:
         e, mo = "e", "mo"
