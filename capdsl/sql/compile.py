@@ -599,7 +599,9 @@ class _Compiler:
             return (sel.where(where) if where is not None else sel).group_by(*keys)
 
         if len(self.months) == len(self.reported):
-            return grouped(set(names), None)
+            # no year-only months: grouping costs about what it saves (measured), so each
+            # member-month is its own group
+            return exp.select(exp.Star(), exp.alias_(num(1), "n__")).from_("mm")
         # months read only for the pools' year sums: grouped by just what those aggregates read
         reported = exp.In(this=col("month_start"), expressions=[lit(m) for m in self.reported])
         year_read = {"w__"}
