@@ -7,8 +7,11 @@ The query is a chain of CTEs, each a single pass:
   pm        practice × month: attributes and measures resolved per month
   mm        member-months: members joined to the months they count in
             (exposure rule), with `age` and the exposure weight
-  am / ae   one GROUP BY practice, month over member-months / events, with
-            one conditional aggregate per `Agg` of the program
+  mg        member-months with a group size `n__`: grouped by everything an
+            expression reads when year-only months are read (pools), else 1
+  am / ae   one GROUP BY practice, month over mg / events, with one
+            conditional aggregate per `Agg` (n__ × value; aggregates the
+            pools do not need are guarded to the reported months)
   base      pm + the aggregates (0 when a practice had no rows)
   l_* / r_* per line in dependency order: applied + raw amount, then the
             amount rounded with the contract's rule (so `LineRef` reads it)
