@@ -170,6 +170,7 @@ class _Compiler:
         self.months, self.due = run_months(program, period)
         self.reported = tuple(period.months)
         self.year_aggs = {t.inline(a, program) for a in t.year_closure(program)[1]}  # as in plan.aggs
+        self.grouped = len(self.months) > len(self.reported)  # see mg_query
         self.fails: list = []
         self.plan = _Plan()
         self.practice_cols: dict[str, str] = {}
@@ -571,7 +572,8 @@ class _Compiler:
         age = exp.Sub(this=exp.Sub(this=col("ref_year", mo), expression=exp.Year(this=born())),
                       expression=case([(exp.LT(this=col("ref_md", mo), expression=born_md), num(1))], num(0)))
         # never negative: a member born after the age reference day but exposed is a newborn (age 0)
-        cols.append(exp.alias_(exp.Greatest(this=age, expressions=[num(0)]), "age"))
+        # (GREATEST written as a plain function: sqlglot's portable form repeats the age for a NULL guard)
+        cols.append(exp.alias_(exp.Anonymous(this="GREATEST", expressions=[age, num(0)]), "age"))
         if self.p.exposure == "pro_rata":
             first = exp.Greatest(this=exp.Coalesce(this=start(), expressions=[born()]), expressions=[born(), ms()])
             last = exp.Least(this=exp.Coalesce(this=end(), expressions=[me()]), expressions=[me()])
@@ -601,7 +603,7 @@ class _Compiler:
             sel = exp.select(col("practice_id"), col("month_start"), *outs).from_("mm")
             return (sel.where(where) if where is not None else sel).group_by(*keys)
 
-        if len(self.months) == len(self.reported):
+        if not self.grouped:
             # no year-only months: grouping costs about what it saves (measured), so each
             # member-month is its own group
             return exp.select(exp.Star(), exp.alias_(num(1), "n__")).from_("mm")
@@ -645,12 +647,12 @@ class _Compiler:
             if agg.kind == "count":
                 value = col("quantity", rows) if level == "event" else (
                     dec(exp.Mul(this=col("w__", rows), expression=col("n__", rows)))
-                    if self.p.exposure == "pro_rata" else col("n__", rows))
+                    if self.p.exposure == "pro_rata" else col("n__", rows) if self.grouped else num(1))
             else:
                 value = self.ex(agg.expr, scope)
                 if level == "member" and self.p.exposure == "pro_rata":
                     value = dec(exp.Mul(this=col("w__", rows), expression=paren(value)))
-                if level == "member":  # a group of n__ equal member-months (mg_query): exact
+                if level == "member" and self.grouped:  # a group of n__ equal member-months (mg_query): exact
                     value = dec(exp.Mul(this=paren(value), expression=col("n__", rows)))
             if agg not in self.year_aggs and len(self.months) > len(self.reported):
                 # read only in the reported months (t.year_closure): CASE is lazy in every engine,
