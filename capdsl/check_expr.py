@@ -159,14 +159,11 @@ def binary(ck, node: n.Binary, lt: Type, rt: Type) -> Type:
     if op in ("+", "-"):
         if not lt.same(rt):
             bare = node.right if not rt.unit else node.left if not lt.unit else None
-            if bare is not None and isinstance(bare, n.Quantity):
-                other = lt if bare is node.right else rt
-                hint = f"write the unit on the number: `{bare.text} {other.unit_name()}`"
-            else:
-                hint = "both sides must be in the same unit; convert one with a rate (e.g. `× 1.08 CZK per point`)"
+            unit = _unit_for_bare_number(node, bare, lt, rt)
+            hint = f"write the unit on the number: {unit}" if unit else \
+                "both sides must be in the same unit; convert one with a rate (e.g. `× 1.08 CZK per point`)"
             ck.report(error("E0301", f"cannot {verb} {lt.describe()} and {rt.describe()}", node.span, hint=hint,
-                            notes=[Note(f"this is {lt.describe()}", node.left.span),
-                                   Note(f"this is {rt.describe()}", node.right.span)]))
+                            notes=_side_notes(node, lt, rt)))
             return u.ANY
         return lt.plus(rt)
     if op == "*":
@@ -206,14 +203,22 @@ def compare(ck, node: n.Compare, lt: Type, rt: Type) -> None:
     if ok:
         return
     bare = node.right if not rt.unit and rt.is_numeric else node.left if not lt.unit and lt.is_numeric else None
-    if bare is not None and isinstance(bare, n.Quantity) and (lt.unit or rt.unit):
-        other = lt if bare is node.right else rt
-        hint = f"write `{bare.text} {other.unit_name()}`"
-    else:
-        hint = "compare values of the same kind and unit"
+    unit = _unit_for_bare_number(node, bare, lt, rt) if (lt.unit or rt.unit) else None
+    hint = f"write {unit}" if unit else "compare values of the same kind and unit"
     ck.report(error("E0302", f"cannot compare {lt.describe()} with {rt.describe()}", node.span, hint=hint,
-                    notes=[Note(f"this is {lt.describe()}", node.left.span),
-                           Note(f"this is {rt.describe()}", node.right.span)]))
+                    notes=_side_notes(node, lt, rt)))
+
+
+def _unit_for_bare_number(node, bare, lt: Type, rt: Type) -> str | None:
+    """`30 hours` for a bare number `30` set against hours: the fix most mismatches need."""
+    if bare is None or not isinstance(bare, n.Quantity):
+        return None
+    other = lt if bare is node.right else rt
+    return f"`{bare.text} {other.unit_name()}`"
+
+
+def _side_notes(node, lt: Type, rt: Type) -> list[Note]:
+    return [Note(f"this is {lt.describe()}", node.left.span), Note(f"this is {rt.describe()}", node.right.span)]
 
 
 def in_table(ck, node: n.InTable, t: Type) -> None:

@@ -441,12 +441,7 @@ def compile_cmd(contract, as_sql, as_tree, dialect, period, tables):
     from . import sql
     from .periods import parse_period
 
-    mapping = {}
-    for item in tables:
-        if "=" not in item:
-            raise UsageError(error("E0912", f"--table takes NAME=TABLE, not {item!r}"))
-        key, value = item.split("=", 1)
-        mapping[key.strip()] = value.strip()
+    mapping = _pairs(tables, "--table", "NAME=TABLE", "E0912")
     click.echo(sql.compile_program(program, parse_period(period or f"{date.today().year}-01"), dialect=dialect,
                                    tables=mapping or None))
 
@@ -490,12 +485,7 @@ def from_synthea_cmd(patients, conditions, output, as_of, n_practices, practice_
         snapshot = date.fromisoformat(as_of) if as_of else date.today()
     except ValueError:
         raise UsageError(error("E0915", f"--as-of takes a date YYYY-MM-DD, not {as_of!r}")) from None
-    attrs = {}
-    for item in practice_attrs:
-        if "=" not in item:
-            raise UsageError(error("E0915", f"--practice-attr takes NAME=VALUE, not {item!r}"))
-        key, value = item.split("=", 1)
-        attrs[key.strip()] = value.strip()
+    attrs = _pairs(practice_attrs, "--practice-attr", "NAME=VALUE", "E0915")
     report = from_synthea(patients, conditions, output, as_of=snapshot, practices=n_practices, fmt=out_format,
                           practice_attrs=attrs or None)
     if as_json:
@@ -522,6 +512,17 @@ def schema(output):
         atomic_write(output, text)
     else:
         click.echo(text, nl=False)
+
+
+def _pairs(items, option: str, form: str, code: str) -> dict[str, str]:
+    """Repeated `NAME=VALUE` options as a dict; a malformed one is a usage error."""
+    out = {}
+    for item in items:
+        if "=" not in item:
+            raise UsageError(error(code, f"{option} takes {form}, not {item!r}"))
+        key, value = item.split("=", 1)
+        out[key.strip()] = value.strip()
+    return out
 
 
 def _register_commands() -> None:
