@@ -1,6 +1,6 @@
 """`python -m capdsl …`: the same command line as the `capdsl` script."""
 
-from .cli import main
+from .launch import main
 
 if __name__ == "__main__":  # pragma: no cover
-    main(prog_name="capdsl")
+    main()

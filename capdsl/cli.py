@@ -66,15 +66,22 @@ def handle_errors(fn):
             previous = signal.signal(signal.SIGINT, on_sigint)
         except ValueError:  # not the main thread (embedded use): leave signals alone
             previous = None
+        def exit_interrupted():
+            # A native engine may re-raise the interrupt once we are on our way out
+            # (DuckDB does, at random): ignore it, or it replaces our exit 130 with
+            # Python's own death-by-SIGINT.
+            if previous is not None:
+                signal.signal(signal.SIGINT, signal.SIG_IGN)
+            click.echo("interrupted; no output was written", err=True)
+            sys.exit(130)
+
         try:
             return fn(*args, **kwargs)
         except KeyboardInterrupt:
-            click.echo("interrupted; no output was written", err=True)
-            sys.exit(130)
+            exit_interrupted()
         except CapError as exc:
             if interrupted:
-                click.echo("interrupted; no output was written", err=True)
-                sys.exit(130)
+                exit_interrupted()
             click.echo(exc.render(color=_stderr_color()), err=True)
             sys.exit(1)
         except click.exceptions.Exit:
@@ -83,15 +90,14 @@ def handle_errors(fn):
             raise
         except Exception as exc:  # noqa: BLE001 - the last line of defence
             if interrupted:
-                click.echo("interrupted; no output was written", err=True)
-                sys.exit(130)
+                exit_interrupted()
             if _Ctx.debug:
                 raise
             click.echo(f"capdsl: internal error: {type(exc).__name__}: {exc}\n"
                        "  this is a bug in capdsl; rerun with --debug for the traceback and report it", err=True)
             sys.exit(2)
         finally:
-            if previous is not None:
+            if previous is not None and not interrupted:
                 signal.signal(signal.SIGINT, previous)
 
     return wrapper

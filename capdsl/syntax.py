@@ -22,6 +22,7 @@ from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput
 
 from . import nodes as n
 from .errors import Diagnostic, Note, Source, Span, SyntaxError_, error
+from .lalr import Driver, Fallback, Tok
 
 MAX_SOURCE_BYTES = 2_000_000
 MAX_NESTING = 100
@@ -65,15 +66,28 @@ def parse(source: Source) -> n.Contract:
     if not text.endswith("\n"):
         text += "\n"
     try:
-        tree = parser().parse(text)
-    except UnexpectedInput as exc:
-        raise SyntaxError_(_friendly(exc, source), source) from None
-    _check_tree_depth(tree, source)
-    decls = _Builder(source).transform(tree)
+        decls = _driver().parse(text, _Builder(source))
+    except Fallback:
+        decls = _parse_with_lark(text, source)
     if len(decls) > MAX_DEFINITIONS:
         raise SyntaxError_(error("E0105", f"the contract has {len(decls):,} definitions; the limit is {MAX_DEFINITIONS:,}",
                                  Span(1, 1, 1, 1)), source)
     return n.Contract(tuple(decls), tuple(_comments(source.text)), Span(1, 1, source.line_count + 1, 1))
+
+
+def _parse_with_lark(text: str, source: Source) -> list:
+    """The reference path: Lark's own driver and tree. Every syntax diagnostic comes from here."""
+    try:
+        tree = parser().parse(text)
+    except UnexpectedInput as exc:
+        raise SyntaxError_(_friendly(exc, source), source) from None
+    _check_tree_depth(tree, source)
+    return _Builder(source).transform(tree)
+
+
+@functools.lru_cache(maxsize=1)
+def _driver() -> Driver:
+    return Driver(parser())
 
 
 def parse_text(text: str, path: str = "<string>") -> n.Contract:
@@ -87,23 +101,29 @@ _SKIP = re.compile(r'"([^"\\\n]|\\.)*"|#[^\n]*')
 
 def _check_paren_depth(source: Source) -> None:
     """Reject absurd nesting before Lark builds a tree we would recurse over."""
+    if source.text.count("(") <= MAX_NESTING:
+        return
     depth = 0
     line = 1
-    col = 0
+    line_start = 0
     stripped = _SKIP.sub(lambda m: " " * len(m.group(0)), source.text)
-    for ch in stripped:
-        col += 1
+    for m in _PAREN_OR_NEWLINE.finditer(stripped):
+        ch = m.group()
         if ch == "\n":
             line += 1
-            col = 0
+            line_start = m.end()
         elif ch == "(":
             depth += 1
             if depth > MAX_NESTING:
                 raise SyntaxError_(error(
                     "E0104", f"expressions are nested more than {MAX_NESTING} levels deep",
-                    Span.point(line, col), hint="name an intermediate value with `define` and use it"), source)
-        elif ch == ")":
+                    Span.point(line, m.end() - line_start), hint="name an intermediate value with `define` and use it"),
+                    source)
+        else:
             depth = max(0, depth - 1)
+
+
+_PAREN_OR_NEWLINE = re.compile(r"[()\n]")
 
 
 def _check_tree_depth(tree: Tree, source: Source) -> None:
@@ -164,14 +184,16 @@ _COMP = {"==": "=", "=": "=", "!=": "!=", "<": "<", "<=": "<=", ">": ">", ">=": 
 
 
 class _Builder:
-    """Mirror of grammar/cap.lark: one method `rule(meta, items)` per rule or alias.
+    """Mirror of grammar/cap.lark: one method `rule(span, items)` per rule or alias.
 
-    `transform` walks the parse tree bottom-up with an explicit stack: no
-    recursion limit, and no per-call wrapper objects (Lark's `Transformer`
-    with `v_args` allocates one per node, a third of parse time)."""
+    The fast path (`capdsl.lalr`) calls these methods as it reduces;
+    `transform` does the same over a Lark tree, for inputs the fast path
+    declines. `transform` walks bottom-up with an explicit stack: no
+    recursion limit, and no per-call wrapper objects."""
 
     def __init__(self, source: Source):
         self.source = source
+        self.span_of = None  # set by the fast path: character offsets → Span
 
     def transform(self, tree: Tree):
         methods: dict[str, object] = {}
@@ -187,30 +209,34 @@ class _Builder:
             name = node.data
             method = methods.get(name)
             if method is None:
-                method = methods[name] = getattr(self, name, None) or (
-                    lambda meta, items, name=name: Tree(name, items, meta))
-            results[id(node)] = method(node.meta, items)
+                method = methods[name] = getattr(self, name)
+            results[id(node)] = method(_span(node.meta), items)
         return results[id(tree)]
+
+    def _tok_span(self, tok) -> Span:
+        if isinstance(tok, Tok):
+            return self.span_of(tok.start_pos, tok.end_pos)
+        return _tok_span(tok)
 
     def _fail(self, code: str, message: str, span: Span, hint: str | None = None):
         raise SyntaxError_(error(code, message, span, hint=hint), self.source)
 
     # --- file
-    def start(self, meta, items):
+    def start(self, span, items):
         return [i for i in items if i is not None]
 
     # --- header
-    def contract(self, meta, items):
+    def contract(self, span, items):
         name = _unquote(items[0])
         fields: dict = {"name": name}
         written = []
         spans = []
-        for clause, value, span in items[1:]:
+        for clause, value, clause_span in items[1:]:
             if clause in written:
-                self._fail("E0107", f"'{clause}' is given twice in the contract header", span,
+                self._fail("E0107", f"'{clause}' is given twice in the contract header", clause_span,
                            "keep one of them")
             written.append(clause)
-            spans.append((clause, span))
+            spans.append((clause, clause_span))
             if clause == "rounding":
                 fields["rounding_mode"], fields["rounding_quantum"] = value
             elif clause == "report":
@@ -219,337 +245,338 @@ class _Builder:
                 fields[{"age": "age_rule", "period": "period_unit"}.get(clause, clause)] = value
         # `written` in canonical order, so a formatted file parses to the same AST
         canonical = [c for c in HEADER_ORDER if c in written] + [c for c in written if c not in HEADER_ORDER]
-        return n.Header(**fields, written=tuple(canonical), span=_span(meta), clause_spans=tuple(spans))
+        return n.Header(**fields, written=tuple(canonical), span=span, clause_spans=tuple(spans))
 
-    def h_payer(self, meta, items):
-        return ("payer", _unquote(items[0]), _span(meta))
+    def h_payer(self, span, items):
+        return ("payer", _unquote(items[0]), span)
 
-    def h_provider(self, meta, items):
-        return ("provider", _unquote(items[0]), _span(meta))
+    def h_provider(self, span, items):
+        return ("provider", _unquote(items[0]), span)
 
-    def h_currency(self, meta, items):
-        return ("currency", str(items[0]), _span(meta))
+    def h_currency(self, span, items):
+        return ("currency", str(items[0]), span)
 
-    def h_period(self, meta, items):
-        return ("period", str(items[0]), _span(meta))
+    def h_period(self, span, items):
+        return ("period", str(items[0]), span)
 
-    def h_age(self, meta, items):
-        return ("age", str(items[0]), _span(meta))
+    def h_age(self, span, items):
+        return ("age", str(items[0]), span)
 
-    def h_exposure(self, meta, items):
-        return ("exposure", str(items[0]), _span(meta))
+    def h_exposure(self, span, items):
+        return ("exposure", str(items[0]), span)
 
-    def h_rounding(self, meta, items):
+    def h_rounding(self, span, items):
         quantum = self._decimal(items[1])
-        return ("rounding", (str(items[0]), quantum), _span(meta))
+        return ("rounding", (str(items[0]), quantum), span)
 
-    def h_report(self, meta, items):
-        return ("report", (str(items[0]), items[1]), _span(meta))
+    def h_report(self, span, items):
+        return ("report", (str(items[0]), items[1]), span)
 
-    def h_ref(self, meta, items):
-        return ("ref", items[0], _span(meta))
+    def h_ref(self, span, items):
+        return ("ref", items[0], span)
 
-    def ref(self, meta, items):
-        return n.Ref(_unquote(items[0]), _span(meta))
+    def ref(self, span, items):
+        return n.Ref(_unquote(items[0]), span)
 
     # --- inputs
-    def inputs(self, meta, items):
-        return n.Inputs(tuple(items), _span(meta))
+    def inputs(self, span, items):
+        return n.Inputs(tuple(items), span)
 
-    def input_decl(self, meta, items):
+    def input_decl(self, span, items):
         scope, name, type_, default, ref = items
-        return n.InputDecl(str(scope), str(name), type_, default, ref, _span(meta))
+        return n.InputDecl(str(scope), str(name), type_, default, ref, span)
 
-    def default(self, meta, items):
+    def default(self, span, items):
         return items[0]
 
-    def simple_type(self, meta, items):
-        return n.TypeExpr(str(items[0]), items[1], _span(meta))
+    def simple_type(self, span, items):
+        return n.TypeExpr(str(items[0]), items[1], span)
 
-    def unit_type(self, meta, items):
+    def unit_type(self, span, items):
         word, per = items
-        return n.TypeExpr(word, per, _span(meta))
+        return n.TypeExpr(word, per, span)
 
     # --- definitions
-    def define(self, meta, items):
+    def define(self, span, items):
         name, expr, ref = items
-        return n.Define(str(name), expr, ref, _span(meta))
+        return n.Define(str(name), expr, ref, span)
 
-    def dated(self, meta, items):
+    def dated(self, span, items):
         name, ref, *entries = items
-        return n.Dated(str(name), tuple(entries), ref, _span(meta))
+        return n.Dated(str(name), tuple(entries), ref, span)
 
-    def dated_entry(self, meta, items):
-        return n.DatedEntry(items[0], self._date(items[1]), _span(meta))
+    def dated_entry(self, span, items):
+        return n.DatedEntry(items[0], self._date(items[1]), span)
 
-    def bands(self, meta, items):
+    def bands(self, span, items):
         name, key, ref, *entries = items
-        return n.Bands(str(name), key, tuple(entries), ref, _span(meta))
+        return n.Bands(str(name), key, tuple(entries), ref, span)
 
-    def band_entry(self, meta, items):
-        return n.BandEntry(items[0], items[1], _span(meta))
+    def band_entry(self, span, items):
+        return n.BandEntry(items[0], items[1], span)
 
-    def band_otherwise(self, meta, items):
-        return n.BandEntry(None, items[0], _span(meta))
+    def band_otherwise(self, span, items):
+        return n.BandEntry(None, items[0], span)
 
-    def range_to(self, meta, items):
-        return n.Range("to", items[0], items[1], _span(meta))
+    def range_to(self, span, items):
+        return n.Range("to", items[0], items[1], span)
 
-    def range_to_under(self, meta, items):
-        return n.Range("to_under", items[0], items[1], _span(meta))
+    def range_to_under(self, span, items):
+        return n.Range("to_under", items[0], items[1], span)
 
-    def range_and_over(self, meta, items):
-        return n.Range("and_over", items[0], None, _span(meta))
+    def range_and_over(self, span, items):
+        return n.Range("and_over", items[0], None, span)
 
-    def range_over(self, meta, items):
-        return n.Range("over", items[0], None, _span(meta))
+    def range_over(self, span, items):
+        return n.Range("over", items[0], None, span)
 
-    def range_under(self, meta, items):
-        return n.Range("under", None, items[0], _span(meta))
+    def range_under(self, span, items):
+        return n.Range("under", None, items[0], span)
 
-    def range_exact(self, meta, items):
-        return n.Range("exact", items[0], items[0], _span(meta))
+    def range_exact(self, span, items):
+        return n.Range("exact", items[0], items[0], span)
 
-    def neg_bound(self, meta, items):
+    def neg_bound(self, span, items):
         q = items[0]
-        return n.Quantity(-q.value, "-" + q.text, q.unit, _span(meta))
+        return n.Quantity(-q.value, "-" + q.text, q.unit, span)
 
-    def tier(self, meta, items):
+    def tier(self, span, items):
         name, ref, *entries = items
-        return n.Tier(str(name), tuple(entries), ref, _span(meta))
+        return n.Tier(str(name), tuple(entries), ref, span)
 
-    def tier_entry(self, meta, items):
-        return n.Choice(items[0], items[1], False, _span(meta))
+    def tier_entry(self, span, items):
+        return n.Choice(items[0], items[1], False, span)
 
-    def tier_otherwise(self, meta, items):
-        return n.Choice(items[0], None, False, _span(meta))
+    def tier_otherwise(self, span, items):
+        return n.Choice(items[0], None, False, span)
 
-    def modifier(self, meta, items):
+    def modifier(self, span, items):
         name, combine, ref, *entries = items
-        return n.Modifier(str(name), str(combine), tuple(entries), ref, _span(meta))
+        return n.Modifier(str(name), str(combine), tuple(entries), ref, span)
 
-    def modifier_entry(self, meta, items):
+    def modifier_entry(self, span, items):
         value, cond = items
-        return n.Choice(value, cond, cond is None, _span(meta))
+        return n.Choice(value, cond, cond is None, span)
 
-    def modifier_otherwise(self, meta, items):
-        return n.Choice(items[0], None, False, _span(meta))
+    def modifier_otherwise(self, span, items):
+        return n.Choice(items[0], None, False, span)
 
-    def schedule(self, meta, items):
+    def schedule(self, span, items):
         name, key, ref, *entries = items
-        return n.Schedule(str(name), key, tuple(entries), ref, _span(meta))
+        return n.Schedule(str(name), key, tuple(entries), ref, span)
 
-    def schedule_entry(self, meta, items):
-        return n.ScheduleEntry(_unquote(items[0]), items[1], _span(meta))
+    def schedule_entry(self, span, items):
+        return n.ScheduleEntry(_unquote(items[0]), items[1], span)
 
-    def schedule_otherwise(self, meta, items):
-        return n.ScheduleEntry(None, items[0], _span(meta))
+    def schedule_otherwise(self, span, items):
+        return n.ScheduleEntry(None, items[0], span)
 
     # --- lines
-    def line(self, meta, items):
+    def line(self, span, items):
         name, label, expr, ref = items
-        return n.Line("line", str(name), _unquote(label), expr, ref=ref, block=False, span=_span(meta))
+        return n.Line("line", str(name), _unquote(label), expr, ref=ref, block=False, span=span)
 
-    def line_block(self, meta, items):
-        return self._block("line", meta, items)
+    def line_block(self, span, items):
+        return self._block("line", span, items)
 
-    def pool(self, meta, items):
-        return self._block("pool", meta, items)
+    def pool(self, span, items):
+        return self._block("pool", span, items)
 
-    def _block(self, kind, meta, items):
+    def _block(self, kind, span, items):
         name, label, *clauses = items
         fields: dict = {}
-        for clause, value, span in clauses:
+        for clause, value, clause_span in clauses:
             if clause in fields:
-                self._fail("E0107", f"'{clause}' is given twice in {kind} '{name}'", span, "keep one of them")
+                self._fail("E0107", f"'{clause}' is given twice in {kind} '{name}'", clause_span,
+                           "keep one of them")
             fields[clause] = value
         if kind == "line" and "paid" in fields:
             self._fail("E0108", f"line '{name}' has a 'paid' clause; only pools are paid in installments",
-                       _span(meta), "write it as `pool` to pay an annual amount in installments")
+                       span, "write it as `pool` to pay an annual amount in installments")
         basis, basis_label = fields.get("basis", (None, None))
         return n.Line(kind, str(name), _unquote(label), fields.get("amount"), fields.get("applies"),
-                      basis, basis_label, tuple(fields.get("paid", ())), fields.get("ref"), True, _span(meta))
+                      basis, basis_label, tuple(fields.get("paid", ())), fields.get("ref"), True, span)
 
-    def c_amount(self, meta, items):
-        return ("amount", items[0], _span(meta))
+    def c_amount(self, span, items):
+        return ("amount", items[0], span)
 
-    def c_applies(self, meta, items):
-        return ("applies", items[0], _span(meta))
+    def c_applies(self, span, items):
+        return ("applies", items[0], span)
 
-    def c_basis(self, meta, items):
+    def c_basis(self, span, items):
         expr, label = items
-        return ("basis", (expr, _unquote(label) if label is not None else None), _span(meta))
+        return ("basis", (expr, _unquote(label) if label is not None else None), span)
 
-    def c_paid(self, meta, items):
-        return ("paid", tuple(items), _span(meta))
+    def c_paid(self, span, items):
+        return ("paid", tuple(items), span)
 
-    def c_ref(self, meta, items):
-        return ("ref", items[0], _span(meta))
+    def c_ref(self, span, items):
+        return ("ref", items[0], span)
 
-    def installment(self, meta, items):
+    def installment(self, span, items):
         share, quarter, when = items
-        return n.Installment(int(str(quarter)[1]), share, when, _span(meta))
+        return n.Installment(int(str(quarter)[1]), share, when, span)
 
-    def installment_rest(self, meta, items):
+    def installment_rest(self, span, items):
         quarter, when = items
-        return n.Installment(int(str(quarter)[1]), None, when, _span(meta))
+        return n.Installment(int(str(quarter)[1]), None, when, span)
 
     # --- examples
-    def example(self, meta, items):
+    def example(self, span, items):
         name, ref, *entries = items
-        return n.Example(_unquote(name), tuple(entries), ref, _span(meta))
+        return n.Example(_unquote(name), tuple(entries), ref, span)
 
-    def e_period(self, meta, items):
-        return n.ExPeriod(str(items[0]), _span(meta))
+    def e_period(self, span, items):
+        return n.ExPeriod(str(items[0]), span)
 
-    def e_set(self, meta, items):
-        return n.ExSet(str(items[0]), items[1], _span(meta))
+    def e_set(self, span, items):
+        return n.ExSet(str(items[0]), items[1], span)
 
-    def e_practice(self, meta, items):
-        return n.ExPractice(self._ident(items[0]), tuple(items[1] or ()), _span(meta))
+    def e_practice(self, span, items):
+        return n.ExPractice(self._ident(items[0]), tuple(items[1] or ()), span)
 
-    def e_members(self, meta, items):
+    def e_members(self, span, items):
         count, practice, age, attrs = items
-        return n.ExMembers(self._int(count), self._ident(practice), self._int(age), tuple(attrs or ()), _span(meta))
+        return n.ExMembers(self._int(count), self._ident(practice), self._int(age), tuple(attrs or ()), span)
 
-    def e_member(self, meta, items):
+    def e_member(self, span, items):
         member, practice, born, enrol, attrs = items
         start, end = enrol if enrol else (None, None)
         return n.ExMember(self._ident(member), self._ident(practice), self._date(born), start, end,
-                          tuple(attrs or ()), _span(meta))
+                          tuple(attrs or ()), span)
 
-    def enrolment(self, meta, items):
+    def enrolment(self, span, items):
         start, end = items
         return (self._date(start), self._date(end) if end is not None else None)
 
-    def e_events(self, meta, items):
+    def e_events(self, span, items):
         count, practice, code, on, attrs = items
         return n.ExEvents(self._int(count), self._ident(practice), _unquote(code), self._date(on),
-                          tuple(attrs or ()), _span(meta))
+                          tuple(attrs or ()), span)
 
-    def e_measure(self, meta, items):
+    def e_measure(self, span, items):
         name, practice, period, value = items
-        return n.ExMeasure(str(name), self._ident(practice), str(period) if period else None, value, _span(meta))
+        return n.ExMeasure(str(name), self._ident(practice), str(period) if period else None, value, span)
 
-    def e_expect(self, meta, items):
+    def e_expect(self, span, items):
         practice, line, value = items
-        return n.ExExpect(self._ident(practice) if practice is not None else None, str(line), value, _span(meta))
+        return n.ExExpect(self._ident(practice) if practice is not None else None, str(line), value, span)
 
-    def assignments(self, meta, items):
+    def assignments(self, span, items):
         return list(items)
 
-    def assignment(self, meta, items):
-        return n.Assignment(str(items[0]), items[1], _span(meta))
+    def assignment(self, span, items):
+        return n.Assignment(str(items[0]), items[1], span)
 
     def _ident(self, tok) -> str:
         return _unquote(tok) if tok.type == "STRING" else str(tok)
 
     # --- expressions
-    def if_expr(self, meta, items):
-        return n.IfExpr(items[0], items[1], items[2], _span(meta))
+    def if_expr(self, span, items):
+        return n.IfExpr(items[0], items[1], items[2], span)
 
-    def or_(self, meta, items):
-        return self._boolop("or", items, meta)
+    def or_(self, span, items):
+        return self._boolop("or", items, span)
 
-    def and_(self, meta, items):
-        return self._boolop("and", items, meta)
+    def and_(self, span, items):
+        return self._boolop("and", items, span)
 
-    def _boolop(self, op, items, meta):
+    def _boolop(self, op, items, span):
         flat = []
         for item in items:
             if isinstance(item, n.BoolOp) and item.op == op and not getattr(item, "_paren", False):
                 flat.extend(item.items)
             else:
                 flat.append(item)
-        return n.BoolOp(op, tuple(flat), _span(meta))
+        return n.BoolOp(op, tuple(flat), span)
 
-    def not_(self, meta, items):
-        return n.Not(items[0], _span(meta))
+    def not_(self, span, items):
+        return n.Not(items[0], span)
 
-    def compare(self, meta, items):
+    def compare(self, span, items):
         left, op, right = items
-        return n.Compare(_COMP[str(op)], left, right, _span(meta))
+        return n.Compare(_COMP[str(op)], left, right, span)
 
-    def in_list(self, meta, items):
-        return n.InList(items[0], tuple(items[1:]), False, _span(meta))
+    def in_list(self, span, items):
+        return n.InList(items[0], tuple(items[1:]), False, span)
 
-    def not_in_list(self, meta, items):
-        return n.InList(items[0], tuple(items[1:]), True, _span(meta))
+    def not_in_list(self, span, items):
+        return n.InList(items[0], tuple(items[1:]), True, span)
 
-    def in_table(self, meta, items):
-        return n.InTable(items[0], n.Name(str(items[1]), _tok_span(items[1])), _span(meta))
+    def in_table(self, span, items):
+        return n.InTable(items[0], n.Name(str(items[1]), self._tok_span(items[1])), span)
 
-    def is_present(self, meta, items):
-        return n.Present(items[0], False, _span(meta))
+    def is_present(self, span, items):
+        return n.Present(items[0], False, span)
 
-    def is_missing(self, meta, items):
-        return n.Present(items[0], True, _span(meta))
+    def is_missing(self, span, items):
+        return n.Present(items[0], True, span)
 
-    def add(self, meta, items):
-        return n.Binary("+", items[0], items[1], _span(meta))
+    def add(self, span, items):
+        return n.Binary("+", items[0], items[1], span)
 
-    def sub(self, meta, items):
-        return n.Binary("-", items[0], items[1], _span(meta))
+    def sub(self, span, items):
+        return n.Binary("-", items[0], items[1], span)
 
-    def mul(self, meta, items):
-        return n.Binary("*", items[0], items[1], _span(meta))
+    def mul(self, span, items):
+        return n.Binary("*", items[0], items[1], span)
 
-    def div(self, meta, items):
-        return n.Binary("/", items[0], items[1], _span(meta))
+    def div(self, span, items):
+        return n.Binary("/", items[0], items[1], span)
 
-    def equals(self, meta, items):
-        return n.Compare("=", items[0], items[1], _span(meta))
+    def equals(self, span, items):
+        return n.Compare("=", items[0], items[1], span)
 
-    def percent_of(self, meta, items):
-        return n.Binary("of", items[0], items[1], _span(meta))
+    def percent_of(self, span, items):
+        return n.Binary("of", items[0], items[1], span)
 
-    def neg(self, meta, items):
-        return n.Neg(items[0], _span(meta))
+    def neg(self, span, items):
+        return n.Neg(items[0], span)
 
-    def string(self, meta, items):
-        return n.String(_unquote(items[0]), _span(meta))
+    def string(self, span, items):
+        return n.String(_unquote(items[0]), span)
 
-    def date(self, meta, items):
-        return n.DateLit(self._date(items[0]), _span(meta))
+    def date(self, span, items):
+        return n.DateLit(self._date(items[0]), span)
 
-    def true(self, meta, items):
-        return n.BoolLit(True, _span(meta))
+    def true(self, span, items):
+        return n.BoolLit(True, span)
 
-    def false(self, meta, items):
-        return n.BoolLit(False, _span(meta))
+    def false(self, span, items):
+        return n.BoolLit(False, span)
 
-    def name(self, meta, items):
-        return n.Name(str(items[0]), _span(meta))
+    def name(self, span, items):
+        return n.Name(str(items[0]), span)
 
-    def attr(self, meta, items):
-        return n.Attr(str(items[0]), str(items[1]), _span(meta))
+    def attr(self, span, items):
+        return n.Attr(str(items[0]), str(items[1]), span)
 
-    def call(self, meta, items):
-        return n.Call(str(items[0]), tuple(items[1:]), _span(meta))
+    def call(self, span, items):
+        return n.Call(str(items[0]), tuple(items[1:]), span)
 
-    def sum_over(self, meta, items):
+    def sum_over(self, span, items):
         expr, source, where = (items + [None])[:3]
-        return n.SumOver(expr, str(source), where, _span(meta))
+        return n.SumOver(expr, str(source), where, span)
 
-    def count_of(self, meta, items):
+    def count_of(self, span, items):
         source, where = (items + [None])[:2]
-        return n.CountOf(str(source), where, _span(meta))
+        return n.CountOf(str(source), where, span)
 
-    def quantity(self, meta, items):
+    def quantity(self, span, items):
         tok, unit = items
         value = self._decimal(tok)
         if unit is not None and unit.word == "%":
             value = value / 100
-        return n.Quantity(value, str(tok), unit, _span(meta))
+        return n.Quantity(value, str(tok), unit, span)
 
-    def percent_unit(self, meta, items):
-        return n.UnitExpr("%", None, _span(meta))
+    def percent_unit(self, span, items):
+        return n.UnitExpr("%", None, span)
 
-    def unit(self, meta, items):
+    def unit(self, span, items):
         word, per = items
-        return n.UnitExpr(word, per, _span(meta))
+        return n.UnitExpr(word, per, span)
 
-    def unit_word(self, meta, items):
+    def unit_word(self, span, items):
         return str(items[0])
 
     # --- literals
@@ -557,23 +584,23 @@ class _Builder:
         text = str(tok)
         if len(text.replace(".", "")) > MAX_NUMBER_DIGITS:
             self._fail("E0106", f"the number {text[:20]}… has more than {MAX_NUMBER_DIGITS} digits",
-                       _tok_span(tok), "amounts and rates need far fewer digits; check for a typo")
+                       self._tok_span(tok), "amounts and rates need far fewer digits; check for a typo")
         try:
             return Decimal(text)
         except InvalidOperation:  # pragma: no cover - the lexer only admits digits
-            self._fail("E0103", f"'{text}' is not a number", _tok_span(tok))
+            self._fail("E0103", f"'{text}' is not a number", self._tok_span(tok))
 
     def _int(self, tok: Token) -> int:
         value = self._decimal(tok)
         if value != value.to_integral_value():
-            self._fail("E0103", f"'{tok}' must be a whole number here", _tok_span(tok))
+            self._fail("E0103", f"'{tok}' must be a whole number here", self._tok_span(tok))
         return int(value)
 
     def _date(self, tok: Token) -> date:
         try:
             return date.fromisoformat(str(tok))
         except ValueError:
-            self._fail("E0109", f"'{tok}' is not a valid date", _tok_span(tok),
+            self._fail("E0109", f"'{tok}' is not a valid date", self._tok_span(tok),
                        "dates are written YYYY-MM-DD, e.g. 2011-07-01")
 
 
