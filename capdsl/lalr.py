@@ -21,6 +21,7 @@ from bisect import bisect_right
 from dataclasses import dataclass
 
 from lark import Lark
+from lark.lexer import _create_unless
 from lark.parsers.lalr_analysis import Shift
 
 from .errors import NO_SPAN, Span
@@ -99,27 +100,32 @@ class Driver:
         self.kept = frozenset(sym.name for rule in reduced for sym in rule.expansion
                               if sym.is_term and (rule.options.keep_all_tokens or not sym.filter_out))
         self.chains: dict[tuple[int, int, str], int] = {}
-        # One scanner per parser state: the compiled alternation Lark built for
-        # the terminals that state accepts, and Lark's keyword-unless rules.
-        lexer = frontend.lexer
+        # Scanners are built on first use: a contract visits a fraction of the states.
+        self._lexers = frontend.lexer.lexers
+        self._built: dict[int, tuple] = {}
         self.scanners: dict[int, tuple] = {}
-        cache: dict[int, tuple] = {}
-        for state, basic in lexer.lexers.items():
-            key = id(basic)
-            if key not in cache:
-                scanner = basic.scanner
-                unless = {}
-                for type_, callback in basic.callback.items():
-                    words = getattr(callback, "scanner", None)
-                    if words is None or any(t.pattern.flags for t in words.terminals):
-                        raise RuntimeError(f"unsupported lexer callback for {type_}")  # pragma: no cover
-                    unless[type_] = {t.pattern.value: t.name for t in words.terminals}
-                # White space is ignored everywhere and starts no other terminal, so a
-                # possessive prefix skips it inside the match instead of as a token of its own.
-                alternation = "|".join(mre.pattern for mre in scanner._mres)
-                mre = re.compile(r"[\t \f]*+(?:" + alternation + ")", scanner._mres[0].flags)
-                cache[key] = (mre, unless, frozenset(basic.ignore_types))
-            self.scanners[state] = cache[key]
+
+    def _scanner(self, state: int) -> tuple:
+        """The state's scanner: the alternation Lark built for the terminals the
+        state accepts, and Lark's keyword-unless rules."""
+        basic = self._lexers[state]
+        built = self._built.get(id(basic))
+        if built is None:
+            # What Lark's BasicLexer._build_scanner does, compiled once with our prefix.
+            terminals, callbacks = _create_unless(basic.terminals, basic.g_regex_flags, basic.re, basic.use_bytes)
+            unless = {}
+            for type_, callback in callbacks.items():
+                words = callback.scanner.terminals
+                if any(t.pattern.flags for t in words):
+                    raise RuntimeError(f"unsupported lexer callback for {type_}")  # pragma: no cover
+                unless[type_] = {t.pattern.value: t.name for t in words}
+            # White space is ignored everywhere and starts no other terminal, so a
+            # possessive prefix skips it inside the match instead of as a token of its own.
+            alternation = "|".join(f"(?P<{t.name}>{t.pattern.to_regexp()})" for t in terminals)
+            mre = re.compile(r"[\t \f]*+(?:" + alternation + ")", basic.g_regex_flags)
+            built = self._built[id(basic)] = (mre, unless, frozenset(basic.ignore_types))
+        self.scanners[state] = built
+        return built
 
     def _chain(self, below: int, top: int, type_: str) -> int:
         """The top state after every pass-through reduction `type_` triggers over `below`."""
@@ -161,7 +167,7 @@ class Driver:
             while True:
                 # ── next token, scanned with the current state's terminals
                 if pos < length:
-                    mre, unless, ignore = scanners[states[-1]]
+                    mre, unless, ignore = scanners.get(states[-1]) or self._scanner(states[-1])
                     while True:
                         m = mre.match(text, pos)
                         if m is None:

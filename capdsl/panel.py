@@ -32,7 +32,7 @@ from typing import Any, Iterable, Sequence
 import duckdb
 
 from .errors import Diagnostic, InputError, error, warning
-from .panel_read import LIMIT, _Problems, _q, _Raw, _read, _x, detect_format  # noqa: F401
+from .panel_read import LIMIT, _Problems, _q, _Raw, _read, _x, detect_format, unreadable_parquet  # noqa: F401
 from .periods import Period
 
 KINDS = ("bool", "text", "date", "integer", "decimal")
@@ -246,7 +246,10 @@ def _type_table(con, table: str, raw: _Raw | None, specs: list[ColumnSpec], prob
         _x(con, f"CREATE TABLE {table} AS SELECT CAST(NULL AS BIGINT) AS _row, {cols} LIMIT 0")
         return
     exprs = ["_row"]
-    checks: list[tuple[str, ColumnSpec, str, str]] = []  # (kind of problem, spec, condition, text expr)
+    # (kind of problem, spec, condition on the raw table, text expr, the same condition on the typed
+    # table or None): a condition the typed table can answer is counted there, in a cheap scan of
+    # one typed column instead of re-reading and re-trimming the file's text.
+    checks: list[tuple[str, ColumnSpec, str, str, str | None]] = []
     for spec in specs:
         c = raw.columns.get(spec.name)
         if c is None:
@@ -254,6 +257,7 @@ def _type_table(con, table: str, raw: _Raw | None, specs: list[ColumnSpec], prob
                 probs.add(_missing_column(spec, raw, table))
             exprs.append(f"{_lit(spec.default, spec.kind)} AS {_q(spec.name)}")
             continue
+        typed_null = f"{_q(spec.name)} IS NULL"
         native = _native_cast(c, raw.native.get(c), spec.kind)
         if native is not None:  # a typed Parquet column: no text round trip
             typed, shown = native, f"CAST({c} AS VARCHAR)"
@@ -261,9 +265,9 @@ def _type_table(con, table: str, raw: _Raw | None, specs: list[ColumnSpec], prob
                 typed = f"COALESCE({typed}, {_lit(spec.default, spec.kind)})"
             exprs.append(f"{typed} AS {_q(spec.name)}")
             if spec.required and spec.default is None:
-                checks.append(("null", spec, f"{c} IS NULL", shown))
+                checks.append(("null", spec, f"{c} IS NULL", shown, typed_null if native == c else None))
             if native != c:  # a cast that can fail (a huge integer into a decimal)
-                checks.append(("bad", spec, f"{c} IS NOT NULL AND {native} IS NULL", shown))
+                checks.append(("bad", spec, f"{c} IS NOT NULL AND {native} IS NULL", shown, None))
             continue
         v = f"NULLIF(trim({c}), '')" if c not in raw.native else f"NULLIF(trim(CAST({c} AS VARCHAR)), '')"
         typed = _typed(v, spec.kind) if spec.kind == "text" else \
@@ -272,28 +276,41 @@ def _type_table(con, table: str, raw: _Raw | None, specs: list[ColumnSpec], prob
             typed = f"COALESCE({typed}, {_lit(spec.default, spec.kind)})"
         exprs.append(f"{typed} AS {_q(spec.name)}")
         if spec.required and spec.default is None:
-            checks.append(("null", spec, f"{v} IS NULL", v))
+            checks.append(("null", spec, f"{v} IS NULL", v, typed_null if spec.kind == "text" else None))
         if spec.kind != "text":
-            checks.append(("bad", spec, f"{v} IS NOT NULL AND NOT {_valid(v, spec.kind)}", v))
-    if checks:
-        counts = _x(con, "SELECT " + ", ".join(f"count_if({cond})" for _, _, cond, _ in checks)
-                             + f" FROM raw_{table}")[0]
-        for (problem, spec, cond, v), n in zip(checks, counts):
-            if not n:
-                continue
-            found = _x(con, f"SELECT _row, {v} FROM raw_{table} WHERE {cond} ORDER BY _row "
-                                f"LIMIT {LIMIT}")
-            if problem == "null":
-                probs.rows("E0705", raw.path, found, n, f"rows with an empty {spec.name}",
-                           lambda r, s=spec: f"row {r[0]}: column {s.name} is empty; it is required "
-                                             f"(needed by {s.needed_by})")
-            else:
-                probs.rows("E0704", raw.path, found, n, f"rows with a bad {spec.name}",
-                           lambda r, s=spec: f"row {r[0]}, column {s.name}: "
-                                             f"{_show(table, s.name, r[1], show_ids)} is not a valid "
-                                             f"{_KIND_WORD[s.kind]}", hint=_HINTS[spec.kind])
+            checks.append(("bad", spec, f"{v} IS NOT NULL AND NOT {_valid(v, spec.kind)}", v, None))
     # no ORDER BY: raw tables are built in _row order and DuckDB keeps insertion order; readers order by key
-    _x(con, f"CREATE TABLE {table} AS SELECT {', '.join(exprs)} FROM raw_{table}")
+    try:
+        _x(con, f"CREATE TABLE {table} AS SELECT {', '.join(exprs)} FROM raw_{table}")
+    except duckdb.Error:
+        if not raw.view:
+            raise
+        # the footer was readable, a data page is not: the first full read of a Parquet view finds it
+        probs.add(unreadable_parquet(raw.path))
+        _type_table(con, table, None, specs, probs, show_ids)
+        return
+    counts: dict[int, int] = {}
+    for source, picked in ((f"raw_{table}", [i for i, ch in enumerate(checks) if ch[4] is None]),
+                           (table, [i for i, ch in enumerate(checks) if ch[4] is not None])):
+        if picked:
+            found = _x(con, "SELECT " + ", ".join(f"count_if({checks[i][4] or checks[i][2]})" for i in picked)
+                            + f" FROM {source}")[0]
+            counts.update(zip(picked, found))
+    for i, (problem, spec, cond, v, _typed_cond) in enumerate(checks):
+        n = counts[i]
+        if not n:
+            continue
+        found = _x(con, f"SELECT _row, {v} FROM raw_{table} WHERE {cond} ORDER BY _row "
+                        f"LIMIT {LIMIT}")
+        if problem == "null":
+            probs.rows("E0705", raw.path, found, n, f"rows with an empty {spec.name}",
+                       lambda r, s=spec: f"row {r[0]}: column {s.name} is empty; it is required "
+                                         f"(needed by {s.needed_by})")
+        else:
+            probs.rows("E0704", raw.path, found, n, f"rows with a bad {spec.name}",
+                       lambda r, s=spec: f"row {r[0]}, column {s.name}: "
+                                         f"{_show(table, s.name, r[1], show_ids)} is not a valid "
+                                         f"{_KIND_WORD[s.kind]}", hint=_HINTS[spec.kind])
 
 
 def _add_measure_columns(con, measures: dict[str, MeasureSpec], path: str | None, probs: _Problems) -> None:
@@ -348,11 +365,17 @@ def _add_measure_columns(con, measures: dict[str, MeasureSpec], path: str | None
                           hint=f"did you mean {close[0]!r}?" if close else None))
 
 
-def _duplicates(con, table: str, keys: Sequence[str], path: str, label, probs: _Problems) -> None:
+def _duplicates(con, table: str, keys: Sequence[str], path: str, label, probs: _Problems,
+                known_present: bool | None = None) -> None:
+    """E0706 for keys that appear more than once. `known_present` is the answer
+    of a cheap pass already run (see `_member_ids`); None runs it here."""
     k = ", ".join(keys)
     not_null = " AND ".join(f"{c} IS NOT NULL" for c in keys)
     # a cheap pass first (most panels have no duplicates); the row lists only for the duplicated keys
-    if not _x(con, f"SELECT 1 FROM {table} WHERE {not_null} GROUP BY {k} HAVING count(*) > 1 LIMIT 1"):
+    if known_present is None:
+        known_present = bool(_x(con, f"SELECT 1 FROM {table} WHERE {not_null} GROUP BY {k} "
+                                     f"HAVING count(*) > 1 LIMIT 1"))
+    if not known_present:
         return
     found = _x(
         con, f"WITH d AS (SELECT {k}, list(_row ORDER BY _row) AS rows_, count(*) AS n FROM {table} "
@@ -364,6 +387,17 @@ def _duplicates(con, table: str, keys: Sequence[str], path: str, label, probs: _
                    lambda r: f"{label(r[:nk])} appears {r[nk + 1]} times (rows "
                              f"{', '.join(map(str, r[nk][:10]))}{' …' if r[nk + 1] > 10 else ''})",
                    hint="each key must appear once; remove or merge the duplicated rows")
+
+
+def _member_ids(con) -> tuple[bool, int]:
+    """(any member_id duplicated, events naming no member) in one aggregate over
+    both tables: the two questions need the same hash of member ids, and
+    building it twice was a third of loading a large panel."""
+    row = _x(con, "SELECT count(*) FILTER (WHERE nm > 1), coalesce(sum(ne) FILTER (WHERE nm = 0), 0) FROM ("
+                  "SELECT count_if(m) AS nm, count_if(NOT m) AS ne FROM ("
+                  "SELECT member_id, true AS m FROM members WHERE member_id IS NOT NULL UNION ALL "
+                  "SELECT member_id, false FROM events WHERE member_id IS NOT NULL) GROUP BY member_id)")[0]
+    return bool(row[0]), int(row[1])
 
 
 def _orphans(con, table: str, known: str, path: str, against: str, probs: _Problems,
@@ -394,7 +428,9 @@ def _cross_checks(con, raws: dict[str, _Raw | None], given: set[str], probs: _Pr
     """Checks across rows and tables, in SQL over the typed tables."""
     mp = raws["members"].path if raws.get("members") else "members"
     rid = lambda v: redact_id(v, show_ids)  # noqa: E731
-    _duplicates(con, "members", ["member_id"], mp, lambda k: f"member_id {rid(k[0])}", probs)
+    with_events = bool(raws.get("members") and raws.get("events"))
+    dup_members, unknown_members = _member_ids(con) if with_events else (None, 0)
+    _duplicates(con, "members", ["member_id"], mp, lambda k: f"member_id {rid(k[0])}", probs, dup_members)
     if raws.get("practices"):
         _duplicates(con, "practices", ["practice_id"], raws["practices"].path,
                     lambda k: f"practice_id {k[0]!r}", probs)
@@ -430,7 +466,7 @@ def _cross_checks(con, raws: dict[str, _Raw | None], given: set[str], probs: _Pr
             _row_check(con, "events", f"{col} < 0", col, ep, "E0709", f"negative {col}",
                        lambda r, c=col: f"row {r[0]}: {c} is negative ({r[1].normalize():f})", probs,
                        hint="quantities and points cannot be negative; write corrections as their own codes")
-        if raws.get("members"):
+        if with_events and unknown_members:
             _row_check(con, "events", "member_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM members m "
                                       "WHERE m.member_id = events.member_id)", "member_id", ep, "W0715",
                        "events naming unknown members",
@@ -558,7 +594,7 @@ def load_panel(files: dict[str, str | Path | None], requirements: Requirements |
                 probs.add(warning("W0718", f"no {t} file was given; the contract reads {t}, which count as "
                                            f"empty", hint=f"pass --{t} FILE"))
         for t in TABLES:
-            _x(con, f"DROP TABLE IF EXISTS raw_{t}")
+            _x(con, f"DROP {'VIEW' if raws[t] is not None and raws[t].view else 'TABLE'} IF EXISTS raw_{t}")
     except BaseException:
         con.close()
         raise

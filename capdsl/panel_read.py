@@ -31,6 +31,10 @@ def _x(con, sql: str, params: Sequence[Any] | None = None) -> list[tuple]:
     return con.execute(sql, list(params or [])).fetchall()
 
 
+def _lit_str(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
 def _q(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
@@ -52,6 +56,7 @@ class _Raw:
     rows: int
     # c<i> -> the DuckDB type of a column kept natively typed (Parquet); absent means text
     native: dict[str, str] = field(default_factory=dict)
+    view: bool = False  # raw_<name> is a view over the file (Parquet), not a table
 
 
 class _Problems:
@@ -186,16 +191,25 @@ def _read_csv(con, name: str, path: Path, data: bytes, probs: _Problems) -> _Raw
     return _Raw(name, p, cols, _x(con, f"SELECT count(*) FROM raw_{name}")[0][0])
 
 
+PARQUET_UNREADABLE = "the Parquet file is truncated or corrupt (it cannot be read)"
+PARQUET_HINT = "write the file again; a copy may have been cut short"
+
+
+def unreadable_parquet(path: str):
+    return error("E0711", PARQUET_UNREADABLE, path=path, hint=PARQUET_HINT)
+
+
 def _read_parquet(con, name: str, path: Path, data: bytes, probs: _Problems) -> _Raw | None:
+    """Raw columns as a view over the file: the checks and the typed table read it
+    straight from Parquet (materialising it first cost as much as both)."""
     p = str(path)
-    plain = "the Parquet file is truncated or corrupt (it cannot be read)"
     if len(data) < 12 or data[:4] != b"PAR1" or data[-4:] != b"PAR1":
-        probs.add(error("E0711", plain, path=p, hint="write the file again; a copy may have been cut short"))
+        probs.add(unreadable_parquet(p))
         return None
     try:
         desc = _x(con, "DESCRIBE SELECT * FROM read_parquet(?)", [p])
     except duckdb.Error:
-        probs.add(error("E0711", plain, path=p, hint="write the file again; a copy may have been cut short"))
+        probs.add(unreadable_parquet(p))
         return None
     cols = _header_map([d[0] for d in desc], p, probs)
     if cols is None:
@@ -213,12 +227,12 @@ def _read_parquet(con, name: str, path: Path, data: bytes, probs: _Problems) -> 
         else:
             parts.append(f"CAST({src} AS VARCHAR) AS {c}")
     try:  # one pass over the file; file_row_number is the record's position (row 1 = first record)
-        _x(con, f"CREATE TABLE raw_{name} AS SELECT CAST(file_row_number + 1 AS BIGINT) AS _row, "
-                f"{', '.join(parts) or 'NULL AS _none'} FROM read_parquet(?, file_row_number = true)", [p])
+        _x(con, f"CREATE VIEW raw_{name} AS SELECT CAST(file_row_number + 1 AS BIGINT) AS _row, "
+                f"{', '.join(parts) or 'NULL AS _none'} FROM read_parquet({_lit_str(p)}, file_row_number = true)")
     except duckdb.Error:
-        probs.add(error("E0711", plain, path=p, hint="write the file again; a copy may have been cut short"))
+        probs.add(unreadable_parquet(p))
         return None
-    return _Raw(name, p, cols, _x(con, f"SELECT count(*) FROM raw_{name}")[0][0], native)
+    return _Raw(name, p, cols, _x(con, f"SELECT count(*) FROM raw_{name}")[0][0], native, view=True)
 
 
 _INTEGER_TYPES = {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT", "UINTEGER",

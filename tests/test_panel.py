@@ -295,6 +295,23 @@ def test_bad_input_catalogue(tmp_path, case):
     assert all(d.path for d in exc.diagnostics if d.code == code)
 
 
+def test_parquet_with_a_corrupt_data_page(tmp_path):
+    """Footer intact, a page garbled: found on the first full read, reported as E0711, not a DuckDB error."""
+    import struct
+
+    con = duckdb.connect()
+    good = tmp_path / "good.parquet"
+    con.execute(f"COPY (SELECT * FROM read_csv('{DATA / 'members.csv'}', all_varchar=true)) TO '{good}' "
+                "(FORMAT parquet, COMPRESSION zstd)").fetchall()
+    data = good.read_bytes()
+    footer_start = len(data) - 8 - struct.unpack("<i", data[-8:-4])[0]
+    bad = data[:8] + bytes(b ^ 0x5A for b in data[8:footer_start]) + data[footer_start:]
+    with pytest.raises(InputError) as info:
+        load(tmp_path, members=(".parquet", bad))
+    assert "E0711" in codes(info.value)
+    assert "Traceback" not in info.value.render()
+
+
 def test_truncated_parquet(tmp_path):
     con = duckdb.connect()
     good = tmp_path / "good.parquet"

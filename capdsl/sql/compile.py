@@ -79,7 +79,7 @@ class Compiled:
     due: tuple[int, ...]  # quarters whose installments are reported
 
     def sql(self, pretty: bool = True) -> str:
-        return self.query.sql(dialect=self.dialect.name, pretty=pretty)
+        return self.query.sql(dialect=self.dialect.name, pretty=pretty, copy=False)
 
 
 def run_months(program: t.Program, period: Period) -> tuple[tuple[date, ...], tuple[int, ...]]:
@@ -299,7 +299,7 @@ class _Compiler:
             items = [self.ex(i, s) for i in node.items]
             if len(items) == 1:
                 return items[0]
-            return exp.and_(*items, wrap=True) if cls is t.And else exp.Paren(this=exp.or_(*items))
+            return exp.and_(*items, wrap=True, copy=False) if cls is t.And else exp.Paren(this=exp.or_(*items, copy=False))
         if cls is t.Not:
             return exp.Not(this=paren(self.ex(node.operand, s)))
         if cls is t.In:
@@ -433,7 +433,7 @@ class _Compiler:
             odd = exp.NEQ(this=exp.Sub(this=q(), expression=exp.Mul(this=num(2), expression=self.d.idiv(q(), num(2)))),
                           expression=num(0))
             adj = case([(exp.GT(this=twice(), expression=qv()), sign()),
-                        (exp.and_(exp.EQ(this=twice(), expression=qv()), odd), sign())], num(0))
+                        (exp.and_(exp.EQ(this=twice(), expression=qv()), odd, copy=False), sign())], num(0))
         elif mode == "up":
             adj = sign()
         elif mode == "down":
@@ -468,10 +468,10 @@ class _Compiler:
         for line in self.lines:
             if line.basis is not None:
                 value = case([(col("reported"), self.ex(self.tree(line.basis), scope))], None)
-                extra.append(exp.alias_(dec(value), f"basis__{line.name}"))
+                extra.append(exp.alias_(dec(value), f"basis__{line.name}", copy=False))
         for node, name in self.plan.years.items():
-            extra.append(exp.alias_(self.ex(node.operand, scope), name))
-        add("monthly", exp.select(exp.Star(), *extra).from_(prev), bool(self.pools) and self.d.materialize)
+            extra.append(exp.alias_(self.ex(node.operand, scope), name, copy=False))
+        add("monthly", exp.select(exp.Star(), *extra, copy=False).from_(prev, copy=False), bool(self.pools) and self.d.materialize)
         parts = [self.practice_rows()]
         if self.lines:
             add("line_items", _items([(i, line.name) for i, line in enumerate(self.lines)], ("idx", "line")))
@@ -480,11 +480,11 @@ class _Compiler:
             parts.append(self.pool_rows(add))
         query = parts[0]
         for part in parts[1:]:
-            query = exp.union(query, part, distinct=False)
+            query = exp.union(query, part, distinct=False, copy=False)
         with_ = exp.With(expressions=[exp.CTE(this=q, alias=exp.TableAlias(this=exp.to_identifier(n)),
                                               materialized=True if mat else None) for n, q, mat in ctes])
-        query = exp.select(exp.Star()).from_(exp.Subquery(this=query, alias=exp.TableAlias(
-            this=exp.to_identifier("result"))))
+        query = exp.select(exp.Star(), copy=False).from_(exp.Subquery(this=query, alias=exp.TableAlias(
+            this=exp.to_identifier("result"))), copy=False)
         query.set("with_", with_)
         return Compiled(query, self.d, self.months, self.reported, tuple(self.fails),
                         tuple(line.name for line in self.lines), tuple(p.name for p in self.pools), self.due)
@@ -504,12 +504,12 @@ class _Compiler:
     def prac_query(self) -> exp.Expression:
         attrs = sorted(self.practice_cols.items())
         if self.o.practices == "derive":
-            ids = exp.union(exp.select(col("practice_id")).from_(self.source("members")),
-                            exp.select(col("practice_id")).from_(self.source("events")), distinct=True)
-            return exp.select(col("practice_id"), *[exp.alias_(null(k), f"p__{n}") for n, k in attrs]).from_(
-                exp.Subquery(this=ids, alias=exp.TableAlias(this=exp.to_identifier("ids"))))
-        return exp.select(col("practice_id"), *[exp.alias_(col(n), f"p__{n}") for n, _ in attrs]).from_(
-            self.source("practices"))
+            ids = exp.union(exp.select(col("practice_id"), copy=False).from_(self.source("members"), copy=False),
+                            exp.select(col("practice_id"), copy=False).from_(self.source("events"), copy=False), distinct=True, copy=False)
+            return exp.select(col("practice_id"), *[exp.alias_(null(k), f"p__{n}", copy=False) for n, k in attrs], copy=False).from_(
+                exp.Subquery(this=ids, alias=exp.TableAlias(this=exp.to_identifier("ids"))), copy=False)
+        return exp.select(col("practice_id"), *[exp.alias_(col(n), f"p__{n}", copy=False) for n, _ in attrs], copy=False).from_(
+            self.source("practices"), copy=False)
 
     def measure_value(self, alias: str, kind: str) -> exp.Expression:
         if self.o.measure_values == "text" and kind != "text":
@@ -523,9 +523,9 @@ class _Compiler:
     def pm_query(self) -> exp.Expression:
         sel = exp.select(col("practice_id", "p"), *[col(f"p__{n}", "p") for n in sorted(self.practice_cols)],
                          *[col(c, "mo") for c in ("month_start", "month_end", "days", "ref_year", "ref_md",
-                                                  "mon", "reported")])
-        sel = sel.from_(exp.alias_(exp.to_table("prac"), "p")).join(exp.alias_(exp.to_table("months"), "mo"),
-                                                                    join_type="cross")
+                                                  "mon", "reported")], copy=False)
+        sel = sel.from_(exp.alias_(exp.to_table("prac"), "p", copy=False), copy=False).join(exp.alias_(exp.to_table("months"), "mo", copy=False),
+                                                                    join_type="cross", copy=False)
         for name, uses in sorted(self.measure_uses.items()):
             kind = sorted(uses)[0][0]
             levels = ("m", "q", "y") if any(period == "month" for _, period in uses) else ("y",)
@@ -534,13 +534,13 @@ class _Compiler:
                 on = exp.and_(
                     exp.EQ(this=col("practice_id", alias), expression=col("practice_id", "p")),
                     exp.EQ(this=col("measure", alias), expression=exp.Literal.string(name)),
-                    exp.EQ(this=col("period", alias), expression=col(f"{lv}key", "mo")))
-                sel = sel.join(exp.alias_(self.source("measures"), alias), on=on, join_type="left")
+                    exp.EQ(this=col("period", alias), expression=col(f"{lv}key", "mo")), copy=False)
+                sel = sel.join(exp.alias_(self.source("measures"), alias, copy=False), on=on, join_type="left", copy=False)
             if "m" in levels:
                 ifs = [(exp.Not(this=exp.Is(this=col("practice_id", f"ms_{lv}_{name}"), expression=exp.Null())),
                         self.measure_value(f"ms_{lv}_{name}", kind)) for lv in ("m", "q")]
-                sel = sel.select(exp.alias_(case(ifs, self.measure_value(f"ms_y_{name}", kind)), f"ms__{name}__m"))
-            sel = sel.select(exp.alias_(self.measure_value(f"ms_y_{name}", kind), f"ms__{name}__y"))
+                sel = sel.select(exp.alias_(case(ifs, self.measure_value(f"ms_y_{name}", kind)), f"ms__{name}__m", copy=False), copy=False)
+            sel = sel.select(exp.alias_(self.measure_value(f"ms_y_{name}", kind), f"ms__{name}__y", copy=False), copy=False)
         return sel
 
     def mm_query(self) -> exp.Expression:
@@ -556,14 +556,14 @@ class _Compiler:
         is_null = lambda e: exp.Is(this=e, expression=exp.Null())  # noqa: E731
         if self.p.exposure == "first_day":
             cond = exp.and_(exp.LTE(this=born(), expression=ms()),
-                            exp.Paren(this=exp.or_(is_null(start()), exp.LTE(this=start(), expression=ms()))),
-                            exp.Paren(this=exp.or_(is_null(end()), exp.GTE(this=end(), expression=ms()))))
+                            exp.Paren(this=exp.or_(is_null(start()), exp.LTE(this=start(), expression=ms()), copy=False)),
+                            exp.Paren(this=exp.or_(is_null(end()), exp.GTE(this=end(), expression=ms()), copy=False)), copy=False)
         else:
             cond = exp.and_(exp.LTE(this=born(), expression=me()),
-                            exp.Paren(this=exp.or_(is_null(start()), exp.LTE(this=start(), expression=me()))),
+                            exp.Paren(this=exp.or_(is_null(start()), exp.LTE(this=start(), expression=me()), copy=False)),
                             exp.Paren(this=exp.or_(is_null(end()), exp.and_(
                                 exp.GTE(this=end(), expression=ms()), exp.GTE(this=end(), expression=born()),
-                                exp.Paren(this=exp.or_(is_null(start()), exp.GTE(this=end(), expression=start())))))))
+                                exp.Paren(this=exp.or_(is_null(start()), exp.GTE(this=end(), expression=start()), copy=False)), copy=False), copy=False)), copy=False)
         cols = [col("practice_id", m), col("month_start", mo)]
         if self.o.row_column:
             cols.append(col(self.o.row_column, m))
@@ -573,7 +573,7 @@ class _Compiler:
                       expression=case([(exp.LT(this=col("ref_md", mo), expression=born_md), num(1))], num(0)))
         # never negative: a member born after the age reference day but exposed is a newborn (age 0)
         # (GREATEST written as a plain function: sqlglot's portable form repeats the age for a NULL guard)
-        cols.append(exp.alias_(exp.Anonymous(this="GREATEST", expressions=[age, num(0)]), "age"))
+        cols.append(exp.alias_(exp.Anonymous(this="GREATEST", expressions=[age, num(0)]), "age", copy=False))
         if self.p.exposure == "pro_rata":
             first = exp.Greatest(this=exp.Coalesce(this=start(), expressions=[born()]), expressions=[born(), ms()])
             last = exp.Least(this=exp.Coalesce(this=end(), expressions=[me()]), expressions=[me()])
@@ -582,11 +582,11 @@ class _Compiler:
                           self.d.fixed_div(days.copy(), col("days", mo), exp.Null()))
         else:
             weight = num(1)
-        cols.append(exp.alias_(weight, "w__"))
-        sel = exp.select(*cols).from_(exp.alias_(self.source("members"), m))
+        cols.append(exp.alias_(weight, "w__", copy=False))
+        sel = exp.select(*cols, copy=False).from_(exp.alias_(self.source("members"), m, copy=False), copy=False)
         if single:
-            return sel.join(exp.alias_(exp.to_table("months"), mo), join_type="cross").where(cond)
-        return sel.join(exp.alias_(exp.to_table("months"), mo), on=cond, join_type="inner")
+            return sel.join(exp.alias_(exp.to_table("months"), mo, copy=False), join_type="cross", copy=False).where(cond, copy=False)
+        return sel.join(exp.alias_(exp.to_table("months"), mo, copy=False), on=cond, join_type="inner", copy=False)
 
     def mg_query(self) -> exp.Expression:
         """Member-months grouped by everything an expression can read (practice, month, age, weight,
@@ -596,17 +596,17 @@ class _Compiler:
 
         def grouped(read: set[str], where: exp.Expression | None) -> exp.Expression:
             keys = [col("practice_id"), col("month_start")] + [col(c) for c in names if c in read]
-            outs = [col(c) if c in read else exp.alias_(self.mm_null(c), c) for c in names]
-            outs.append(exp.alias_(exp.Count(this=exp.Star()), "n__"))
+            outs = [col(c) if c in read else exp.alias_(self.mm_null(c), c, copy=False) for c in names]
+            outs.append(exp.alias_(exp.Count(this=exp.Star()), "n__", copy=False))
             if self.o.row_column:  # the first row of the group names it in error messages
-                outs.append(exp.alias_(exp.Min(this=col(self.o.row_column)), self.o.row_column))
-            sel = exp.select(col("practice_id"), col("month_start"), *outs).from_("mm")
-            return (sel.where(where) if where is not None else sel).group_by(*keys)
+                outs.append(exp.alias_(exp.Min(this=col(self.o.row_column)), self.o.row_column, copy=False))
+            sel = exp.select(col("practice_id"), col("month_start"), *outs, copy=False).from_("mm", copy=False)
+            return (sel.where(where, copy=False) if where is not None else sel).group_by(*keys, copy=False)
 
         if not self.grouped:
             # no year-only months: grouping costs about what it saves (measured), so each
             # member-month is its own group
-            return exp.select(exp.Star(), exp.alias_(num(1), "n__")).from_("mm")
+            return exp.select(exp.Star(), exp.alias_(num(1), "n__", copy=False), copy=False).from_("mm", copy=False)
         # months read only for the pools' year sums: grouped by just what those aggregates read
         reported = exp.In(this=col("month_start"), expressions=[lit(m) for m in self.reported])
         year_read = {"w__"}
@@ -615,7 +615,7 @@ class _Compiler:
                 if isinstance(node, t.Col) and node.table == "member":
                     year_read.add("w__" if node.name == "weight" else node.name)
         return exp.union(grouped(set(names), reported), grouped(year_read, exp.Not(this=reported.copy())),
-                         distinct=False)
+                         distinct=False, copy=False)
 
     def mm_null(self, name: str) -> exp.Expression:
         """A typed NULL for a member-month column a group does not keep."""
@@ -627,16 +627,16 @@ class _Compiler:
 
     def ev_query(self) -> exp.Expression:
         e, mo = "e", "mo"
-        sel = exp.select(exp.Column(this=exp.Star(), table=exp.to_identifier(e)), col("month_start", mo)).from_(
-            exp.alias_(self.source("events"), e))
+        sel = exp.select(exp.Column(this=exp.Star(), table=exp.to_identifier(e)), col("month_start", mo), copy=False).from_(
+            exp.alias_(self.source("events"), e, copy=False), copy=False)
         if len(self.months) == 1:
             m = self.months[0]
             cond = exp.and_(exp.GTE(this=col("date", e), expression=lit(m)),
-                            exp.LTE(this=col("date", e), expression=lit(month_end(m))))
-            return sel.join(exp.alias_(exp.to_table("months"), mo), join_type="cross").where(cond)
+                            exp.LTE(this=col("date", e), expression=lit(month_end(m))), copy=False)
+            return sel.join(exp.alias_(exp.to_table("months"), mo, copy=False), join_type="cross", copy=False).where(cond, copy=False)
         cond = exp.and_(exp.GTE(this=col("date", e), expression=col("month_start", mo)),
-                        exp.LTE(this=col("date", e), expression=col("month_end", mo)))
-        return sel.join(exp.alias_(exp.to_table("months"), mo), on=cond, join_type="inner")
+                        exp.LTE(this=col("date", e), expression=col("month_end", mo)), copy=False)
+        return sel.join(exp.alias_(exp.to_table("months"), mo, copy=False), on=cond, join_type="inner", copy=False)
 
     def agg_query(self, rows: str, aggs: dict, level: str) -> exp.Expression:
         scope = _Scope(level, row=rows, pm="pm")
@@ -658,50 +658,50 @@ class _Compiler:
                 # read only in the reported months (t.year_closure): CASE is lazy in every engine,
                 # so the other months neither cost the expression nor raise its failures
                 month = exp.In(this=col("month_start", rows), expressions=[lit(m) for m in self.reported])
-                where = exp.and_(month, paren(where)) if where is not None else month
+                where = exp.and_(month, paren(where), copy=False) if where is not None else month
             inner = case([(where, value)], None) if where is not None else value
-            outs.append(exp.alias_(exp.Sum(this=inner), name))
+            outs.append(exp.alias_(exp.Sum(this=inner), name, copy=False))
             for node in t.walk(agg):
                 if isinstance(node, (t.Measure, t.MonthStart)) or (isinstance(node, t.Col) and
                                                                    node.table == "practice"):
                     needs_pm = True
-        sel = exp.select(col("practice_id", rows), col("month_start", rows), *outs).from_(rows)
+        sel = exp.select(col("practice_id", rows), col("month_start", rows), *outs, copy=False).from_(rows, copy=False)
         if needs_pm:
             sel = sel.join("pm", on=exp.and_(
                 exp.EQ(this=col("practice_id", "pm"), expression=col("practice_id", rows)),
-                exp.EQ(this=col("month_start", "pm"), expression=col("month_start", rows))), join_type="inner")
-        return sel.group_by(col("practice_id", rows), col("month_start", rows))
+                exp.EQ(this=col("month_start", "pm"), expression=col("month_start", rows)), copy=False), join_type="inner", copy=False)
+        return sel.group_by(col("practice_id", rows), col("month_start", rows), copy=False)
 
     def base_query(self, members: bool, events: bool) -> exp.Expression:
         cols = [exp.Column(this=exp.Star(), table=exp.to_identifier("pm"))]
-        sel = exp.select().from_("pm")
+        sel = exp.select(copy=False).from_("pm", copy=False)
         for agg, name in self.plan.aggs.items():
             src = "am" if agg.source == "members" else "ae"
-            cols.append(exp.alias_(exp.Coalesce(this=col(name, src), expressions=[num(0)]), name))
+            cols.append(exp.alias_(exp.Coalesce(this=col(name, src), expressions=[num(0)]), name, copy=False))
         for src, used in (("am", members), ("ae", events)):
             if used:
                 sel = sel.join(src, on=exp.and_(
                     exp.EQ(this=col("practice_id", src), expression=col("practice_id", "pm")),
-                    exp.EQ(this=col("month_start", src), expression=col("month_start", "pm"))), join_type="left")
-        return sel.select(*cols)
+                    exp.EQ(this=col("month_start", src), expression=col("month_start", "pm")), copy=False), join_type="left", copy=False)
+        return sel.select(*cols, copy=False)
 
     def line_layers(self, line: t.LineDef, prev: str, scope: _Scope, add) -> str:
         """Two CTEs per line: applied and raw amount, then the rounded amount (so `LineRef` reads a column)."""
         applies = self.ex(self.tree(line.applies), scope) if line.applies is not None else exp.true()
         amount = self.ex(self.tree(line.amount), scope)
         raw = case([(applies.copy(), dec(amount))], dec(num(0))) if line.applies is not None else dec(amount)
-        add(f"l_{line.name}", exp.select(exp.Star(), exp.alias_(applies, f"ok__{line.name}"),
-                                         exp.alias_(raw, f"raw__{line.name}")).from_(prev))
+        add(f"l_{line.name}", exp.select(exp.Star(), exp.alias_(applies, f"ok__{line.name}", copy=False),
+                                         exp.alias_(raw, f"raw__{line.name}", copy=False), copy=False).from_(prev, copy=False))
         rounded = self.round(col(f"raw__{line.name}"), self.p.quantum, self.p.rounding_mode)
-        add(f"r_{line.name}", exp.select(exp.Star(), exp.alias_(rounded, f"amt__{line.name}")).from_(
-            f"l_{line.name}"))
+        add(f"r_{line.name}", exp.select(exp.Star(), exp.alias_(rounded, f"amt__{line.name}", copy=False), copy=False).from_(
+            f"l_{line.name}", copy=False))
         return f"r_{line.name}"
 
     def practice_rows(self) -> exp.Expression:
-        return exp.select(exp.alias_(exp.Literal.string("practice"), "kind"), col("practice_id"),
-                          exp.alias_(null("date"), "month_start"), exp.alias_(null("text"), "line"),
-                          exp.alias_(cast(exp.Null(), "INT"), "quarter"), exp.alias_(null("decimal"), "amount"),
-                          exp.alias_(null("bool"), "applied"), exp.alias_(null("decimal"), "basis")).from_("prac")
+        return exp.select(exp.alias_(exp.Literal.string("practice"), "kind", copy=False), col("practice_id"),
+                          exp.alias_(null("date"), "month_start", copy=False), exp.alias_(null("text"), "line", copy=False),
+                          exp.alias_(cast(exp.Null(), "INT"), "quarter", copy=False), exp.alias_(null("decimal"), "amount", copy=False),
+                          exp.alias_(null("bool"), "applied", copy=False), exp.alias_(null("decimal"), "basis", copy=False), copy=False).from_("prac", copy=False)
 
     def line_rows(self) -> exp.Expression:
         idx = col("idx", "li")
@@ -709,23 +709,23 @@ class _Compiler:
                                            wrap(col(f"{prefix}__{line.name}", "x")))
                                           for i, line in enumerate(self.lines)
                                           if prefix != "basis" or line.basis is not None], None)
-        return exp.select(exp.alias_(exp.Literal.string("line"), "kind"), col("practice_id", "x"),
-                          col("month_start", "x"), col("line", "li"), exp.alias_(cast(exp.Null(), "INT"), "quarter"),
-                          exp.alias_(dec(pick("amt", lambda e: e)), "amount"),
-                          exp.alias_(pick("ok", lambda e: e), "applied"),
-                          exp.alias_(dec(pick("basis", lambda e: e)), "basis")).from_(
-            exp.alias_(exp.to_table("monthly"), "x")).join(exp.alias_(exp.to_table("line_items"), "li"),
-                                                           join_type="cross").where(col("reported", "x"))
+        return exp.select(exp.alias_(exp.Literal.string("line"), "kind", copy=False), col("practice_id", "x"),
+                          col("month_start", "x"), col("line", "li"), exp.alias_(cast(exp.Null(), "INT"), "quarter", copy=False),
+                          exp.alias_(dec(pick("amt", lambda e: e)), "amount", copy=False),
+                          exp.alias_(pick("ok", lambda e: e), "applied", copy=False),
+                          exp.alias_(dec(pick("basis", lambda e: e)), "basis", copy=False), copy=False).from_(
+            exp.alias_(exp.to_table("monthly"), "x", copy=False), copy=False).join(exp.alias_(exp.to_table("line_items"), "li", copy=False),
+                                                           join_type="cross", copy=False).where(col("reported", "x"), copy=False)
 
     def pool_rows(self, add) -> exp.Expression:
         """Pools on the December row: year sums, applied/raw/rounded, installments."""
-        sums = [exp.alias_(exp.Sum(this=col(name)), f"ysum__{name}") for name in self.plan.years.values()]
-        add("ysum", exp.select(col("practice_id"), *sums).from_("monthly").group_by(col("practice_id")))
+        sums = [exp.alias_(exp.Sum(this=col(name)), f"ysum__{name}", copy=False) for name in self.plan.years.values()]
+        add("ysum", exp.select(col("practice_id"), *sums, copy=False).from_("monthly", copy=False).group_by(col("practice_id"), copy=False))
         add("ybase", exp.select(exp.Column(this=exp.Star(), table=exp.to_identifier("x")),
-                                *[col(f"ysum__{n}", "s") for n in self.plan.years.values()]).from_(
-            exp.alias_(exp.to_table("monthly"), "x")).join(exp.alias_(exp.to_table("ysum"), "s"), on=exp.EQ(
-                this=col("practice_id", "s"), expression=col("practice_id", "x")), join_type="inner").where(
-            exp.EQ(this=col("mon", "x"), expression=num(12))))
+                                *[col(f"ysum__{n}", "s") for n in self.plan.years.values()], copy=False).from_(
+            exp.alias_(exp.to_table("monthly"), "x", copy=False), copy=False).join(exp.alias_(exp.to_table("ysum"), "s", copy=False), on=exp.EQ(
+                this=col("practice_id", "s"), expression=col("practice_id", "x")), join_type="inner", copy=False).where(
+            exp.EQ(this=col("mon", "x"), expression=num(12)), copy=False))
         scope = _Scope("year")
         prev = "ybase"
         for pool in self.pools:
@@ -741,7 +741,7 @@ class _Compiler:
                 if inst is not taker:
                     share = self.round(dec(exp.Mul(this=lit(inst.share), expression=amount)), self.p.quantum,
                                        self.p.rounding_mode)
-                    shares.append(exp.alias_(share, f"sh__{name}"))
+                    shares.append(exp.alias_(share, f"sh__{name}", copy=False))
                     others.append(col(f"sh__{name}"))
             for j, inst in enumerate(pool.installments):
                 name = f"{pool.name}__{j}"
@@ -751,12 +751,12 @@ class _Compiler:
                     for o in others:
                         value = exp.Sub(this=value, expression=o)
                 paid = self.ex(self.tree(inst.when), scope) if inst.when is not None else exp.true()
-                finals += [exp.alias_(paid, f"paid__{name}"),
-                           exp.alias_(dec(case([(paid.copy(), value)], num(0))), f"inst__{name}")]
+                finals += [exp.alias_(paid, f"paid__{name}", copy=False),
+                           exp.alias_(dec(case([(paid.copy(), value)], num(0))), f"inst__{name}", copy=False)]
                 if inst.quarter in self.due:
                     items.append((pool.name, inst.quarter, "inst", "paid", name))
-        add("yshares", exp.select(exp.Star(), *shares).from_(prev))
-        add("yfinal", exp.select(exp.Star(), *finals).from_("yshares"))
+        add("yshares", exp.select(exp.Star(), *shares, copy=False).from_(prev, copy=False))
+        add("yfinal", exp.select(exp.Star(), *finals, copy=False).from_("yshares", copy=False))
         add("pool_items", _items([(i, it[0], it[1] if it[1] is not None else None) for i, it in enumerate(items)],
                                  ("idx", "line", "quarter")))
         idx = col("idx", "pi")
@@ -770,11 +770,11 @@ class _Compiler:
 
         kind = case([(exp.Is(this=col("quarter", "pi"), expression=exp.Null()), exp.Literal.string("pool"))],
                     exp.Literal.string("installment"))
-        return exp.select(exp.alias_(kind, "kind"), col("practice_id", "y"), exp.alias_(null("date"), "month_start"),
-                          col("line", "pi"), col("quarter", "pi"), exp.alias_(dec(pick(2)), "amount"),
-                          exp.alias_(pick(3), "applied"), exp.alias_(null("decimal"), "basis")).from_(
-            exp.alias_(exp.to_table("yfinal"), "y")).join(exp.alias_(exp.to_table("pool_items"), "pi"),
-                                                          join_type="cross")
+        return exp.select(exp.alias_(kind, "kind", copy=False), col("practice_id", "y"), exp.alias_(null("date"), "month_start", copy=False),
+                          col("line", "pi"), col("quarter", "pi"), exp.alias_(dec(pick(2)), "amount", copy=False),
+                          exp.alias_(pick(3), "applied", copy=False), exp.alias_(null("decimal"), "basis", copy=False), copy=False).from_(
+            exp.alias_(exp.to_table("yfinal"), "y", copy=False), copy=False).join(exp.alias_(exp.to_table("pool_items"), "pi", copy=False),
+                                                          join_type="cross", copy=False)
 
 
 def _items(rows: list[tuple], names: tuple[str, ...]) -> exp.Expression:
@@ -787,7 +787,7 @@ def _items(rows: list[tuple], names: tuple[str, ...]) -> exp.Expression:
         return num(v)
 
     values = exp.values([tuple(value(v) for v in row) for row in rows], alias="items", columns=list(names))
-    return exp.select(exp.Star()).from_(values)
+    return exp.select(exp.Star(), copy=False).from_(values, copy=False)
 
 
 def _raises(node: t.Node) -> bool:
