@@ -308,22 +308,38 @@ class _Lowering:
 
     def _bands(self, decl: n.Bands) -> t.Node:
         key = self.expr(decl.key, False)
+        integral = _kind_of_node(key, self.definitions) == "integer"
+        # Bands are tried in order. While every band so far met the one before it with no gap and
+        # needed no lower test, the values reaching the next band are exactly those above the last
+        # upper bound, so a band starting there needs no lower test either: `age <= 14`, not
+        # `age >= 5 AND age <= 14` (member sums evaluate this once per member-month).
+        # A member's age is never negative (both backends clamp it), so `0 to 4` starts the chain.
+        floor = Decimal(0) if key == t.Col("member", "age", "integer") else None
+        reached: tuple[str, Decimal] | None = (">=", floor) if floor is not None else None
         whens, labels, otherwise = [], [], None
         for entry in decl.entries:
             value = self.expr(entry.value, False)
             if entry.range is None:
                 otherwise = value
+                reached = None
                 continue
             r = entry.range
             conds = []
-            if r.form in ("to", "to_under", "and_over", "exact"):
+            low_op = ">" if r.form == "over" else ">="
+            # an open-ended band keeps its one test: with none left it would also take a missing key
+            low_implied = r.low is None or (r.high is not None and reached is not None
+                                            and _covers(reached, low_op, self._num(r.low).value, integral))
+            if r.form in ("to", "to_under", "and_over", "exact") and not low_implied:
                 conds.append(t.Cmp(">=", key, self._num(r.low)))
-            if r.form == "over":
+            if r.form == "over" and not low_implied:
                 conds.append(t.Cmp(">", key, self._num(r.low)))
             if r.form in ("to", "exact"):
                 conds.append(t.Cmp("<=", key, self._num(r.high)))
             if r.form in ("to_under", "under"):
                 conds.append(t.Cmp("<", key, self._num(r.high)))
+            # what the next band can assume: above this band's upper bound
+            reached = ((">" if r.form in ("to", "exact") else ">=", self._num(r.high).value)
+                       if low_implied and r.high is not None else None)
             whens.append((conds[0] if len(conds) == 1 else t.And(tuple(conds)), value))
             labels.append(source_text(self.source, r.span) or r.form)
         if otherwise is None:
@@ -488,6 +504,18 @@ def _level(node: t.Node, definitions: dict[str, t.Definition]) -> str:
             bump(definitions[cur.name].level)
         stack.extend(t.children(cur))
     return best
+
+
+def _covers(reached: tuple[str, Decimal], low_op: str, low: Decimal, integral: bool) -> bool:
+    """Whether every value reaching a band (`key > b` or `key >= b`) passes its lower
+    test (`key >= low` or `key > low`)."""
+    op, bound = reached
+    if low_op == ">":
+        return low < bound if op == ">=" else low <= bound
+    if op == ">=":
+        return low <= bound
+    # key > bound: for a whole-number key that is key >= bound + 1
+    return low <= bound or (integral and bound == bound.to_integral_value() and low <= bound + 1)
 
 
 def _kind_of_node(node: t.Node, definitions: dict[str, t.Definition]) -> str:

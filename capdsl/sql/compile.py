@@ -489,13 +489,18 @@ class _Compiler:
         return Compiled(query, self.d, self.months, self.reported, tuple(self.fails),
                         tuple(line.name for line in self.lines), tuple(p.name for p in self.pools), self.due)
 
+    def age_reference(self, m: date) -> tuple[int, int]:
+        """The day ages are counted on in month `m`: (year, month * 100 + day)."""
+        ref = month_end(m) if self.p.age_rule == "month_end" else (
+            date(m.year, 1, 1) if self.p.age_rule == "year_start" else m)
+        return ref.year, ref.month * 100 + ref.day
+
     def months_query(self) -> exp.Expression:
         rows = []
         for m in self.months:
-            ref = month_end(m) if self.p.age_rule == "month_end" else (
-                date(m.year, 1, 1) if self.p.age_rule == "year_start" else m)
+            ref_year, ref_md = self.age_reference(m)
             q = (m.month - 1) // 3 + 1
-            rows.append((m, month_end(m), month_end(m).day, ref.year, ref.month * 100 + ref.day,
+            rows.append((m, month_end(m), month_end(m).day, ref_year, ref_md,
                          f"{m.year:04d}-{m.month:02d}", f"{m.year:04d}-Q{q}", f"{m.year:04d}", m.month,
                          m in self.reported))
         return _items(rows, ("month_start", "month_end", "days", "ref_year", "ref_md", "mkey", "qkey", "ykey",
@@ -569,11 +574,18 @@ class _Compiler:
             cols.append(col(self.o.row_column, m))
         cols += [col(c, m) for c in sorted(self.member_cols) if c != "practice_id"]
         born_md = exp.Add(this=exp.Mul(this=exp.Month(this=born()), expression=num(100)), expression=exp.Day(this=born()))
-        age = exp.Sub(this=exp.Sub(this=col("ref_year", mo), expression=exp.Year(this=born())),
-                      expression=case([(exp.LT(this=col("ref_md", mo), expression=born_md), num(1))], num(0)))
+        # one month: the reference day as literals, which the engine folds (it cannot across the join)
+        ref_year, ref_md = (num(v) for v in self.age_reference(self.months[0])) if single else \
+            (col("ref_year", mo), col("ref_md", mo))
+        age = exp.Sub(this=exp.Sub(this=ref_year, expression=exp.Year(this=born())),
+                      expression=case([(exp.LT(this=ref_md, expression=born_md), num(1))], num(0)))
         # never negative: a member born after the age reference day but exposed is a newborn (age 0)
-        # (GREATEST written as a plain function: sqlglot's portable form repeats the age for a NULL guard)
-        cols.append(exp.alias_(exp.Anonymous(this="GREATEST", expressions=[age, num(0)]), "age", copy=False))
+        # (GREATEST written as a plain function: sqlglot's portable form repeats the age for a NULL guard).
+        # With first_day exposure the member is born by the month's first day, and the reference day
+        # (the month's first or last day) is not earlier: the age cannot be negative, no clamp needed.
+        if not (self.p.exposure == "first_day" and self.p.age_rule in ("month_start", "month_end")):
+            age = exp.Anonymous(this="GREATEST", expressions=[age, num(0)])
+        cols.append(exp.alias_(age, "age", copy=False))
         if self.p.exposure == "pro_rata":
             first = exp.Greatest(this=exp.Coalesce(this=start(), expressions=[born()]), expressions=[born(), ms()])
             last = exp.Least(this=exp.Coalesce(this=end(), expressions=[me()]), expressions=[me()])
@@ -647,7 +659,7 @@ class _Compiler:
             if agg.kind == "count":
                 value = col("quantity", rows) if level == "event" else (
                     dec(exp.Mul(this=col("w__", rows), expression=col("n__", rows)))
-                    if self.p.exposure == "pro_rata" else col("n__", rows) if self.grouped else num(1))
+                    if self.p.exposure == "pro_rata" else col("n__", rows) if self.grouped else None)
             else:
                 value = self.ex(agg.expr, scope)
                 if level == "member" and self.p.exposure == "pro_rata":
@@ -659,17 +671,26 @@ class _Compiler:
                 # so the other months neither cost the expression nor raise its failures
                 month = exp.In(this=col("month_start", rows), expressions=[lit(m) for m in self.reported])
                 where = exp.and_(month, paren(where), copy=False) if where is not None else month
-            inner = case([(where, value)], None) if where is not None else value
-            outs.append(exp.alias_(exp.Sum(this=inner), name, copy=False))
+            if value is None:  # one per member-month: a plain count
+                total = exp.Count(this=exp.Star()) if where is None else exp.Sum(this=case([(where, num(1))], None))
+            else:
+                total = exp.Sum(this=case([(where, value)], None) if where is not None else value)
+            outs.append(exp.alias_(total, name, copy=False))
             for node in t.walk(agg):
                 if isinstance(node, (t.Measure, t.MonthStart)) or (isinstance(node, t.Col) and
                                                                    node.table == "practice"):
                     needs_pm = True
-        sel = exp.select(col("practice_id", rows), col("month_start", rows), *outs, copy=False).from_(rows, copy=False)
+        # One month: it is a constant, so the rows are grouped by practice alone (a second
+        # hash key cost about a sixth of a large panel's member aggregate, measured)
+        single = len(self.months) == 1
+        month = exp.alias_(lit(self.months[0]), "month_start", copy=False) if single else col("month_start", rows)
+        sel = exp.select(col("practice_id", rows), month, *outs, copy=False).from_(rows, copy=False)
         if needs_pm:
             sel = sel.join("pm", on=exp.and_(
                 exp.EQ(this=col("practice_id", "pm"), expression=col("practice_id", rows)),
                 exp.EQ(this=col("month_start", "pm"), expression=col("month_start", rows)), copy=False), join_type="inner", copy=False)
+        if single:
+            return sel.group_by(col("practice_id", rows), copy=False)
         return sel.group_by(col("practice_id", rows), col("month_start", rows), copy=False)
 
     def base_query(self, members: bool, events: bool) -> exp.Expression:
