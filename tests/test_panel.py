@@ -295,15 +295,18 @@ def test_bad_input_catalogue(tmp_path, case):
     assert all(d.path for d in exc.diagnostics if d.code == code)
 
 
+def _members_parquet(tmp_path, options: str = "FORMAT parquet") -> bytes:
+    good = tmp_path / "good.parquet"
+    duckdb.connect().execute(f"COPY (SELECT * FROM read_csv('{DATA / 'members.csv'}', all_varchar=true)) "
+                             f"TO '{good}' ({options})").fetchall()
+    return good.read_bytes()
+
+
 def test_parquet_with_a_corrupt_data_page(tmp_path):
     """Footer intact, a page garbled: found on the first full read, reported as E0711, not a DuckDB error."""
     import struct
 
-    con = duckdb.connect()
-    good = tmp_path / "good.parquet"
-    con.execute(f"COPY (SELECT * FROM read_csv('{DATA / 'members.csv'}', all_varchar=true)) TO '{good}' "
-                "(FORMAT parquet, COMPRESSION zstd)").fetchall()
-    data = good.read_bytes()
+    data = _members_parquet(tmp_path, "FORMAT parquet, COMPRESSION zstd")
     footer_start = len(data) - 8 - struct.unpack("<i", data[-8:-4])[0]
     bad = data[:8] + bytes(b ^ 0x5A for b in data[8:footer_start]) + data[footer_start:]
     with pytest.raises(InputError) as info:
@@ -313,11 +316,7 @@ def test_parquet_with_a_corrupt_data_page(tmp_path):
 
 
 def test_truncated_parquet(tmp_path):
-    con = duckdb.connect()
-    good = tmp_path / "good.parquet"
-    con.execute(f"COPY (SELECT * FROM read_csv('{DATA / 'members.csv'}', all_varchar=true)) TO '{good}' "
-                "(FORMAT parquet)").fetchall()
-    data = good.read_bytes()
+    data = _members_parquet(tmp_path)
     for cut in (data[: len(data) // 2], data[:-5], data[:4] + b"\0" * (len(data) - 8) + data[-4:]):
         with pytest.raises(InputError) as info:
             load(tmp_path, members=(".parquet", cut))
