@@ -20,11 +20,10 @@ _OVERFLOW = re.compile(r"overflow|out of range|NUMERIC_VALUE_OUT_OF_RANGE|DECIMA
 ZERO = Decimal(0)
 
 
-def _money(value, quantum: Decimal) -> Decimal:
-    """An amount with the exponent the interpreter's `round_to` gives it."""
+def _places(quantum: Decimal) -> Decimal:
+    """The exponent the interpreter's `round_to` gives an amount, as a quantize argument."""
     exponent = quantum.as_tuple().exponent
-    places = Decimal(1).scaleb(exponent) if isinstance(exponent, int) and exponent < 0 else Decimal(1)
-    return Decimal(value).quantize(places)
+    return Decimal(1).scaleb(exponent) if isinstance(exponent, int) and exponent < 0 else Decimal(1)
 
 
 def _plain(value) -> Decimal | None:
@@ -37,7 +36,7 @@ def _plain(value) -> Decimal | None:
 
 def collect(compiled: Compiled, program: t.Program, rows) -> MonthlyResult:
     """Long result rows → `MonthlyResult`, ordered exactly as the interpreter orders it."""
-    quantum = program.quantum
+    places = _places(program.quantum)
     line_index = {name: i for i, name in enumerate(compiled.lines)}
     pool_index = {name: i for i, name in enumerate(compiled.pools)}
     year = compiled.months[0].year
@@ -46,13 +45,13 @@ def collect(compiled: Compiled, program: t.Program, rows) -> MonthlyResult:
         if kind == "practice":
             practices.append(pid)
         elif kind == "line":
-            value = _money(amount, quantum) if applied else ZERO
+            value = Decimal(amount).quantize(places) if applied else ZERO
             lines.append((pid, month, line_index[line], (pid, month, line, value, bool(applied), _plain(basis))))
         elif kind == "pool":
-            value = _money(amount, quantum) if applied else ZERO
+            value = Decimal(amount).quantize(places) if applied else ZERO
             pools.append((pid, pool_index[line], (pid, line, year, value, bool(applied))))
         else:
-            value = _money(amount, quantum) if applied else ZERO
+            value = Decimal(amount).quantize(places) if applied else ZERO
             insts.append((pid, pool_index[line], quarter, (pid, line, year, int(quarter), value, bool(applied))))
     order = {pid: i for i, pid in enumerate(sorted(practices))}
     result = MonthlyResult(practices=sorted(practices))
