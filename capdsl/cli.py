@@ -47,6 +47,24 @@ def report(diags: list[Diagnostic], source=None) -> None:
         click.echo(render_all(diags, source, color=_stderr_color()), err=True)
 
 
+def importing(frame) -> bool:
+    """Whether Python is in the middle of importing a module (importlib's frames are on the stack)."""
+    while frame is not None:
+        if frame.f_code.co_filename.startswith("<frozen importlib"):
+            return True
+        frame = frame.f_back
+    return False
+
+
+def _redeliver_sigint(delay: float = 0.05) -> None:
+    import signal
+    import threading
+
+    timer = threading.Timer(delay, os.kill, (os.getpid(), signal.SIGINT))
+    timer.daemon = True
+    timer.start()
+
+
 def handle_errors(fn):
     """CapError → rendered diagnostics, exit 1; anything else → one line, exit 2."""
 
@@ -60,12 +78,19 @@ def handle_errors(fn):
 
         def on_sigint(signum, frame):
             interrupted.append(signum)
+            if importing(frame):
+                # An exception raised while a native module initialises aborts the whole process
+                # (DuckDB's nanobind: "Critical nanobind error", SIGABRT). Deliver it again once
+                # the import is over.
+                _redeliver_sigint()
+                return
             raise KeyboardInterrupt
 
         try:
             previous = signal.signal(signal.SIGINT, on_sigint)
         except ValueError:  # not the main thread (embedded use): leave signals alone
             previous = None
+
         def exit_interrupted():
             # A native engine may re-raise the interrupt once we are on our way out
             # (DuckDB does, at random): ignore it, or it replaces our exit 130 with

@@ -324,3 +324,41 @@ def test_ctrl_c_turned_into_an_error_by_duckdb_is_still_exit_130(monkeypatch, tm
     assert "interrupted" in result.output and "internal error" not in result.output
     assert not (tmp_path / "out.csv").exists()
     assert signal.getsignal(signal.SIGINT) is not None
+
+
+_CHILD = """
+import os, signal, sys, threading, time
+from capdsl.cli import handle_errors
+
+@handle_errors
+def run():
+    threading.Timer(float(sys.argv[1]), os.kill, (os.getpid(), signal.SIGINT)).start()
+    import duckdb  # noqa: F401  (a native module: nanobind aborts on an exception during its init)
+    import pyarrow  # noqa: F401
+    time.sleep(5)
+
+run()
+"""
+
+
+@pytest.mark.slow
+def test_ctrl_c_while_a_native_module_is_imported_is_still_exit_130():
+    """Regression (fresh clone, no bytecode cache): SIGINT landing inside DuckDB's module init made
+    our handler raise there, and nanobind aborted the process (SIGABRT, "Critical nanobind error")."""
+    for delay in [i * 0.02 for i in range(12)]:
+        proc = subprocess.run([sys.executable, "-c", _CHILD, str(delay)], capture_output=True, text=True,
+                              timeout=60, env=dict(os.environ, PYTHONDONTWRITEBYTECODE="1"))
+        assert proc.returncode == 130, (delay, proc.returncode, proc.stderr[-2000:])
+        assert "nanobind" not in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_importing_is_seen_from_a_frame_inside_an_import(tmp_path, monkeypatch):
+    from capdsl.cli import importing
+
+    (tmp_path / "probe_import_frame.py").write_text(
+        "import sys\nfrom capdsl.cli import importing\nSEEN = importing(sys._getframe())\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import probe_import_frame
+
+    assert probe_import_frame.SEEN is True
+    assert importing(sys._getframe()) is False
