@@ -122,7 +122,10 @@ def handle_errors(fn):
                        "  this is a bug in capdsl; rerun with --debug for the traceback and report it", err=True)
             sys.exit(2)
         finally:
-            if previous is not None and not interrupted:
+            # Always put the caller's handler back (in-process callers and tests run on after us;
+            # an ignored SIGINT would even be inherited by their child processes). In the
+            # `capdsl` process that is capdsl.launch's handler, which exits 130 at once.
+            if previous is not None:
                 signal.signal(signal.SIGINT, previous)
 
     return wrapper

@@ -289,6 +289,7 @@ def test_keyboard_interrupt_in_a_command_is_exit_130(monkeypatch, tmp_path):
 
     monkeypatch.setattr(capdsl.pipeline, "evaluate", boom)
     (tmp_path / "m.csv").write_text("member_id,practice_id,birth_date\nM1,P1,1970-01-01\n", encoding="utf-8")
+    before = signal.getsignal(signal.SIGINT)
     result = CliRunner().invoke(main, ["eval", str(ROOT / "contracts" / "us_pmpm.cap"), "--members",
                                        str(tmp_path / "m.csv"), "--period", "2011-03", "-o",
                                        str(tmp_path / "out.csv")])
@@ -317,13 +318,16 @@ def test_ctrl_c_turned_into_an_error_by_duckdb_is_still_exit_130(monkeypatch, tm
 
     monkeypatch.setattr(capdsl.pipeline, "evaluate", interrupted_query)
     (tmp_path / "m.csv").write_text("member_id,practice_id,birth_date\nM1,P1,1970-01-01\n", encoding="utf-8")
+    before = signal.getsignal(signal.SIGINT)
     result = CliRunner().invoke(main, ["eval", str(ROOT / "contracts" / "us_pmpm.cap"), "--members",
                                        str(tmp_path / "m.csv"), "--period", "2011-03", "-o",
                                        str(tmp_path / "out.csv")])
     assert result.exit_code == 130, result.output
     assert "interrupted" in result.output and "internal error" not in result.output
     assert not (tmp_path / "out.csv").exists()
-    assert signal.getsignal(signal.SIGINT) is not None
+    # the caller's handler is back: an in-process caller (and its child processes, which inherit an
+    # ignored SIGINT) must not be left unable to interrupt (found when test_atomic's child ignored it)
+    assert signal.getsignal(signal.SIGINT) is before
 
 
 _CHILD = """
