@@ -11,6 +11,7 @@ all lie inside an earlier entry's boxes — sound, not complete.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from dataclasses import dataclass
 from decimal import Decimal
@@ -318,6 +319,11 @@ def boxes(cond, integral_key) -> list[Box]:
     return results[id(cond)]
 
 
+@functools.lru_cache(maxsize=None)
+def _field_names(cls) -> tuple[str, ...]:
+    return tuple(f.name for f in dataclasses.fields(cls) if f.name != "span")
+
+
 def fingerprint(node) -> tuple:
     """A hashable structural key for an expression, spans ignored, built
     without recursion (dataclass hashing recurses once per level)."""
@@ -330,10 +336,8 @@ def fingerprint(node) -> tuple:
             continue
         scalars = []
         kids = []
-        for f in dataclasses.fields(cur):
-            if f.name == "span":
-                continue
-            value = getattr(cur, f.name)
+        for name in _field_names(type(cur)):
+            value = getattr(cur, name)
             if isinstance(value, tuple) and value and dataclasses.is_dataclass(value[0]):
                 kids.extend(value)
                 scalars.append(len(value))
