@@ -203,7 +203,7 @@ def junit(outcomes: list[Outcome]) -> str:
     failures = sum(1 for o in outcomes if o.failures)
     errors = sum(1 for o in outcomes if o.error)
     total_time = sum(o.seconds for o in outcomes)
-    out = [f'<?xml version="1.0" encoding="UTF-8"?>',
+    out = ['<?xml version="1.0" encoding="UTF-8"?>',
            f'<testsuite name="capdsl" tests="{len(outcomes)}" failures="{failures}" errors="{errors}" '
            f'time="{total_time:.3f}">']
     for o in outcomes:

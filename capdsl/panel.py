@@ -626,4 +626,4 @@ def _derive_practices(con, specs: list[ColumnSpec], file_given: bool, probs: _Pr
                   "UNION SELECT practice_id FROM measures) WHERE practice_id IS NOT NULL ORDER BY practice_id")
 
 
-from .params import parse_params  # noqa: E402  (re-exported: parameters are a panel input too)
+from .params import parse_params  # noqa: E402,F401  (re-exported: parameters are a panel input too)

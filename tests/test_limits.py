@@ -280,6 +280,14 @@ def test_an_uninterrupted_run_writes_only_the_output(big_panel, tmp_path):
     assert _leftovers(tmp_path) == ["out.csv"]
 
 
+def _eval_in_process(tmp_path):
+    """`capdsl eval` through click's runner on a one-member panel, writing tmp_path/out.csv."""
+    (tmp_path / "m.csv").write_text("member_id,practice_id,birth_date\nM1,P1,1970-01-01\n", encoding="utf-8")
+    return CliRunner().invoke(main, ["eval", str(ROOT / "contracts" / "us_pmpm.cap"), "--members",
+                                     str(tmp_path / "m.csv"), "--period", "2011-03", "-o",
+                                     str(tmp_path / "out.csv")])
+
+
 def test_keyboard_interrupt_in_a_command_is_exit_130(monkeypatch, tmp_path):
     """In-process: a KeyboardInterrupt anywhere in a command becomes the message and exit 130."""
     import capdsl.pipeline
@@ -288,11 +296,7 @@ def test_keyboard_interrupt_in_a_command_is_exit_130(monkeypatch, tmp_path):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(capdsl.pipeline, "evaluate", boom)
-    (tmp_path / "m.csv").write_text("member_id,practice_id,birth_date\nM1,P1,1970-01-01\n", encoding="utf-8")
-    before = signal.getsignal(signal.SIGINT)
-    result = CliRunner().invoke(main, ["eval", str(ROOT / "contracts" / "us_pmpm.cap"), "--members",
-                                       str(tmp_path / "m.csv"), "--period", "2011-03", "-o",
-                                       str(tmp_path / "out.csv")])
+    result = _eval_in_process(tmp_path)
     assert result.exit_code == 130
     assert "interrupted" in result.output
     assert not (tmp_path / "out.csv").exists()
@@ -317,11 +321,8 @@ def test_ctrl_c_turned_into_an_error_by_duckdb_is_still_exit_130(monkeypatch, tm
         raise BackendError(error("E0922", "the duckdb engine failed: Query interrupted"))
 
     monkeypatch.setattr(capdsl.pipeline, "evaluate", interrupted_query)
-    (tmp_path / "m.csv").write_text("member_id,practice_id,birth_date\nM1,P1,1970-01-01\n", encoding="utf-8")
     before = signal.getsignal(signal.SIGINT)
-    result = CliRunner().invoke(main, ["eval", str(ROOT / "contracts" / "us_pmpm.cap"), "--members",
-                                       str(tmp_path / "m.csv"), "--period", "2011-03", "-o",
-                                       str(tmp_path / "out.csv")])
+    result = _eval_in_process(tmp_path)
     assert result.exit_code == 130, result.output
     assert "interrupted" in result.output and "internal error" not in result.output
     assert not (tmp_path / "out.csv").exists()

@@ -532,16 +532,16 @@ def test_natively_typed_parquet_matches_csv_and_still_checks(tmp_path):
     assert pq.event_rows(ecols) == csv_panel.event_rows(ecols)
     assert pq.practice_rows(["practice_id", "weekly_hours"]) == csv_panel.practice_rows(["practice_id", "weekly_hours"])
 
+    def codes_with(table: str, select: str) -> set[str]:
+        """Codes reported when `table` is replaced by a Parquet file of `select`."""
+        path = tmp_path / f"bad_{table}.parquet"
+        con.execute(f"COPY ({select}) TO '{path}' (FORMAT parquet)")
+        with pytest.raises(InputError) as info:
+            load_panel({**files, table: path}, requirements(), today=TODAY)
+        return {d.code for d in info.value.diagnostics}
+
     # a null in a typed required column, and a huge integer that cannot be a decimal
-    bad = tmp_path / "bad_practices.parquet"
-    con.execute(f"COPY (SELECT 'P1' AS practice_id, CAST(NULL AS DECIMAL(9, 2)) AS weekly_hours UNION ALL "
-                f"SELECT 'P2', CAST(30 AS DECIMAL(9, 2))) TO '{bad}' (FORMAT parquet)")
-    with pytest.raises(InputError) as info:
-        load_panel({**files, "practices": bad}, requirements(), today=TODAY)
-    assert "E0705" in {d.code for d in info.value.diagnostics}
-    huge = tmp_path / "huge_events.parquet"
-    con.execute(f"COPY (SELECT 'P1' AS practice_id, DATE '2011-03-01' AS date, 'X' AS code, "
-                f"CAST('170141183460469231731687303715884105727' AS HUGEINT) AS points) TO '{huge}' (FORMAT parquet)")
-    with pytest.raises(InputError) as info:
-        load_panel({**files, "events": huge}, requirements(), today=TODAY)
-    assert "E0704" in {d.code for d in info.value.diagnostics}
+    assert "E0705" in codes_with("practices", "SELECT 'P1' AS practice_id, CAST(NULL AS DECIMAL(9, 2)) AS "
+                                              "weekly_hours UNION ALL SELECT 'P2', CAST(30 AS DECIMAL(9, 2))")
+    assert "E0704" in codes_with("events", "SELECT 'P1' AS practice_id, DATE '2011-03-01' AS date, 'X' AS code, "
+                                           "CAST('170141183460469231731687303715884105727' AS HUGEINT) AS points")

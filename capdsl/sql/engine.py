@@ -44,14 +44,13 @@ def collect(compiled: Compiled, program: t.Program, rows) -> MonthlyResult:
     for kind, pid, month, line, quarter, amount, applied, basis in rows:
         if kind == "practice":
             practices.append(pid)
-        elif kind == "line":
-            value = Decimal(amount).quantize(places) if applied else ZERO
+            continue
+        value = Decimal(amount).quantize(places) if applied else ZERO
+        if kind == "line":
             lines.append((pid, month, line_index[line], (pid, month, line, value, bool(applied), _plain(basis))))
         elif kind == "pool":
-            value = Decimal(amount).quantize(places) if applied else ZERO
             pools.append((pid, pool_index[line], (pid, line, year, value, bool(applied))))
         else:
-            value = Decimal(amount).quantize(places) if applied else ZERO
             insts.append((pid, pool_index[line], quarter, (pid, line, year, int(quarter), value, bool(applied))))
     order = {pid: i for i, pid in enumerate(sorted(practices))}
     result = MonthlyResult(practices=sorted(practices))
