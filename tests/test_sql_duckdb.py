@@ -311,3 +311,14 @@ def test_bundled_contracts_on_the_sample_panel_every_period_kind(contract):
         got = run_engine(prog, panel, per, params, "duckdb")
         assert (got.rows, got.pools, got.installments, got.practices) == \
             (want.rows, want.pools, want.installments, want.practices), period
+
+
+@pytest.mark.parametrize("text", ["1502.000000000000", "1.500000000000", "-2.250000000000", "0.000000000000",
+                                  "-0.000000000000", "12", "0.000000000001", "1E+3", "1.50E-7"])
+def test_a_basis_fetched_as_text_reads_as_the_decimal_would(text):
+    """Engines fetch bases as text (faster than the drivers' decimals); the reading must not differ
+    from reading the decimal, digits and exponent included (a statement prints it)."""
+    from capdsl.sql.engine import _plain
+
+    as_text, as_decimal = _plain(text), _plain(D(text))
+    assert as_text == as_decimal and str(as_text) == str(as_decimal)

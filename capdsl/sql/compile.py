@@ -16,8 +16,10 @@ The query is a chain of CTEs, each a single pass:
   l_* / r_* per line in dependency order: applied + raw amount, then the
             amount rounded with the contract's rule (so `LineRef` reads it)
   monthly   bases and the per-month operands of `YearSum`
-  ysum, y*  pools: the year's sums, evaluated on the December row, rounded,
-            split into installments
+  ybase, y* pools: the year's sums (window sums over monthly), evaluated on
+            the December row, rounded, split into installments
+  items     the statement's lines, pools and installments due; crossed once
+            with the last CTE (a CTE read twice is computed twice on Spark)
   final     long rows: (kind, practice_id, month_start, line, quarter,
             amount, applied, basis) — see `capdsl.sql.engine.collect`
 
@@ -80,6 +82,15 @@ class Compiled:
 
     def sql(self, pretty: bool = True) -> str:
         return self.query.sql(dialect=self.dialect.name, pretty=pretty, copy=False)
+
+    def fetch_sql(self) -> str:
+        """The query as an engine runs it: amounts and bases come back as text, which drivers hand
+        to Python faster than their exact-decimal type (DuckDB, 40,000 rows: ~170 ms → ~80 ms),
+        and `Decimal(text)` is exact."""
+        text = {name: exp.cast(exp.column(name), "TEXT").sql(dialect=self.dialect.name) + f" AS {name}"
+                for name in ("amount", "basis")}
+        return (f"SELECT kind, practice_id, month_start, line, quarter, {text['amount']}, applied, "
+                f"{text['basis']} FROM ({self.sql(pretty=False)}) AS fetched")
 
 
 def run_months(program: t.Program, period: Period) -> tuple[tuple[date, ...], tuple[int, ...]]:
@@ -412,7 +423,13 @@ class _Compiler:
         return None
 
     def round(self, x: exp.Expression, quantum: Decimal, mode: str) -> exp.Expression:
-        """Round to a multiple of `quantum` with explicit integer steps (see `round_steps`)."""
+        """Round to a multiple of `quantum`: the engine's decimal ROUND where it is documented (and
+        tested) to round half away from zero and the quantum is 1, 0.1, 0.01, …; else explicit
+        integer steps (see `round_steps`)."""
+        places = -quantum.as_tuple().exponent
+        if (mode == "half_up" and self.d.round_half_away and isinstance(places, int) and places >= 0
+                and quantum == Decimal(1).scaleb(-places)):
+            return dec(exp.Round(this=dec(x), decimals=num(places)))
         q = lambda: self.d.idiv(x.copy(), lit(quantum))  # noqa: E731 (fresh nodes: trees must not share children)
         rem = lambda: exp.Paren(this=exp.Sub(this=dec(x.copy()), expression=exp.Mul(this=q(), expression=lit(  # noqa
             quantum))))
@@ -445,8 +462,8 @@ class _Compiler:
     # ─────────────────────────── the query ───────────────────────────
     def build(self) -> Compiled:
         self._collect()
-        ctes: list[tuple[str, exp.Expression, bool]] = []
-        add = lambda name, q, mat=False: ctes.append((name, q, mat))  # noqa: E731
+        ctes: list[tuple[str, exp.Expression]] = []
+        add = lambda name, q: ctes.append((name, q))  # noqa: E731
         add("months", self.months_query())
         add("prac", self.prac_query())
         add("pm", self.pm_query())
@@ -471,18 +488,18 @@ class _Compiler:
                 extra.append(exp.alias_(dec(value), f"basis__{line.name}", copy=False))
         for node, name in self.plan.years.items():
             extra.append(exp.alias_(self.ex(node.operand, scope), name, copy=False))
-        add("monthly", exp.select(exp.Star(), *extra, copy=False).from_(prev, copy=False), bool(self.pools) and self.d.materialize)
-        parts = [self.practice_rows()]
-        if self.lines:
-            add("line_items", _items([(i, line.name) for i, line in enumerate(self.lines)], ("idx", "line")))
-            parts.append(self.line_rows())
+        add("monthly", exp.select(exp.Star(), *extra, copy=False).from_(prev, copy=False))
+        items = [_Item(line.name, "line", None, f"amt__{line.name}", f"ok__{line.name}",
+                       f"basis__{line.name}" if line.basis is not None else None) for line in self.lines]
+        source = "monthly"
         if self.pools:
-            parts.append(self.pool_rows(add))
-        query = parts[0]
-        for part in parts[1:]:
-            query = exp.union(query, part, distinct=False, copy=False)
-        with_ = exp.With(expressions=[exp.CTE(this=q, alias=exp.TableAlias(this=exp.to_identifier(n)),
-                                              materialized=True if mat else None) for n, q, mat in ctes])
+            source, pool_items = self.pool_layers(add)
+            items += pool_items
+        query = self.practice_rows()
+        if items:
+            query = exp.union(query, self.statement_rows(source, items, add), distinct=False, copy=False)
+        with_ = exp.With(expressions=[exp.CTE(this=q, alias=exp.TableAlias(this=exp.to_identifier(n)))
+                                     for n, q in ctes])
         query = exp.select(exp.Star(), copy=False).from_(exp.Subquery(this=query, alias=exp.TableAlias(
             this=exp.to_identifier("result"))), copy=False)
         query.set("with_", with_)
@@ -706,11 +723,15 @@ class _Compiler:
                     exp.EQ(this=col("month_start", src), expression=col("month_start", "pm")), copy=False), join_type="left", copy=False)
         return sel.select(*cols, copy=False)
 
-    def line_layers(self, line: t.LineDef, prev: str, scope: _Scope, add) -> str:
-        """Two CTEs per line: applied and raw amount, then the rounded amount (so `LineRef` reads a column)."""
-        applies = self.ex(self.tree(line.applies), scope) if line.applies is not None else exp.true()
-        amount = self.ex(self.tree(line.amount), scope)
+    def line_layers(self, line: t.LineDef, prev: str, scope: _Scope, add, guard: exp.Expression | None = None) -> str:
+        """Two CTEs per line: applied and raw amount, then the rounded amount (so `LineRef` reads a column).
+        With `guard`, both are NULL on rows where it does not hold (and nothing there is evaluated)."""
+        trees = [self.tree(line.amount)] + ([self.tree(line.applies)] if line.applies is not None else [])
+        applies = self.ex(trees[1], scope) if line.applies is not None else exp.true()
+        amount = self.ex(trees[0], scope)
         raw = case([(applies.copy(), dec(amount))], dec(num(0))) if line.applies is not None else dec(amount)
+        if guard is not None and any(_raises(tree) for tree in trees):
+            applies, raw = case([(guard.copy(), applies)], None), dec(case([(guard, raw)], None))
         add(f"l_{line.name}", exp.select(exp.Star(), exp.alias_(applies, f"ok__{line.name}", copy=False),
                                          exp.alias_(raw, f"raw__{line.name}", copy=False), copy=False).from_(prev, copy=False))
         rounded = self.round(col(f"raw__{line.name}"), self.p.quantum, self.p.rounding_mode)
@@ -724,36 +745,22 @@ class _Compiler:
                           exp.alias_(cast(exp.Null(), "INT"), "quarter", copy=False), exp.alias_(null("decimal"), "amount", copy=False),
                           exp.alias_(null("bool"), "applied", copy=False), exp.alias_(null("decimal"), "basis", copy=False), copy=False).from_("prac", copy=False)
 
-    def line_rows(self) -> exp.Expression:
-        idx = col("idx", "li")
-        pick = lambda prefix, wrap: case([(exp.EQ(this=idx, expression=num(i)),  # noqa: E731
-                                           wrap(col(f"{prefix}__{line.name}", "x")))
-                                          for i, line in enumerate(self.lines)
-                                          if prefix != "basis" or line.basis is not None], None)
-        return exp.select(exp.alias_(exp.Literal.string("line"), "kind", copy=False), col("practice_id", "x"),
-                          col("month_start", "x"), col("line", "li"), exp.alias_(cast(exp.Null(), "INT"), "quarter", copy=False),
-                          exp.alias_(dec(pick("amt", lambda e: e)), "amount", copy=False),
-                          exp.alias_(pick("ok", lambda e: e), "applied", copy=False),
-                          exp.alias_(dec(pick("basis", lambda e: e)), "basis", copy=False), copy=False).from_(
-            exp.alias_(exp.to_table("monthly"), "x", copy=False), copy=False).join(exp.alias_(exp.to_table("line_items"), "li", copy=False),
-                                                           join_type="cross", copy=False).where(col("reported", "x"), copy=False)
-
-    def pool_rows(self, add) -> exp.Expression:
-        """Pools on the December row: year sums, applied/raw/rounded, installments."""
-        sums = [exp.alias_(exp.Sum(this=col(name)), f"ysum__{name}", copy=False) for name in self.plan.years.values()]
-        add("ysum", exp.select(col("practice_id"), *sums, copy=False).from_("monthly", copy=False).group_by(col("practice_id"), copy=False))
-        add("ybase", exp.select(exp.Column(this=exp.Star(), table=exp.to_identifier("x")),
-                                *[col(f"ysum__{n}", "s") for n in self.plan.years.values()], copy=False).from_(
-            exp.alias_(exp.to_table("monthly"), "x", copy=False), copy=False).join(exp.alias_(exp.to_table("ysum"), "s", copy=False), on=exp.EQ(
-                this=col("practice_id", "s"), expression=col("practice_id", "x")), join_type="inner", copy=False).where(
-            exp.EQ(this=col("mon", "x"), expression=num(12)), copy=False))
+    def pool_layers(self, add) -> tuple[str, list[_Item]]:
+        """Pools on each practice's December row: the year's sums as window sums over the monthly
+        rows (so the monthly CTE is read once: Spark recomputes a CTE per reference), then
+        applied/raw/rounded and the installments. They are computed on every month's row but read
+        on December's only; an expression that may stop the query is guarded to `mon = 12`."""
+        december = lambda: exp.EQ(this=col("mon"), expression=num(12))  # noqa: E731
+        sums = [exp.alias_(exp.Window(this=exp.Sum(this=col(name)), partition_by=[col("practice_id")]),
+                           f"ysum__{name}", copy=False) for name in self.plan.years.values()]
+        add("ybase", exp.select(exp.Star(), *sums, copy=False).from_("monthly", copy=False))
         scope = _Scope("year")
         prev = "ybase"
         for pool in self.pools:
-            prev = self.line_layers(pool, prev, scope, add)
+            prev = self.line_layers(pool, prev, scope, add, guard=december())
         shares, finals, items = [], [], []
         for pool in self.pools:
-            items.append((pool.name, None, "amt", "ok"))
+            items.append(_Item(pool.name, "pool", None, f"amt__{pool.name}", f"ok__{pool.name}"))
             taker = next((i for i in pool.installments if i.share is None), pool.installments[-1])
             amount = col(f"amt__{pool.name}")
             others = []
@@ -772,30 +779,57 @@ class _Compiler:
                     for o in others:
                         value = exp.Sub(this=value, expression=o)
                 paid = self.ex(self.tree(inst.when), scope) if inst.when is not None else exp.true()
+                if inst.when is not None and _raises(self.tree(inst.when)):
+                    paid = case([(december(), paid)], None)
                 finals += [exp.alias_(paid, f"paid__{name}", copy=False),
                            exp.alias_(dec(case([(paid.copy(), value)], num(0))), f"inst__{name}", copy=False)]
                 if inst.quarter in self.due:
-                    items.append((pool.name, inst.quarter, "inst", "paid", name))
+                    items.append(_Item(pool.name, "installment", inst.quarter, f"inst__{name}", f"paid__{name}"))
         add("yshares", exp.select(exp.Star(), *shares, copy=False).from_(prev, copy=False))
         add("yfinal", exp.select(exp.Star(), *finals, copy=False).from_("yshares", copy=False))
-        add("pool_items", _items([(i, it[0], it[1] if it[1] is not None else None) for i, it in enumerate(items)],
-                                 ("idx", "line", "quarter")))
-        idx = col("idx", "pi")
+        return "yfinal", items
 
-        def pick(which: int):
-            ifs = []
-            for i, it in enumerate(items):
-                column = f"{it[which]}__{it[0]}" if it[1] is None else f"{it[which]}__{it[4]}"
-                ifs.append((exp.EQ(this=idx, expression=num(i)), col(column, "y")))
-            return case(ifs, None)
+    def statement_rows(self, source: str, items: list[_Item], add) -> exp.Expression:
+        """One row per reported practice-month and line, and per practice and pool or installment
+        due: `source` (one row per practice-month) crossed with the item list, read once."""
+        add("items", _items([(i, it.line, it.kind, it.quarter) for i, it in enumerate(items)],
+                            ("idx", "line", "kind", "quarter")))
+        idx = col("idx", "it")
+        lines = [it for it in items if it.kind == "line"]
 
-        kind = case([(exp.Is(this=col("quarter", "pi"), expression=exp.Null()), exp.Literal.string("pool"))],
-                    exp.Literal.string("installment"))
-        return exp.select(exp.alias_(kind, "kind", copy=False), col("practice_id", "y"), exp.alias_(null("date"), "month_start", copy=False),
-                          col("line", "pi"), col("quarter", "pi"), exp.alias_(dec(pick(2)), "amount", copy=False),
-                          exp.alias_(pick(3), "applied", copy=False), exp.alias_(null("decimal"), "basis", copy=False), copy=False).from_(
-            exp.alias_(exp.to_table("yfinal"), "y", copy=False), copy=False).join(exp.alias_(exp.to_table("pool_items"), "pi", copy=False),
-                                                          join_type="cross", copy=False)
+        def pick(attr: str) -> exp.Expression:
+            return case([(exp.EQ(this=idx, expression=num(i)), col(getattr(it, attr), "x"))
+                         for i, it in enumerate(items) if getattr(it, attr) is not None], None)
+
+        is_line = exp.EQ(this=col("kind", "it"), expression=exp.Literal.string("line"))
+        if len(lines) == len(items):
+            month, where = col("month_start", "x"), col("reported", "x")
+        else:
+            december = exp.EQ(this=col("mon", "x"), expression=num(12))
+            month = case([(is_line.copy(), col("month_start", "x"))], None)
+            where = december if not lines else exp.or_(
+                exp.and_(is_line.copy(), col("reported", "x"), copy=False),
+                exp.and_(exp.Not(this=is_line.copy()), december, copy=False), copy=False)
+        return exp.select(col("kind", "it"), col("practice_id", "x"), exp.alias_(month, "month_start", copy=False),
+                          col("line", "it"), col("quarter", "it"),
+                          exp.alias_(dec(pick("amount")), "amount", copy=False),
+                          exp.alias_(pick("applied"), "applied", copy=False),
+                          exp.alias_(dec(pick("basis")) if lines and any(it.basis for it in lines) else null("decimal"),
+                                     "basis", copy=False), copy=False).from_(
+            exp.alias_(exp.to_table(source), "x", copy=False), copy=False).join(
+            exp.alias_(exp.to_table("items"), "it", copy=False), join_type="cross", copy=False).where(where, copy=False)
+
+
+@dataclass(frozen=True)
+class _Item:
+    """A statement row per practice (and month, for lines): which columns hold its amount."""
+
+    line: str
+    kind: str  # line | pool | installment
+    quarter: int | None
+    amount: str
+    applied: str
+    basis: str | None = None
 
 
 def _items(rows: list[tuple], names: tuple[str, ...]) -> exp.Expression:

@@ -59,8 +59,9 @@ class Dialect(ABC):
     """A target engine. `name` is the sqlglot dialect name."""
 
     name: str
-    materialize: bool = False  # supports WITH x AS MATERIALIZED
     tested: bool = True
+    # ROUND(decimal, places) rounds half away from zero (documented, and run by the rounding tests)
+    round_half_away: bool = False
 
     # --- errors -------------------------------------------------------------------
     def raise_error(self, message: exp.Expression) -> exp.Expression:
@@ -198,9 +199,9 @@ class Snowflake(Dialect):
 
 
 DIALECTS: dict[str, Dialect] = {
-    "duckdb": DuckDB("duckdb", materialize=True),
-    "postgres": Postgres("postgres", materialize=True),
-    "spark": Spark("spark"),
+    "duckdb": DuckDB("duckdb", round_half_away=True),
+    "postgres": Postgres("postgres", round_half_away=True),
+    "spark": Spark("spark", round_half_away=True),
     "bigquery": BigQuery("bigquery", tested=False),
     "snowflake": Snowflake("snowflake", tested=False),
 }

@@ -37,7 +37,7 @@ def evaluate(program: t.Program, con, period: Period, params: dict, *,
     options = Options(practices="derive" if _practices_empty(con, "practices") else "table")
     compiled = compile_query(program, period, "duckdb", params=params, options=options)
     try:
-        rows = con.execute(compiled.sql(pretty=False)).fetchall()
+        rows = con.execute(compiled.fetch_sql()).fetchall()
     except Exception as exc:  # duckdb.Error: turned into the interpreter's error
         raise translate(compiled, exc, member_label) from None
     return collect(compiled, program, rows)
@@ -62,7 +62,7 @@ def evaluate_files(program: t.Program, files: Mapping[str, str], period: Period,
                       practices="table" if "practices" in files else "derive")
     compiled = compile_query(program, period, "duckdb", tables=tables, params=params, options=options)
     try:
-        rows = con.execute(compiled.sql(pretty=False)).fetchall()
+        rows = con.execute(compiled.fetch_sql()).fetchall()
     except Exception as exc:
         raise translate(compiled, exc) from None
     return collect(compiled, program, rows)

@@ -27,37 +27,43 @@ def _places(quantum: Decimal) -> Decimal:
 
 
 def _plain(value) -> Decimal | None:
-    """A basis as a plain decimal without the SQL scale's trailing zeros."""
+    """A basis as a plain decimal without the SQL scale's trailing zeros (engines fetch it as text)."""
     if value is None:
         return None
+    if isinstance(value, str) and "." in value and "e" not in value and "E" not in value:
+        text = value.rstrip("0").rstrip(".")
+        return Decimal(text) if text not in ("-0", "") else ZERO
     d = Decimal(value)
     return Decimal(int(d)) if d == d.to_integral_value() else d.normalize()
 
 
 def collect(compiled: Compiled, program: t.Program, rows) -> MonthlyResult:
-    """Long result rows → `MonthlyResult`, ordered exactly as the interpreter orders it."""
+    """Long result rows → `MonthlyResult`, ordered exactly as the interpreter orders it: by practice
+    id, then month, then line (or pool, then installment) order."""
     places = _places(program.quantum)
     line_index = {name: i for i, name in enumerate(compiled.lines)}
     pool_index = {name: i for i, name in enumerate(compiled.pools)}
     year = compiled.months[0].year
     practices, lines, pools, insts = [], [], [], []
     for kind, pid, month, line, quarter, amount, applied, basis in rows:
-        if kind == "practice":
-            practices.append(pid)
-            continue
         value = Decimal(amount).quantize(places) if applied else ZERO
         if kind == "line":
             lines.append((pid, month, line_index[line], (pid, month, line, value, bool(applied), _plain(basis))))
+        elif kind == "practice":
+            practices.append(pid)
         elif kind == "pool":
             pools.append((pid, pool_index[line], (pid, line, year, value, bool(applied))))
         else:
-            insts.append((pid, pool_index[line], quarter, (pid, line, year, int(quarter), value, bool(applied))))
-    order = {pid: i for i, pid in enumerate(sorted(practices))}
+            inst_order = _inst_order(program, line, quarter)
+            insts.append((pid, pool_index[line], inst_order, (pid, line, year, int(quarter), value, bool(applied))))
+    # (pid, month, index) is unique per row, so tuple order never reaches the payload
+    lines.sort()
+    pools.sort()
+    insts.sort()
     result = MonthlyResult(practices=sorted(practices))
-    result.rows = [r[-1] for r in sorted(lines, key=lambda r: (order[r[0]], r[1], r[2]))]
-    result.pools = [r[-1] for r in sorted(pools, key=lambda r: (order[r[0]], r[1]))]
-    result.installments = [r[-1] for r in sorted(insts, key=lambda r: (order[r[0]], r[1], _inst_order(
-        program, r[3][1], r[2])))]
+    result.rows = [r[3] for r in lines]
+    result.pools = [r[2] for r in pools]
+    result.installments = [r[3] for r in insts]
     return result
 
 

@@ -89,7 +89,7 @@ def run(program: t.Program, spark, period: Period, params: dict, tables: dict, o
     """Evaluate on tables Spark already knows (views, catalog tables or parquet.`path`)."""
     compiled = compile_query(program, period, "spark", tables=tables, params=params, options=options)
     try:
-        rows = [tuple(r) for r in spark.sql(compiled.sql(pretty=False)).collect()]
+        rows = [tuple(r) for r in spark.sql(compiled.fetch_sql()).collect()]
     except Exception as exc:  # py4j / pyspark errors: turned into the interpreter's error
         raise translate(compiled, exc, member_label) from None
     return collect(compiled, program, rows)
