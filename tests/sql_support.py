@@ -223,3 +223,17 @@ def pg_evaluate(pg: Postgres, prog, period, params=None):
                      int(quarter) if quarter else None, D(amount) if amount is not None else None,
                      None if applied is None else applied == "t", D(basis) if basis is not None else None))
     return collect(compiled, prog, rows)
+
+
+def pool_dividing_by_a_monthly_line(leave: date | None):
+    """A pool whose amount divides by a monthly line's amount: only December's row is the pool's,
+    so the line's zero in January must not stop the query (the SQL computes pools beside every
+    month's row)."""
+    cap = t.LineRef("cap")
+    pool = line("pool", ar("/", t.YearSum(count_members()), cap), kind="pool",
+                installments=(t.Installment(4, None, t.Cmp(">", ar("/", c(1), cap), c(0))),))
+    prog = program([line("cap", sum_members(c(10))), pool])
+    p = Panel()
+    p.member("M1", "P1", date(1970, 1, 1), start=date(2011, 6, 1), end=leave)
+    p.member("M2", "P1", date(1980, 1, 1), start=date(2011, 6, 1), end=leave)
+    return prog, p

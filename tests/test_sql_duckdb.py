@@ -16,7 +16,8 @@ from capdsl.interpret import evaluate as interpret, fix, round_to
 from capdsl.periods import parse_period
 from capdsl.sql import DIALECTS, compile_program, evaluate
 from capdsl.sql.duckdb_engine import evaluate_files
-from sql_support import AGE, MARCH, Panel, ar, c, count_members, line, mcol, pcol, program, sum_members
+from sql_support import (AGE, MARCH, Panel, ar, c, count_members, line, mcol, pcol, pool_dividing_by_a_monthly_line,
+                         program, sum_members)
 
 D = Decimal
 
@@ -322,3 +323,15 @@ def test_a_basis_fetched_as_text_reads_as_the_decimal_would(text):
 
     as_text, as_decimal = _plain(text), _plain(D(text))
     assert as_text == as_decimal and str(as_text) == str(as_decimal)
+
+
+def test_a_pool_is_evaluated_on_december_only():
+    prog, p = pool_dividing_by_a_monthly_line(None)
+    result = same(prog, p, "2011")  # every month reported: January's line is computed, and 0
+    assert result.pools[0][3] == D("0.70")  # 14 member-months of the year / December's 20.00
+
+
+def test_a_pool_failing_on_december_is_the_interpreters_error():
+    prog, p = pool_dividing_by_a_monthly_line(date(2011, 11, 30))
+    sql_error, ref_error = error_of(prog, p, "2011")
+    assert sql_error.code == ref_error.code == "E0803"

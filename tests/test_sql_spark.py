@@ -14,7 +14,7 @@ from capdsl.interpret import evaluate as interpret, fix, round_to
 from capdsl.periods import parse_period
 from capdsl.sql import evaluate
 from capdsl.sql.spark_engine import available
-from sql_support import AGE, Panel, ar, c, line, mcol, pcol, program, sum_members
+from sql_support import AGE, Panel, ar, c, line, mcol, pcol, pool_dividing_by_a_monthly_line, program, sum_members
 from test_sql_duckdb import DIVISIONS, MODES, ROUNDING_CASES, czech_like
 
 pytestmark = pytest.mark.spark
@@ -42,6 +42,16 @@ def test_czech_like_contract_matches_the_interpreter(spark, period):
     want = interpret(prog, panel.rows(), per.months, params)
     assert (got.rows, got.pools, got.installments, got.practices) == \
         (want.rows, want.pools, want.installments, want.practices)
+
+
+def test_a_pool_is_evaluated_on_december_only(spark):
+    """January's line is 0 and the pool divides by it: Spark's CASE must not evaluate the guarded
+    division on the other months' rows (where the SQL computes pools too)."""
+    prog, panel = pool_dividing_by_a_monthly_line(None)
+    per = parse_period("2011")
+    got = evaluate(prog, panel.duckdb(), per, {}, engine="spark", spark=spark)
+    assert got.pools == interpret(prog, panel.rows(), per.months, {}).pools
+    assert got.pools[0][3] == D("0.70")
 
 
 def test_rounding_modes_and_division_in_one_query(spark):
