@@ -13,7 +13,6 @@ quoted line breaks) must give the same statements as the clean panel.
 from __future__ import annotations
 
 import re
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable

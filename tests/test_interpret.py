@@ -3,7 +3,6 @@ rounding, pools and installments, and the properties every statement has."""
 
 from __future__ import annotations
 
-import random
 from datetime import date
 from decimal import Decimal
 
@@ -290,7 +289,7 @@ def test_installments_always_sum_to_the_pool(pool_amount, shares):
 
 def test_interpreter_throughput_is_not_silly():
     """Not a timing test: a guard that memoisation still collapses members to groups."""
-    from capdsl.interpret import Interpreter, Tracer
+    from capdsl.interpret import Tracer
 
     program = program_of(PROPERTY_CONTRACT.format(exposure="first_day"))
     rows = _rows([("P1", date(1950 + i % 60, 1 + i % 12, 1), i % 2 == 0, None) for i in range(3000)])

@@ -18,7 +18,7 @@ from capdsl.errors import EvalError
 from capdsl.interpret import evaluate as interpret
 from capdsl.periods import parse_period
 from capdsl.sql import evaluate
-from sql_support import AGE, Panel, ar, line, program
+from sql_support import AGE, Panel, line, program
 
 D = Decimal
 EXAMPLES = int(os.environ.get("CAPDSL_HYPOTHESIS_EXAMPLES", "60"))

@@ -16,7 +16,7 @@ from capdsl.interpret import evaluate as interpret, fix, round_to
 from capdsl.periods import parse_period
 from capdsl.sql import DIALECTS, compile_program, evaluate
 from capdsl.sql.duckdb_engine import evaluate_files
-from sql_support import (AGE, MARCH, Panel, ar, c, count_members, line, mcol, pcol, pool_dividing_by_a_monthly_line,
+from sql_support import (AGE, MARCH, Panel, ar, c, count_members, line, pcol, pool_dividing_by_a_monthly_line,
                          program, sum_members)
 
 D = Decimal
