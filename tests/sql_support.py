@@ -226,9 +226,10 @@ def pg_evaluate(pg: Postgres, prog, period, params=None):
 
 
 def pool_dividing_by_a_monthly_line(leave: date | None):
-    """A pool whose amount divides by a monthly line's amount: only December's row is the pool's,
-    so the line's zero in January must not stop the query (the SQL computes pools beside every
-    month's row)."""
+    """A pool whose amount divides by a monthly line's amount. The language keeps monthly values
+    out of a pool's amount (E0306), so in a checked contract every pool input is the same on every
+    month's row; this evaluation tree makes one differ, to test that the SQL, which computes pools
+    beside every month's row, evaluates a failing expression on December's row only."""
     cap = t.LineRef("cap")
     pool = line("pool", ar("/", t.YearSum(count_members()), cap), kind="pool",
                 installments=(t.Installment(4, None, t.Cmp(">", ar("/", c(1), cap), c(0))),))

@@ -749,7 +749,9 @@ class _Compiler:
         """Pools on each practice's December row: the year's sums as window sums over the monthly
         rows (so the monthly CTE is read once: Spark recomputes a CTE per reference), then
         applied/raw/rounded and the installments. They are computed on every month's row but read
-        on December's only; an expression that may stop the query is guarded to `mon = 12`."""
+        on December's only. A checked contract gives a pool the same inputs on every row (E0306
+        keeps monthly values out), but the tree does not promise it: an expression that may stop
+        the query is guarded to `mon = 12`."""
         december = lambda: exp.EQ(this=col("mon"), expression=num(12))  # noqa: E731
         sums = [exp.alias_(exp.Window(this=exp.Sum(this=col(name)), partition_by=[col("practice_id")]),
                            f"ysum__{name}", copy=False) for name in self.plan.years.values()]
