@@ -24,8 +24,10 @@ The query is a chain of CTEs, each a single pass:
             amount, applied, basis) — see `capdsl.sql.engine.collect`
 
 Numbers are DECIMAL(38, 12). `+ -` are exact; `*` is CAST(a * b AS
-DECIMAL(38, 12)) (half away from zero in every supported engine); `/` and
-rounding come from `dialects` (explicit integer arithmetic). Literals keep
+DECIMAL(38, 12)) (half away from zero in every supported engine); `/` comes
+from `dialects` (explicit integer arithmetic), and so does rounding, except
+`half_up` to 1, 0.1, 0.01, … where the dialect's decimal `ROUND` is known to
+round half away from zero. Literals keep
 their own small precision so that products of a rate and a column fit.
 """
 
@@ -726,11 +728,11 @@ class _Compiler:
     def line_layers(self, line: t.LineDef, prev: str, scope: _Scope, add, guard: exp.Expression | None = None) -> str:
         """Two CTEs per line: applied and raw amount, then the rounded amount (so `LineRef` reads a column).
         With `guard`, both are NULL on rows where it does not hold (and nothing there is evaluated)."""
-        trees = [self.tree(line.amount)] + ([self.tree(line.applies)] if line.applies is not None else [])
-        applies = self.ex(trees[1], scope) if line.applies is not None else exp.true()
-        amount = self.ex(trees[0], scope)
-        raw = case([(applies.copy(), dec(amount))], dec(num(0))) if line.applies is not None else dec(amount)
-        if guard is not None and any(_raises(tree) for tree in trees):
+        amount_tree, applies_tree = self.tree(line.amount), self.tree(line.applies)
+        applies = self.ex(applies_tree, scope) if applies_tree is not None else exp.true()
+        amount = self.ex(amount_tree, scope)
+        raw = case([(applies.copy(), dec(amount))], dec(num(0))) if applies_tree is not None else dec(amount)
+        if guard is not None and (_raises(amount_tree) or (applies_tree is not None and _raises(applies_tree))):
             applies, raw = case([(guard.copy(), applies)], None), dec(case([(guard, raw)], None))
         add(f"l_{line.name}", exp.select(exp.Star(), exp.alias_(applies, f"ok__{line.name}", copy=False),
                                          exp.alias_(raw, f"raw__{line.name}", copy=False), copy=False).from_(prev, copy=False))
@@ -780,8 +782,9 @@ class _Compiler:
                     value = amount
                     for o in others:
                         value = exp.Sub(this=value, expression=o)
-                paid = self.ex(self.tree(inst.when), scope) if inst.when is not None else exp.true()
-                if inst.when is not None and _raises(self.tree(inst.when)):
+                when = self.tree(inst.when)
+                paid = self.ex(when, scope) if when is not None else exp.true()
+                if when is not None and _raises(when):
                     paid = case([(december(), paid)], None)
                 finals += [exp.alias_(paid, f"paid__{name}", copy=False),
                            exp.alias_(dec(case([(paid.copy(), value)], num(0))), f"inst__{name}", copy=False)]
@@ -816,7 +819,7 @@ class _Compiler:
                           col("line", "it"), col("quarter", "it"),
                           exp.alias_(dec(pick("amount")), "amount", copy=False),
                           exp.alias_(pick("applied"), "applied", copy=False),
-                          exp.alias_(dec(pick("basis")) if lines and any(it.basis for it in lines) else null("decimal"),
+                          exp.alias_(dec(pick("basis")) if any(it.basis for it in lines) else null("decimal"),
                                      "basis", copy=False), copy=False).from_(
             exp.alias_(exp.to_table(source), "x", copy=False), copy=False).join(
             exp.alias_(exp.to_table("items"), "it", copy=False), join_type="cross", copy=False).where(where, copy=False)

@@ -4,7 +4,9 @@ division, error raising, day differences, file sources.
 Everything else the compiler emits is plain ANSI SQL that sqlglot transpiles
 (CASE, CAST to DECIMAL(38, 12), GREATEST/LEAST, COALESCE). Only the pieces
 whose semantics differ between engines live here, and each is written with
-explicit integer arithmetic so that no engine's default rounding is trusted:
+explicit integer arithmetic so that no engine's default rounding is trusted
+(the one exception is `round_half_away`: a decimal `ROUND` an engine documents,
+and our tests check, as half away from zero):
 
 - `fixed_div(a, b)`: a / b rounded half away from zero to 12 places.
   DuckDB's decimal `/` returns DOUBLE, Spark's adjusts precision, Postgres

@@ -43,6 +43,8 @@ def collect(compiled: Compiled, program: t.Program, rows) -> MonthlyResult:
     places = _places(program.quantum)
     line_index = {name: i for i, name in enumerate(compiled.lines)}
     pool_index = {name: i for i, name in enumerate(compiled.pools)}
+    inst_index = {(name, inst.quarter): i for name in compiled.pools
+                  for i, inst in enumerate(program.line(name).installments)}
     year = compiled.months[0].year
     practices, lines, pools, insts = [], [], [], []
     for kind, pid, month, line, quarter, amount, applied, basis in rows:
@@ -54,8 +56,8 @@ def collect(compiled: Compiled, program: t.Program, rows) -> MonthlyResult:
         elif kind == "pool":
             pools.append((pid, pool_index[line], (pid, line, year, value, bool(applied))))
         else:
-            inst_order = _inst_order(program, line, quarter)
-            insts.append((pid, pool_index[line], inst_order, (pid, line, year, int(quarter), value, bool(applied))))
+            insts.append((pid, pool_index[line], inst_index[line, quarter],
+                          (pid, line, year, int(quarter), value, bool(applied))))
     # (pid, month, index) is unique per row, so tuple order never reaches the payload
     lines.sort()
     pools.sort()
@@ -65,13 +67,6 @@ def collect(compiled: Compiled, program: t.Program, rows) -> MonthlyResult:
     result.pools = [r[2] for r in pools]
     result.installments = [r[3] for r in insts]
     return result
-
-
-def _inst_order(program: t.Program, pool: str, quarter: int) -> int:
-    for i, inst in enumerate(program.line(pool).installments):
-        if inst.quarter == quarter:
-            return i
-    return 99
 
 
 def translate(compiled: Compiled, exc: BaseException,
