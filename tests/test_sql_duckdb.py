@@ -335,3 +335,54 @@ def test_a_pool_failing_on_december_is_the_interpreters_error():
     prog, p = pool_dividing_by_a_monthly_line(date(2011, 11, 30))
     sql_error, ref_error = error_of(prog, p, "2011")
     assert sql_error.code == ref_error.code == "E0803"
+
+
+def test_a_line_no_pool_reads_is_not_evaluated_in_months_read_only_for_the_pools():
+    """March's statement evaluates the whole year for the pool; January's `100 / count` divides by
+    zero (no member yet), but the interpreter never evaluates that line in January: neither may SQL."""
+    bonus = line("bonus", t.YearSum(count_members()), kind="pool",
+                 installments=(t.Installment(1, D("0.5")), t.Installment(2, None)))
+    prog = program([line("per", ar("/", c(100), count_members())), bonus])
+    p = Panel()
+    p.practice("P1")
+    p.member("M1", "P1", date(1970, 1, 1), start=MARCH)
+    result = same(prog, p, "2011-03")
+    assert result.rows == [("P1", MARCH, "per", D("100.00"), True, None)]
+
+
+def spread_panel() -> Panel:
+    """Members whose age bands change during 2011, joining and leaving mid-year, two practices."""
+    p = Panel(practice_attrs={"rate": "decimal"}, measure_kinds={"m": "decimal"})
+    p.practice("P1", rate=D("3.5"))
+    p.practice("P2", rate=D("4"))
+    for i in range(40):
+        p.member(f"M{i}", "P1" if i % 3 else "P2", date(1946 + i % 30, 1 + i % 12, 1 + i % 27),
+                 start=date(2011, 1 + i % 12, 1) if i % 4 == 0 else None,
+                 end=date(2011, 1 + (i * 5) % 12, 28) if i % 6 == 0 else None)
+    p.measures += [("P1", f"2011-{m:02d}", "m", D(m)) for m in range(1, 13)] + [("P2", "2011", "m", D("2.5"))]
+    return p
+
+
+def band_by_age():
+    return t.Case(((t.Cmp("<", AGE, c(50)), c("1.25")), (t.Cmp("<", AGE, c(60)), c("1.5"))), c("2.75"), "b")
+
+
+@pytest.mark.parametrize("operand, spread", [
+    # affine in the aggregates with month-invariant factors: the other months are summed per practice
+    (lambda: ar("+", ar("*", pcol("rate"), sum_members(band_by_age())), c(7)), True),
+    (lambda: t.Neg(ar("-", count_members(), ar("*", c(2), sum_members(band_by_age())))), True),
+    # a monthly measure as a factor, or a non-linear use of an aggregate: summed month by month
+    (lambda: ar("*", t.Measure("m", "decimal"), count_members()), False),
+    (lambda: t.MinMax("max", (count_members(), c(3))), False),
+])
+@pytest.mark.parametrize("period", ["2011-03", "2011-Q2", "2011-11"])
+def test_year_sums_match_the_interpreter_whether_or_not_months_are_summed_per_practice(operand, spread, period):
+    from capdsl.sql.compile import _affine
+
+    assert _affine(operand()) is spread
+    bonus = line("bonus", ar("*", c("0.15"), t.YearSum(operand())), kind="pool",
+                 installments=(t.Installment(1, D("0.25")), t.Installment(2, D("0.25")), t.Installment(3, D("0.25")),
+                               t.Installment(4, None)))
+    prog = program([line("cap", sum_members(ar("*", pcol("rate"), band_by_age()))), bonus],
+                   measures={"m": ("decimal", None, "")})
+    same(prog, spread_panel(), period)

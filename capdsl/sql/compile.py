@@ -182,8 +182,11 @@ class _Compiler:
         self.o = options
         self.months, self.due = run_months(program, period)
         self.reported = tuple(period.months)
-        self.year_aggs = {t.inline(a, program) for a in t.year_closure(program)[1]}  # as in plan.aggs
+        year_lines, year_aggs = t.year_closure(program)
+        self.year_lines = year_lines  # monthly lines the pools read in every month
+        self.year_aggs = {t.inline(a, program) for a in year_aggs}  # as in plan.aggs
         self.grouped = len(self.months) > len(self.reported)  # see mg_query
+        self.spread = False  # see spreads_year (set once the year sums are known)
         self.fails: list = []
         self.plan = _Plan()
         self.practice_cols: dict[str, str] = {}
@@ -462,8 +465,22 @@ class _Compiler:
         return dec(exp.Mul(this=exp.Paren(this=exp.Add(this=q(), expression=adj)), expression=qv()))
 
     # ─────────────────────────── the query ───────────────────────────
+    def spreads_year(self) -> bool:
+        """Whether the member-months read only for the pools can be added up per practice, onto one
+        month's row, instead of per month (a hand-written query's GROUP BY practice; at 10 M members
+        a second key costs Spark ~6 s). Exact when every year sum is affine in its aggregates with
+        coefficients that are the same in every month, Σ_m (F × a_m + G) = F × Σ_m a_m + 12 G, so
+        the sum does not care which month's row holds which part of Σ_m a_m; and when the member
+        aggregates read nothing of the month but the member-month itself (age, weight, columns)."""
+        if not self.grouped or self.year_lines:
+            return False
+        if not all(_affine(node.operand) for node in self.plan.years):
+            return False
+        return not any(_reads_month(agg) for agg in self.year_aggs if agg.source == "members")
+
     def build(self) -> Compiled:
         self._collect()
+        self.spread = self.spreads_year()
         ctes: list[tuple[str, exp.Expression]] = []
         add = lambda name, q: ctes.append((name, q))  # noqa: E731
         add("months", self.months_query())
@@ -482,7 +499,10 @@ class _Compiler:
         prev = "base"
         scope = _Scope("practice")
         for line in self.lines:
-            prev = self.line_layers(line, prev, scope, add)
+            # the interpreter evaluates a line in a month read only for the pools only when a pool
+            # reads it: elsewhere, what may stop the query is guarded to the reported months
+            guard = col("reported") if self.grouped and line.name not in self.year_lines else None
+            prev = self.line_layers(line, prev, scope, add, guard=guard)
         extra = []
         for line in self.lines:
             if line.basis is not None:
@@ -625,27 +645,32 @@ class _Compiler:
         once per group, as the interpreter does. Σ over a group of n equal values is exactly n × value."""
         names = ["age", "w__"] + [c for c in sorted(self.member_cols) if c != "practice_id"]
 
-        def grouped(read: set[str], where: exp.Expression | None) -> exp.Expression:
-            keys = [col("practice_id"), col("month_start")] + [col(c) for c in names if c in read]
+        def grouped(read: set[str], where: exp.Expression | None, month: date | None = None) -> exp.Expression:
+            """Grouped by practice, month and `read`; with `month`, not by month: on that month's row."""
+            keys = [col("practice_id")] + ([col("month_start")] if month is None else []) + [
+                col(c) for c in names if c in read]
             outs = [col(c) if c in read else exp.alias_(self.mm_null(c), c, copy=False) for c in names]
             outs.append(exp.alias_(exp.Count(this=exp.Star()), "n__", copy=False))
             if self.o.row_column:  # the first row of the group names it in error messages
                 outs.append(exp.alias_(exp.Min(this=col(self.o.row_column)), self.o.row_column, copy=False))
-            sel = exp.select(col("practice_id"), col("month_start"), *outs, copy=False).from_("mm", copy=False)
+            sel = exp.select(col("practice_id"), col("month_start") if month is None else exp.alias_(
+                lit(month), "month_start", copy=False), *outs, copy=False).from_("mm", copy=False)
             return (sel.where(where, copy=False) if where is not None else sel).group_by(*keys, copy=False)
 
         if not self.grouped:
             # no year-only months: grouping costs about what it saves (measured), so each
             # member-month is its own group
             return exp.select(exp.Star(), exp.alias_(num(1), "n__", copy=False), copy=False).from_("mm", copy=False)
-        # months read only for the pools' year sums: grouped by just what those aggregates read
+        # months read only for the pools' year sums: grouped by just what those aggregates read,
+        # and with `spread` (spreads_year) not by month: their sum lands on the first such month
         reported = exp.In(this=col("month_start"), expressions=[lit(m) for m in self.reported])
         year_read = {"w__"}
         for agg in self.year_aggs:
             for node in t.walk(agg):
                 if isinstance(node, t.Col) and node.table == "member":
                     year_read.add("w__" if node.name == "weight" else node.name)
-        return exp.union(grouped(set(names), reported), grouped(year_read, exp.Not(this=reported.copy())),
+        first = next(m for m in self.months if m not in self.reported) if self.spread else None
+        return exp.union(grouped(set(names), reported), grouped(year_read, exp.Not(this=reported.copy()), first),
                          distinct=False, copy=False)
 
     def mm_null(self, name: str) -> exp.Expression:
@@ -848,6 +873,34 @@ def _items(rows: list[tuple], names: tuple[str, ...]) -> exp.Expression:
 
     values = exp.values([tuple(value(v) for v in row) for row in rows], alias="items", columns=list(names))
     return exp.select(exp.Star(), copy=False).from_(values, copy=False)
+
+
+def _month_invariant(node: t.Node) -> bool:
+    """The same in every month of a practice's year: no aggregate, month, monthly measure or line."""
+    return not any(isinstance(n, (t.Agg, t.MonthStart, t.LineRef, t.YearSum, t.Ref))
+                   or (isinstance(n, t.Measure) and n.period != "year")
+                   or (isinstance(n, t.Col) and n.table != "practice") for n in t.walk(node))
+
+
+def _affine(node: t.Node) -> bool:
+    """A sum of aggregates times month-invariant factors, plus a month-invariant term (exactly:
+    `+ - *` are exact in SQL and in the interpreter; `/` and rounding are not, so not here)."""
+    if isinstance(node, t.Agg) or _month_invariant(node):
+        return True
+    if isinstance(node, t.Neg):
+        return _affine(node.operand)
+    if isinstance(node, t.Arith) and node.op in "+-":
+        return _affine(node.left) and _affine(node.right)
+    if isinstance(node, t.Arith) and node.op == "*":
+        return (_month_invariant(node.left) and _affine(node.right)) or (
+            _affine(node.left) and _month_invariant(node.right))
+    return False
+
+
+def _reads_month(agg: t.Agg) -> bool:
+    """Whether an aggregate's rows read something of their month besides the member-month itself."""
+    return any(isinstance(n, t.MonthStart) or (isinstance(n, t.Measure) and n.period != "year")
+               for n in t.walk(agg))
 
 
 def _raises(node: t.Node) -> bool:
