@@ -386,3 +386,34 @@ def test_year_sums_match_the_interpreter_whether_or_not_months_are_summed_per_pr
     prog = program([line("cap", sum_members(ar("*", pcol("rate"), band_by_age()))), bonus],
                    measures={"m": ("decimal", None, "")})
     same(prog, spread_panel(), period)
+
+
+def test_a_practice_level_factor_that_may_fail_is_not_taken_out_of_a_member_sum():
+    """Σ (F × v) is computed as F × Σ v when F is the same for every member; a factor that may stop
+    the query stays inside: P2 has no members, so the interpreter never looks up its 0 hours."""
+    hours = pcol("hours")
+    band = t.Case(((t.Cmp("<", AGE, c(50)), c("1.5")),), c(2), "b")
+    tier = t.Case(((t.Cmp(">", hours, c(0)), c("2.5")),), t.Fail("E0807", "no entry of 'tier' applies"), "tier")
+    p = Panel(practice_attrs={"hours": "decimal"})
+    p.practice("P1", hours=D(4))
+    p.practice("P2", hours=D(0))
+    p.member("M1", "P1", date(1970, 1, 1))
+    p.member("M2", "P1", date(1950, 6, 1))
+    prog = program([line("a", sum_members(ar("*", tier, band))),
+                    line("b", sum_members(ar("*", ar("*", c(3), hours), band)))])
+    result = same(prog, p, "2011-03")
+    assert [r[3] for r in result.rows] == [D("8.75"), D("42.00"), D(0), D(0)]
+
+
+@pytest.mark.parametrize("period", ["2011-03", "2011-Q3"])
+def test_a_pool_summing_events_over_the_year_reads_every_months_events(period):
+    points = t.Col("event", "points", "decimal")
+    bonus = line("bonus", t.YearSum(ar("*", c("0.5"), t.Agg("sum", "events", points))), kind="pool",
+                 installments=(t.Installment(1, D("0.5")), t.Installment(3, None)))
+    prog = program([line("ffs", t.Agg("sum", "events", points)), bonus])
+    p = Panel()
+    p.practice("P1")
+    for month in range(1, 13):
+        p.event("P1", date(2011, month, 1 + month), "X", points=month * 10)
+    result = same(prog, p, period)
+    assert result.pools[0][3] == D("390.00")

@@ -170,6 +170,9 @@ class _Plan:
 
     aggs: dict = field(default_factory=dict)  # Agg -> column name
     years: dict = field(default_factory=dict)  # YearSum -> column name
+    sums: dict = field(default_factory=dict)  # (kind, source, expr, where) -> column name of am / ae
+    factors: dict = field(default_factory=dict)  # Agg -> (factor or None, its sum's column, the sum)
+    year_sums: set = field(default_factory=set)  # sums some pool reads in every month
 
 
 class _Compiler:
@@ -222,6 +225,12 @@ class _Compiler:
             for node in t.walk(root):
                 if isinstance(node, t.Agg) and node not in self.plan.aggs:
                     self.plan.aggs[node] = f"agg_{len(self.plan.aggs) + 1}"
+                    factor, inner = self.factor_out(node)
+                    key = (inner.kind, inner.source, inner.expr, inner.where)
+                    name = self.plan.sums.setdefault(key, f"s_{len(self.plan.sums) + 1}")
+                    self.plan.factors[node] = (factor, name, inner)
+                    if node in self.year_aggs:
+                        self.plan.year_sums.add(name)
                 elif isinstance(node, t.YearSum) and node not in self.plan.years:
                     self.plan.years[node] = f"ys_{len(self.plan.years) + 1}"
                 elif isinstance(node, t.Col):
@@ -231,6 +240,25 @@ class _Compiler:
                         self.member_cols[node.name] = node.kind
                 elif isinstance(node, t.Measure):
                     self.measure_uses.setdefault(node.name, set()).add((node.kind, node.period))
+
+    def factor_out(self, agg: t.Agg) -> tuple[t.Node | None, t.Agg]:
+        """Σ (F × v) over members = F × Σ v when F is the same for every member of the practice-month
+        (a tier, a rate): F is then computed once per practice-month, and the rows sum v alone, a
+        narrow decimal (Spark adds those as longs, and multiplies any decimal as BigDecimal). Exact
+        when F × v needs at most 12 places (the types are known and small): then so does F × Σ v.
+        Not with pro-rata weights (w × F × v is rounded per row), nor when F may stop the query (a
+        practice with no members in the month must not evaluate it)."""
+        expr = agg.expr
+        if (agg.kind != "sum" or agg.source != "members" or self.p.exposure == "pro_rata"
+                or not isinstance(expr, t.Arith) or expr.op != "*" or self.numeric_type(expr) is None):
+            return None, agg
+        for factor, rest in ((expr.left, expr.right), (expr.right, expr.left)):
+            if _practice_level(factor) and not _raises(factor):
+                inner_factor, inner = self.factor_out(t.Agg("sum", "members", rest, agg.where, agg.origin))
+                if inner_factor is not None:
+                    factor = t.Arith("*", factor, inner_factor)
+                return factor, inner
+        return None, agg
 
     # ─────────────────────────── expressions ───────────────────────────
     def fail(self, node, scope: _Scope, kind: str | None) -> exp.Expression:
@@ -486,8 +514,9 @@ class _Compiler:
         add("months", self.months_query())
         add("prac", self.prac_query())
         add("pm", self.pm_query())
-        member_aggs = {a: n for a, n in self.plan.aggs.items() if a.source == "members"}
-        event_aggs = {a: n for a, n in self.plan.aggs.items() if a.source == "events"}
+        inner = {name: agg for _, name, agg in self.plan.factors.values()}
+        member_aggs = {a: n for n, a in inner.items() if a.source == "members"}
+        event_aggs = {a: n for n, a in inner.items() if a.source == "events"}
         if member_aggs:
             add("mm", self.mm_query())
             add("mg", self.mg_query())
@@ -670,8 +699,22 @@ class _Compiler:
                 if isinstance(node, t.Col) and node.table == "member":
                     year_read.add("w__" if node.name == "weight" else node.name)
         first = next(m for m in self.months if m not in self.reported) if self.spread else None
-        return exp.union(grouped(set(names), reported), grouped(year_read, exp.Not(this=reported.copy()), first),
-                         distinct=False, copy=False)
+        if self.spread and not self.d.groups_member_months:
+            # one pass, as a hand-written query: the other months' rows are moved onto the first
+            # such month, and agg_query's `month_start IN reported` guards still hold
+            month = case([(reported, col("month_start"))], lit(first))
+            outs = [col(c) for c in names] + [exp.alias_(num(1), "n__", copy=False)]
+            outs += [col(self.o.row_column)] if self.o.row_column else []
+            return exp.select(col("practice_id"), exp.alias_(month, "month_start", copy=False), *outs,
+                              copy=False).from_("mm", copy=False)
+        if self.d.groups_member_months:
+            rows = grouped(set(names), reported)
+        else:  # each reported member-month its own group (Dialect.groups_member_months)
+            outs = [col(c) for c in names] + [exp.alias_(num(1), "n__", copy=False)]
+            outs += [col(self.o.row_column)] if self.o.row_column else []
+            rows = exp.select(col("practice_id"), col("month_start"), *outs, copy=False).from_(
+                "mm", copy=False).where(reported, copy=False)
+        return exp.union(rows, grouped(year_read, exp.Not(this=reported.copy()), first), distinct=False, copy=False)
 
     def mm_null(self, name: str) -> exp.Expression:
         """A typed NULL for a member-month column a group does not keep."""
@@ -681,23 +724,33 @@ class _Compiler:
             return dec(exp.Null())
         return null(self.member_cols[name])
 
+    def event_months(self) -> tuple[date, ...]:
+        """The months whose events are read: the reported ones, unless a pool sums events over the year."""
+        event_sums = {n for (_, source, _, _), n in self.plan.sums.items() if source == "events"}
+        return self.months if event_sums & self.plan.year_sums else self.reported
+
     def ev_query(self) -> exp.Expression:
         e, mo = "e", "mo"
         sel = exp.select(exp.Column(this=exp.Star(), table=exp.to_identifier(e)), col("month_start", mo), copy=False).from_(
             exp.alias_(self.source("events"), e, copy=False), copy=False)
-        if len(self.months) == 1:
-            m = self.months[0]
+        months = self.event_months()
+        if len(months) == 1:  # literal dates: the engine filters the scan (Parquet row groups)
+            m = months[0]
             cond = exp.and_(exp.GTE(this=col("date", e), expression=lit(m)),
-                            exp.LTE(this=col("date", e), expression=lit(month_end(m))), copy=False)
+                            exp.LTE(this=col("date", e), expression=lit(month_end(m))),
+                            exp.EQ(this=col("month_start", mo), expression=lit(m)), copy=False)
             return sel.join(exp.alias_(exp.to_table("months"), mo, copy=False), join_type="cross", copy=False).where(cond, copy=False)
         cond = exp.and_(exp.GTE(this=col("date", e), expression=col("month_start", mo)),
                         exp.LTE(this=col("date", e), expression=col("month_end", mo)), copy=False)
+        if months != self.months:
+            cond = exp.and_(cond, col("reported", mo), copy=False)
         return sel.join(exp.alias_(exp.to_table("months"), mo, copy=False), on=cond, join_type="inner", copy=False)
 
     def agg_query(self, rows: str, aggs: dict, level: str) -> exp.Expression:
         scope = _Scope(level, row=rows, pm="pm")
         needs_pm = False
         outs = []
+        months = self.event_months() if level == "event" else self.months  # the rows' months
         for agg, name in aggs.items():
             where = self.ex(agg.where, scope) if agg.where is not None else None
             if agg.kind == "count":
@@ -708,9 +761,10 @@ class _Compiler:
                 value = self.ex(agg.expr, scope)
                 if level == "member" and self.p.exposure == "pro_rata":
                     value = dec(exp.Mul(this=col("w__", rows), expression=paren(value)))
-                if level == "member" and self.grouped:  # a group of n__ equal member-months (mg_query): exact
+                if level == "member" and self.grouped and (name in self.plan.year_sums or self.d.groups_member_months):
+                    # a group of n__ equal member-months (mg_query): exact
                     value = dec(exp.Mul(this=paren(value), expression=col("n__", rows)))
-            if agg not in self.year_aggs and len(self.months) > len(self.reported):
+            if name not in self.plan.year_sums and len(months) > len(self.reported):
                 # read only in the reported months (t.year_closure): CASE is lazy in every engine,
                 # so the other months neither cost the expression nor raise its failures
                 month = exp.In(this=col("month_start", rows), expressions=[lit(m) for m in self.reported])
@@ -726,8 +780,8 @@ class _Compiler:
                     needs_pm = True
         # One month: it is a constant, so the rows are grouped by practice alone (a second
         # hash key cost about a sixth of a large panel's member aggregate, measured)
-        single = len(self.months) == 1
-        month = exp.alias_(lit(self.months[0]), "month_start", copy=False) if single else col("month_start", rows)
+        single = len(months) == 1
+        month = exp.alias_(lit(months[0]), "month_start", copy=False) if single else col("month_start", rows)
         sel = exp.select(col("practice_id", rows), month, *outs, copy=False).from_(rows, copy=False)
         if needs_pm:
             sel = sel.join("pm", on=exp.and_(
@@ -741,8 +795,11 @@ class _Compiler:
         cols = [exp.Column(this=exp.Star(), table=exp.to_identifier("pm"))]
         sel = exp.select(copy=False).from_("pm", copy=False)
         for agg, name in self.plan.aggs.items():
-            src = "am" if agg.source == "members" else "ae"
-            cols.append(exp.alias_(exp.Coalesce(this=col(name, src), expressions=[num(0)]), name, copy=False))
+            factor, inner, _ = self.plan.factors[agg]
+            total = exp.Coalesce(this=col(inner, "am" if agg.source == "members" else "ae"), expressions=[num(0)])
+            if factor is not None:
+                total = dec(exp.Mul(this=paren(self.ex(factor, _Scope("practice", pm="pm"))), expression=total))
+            cols.append(exp.alias_(total, name, copy=False))
         for src, used in (("am", members), ("ae", events)):
             if used:
                 sel = sel.join(src, on=exp.and_(
@@ -873,6 +930,12 @@ def _items(rows: list[tuple], names: tuple[str, ...]) -> exp.Expression:
 
     values = exp.values([tuple(value(v) for v in row) for row in rows], alias="items", columns=list(names))
     return exp.select(exp.Star(), copy=False).from_(values, copy=False)
+
+
+def _practice_level(node: t.Node) -> bool:
+    """Reads only the practice-month: the same for every member (and event) of it."""
+    return not any(isinstance(n, (t.Agg, t.LineRef, t.YearSum, t.Ref))
+                   or (isinstance(n, t.Col) and n.table != "practice") for n in t.walk(node))
 
 
 def _month_invariant(node: t.Node) -> bool:

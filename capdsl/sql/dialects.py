@@ -64,6 +64,10 @@ class Dialect(ABC):
     tested: bool = True
     # ROUND(decimal, places) rounds half away from zero (documented, and run by the rounding tests)
     round_half_away: bool = False
+    # group the reported member-months by what their aggregates read before evaluating them
+    # (DuckDB: VZP 10 M 13.5 s -> 9.3 s); Spark's hash aggregate on (practice, age) costs more than
+    # the expressions it saves (10 M: 8.6 s vs 1.4 s for a band summed row by row), so not there
+    groups_member_months: bool = True
 
     # --- errors -------------------------------------------------------------------
     def raise_error(self, message: exp.Expression) -> exp.Expression:
@@ -203,7 +207,7 @@ class Snowflake(Dialect):
 DIALECTS: dict[str, Dialect] = {
     "duckdb": DuckDB("duckdb", round_half_away=True),
     "postgres": Postgres("postgres", round_half_away=True),
-    "spark": Spark("spark", round_half_away=True),
+    "spark": Spark("spark", round_half_away=True, groups_member_months=False),
     "bigquery": BigQuery("bigquery", tested=False),
     "snowflake": Snowflake("snowflake", tested=False),
 }
