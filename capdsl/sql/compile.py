@@ -8,13 +8,17 @@ The query is a chain of CTEs, each a single pass:
   mm        member-months: members joined to the months they count in
             (exposure rule), with `age` and the exposure weight
   mg        member-months with a group size `n__`: grouped by everything an
-            expression reads when year-only months are read (pools), else 1
+            expression reads when year-only months are read (pools), else 1;
+            the months only pools read are summed per practice when the
+            year sums allow it (`spreads_year`)
   am / ae   one GROUP BY practice, month over mg / events, with one
-            conditional aggregate per `Agg` (n__ × value; aggregates the
-            pools do not need are guarded to the reported months)
-  base      pm + the aggregates (0 when a practice had no rows)
-  l_* / r_* per line in dependency order: applied + raw amount, then the
-            amount rounded with the contract's rule (so `LineRef` reads it)
+            conditional sum `s_*` per distinct `Agg` once a practice-level
+            factor is taken out (Σ F × v = F × Σ v, `factor_out`; n__ × v;
+            sums the pools do not need are guarded to the reported months)
+  base      pm + the aggregates `agg_*` = F × s_* (0 when a practice had no rows)
+  l_* / r_* per step of the lines' dependency order (lines that read no
+            other line are one step): applied + raw amounts, then the
+            amounts rounded with the contract's rule (so `LineRef` reads them)
   monthly   bases and the per-month operands of `YearSum`
   ybase, y* pools: the year's sums (window sums over monthly), evaluated on
             the December row, rounded, split into installments
@@ -527,11 +531,11 @@ class _Compiler:
         add("base", self.base_query(bool(member_aggs), bool(event_aggs)))
         prev = "base"
         scope = _Scope("practice")
-        for line in self.lines:
-            # the interpreter evaluates a line in a month read only for the pools only when a pool
-            # reads it: elsewhere, what may stop the query is guarded to the reported months
-            guard = col("reported") if self.grouped and line.name not in self.year_lines else None
-            prev = self.line_layers(line, prev, scope, add, guard=guard)
+        # the interpreter evaluates a line in a month read only for the pools only when a pool reads
+        # it: elsewhere, what may stop the query is guarded to the reported months
+        if self.lines:
+            prev = self.line_layers(self.lines, prev, scope, add, lambda line: col("reported") if (
+                self.grouped and line.name not in self.year_lines) else None)
         extra = []
         for line in self.lines:
             if line.basis is not None:
@@ -807,21 +811,38 @@ class _Compiler:
                     exp.EQ(this=col("month_start", src), expression=col("month_start", "pm")), copy=False), join_type="left", copy=False)
         return sel.select(*cols, copy=False)
 
-    def line_layers(self, line: t.LineDef, prev: str, scope: _Scope, add, guard: exp.Expression | None = None) -> str:
-        """Two CTEs per line: applied and raw amount, then the rounded amount (so `LineRef` reads a column).
-        With `guard`, both are NULL on rows where it does not hold (and nothing there is evaluated)."""
-        amount_tree, applies_tree = self.tree(line.amount), self.tree(line.applies)
-        applies = self.ex(applies_tree, scope) if applies_tree is not None else exp.true()
-        amount = self.ex(amount_tree, scope)
-        raw = case([(applies.copy(), dec(amount))], dec(num(0))) if applies_tree is not None else dec(amount)
-        if guard is not None and (_raises(amount_tree) or (applies_tree is not None and _raises(applies_tree))):
-            applies, raw = case([(guard.copy(), applies)], None), dec(case([(guard, raw)], None))
-        add(f"l_{line.name}", exp.select(exp.Star(), exp.alias_(applies, f"ok__{line.name}", copy=False),
-                                         exp.alias_(raw, f"raw__{line.name}", copy=False), copy=False).from_(prev, copy=False))
-        rounded = self.round(col(f"raw__{line.name}"), self.p.quantum, self.p.rounding_mode)
-        add(f"r_{line.name}", exp.select(exp.Star(), exp.alias_(rounded, f"amt__{line.name}", copy=False), copy=False).from_(
-            f"l_{line.name}", copy=False))
-        return f"r_{line.name}"
+    def line_layers(self, lines: list[t.LineDef], prev: str, scope: _Scope, add, guard) -> str:
+        """Two CTEs per step of the lines' dependency order (`levels`): applied and raw amount, then the
+        amount rounded with the contract's rule (so `LineRef` reads a column). Where `guard(line)`
+        gives a condition, the line is NULL on rows where it does not hold (nothing there is evaluated)."""
+        for step, level in enumerate(self.levels(lines)):
+            raws, rounded = [], []
+            for line in level:
+                amount_tree, applies_tree = self.tree(line.amount), self.tree(line.applies)
+                applies = self.ex(applies_tree, scope) if applies_tree is not None else exp.true()
+                amount = self.ex(amount_tree, scope)
+                raw = case([(applies.copy(), dec(amount))], dec(num(0))) if applies_tree is not None else dec(amount)
+                where = guard(line)
+                if where is not None and (_raises(amount_tree) or (applies_tree is not None and _raises(applies_tree))):
+                    applies, raw = case([(where.copy(), applies)], None), dec(case([(where, raw)], None))
+                raws += [exp.alias_(applies, f"ok__{line.name}", copy=False), exp.alias_(raw, f"raw__{line.name}", copy=False)]
+                rounded.append(exp.alias_(self.round(col(f"raw__{line.name}"), self.p.quantum, self.p.rounding_mode),
+                                          f"amt__{line.name}", copy=False))
+            name = f"{lines[0].kind}s_{step + 1}"
+            add(f"l_{name}", exp.select(exp.Star(), *raws, copy=False).from_(prev, copy=False))
+            add(f"r_{name}", exp.select(exp.Star(), *rounded, copy=False).from_(f"l_{name}", copy=False))
+            prev = f"r_{name}"
+        return prev
+
+    def levels(self, lines: list[t.LineDef]) -> list[list[t.LineDef]]:
+        """The lines in steps, each reading (`LineRef`) only lines of earlier steps: a CTE per step, not
+        per line (DuckDB plans 10 layered CTEs in ~75 ms more than 2)."""
+        step: dict[str, int] = {}
+        for line in lines:  # in line_order: a line's references come before it
+            refs = [n.name for x in (line.amount, line.applies) if x is not None
+                    for n in t.walk(self.tree(x)) if isinstance(n, t.LineRef)]
+            step[line.name] = 1 + max((step[r] for r in refs if r in step), default=-1)
+        return [[line for line in lines if step[line.name] == k] for k in range(max(step.values(), default=-1) + 1)]
 
     def practice_rows(self) -> exp.Expression:
         return exp.select(exp.alias_(exp.Literal.string("practice"), "kind", copy=False), col("practice_id"),
@@ -842,8 +863,8 @@ class _Compiler:
         add("ybase", exp.select(exp.Star(), *sums, copy=False).from_("monthly", copy=False))
         scope = _Scope("year")
         prev = "ybase"
-        for pool in self.pools:
-            prev = self.line_layers(pool, prev, scope, add, guard=december())
+        if self.pools:
+            prev = self.line_layers(self.pools, prev, scope, add, lambda pool: december())
         shares, finals, items = [], [], []
         for pool in self.pools:
             items.append(_Item(pool.name, "pool", None, f"amt__{pool.name}", f"ok__{pool.name}"))
