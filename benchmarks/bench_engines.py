@@ -14,7 +14,8 @@ as Parquet, for two contracts:
   text-keyed tiers, filtered event counts); one month, no pool.
 
 Timed in one run (each timing is the best and the median of --repeat runs,
-a fresh DuckDB connection each; the machine may be shared):
+a fresh DuckDB connection each; capdsl and the hand-written query run in
+alternation, so the drift of a shared machine reaches both alike):
 
 - capdsl DuckDB in-process (`evaluate_files`, straight from Parquet)
   vs (a) a hand-written DuckDB query computing the same statement lines —
@@ -249,6 +250,22 @@ def timed(fn, repeat: int, warmup: int = 0) -> tuple[Timing, object]:
     return Timing(times), value
 
 
+def timed_pair(ours, theirs, repeat: int, warmup: int = 1) -> tuple[Timing, object, Timing, object]:
+    """Both timed in alternation (ours, theirs, ours, …), so that the machine's drift over a
+    run (a shared VM drifts by 20-30 %) reaches both sides alike; the ratio is of the medians."""
+    for _ in range(warmup):
+        ours()
+        theirs()
+    times = ([], [])
+    values = [None, None]
+    for _ in range(repeat):
+        for side, fn in enumerate((ours, theirs)):
+            t0 = time.perf_counter()
+            values[side] = fn()
+            times[side].append(time.perf_counter() - t0)
+    return Timing(times[0]), values[0], Timing(times[1]), values[1]
+
+
 ROWS: list[tuple[str, str, str, str]] = []   # (section, what, figure, note)
 
 
@@ -306,8 +323,7 @@ def bench_duckdb(files: dict, repeat: int) -> dict:
             cur = con.execute(sql)
             return [d[0] for d in cur.description], cur.fetchall()
 
-        t_ours, result = timed(ours, repeat, warmup=1)
-        t_hand, (columns, rows) = timed(theirs, repeat, warmup=1)
+        t_ours, result, t_hand, (columns, rows) = timed_pair(ours, theirs, repeat)
         total = assert_same(name, capdsl_items(result, date(2011, 3, 1)), hand_items(columns, rows))
         ratio = t_ours.median / t_hand.median
         report("duckdb", f"{name}: capdsl DuckDB (evaluate_files, in-process)", str(t_ours))
@@ -505,8 +521,8 @@ def bench_process(files: dict, repeat: int) -> None:
                     "--events", files["events"], "--measures", files["measures"], "--period", PERIOD,
                     "--format", "csv", "-o", str(Path(tmp) / "ours.csv"), "-q"]
             theirs = [sys.executable, str(script), str(sql_file), str(Path(tmp) / "hand.csv")]
-            t_ours, _ = timed(lambda: subprocess.run(ours, check=True, capture_output=True), repeat, warmup=1)
-            t_hand, _ = timed(lambda: subprocess.run(theirs, check=True, capture_output=True), repeat, warmup=1)
+            t_ours, _, t_hand, _ = timed_pair(lambda: subprocess.run(ours, check=True, capture_output=True),
+                                              lambda: subprocess.run(theirs, check=True, capture_output=True), repeat)
             report("process", f"{name}: whole `capdsl eval … --format csv` process", str(t_ours))
             report("process", f"{name}: whole python process, hand-written SQL -> CSV", str(t_hand))
             report("process", f"{name}: ratio capdsl / hand (median)", f"{t_ours.median / t_hand.median:.2f}x")
@@ -538,8 +554,7 @@ def bench_spark(files: dict, repeat: int) -> None:
                 df = spark.sql(sql)
                 return df.columns, [tuple(r) for r in df.collect()]
 
-            t_ours, result = timed(ours, repeat, warmup=1)
-            t_hand, (columns, rows) = timed(theirs, repeat, warmup=1)
+            t_ours, result, t_hand, (columns, rows) = timed_pair(ours, theirs, repeat)
             total = assert_same(f"{name} (spark)", capdsl_items(result, date(2011, 3, 1)), hand_items(columns, rows))
             report("spark", f"{name}: capdsl on Spark (local[2], from Parquet)", str(t_ours))
             report("spark", f"{name}: hand-written SQL on Spark (local[2])", str(t_hand))
