@@ -430,3 +430,21 @@ def test_a_schedule_read_only_by_a_line_that_does_not_apply_is_not_looked_up():
     p.event("P1", date(2011, 3, 2), "B", points=1)
     prog = program([line("ffs", t.Agg("sum", "events", fee), applies=pcol("contracted", "bool"))])
     same(prog, p, "2011-03")
+
+
+@pytest.mark.parametrize("period", ["2011-03", "2011-Q4", "2011"])
+def test_the_long_result_and_the_engines_wide_rows_read_the_same(period):
+    """`compile --sql` prints a row per statement line; the engines fetch a row per practice-month
+    (`fetch_sql`). Both are read back to the same result, pools and installments included."""
+    from capdsl.sql.compile import Options, compile_query
+    from capdsl.sql.engine import collect, collect_wide
+
+    prog, p = czech_like()
+    con = p.duckdb()
+    compiled = compile_query(prog, parse_period(period), "duckdb", params={"nat": D(250)}, options=Options())
+    long = collect(compiled, prog, con.execute(compiled.sql()).fetchall())
+    wide = collect_wide(compiled, prog, con.execute(compiled.fetch_sql()).fetchall())
+    assert (wide.rows, wide.pools, wide.installments, wide.practices) == (
+        long.rows, long.pools, long.installments, long.practices)
+    assert [str(r[3]) for r in wide.rows] == [str(r[3]) for r in long.rows]  # exponents too
+    assert wide.installments or period != "2011"

@@ -85,18 +85,19 @@ class Compiled:
     lines: tuple[str, ...]  # monthly lines in line order
     pools: tuple[str, ...]
     due: tuple[int, ...]  # quarters whose installments are reported
+    wide: exp.Expression | None = None  # the engines' result, over the same CTEs (wide_rows)
+    items: tuple = ()  # its columns: an `_Item` each (amount, applied[, basis])
 
     def sql(self, pretty: bool = True) -> str:
+        """The long result (`compile --sql`): a row per practice, statement line, pool and installment."""
         return self.query.sql(dialect=self.dialect.name, pretty=pretty, copy=False)
 
     def fetch_sql(self) -> str:
-        """The query as an engine runs it: amounts and bases come back as text, which drivers hand
-        to Python faster than their exact-decimal type (DuckDB, 40,000 rows: ~170 ms → ~80 ms),
-        and `Decimal(text)` is exact."""
-        text = {name: exp.cast(exp.column(name), "TEXT").sql(dialect=self.dialect.name) + f" AS {name}"
-                for name in ("amount", "basis")}
-        return (f"SELECT kind, practice_id, month_start, line, quarter, {text['amount']}, applied, "
-                f"{text['basis']} FROM ({self.sql(pretty=False)}) AS fetched")
+        """The query as an engine runs it (read by `engine.collect_wide`): one row per practice-month,
+        amounts and bases as text, which drivers hand to Python faster than their exact-decimal
+        type (DuckDB, 40,000 values: ~170 ms → ~80 ms), and `Decimal(text)` is exact."""
+        with_ = self.query.args["with_"].sql(dialect=self.dialect.name, copy=False)
+        return f"{with_} {self.wide.sql(dialect=self.dialect.name, copy=False)}"
 
 
 def run_months(program: t.Program, period: Period) -> tuple[tuple[date, ...], tuple[int, ...]]:
@@ -559,7 +560,23 @@ class _Compiler:
             this=exp.to_identifier("result"))), copy=False)
         query.set("with_", with_)
         return Compiled(query, self.d, self.months, self.reported, tuple(self.fails),
-                        tuple(line.name for line in self.lines), tuple(p.name for p in self.pools), self.due)
+                        tuple(line.name for line in self.lines), tuple(p.name for p in self.pools), self.due,
+                        self.wide_rows(source, items), tuple(items))
+
+    def wide_rows(self, source: str, items: list[_Item]) -> exp.Expression:
+        """What the engines fetch: one row per practice and reported month (and December, for the
+        pools), a column per item's amount (as text), applied flag and basis; `engine.collect_wide`
+        reads it. Against the long rows: HU 10 M, 6,667 rows instead of 40,000, ~115 ms less of
+        ~900 (fetching and building the statement rows). Every practice has every month's row."""
+        outs = [col("practice_id"), col("month_start"), col("reported")]
+        for it in items:
+            outs += [text(col(it.amount)), col(it.applied)]
+            if it.basis is not None:
+                outs.append(text(col(it.basis)))
+        where = col("reported")
+        if self.pools:
+            where = exp.or_(where, exp.EQ(this=col("mon"), expression=num(12)), copy=False)
+        return exp.select(*outs, copy=False).from_(source, copy=False).where(where, copy=False)
 
     def age_reference(self, m: date) -> tuple[int, int]:
         """The day ages are counted on in month `m`: (year, month * 100 + day)."""

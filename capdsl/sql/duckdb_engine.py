@@ -10,7 +10,7 @@ from .. import tree as t
 from ..interpret import MonthlyResult
 from ..periods import Period
 from .compile import Options, compile_query
-from .engine import collect, translate
+from .engine import collect_wide, translate
 
 # Empty stand-ins for tables a run on files does not provide.
 _EMPTY = {
@@ -40,7 +40,7 @@ def evaluate(program: t.Program, con, period: Period, params: dict, *,
         rows = con.execute(compiled.fetch_sql()).fetchall()
     except Exception as exc:  # duckdb.Error: turned into the interpreter's error
         raise translate(compiled, exc, member_label) from None
-    return collect(compiled, program, rows)
+    return collect_wide(compiled, program, rows)
 
 
 def evaluate_files(program: t.Program, files: Mapping[str, str], period: Period, params: dict,
@@ -65,4 +65,4 @@ def evaluate_files(program: t.Program, files: Mapping[str, str], period: Period,
         rows = con.execute(compiled.fetch_sql()).fetchall()
     except Exception as exc:
         raise translate(compiled, exc) from None
-    return collect(compiled, program, rows)
+    return collect_wide(compiled, program, rows)

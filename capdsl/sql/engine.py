@@ -90,6 +90,45 @@ def _collect(compiled: Compiled, program: t.Program, rows) -> MonthlyResult:
     return result
 
 
+def collect_wide(compiled: Compiled, program: t.Program, rows) -> MonthlyResult:
+    """The engines' wide rows (`Compiled.fetch_sql`: practice, month, reported, then per item its
+    amount as text, applied and basis) → `MonthlyResult`, in the interpreter's order."""
+    with paused_gc():
+        places = _places(program.quantum)
+        year = compiled.months[0].year
+        layout = [(it.kind, it.line, it.quarter, it.basis is not None) for it in compiled.items]
+        practices, lines, pools, insts = [], [], [], []
+        rows = sorted(rows, key=lambda r: (r[0], r[1]))
+        last = None
+        for row in rows:
+            pid, month, reported = row[0], row[1], row[2]
+            if pid != last:
+                practices.append(pid)
+                last = pid
+            december = month.month == 12
+            i = 3
+            for kind, name, quarter, has_basis in layout:
+                amount, applied = row[i], row[i + 1]
+                i += 2
+                if has_basis:
+                    basis = row[i]
+                    i += 1
+                if kind == "line":
+                    if reported:
+                        value = Decimal(amount).quantize(places) if applied else ZERO
+                        lines.append((pid, month, name, value, bool(applied),
+                                      _plain(basis) if has_basis and basis is not None else None))
+                elif december:
+                    value = Decimal(amount).quantize(places) if applied else ZERO
+                    if kind == "pool":
+                        pools.append((pid, name, year, value, bool(applied)))
+                    else:
+                        insts.append((pid, name, year, int(quarter), value, bool(applied)))
+        result = MonthlyResult(practices=practices)
+        result.rows, result.pools, result.installments = lines, pools, insts
+        return result
+
+
 def translate(compiled: Compiled, exc: BaseException,
               member_label: Callable[[str], str] | None = None) -> Exception:
     """The interpreter's error for an engine error: a `Fail` payload, an overflow, or else a BackendError."""

@@ -16,7 +16,7 @@ from ..errors import BackendError, error
 from ..interpret import MonthlyResult
 from ..periods import Period
 from .compile import Options, compile_query
-from .engine import collect, translate
+from .engine import collect_wide, translate
 
 CONF = {
     "spark.sql.decimalOperations.allowPrecisionLoss": "false",  # exact DECIMAL(38, s) arithmetic
@@ -96,4 +96,4 @@ def run(program: t.Program, spark, period: Period, params: dict, tables: dict, o
         rows = [tuple(r) for r in spark.sql(compiled.fetch_sql()).collect()]
     except Exception as exc:  # py4j / pyspark errors: turned into the interpreter's error
         raise translate(compiled, exc, member_label) from None
-    return collect(compiled, program, rows)
+    return collect_wide(compiled, program, rows)
