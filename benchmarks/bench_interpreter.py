@@ -57,7 +57,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     from capdsl.interpret import evaluate
-    from capdsl.pipeline import Run, compile_file, panel_rows, requirements
+    from capdsl.pipeline import compile_file, panel_rows, requirements
     from capdsl.panel import load_panel
 
     with tempfile.TemporaryDirectory() as tmp:

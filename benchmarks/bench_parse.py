@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import ast
-import statistics
 import subprocess
 import sys
 import time
@@ -29,8 +28,8 @@ def generate_contract(lines: int) -> str:
         out += [f"    {a} to {a + 4}: {1 + (a % 7) / 10:.2f}" for a in range(0, 100, 5)]
         out += ["    100 and over: 3.40", "end", ""]
         out += [f"tier rate_{i}:",
-                f"    50 CZK when practice.weekly_hours >= 30 hours and practice.late_days >= 1 day",
-                f"    49 CZK when practice.weekly_hours >= 25 hours",
+                "    50 CZK when practice.weekly_hours >= 30 hours and practice.late_days >= 1 day",
+                "    49 CZK when practice.weekly_hours >= 25 hours",
                 "    47 CZK otherwise", "end", ""]
         out += [f"define points_value_{i} = 1.08 CZK per point",
                 f"line cap_{i} \"Capitation {i}\" = sum of rate_{i} * idx_{i} over members",
@@ -45,7 +44,7 @@ def generate_python(lines: int) -> str:
     i = 0
     while len(out) < lines:
         out += [f"def rate_{i}(hours, late):",
-                f"    if hours >= 30 and late >= 1:", "        return 50",
+                "    if hours >= 30 and late >= 1:", "        return 50",
                 "    if hours >= 25:", "        return 49", "    return 47", "",
                 f"IDX_{i} = {{" + ", ".join(f"{a}: {1 + (a % 7) / 10:.2f}" for a in range(0, 100, 5)) + "}", ""]
         i += 1
