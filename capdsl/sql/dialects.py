@@ -66,7 +66,7 @@ class Dialect(ABC):
     round_half_away: bool = False
     # group the reported member-months by what their aggregates read before evaluating them
     # (DuckDB: VZP 10 M 13.5 s -> 9.3 s); Spark's hash aggregate on (practice, age) costs more than
-    # the expressions it saves (10 M: 8.6 s vs 1.4 s for a band summed row by row), so not there
+    # the expressions it saves (10 M: 8.2–8.9 s vs 1.4 s for a band summed row by row), so not there
     groups_member_months: bool = True
 
     # --- errors -------------------------------------------------------------------

@@ -113,17 +113,16 @@ def collect_wide(compiled: Compiled, program: t.Program, rows) -> MonthlyResult:
                 if has_basis:
                     basis = row[i]
                     i += 1
+                if not (reported if kind == "line" else december):
+                    continue  # lines are read on reported months, pools and installments on December
+                value = Decimal(amount).quantize(places) if applied else ZERO
                 if kind == "line":
-                    if reported:
-                        value = Decimal(amount).quantize(places) if applied else ZERO
-                        lines.append((pid, month, name, value, bool(applied),
-                                      _plain(basis) if has_basis and basis is not None else None))
-                elif december:
-                    value = Decimal(amount).quantize(places) if applied else ZERO
-                    if kind == "pool":
-                        pools.append((pid, name, year, value, bool(applied)))
-                    else:
-                        insts.append((pid, name, year, int(quarter), value, bool(applied)))
+                    lines.append((pid, month, name, value, bool(applied),
+                                  _plain(basis) if has_basis and basis is not None else None))
+                elif kind == "pool":
+                    pools.append((pid, name, year, value, bool(applied)))
+                else:
+                    insts.append((pid, name, year, int(quarter), value, bool(applied)))
         result = MonthlyResult(practices=practices)
         result.rows, result.pools, result.installments = lines, pools, insts
         return result

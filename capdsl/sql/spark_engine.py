@@ -26,8 +26,8 @@ CONF = {
     "spark.sql.analyzer.maxIterations": "1000",
     "spark.sql.optimizer.maxIterations": "1000",
     # The per-task fast aggregation hash map holds 2^16 groups by default; past that Spark falls
-    # back to a slower map. Member-months grouped by practice and month (and age in the reported
-    # months) exceed it at 10 M members: 2^20 made VZP ~25 % faster there (measured, performance.md).
+    # back to a slower map. Member-months grouped by practice and month exceed it at 10 M members:
+    # 2^20 made VZP ~25 % faster there (measured before the year was summed per practice, performance.md).
     "spark.sql.codegen.aggregate.fastHashMap.capacityBit": "20",
 }
 _TABLES = ("members", "practices", "events", "measures")
