@@ -419,17 +419,18 @@ def test_a_pool_summing_events_over_the_year_reads_every_months_events(period):
     assert result.pools[0][3] == D("390.00")
 
 
-@pytest.mark.xfail(strict=True, reason="known difference: SQL computes every aggregate before the lines, so an event "
-                                      "code missing from a schedule stops the query even when the only line reading "
-                                      "the schedule does not apply (the interpreter never evaluates it); see sql.md")
 def test_a_schedule_read_only_by_a_line_that_does_not_apply_is_not_looked_up():
+    """SQL computes every aggregate before the lines; a failure inside one waits for a line that reads it."""
     code = t.Col("event", "code", "text")
     fee = t.Case(((t.Cmp("=", code, c("A", "text")), c(5)),), t.Fail("E0806", "schedule 'fee' has no entry"), "fee")
     p = Panel(practice_attrs={"contracted": "bool"})
     p.practice("P1", contracted=False)
     p.event("P1", date(2011, 3, 2), "B", points=1)
     prog = program([line("ffs", t.Agg("sum", "events", fee), applies=pcol("contracted", "bool"))])
-    same(prog, p, "2011-03")
+    assert same(prog, p, "2011-03").rows == [("P1", MARCH, "ffs", D(0), False, None)]
+    p.practices[0]["contracted"] = True  # now the line reads the schedule: the interpreter's error
+    got, want = error_of(prog, p)
+    assert (got.code, got.diagnostics[0].message) == (want.code, want.diagnostics[0].message)
 
 
 @pytest.mark.parametrize("period", ["2011-03", "2011-Q4", "2011"])

@@ -85,8 +85,8 @@ class Compiled:
     lines: tuple[str, ...]  # monthly lines in line order
     pools: tuple[str, ...]
     due: tuple[int, ...]  # quarters whose installments are reported
-    wide: exp.Expression | None = None  # the engines' result, over the same CTEs (wide_rows)
-    items: tuple = ()  # its columns: an `_Item` each (amount, applied[, basis])
+    wide: exp.Expression  # the engines' result, over the same CTEs (wide_rows)
+    items: tuple  # its columns: an `_Item` each (amount, applied[, basis])
 
     def sql(self, pretty: bool = True) -> str:
         """The long result (`compile --sql`): a row per practice, statement line, pool and installment."""
@@ -178,6 +178,7 @@ class _Plan:
     sums: dict = field(default_factory=dict)  # (kind, source, expr, where) -> column name of am / ae
     factors: dict = field(default_factory=dict)  # Agg -> (factor or None, its sum's column, the sum)
     year_sums: set = field(default_factory=set)  # sums some pool reads in every month
+    deferred: set = field(default_factory=set)  # sums whose failures wait for a reader (failure)
 
 
 class _Compiler:
@@ -195,6 +196,7 @@ class _Compiler:
         self.year_aggs = {t.inline(a, program) for a in year_aggs}  # as in plan.aggs
         self.grouped = len(self.months) > len(self.reported)  # see mg_query
         self.spread = False  # see spreads_year (set once the year sums are known)
+        self.deferring = False  # see failure
         self.fails: list = []
         self.plan = _Plan()
         self.practice_cols: dict[str, str] = {}
@@ -245,6 +247,18 @@ class _Compiler:
                         self.member_cols[node.name] = node.kind
                 elif isinstance(node, t.Measure):
                     self.measure_uses.setdefault(node.name, set()).add((node.kind, node.period))
+        # a sum that may fail and that no reader is sure to evaluate defers its failure (failure)
+        sure = set()
+        for line in self.lines:
+            for x in ((line.applies, line.basis) if line.applies is not None else (line.amount, line.basis)):
+                sure |= _surely_read(self.tree(x)) if x is not None else set()
+        for node in self.plan.years:
+            sure |= _surely_read(node.operand)
+        for agg, (_, name, inner) in self.plan.factors.items():
+            if _raises(inner):
+                self.plan.deferred.add(name)
+        for agg in sure:
+            self.plan.deferred.discard(self.plan.factors[agg][1])
 
     def factor_out(self, agg: t.Agg) -> tuple[t.Node | None, t.Agg]:
         """Σ (F × v) over members = F × Σ v when F is the same for every member of the practice-month
@@ -267,8 +281,20 @@ class _Compiler:
 
     # ─────────────────────────── expressions ───────────────────────────
     def fail(self, node, scope: _Scope, kind: str | None) -> exp.Expression:
-        """Raise with a payload `capdsl-fail|index|level|row|age||practice_id|capdsl-end`
-        (events: `row|len(code)|code|practice_id`), parsed back by `engine.translate`."""
+        """Raise with `fail_message`'s payload; NULL while `deferring` (see `failure`)."""
+        if self.deferring:
+            return null(kind) if kind is not None else exp.Null()
+        return self.raised(self.fail_message(node, scope), kind)
+
+    def raised(self, message: exp.Expression, kind: str | None) -> exp.Expression:
+        raised = self.d.raise_error(message)
+        if self.d.name == "postgres" and kind is not None:
+            raised = cast(text(raised), _SQL_TYPE[kind] if kind in _SQL_TYPE else kind)
+        return raised
+
+    def fail_message(self, node, scope: _Scope) -> exp.Expression:
+        """A payload `capdsl-fail|index|level|row|age||practice_id|capdsl-end` (events:
+        `row|len(code)|code|practice_id`), parsed back by `engine.translate`."""
         index = len(self.fails)
         self.fails.append((scope.level, node))
         row = scope.row
@@ -285,10 +311,50 @@ class _Compiler:
         else:
             parts += [exp.Literal.string("|")]
         parts += [exp.Literal.string("|"), pid, exp.Literal.string("|capdsl-end")]
-        raised = self.d.raise_error(concat(*parts))
-        if self.d.name == "postgres" and kind is not None:
-            raised = cast(text(raised), _SQL_TYPE[kind])
-        return raised
+        return concat(*parts)
+
+    def division_message(self, node: t.Arith, s: _Scope) -> exp.Expression:
+        index = len(self.fails)
+        self.fails.append(("division", node))
+        pid = col("practice_id", s.row or s.pm)
+        return concat(exp.Literal.string(f"{FAIL_TAG}|{index}|division|?||"), pid, exp.Literal.string("|capdsl-end"))
+
+    def failure(self, node: t.Node, s: _Scope) -> exp.Expression | None:
+        """The payload of the first failure evaluating `node` would meet, in the interpreter's order,
+        else NULL (None: it cannot fail). With `deferring` set, a row-level aggregate sums its values
+        without raising and keeps this payload apart (`deferred`): the query raises only where a line
+        reads the aggregate, as the interpreter evaluates an aggregate on first use."""
+        if not _raises(node):
+            return None
+        value = lambda n: self.ex(n, s)  # noqa: E731  (deferring: never raises)
+        is_null = lambda e: exp.Is(this=e, expression=exp.Null())  # noqa: E731
+        if isinstance(node, t.Fail):
+            return self.fail_message(node, s)
+        if isinstance(node, t.Case):
+            ifs = []
+            for cond, val in node.whens:
+                found = self.failure(cond, s)
+                if found is not None:
+                    ifs.append((exp.Not(this=is_null(found)), found.copy()))
+                ifs.append((value(cond), self.failure(val, s) or exp.Null()))
+            return case(ifs, self.failure(node.otherwise, s) or exp.Null())
+        if isinstance(node, (t.And, t.Or)):
+            first, rest = node.items[0], node.items[1:]
+            later = self.failure(type(node)(rest), s) if rest else None
+            go_on = value(first) if isinstance(node, t.And) else exp.Not(this=paren(value(first)))
+            ifs = [(exp.Not(this=is_null(f)), f.copy())] if (f := self.failure(first, s)) is not None else []
+            return case(ifs + ([(go_on, later)] if later is not None else []), exp.Null())
+        if isinstance(node, t.Coalesce):
+            first, default = self.failure(node.operand, s), self.failure(node.default, s)
+            ifs = [(exp.Not(this=is_null(first)), first.copy())] if first is not None else []
+            if default is not None:
+                ifs.append((is_null(value(node.operand)), default))
+            return case(ifs, exp.Null())
+        found = [f for f in (self.failure(c, s) for c in t.children(node)) if f is not None]
+        if isinstance(node, t.Arith) and node.op == "/":
+            found.append(case([(exp.EQ(this=value(node.right), expression=num(0)), self.division_message(node, s))],
+                              exp.Null()))
+        return found[0] if len(found) == 1 else exp.Coalesce(this=found[0], expressions=found[1:])
 
     def kind_of(self, node: t.Node) -> str:
         if isinstance(node, (t.Const, t.Col, t.Param, t.Measure)):
@@ -375,6 +441,11 @@ class _Compiler:
         if cls is t.Agg:
             if s.level != "practice":
                 raise self.unsupported("an aggregate outside a monthly line (e.g. in a pool, outside `over year`)")
+            inner = self.plan.factors[node][1]
+            if inner in self.plan.deferred:
+                failed = col(f"fail__{inner}")
+                return case([(exp.Not(this=exp.Is(this=failed, expression=exp.Null())),
+                              self.raised(failed.copy(), "decimal"))], col(self.plan.aggs[node]))
             return col(self.plan.aggs[node])
         if cls is t.LineRef:
             return col(f"amt__{node.name}")
@@ -421,13 +492,7 @@ class _Compiler:
             a = a if _is_literal(a) else dec(a)
             b = b if _is_literal(b) else dec(b)
             return dec(exp.Mul(this=paren(a), expression=paren(b)))
-        index = len(self.fails)
-        self.fails.append(("division", node))
-        pid = col("practice_id", s.row or s.pm)
-        on_zero = self.d.raise_error(concat(exp.Literal.string(f"{FAIL_TAG}|{index}|division|?||"), pid,
-                                            exp.Literal.string("|capdsl-end")))
-        if self.d.name == "postgres":
-            on_zero = cast(text(on_zero), DEC)
+        on_zero = exp.Null() if self.deferring else self.raised(self.division_message(node, s), DEC)
         return self.d.fixed_div(a, b, on_zero)
 
     def exact_product(self, node: t.Arith) -> bool:
@@ -772,6 +837,7 @@ class _Compiler:
         outs = []
         months = self.event_months() if level == "event" else self.months  # the rows' months
         for agg, name in aggs.items():
+            self.deferring = name in self.plan.deferred
             where = self.ex(agg.where, scope) if agg.where is not None else None
             if agg.kind == "count":
                 value = col("quantity", rows) if level == "event" else (
@@ -794,6 +860,17 @@ class _Compiler:
             else:
                 total = exp.Sum(this=case([(where, value)], None) if where is not None else value)
             outs.append(exp.alias_(total, name, copy=False))
+            if self.deferring:  # the first failure a row of the sum meets, as a payload
+                found = []
+                if agg.where is not None and (f := self.failure(agg.where, scope)) is not None:
+                    found.append((exp.Not(this=exp.Is(this=f, expression=exp.Null())), f.copy()))
+                if agg.expr is not None and agg.kind != "count" and (f := self.failure(agg.expr, scope)) is not None:
+                    found.append((where.copy(), f) if where is not None else (exp.true(), f))
+                if name not in self.plan.year_sums and len(months) > len(self.reported):
+                    reported = exp.In(this=col("month_start", rows), expressions=[lit(m) for m in self.reported])
+                    found = [(exp.and_(reported.copy(), paren(c), copy=False), f) for c, f in found]
+                outs.append(exp.alias_(exp.Min(this=case(found, exp.Null())), f"fail__{name}", copy=False))
+            self.deferring = False
             for node in t.walk(agg):
                 if isinstance(node, (t.Measure, t.MonthStart)) or (isinstance(node, t.Col) and
                                                                    node.table == "practice"):
@@ -820,6 +897,10 @@ class _Compiler:
             if factor is not None:
                 total = dec(exp.Mul(this=paren(self.ex(factor, _Scope("practice", pm="pm"))), expression=total))
             cols.append(exp.alias_(total, name, copy=False))
+        for (_, source, _, _), inner in self.plan.sums.items():
+            if inner in self.plan.deferred:
+                cols.append(exp.alias_(col(f"fail__{inner}", "am" if source == "members" else "ae"),
+                                       f"fail__{inner}", copy=False))
         for src, used in (("am", members), ("ae", events)):
             if used:
                 sel = sel.join(src, on=exp.and_(
@@ -976,10 +1057,8 @@ def _practice_level(node: t.Node) -> bool:
 
 
 def _month_invariant(node: t.Node) -> bool:
-    """The same in every month of a practice's year: no aggregate, month, monthly measure or line."""
-    return not any(isinstance(n, (t.Agg, t.MonthStart, t.LineRef, t.YearSum, t.Ref))
-                   or (isinstance(n, t.Measure) and n.period != "year")
-                   or (isinstance(n, t.Col) and n.table != "practice") for n in t.walk(node))
+    """The same in every month of a practice's year: practice-level, and reads nothing of the month."""
+    return _practice_level(node) and not _reads_month(node)
 
 
 def _affine(node: t.Node) -> bool:
@@ -997,10 +1076,29 @@ def _affine(node: t.Node) -> bool:
     return False
 
 
-def _reads_month(agg: t.Agg) -> bool:
-    """Whether an aggregate's rows read something of their month besides the member-month itself."""
+def _reads_month(node: t.Node) -> bool:
+    """Whether it reads something of its month (the month, a monthly measure) besides the member-month."""
     return any(isinstance(n, t.MonthStart) or (isinstance(n, t.Measure) and n.period != "year")
-               for n in t.walk(agg))
+               for n in t.walk(node))
+
+
+def _surely_read(node: t.Node) -> set:
+    """The aggregates the interpreter evaluates whenever it evaluates `node`: not those behind a
+    condition (a later `if` branch, a later `and`/`or` item, a default)."""
+    out, stack = set(), [node]
+    while stack:
+        n = stack.pop()
+        if isinstance(n, t.Agg):
+            out.add(n)
+        elif isinstance(n, t.Case):
+            stack.append(n.whens[0][0] if n.whens else n.otherwise)
+        elif isinstance(n, (t.And, t.Or)):
+            stack.append(n.items[0])
+        elif isinstance(n, t.Coalesce):
+            stack.append(n.operand)
+        else:
+            stack.extend(t.children(n))
+    return out
 
 
 def _raises(node: t.Node) -> bool:
