@@ -278,9 +278,10 @@ def _run(contract: str, members, practices, events, measures, input_format, assi
 def eval_(contract, members, practices, events, measures, input_format, assignments, params_file, period, engine,
           spark_master, show_ids, out_format, output, quiet, detail, redact):
     """Evaluate a contract on a panel and print the payment statements."""
-    from .pipeline import compile_file, evaluate, member_detail
+    from .pipeline import evaluate, member_detail, runnable_file
 
-    checked, program = compile_file(contract)
+    checked = runnable_file(contract)
+    program = checked.program
     run = _run(contract, members, practices, events, measures, input_format, assignments, params_file, period,
                engine, spark_master, show_ids)
     with _progress(quiet, f"evaluating {Path(contract).name} for {period} ({'detail' if detail else engine})"):
@@ -370,9 +371,10 @@ def explain(contract, members, practices, events, measures, input_format, assign
     the band or tier that matched, the inputs and the rounding."""
     from .explain import explain as run_explain
     from .explain import render_json, render_text
-    from .pipeline import compile_file
+    from .pipeline import runnable_file
 
-    checked, program = compile_file(contract)
+    checked = runnable_file(contract)
+    program = checked.program
     run = _run(contract, members, practices, events, measures, input_format, assignments, params_file, period,
                "python", None, show_ids)
     explanation = run_explain(program, checked.source, run, practice_id, line_id=line_id, member_id=member_id,
@@ -455,9 +457,9 @@ def test_cmd(paths, out_format, output, engine, keyword):
 def compile_cmd(contract, as_sql, as_tree, dialect, period, tables):
     """Compile a contract: the evaluation tree, or SQL for a warehouse."""
     from . import tree as t
-    from .pipeline import compile_file
+    from .pipeline import runnable_file
 
-    _checked, program = compile_file(contract)
+    program = runnable_file(contract).program
     if as_tree or not as_sql:
         for name, definition in program.definitions.items():
             click.echo(f"define {name} ({definition.level}, {definition.kind})")

@@ -40,13 +40,15 @@ from collections import defaultdict
 from dataclasses import replace
 from datetime import date
 from decimal import ROUND_HALF_UP, Decimal
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, PlainSerializer
 
 from . import tree as t
 from .errors import InputError, UsageError, error
-from .statement import Amount, Result
+from .statement import Result
+
+Amount = Annotated[Decimal, PlainSerializer(lambda d: str(d), return_type=str, when_used="always")]
 
 ZERO = Decimal(0)
 HUNDRED = Decimal(100)

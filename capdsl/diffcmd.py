@@ -53,10 +53,10 @@ def run_diff(old_path: str, new_path: str, run, new_run=None, *, rate: str | Non
              quiet: bool = False) -> object:
     """Compile both contracts, diff them, write the requested outputs; returns the `Impact`."""
     from .diff import diff
-    from .pipeline import compile_file
+    from .pipeline import runnable_file
 
-    old_checked, old_program = compile_file(old_path)
-    new_checked, new_program = compile_file(new_path)
+    old_program = runnable_file(old_path).program
+    new_program = runnable_file(new_path).program
     impact = diff(old_program, new_program, run, new_run, rate=parse_rate(rate), drivers=drivers)
     if report:
         from .report import write_report

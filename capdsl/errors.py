@@ -241,7 +241,10 @@ def sort_key(diag: Diagnostic) -> tuple:
     return (span.line, span.column, diag.code)
 
 
-def load_source(path: str | Path, max_bytes: int) -> Source:
+MAX_SOURCE_BYTES = 2_000_000  # a contract file larger than this is refused (E0003)
+
+
+def load_source(path: str | Path, max_bytes: int = MAX_SOURCE_BYTES) -> Source:
     """Read a contract file: UTF-8 only, bounded size, with located errors."""
     p = Path(path)
     try:

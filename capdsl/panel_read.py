@@ -57,6 +57,7 @@ class _Raw:
     # c<i> -> the DuckDB type of a column kept natively typed (Parquet); absent means text
     native: dict[str, str] = field(default_factory=dict)
     view: bool = False  # raw_<name> is a view over the file (Parquet), not a table
+    select: str | None = None  # for a view: the SELECT it stands for (a typed view may inline it)
 
 
 class _Problems:
@@ -226,13 +227,15 @@ def _read_parquet(con, name: str, path: Path, data: bytes, probs: _Problems) -> 
             native[c] = typ.upper()
         else:
             parts.append(f"CAST({src} AS VARCHAR) AS {c}")
-    try:  # one pass over the file; file_row_number is the record's position (row 1 = first record)
-        _x(con, f"CREATE VIEW raw_{name} AS SELECT CAST(file_row_number + 1 AS BIGINT) AS _row, "
-                f"{', '.join(parts) or 'NULL AS _none'} FROM read_parquet({_lit_str(p)}, file_row_number = true)")
+    # file_row_number is the record's position (row 1 = first record)
+    select = (f"SELECT CAST(file_row_number + 1 AS BIGINT) AS _row, {', '.join(parts) or 'NULL AS _none'} "
+              f"FROM read_parquet({_lit_str(p)}, file_row_number = true)")
+    try:
+        _x(con, f"CREATE VIEW raw_{name} AS {select}")
     except duckdb.Error:
         probs.add(unreadable_parquet(p))
         return None
-    return _Raw(name, p, cols, _x(con, f"SELECT count(*) FROM raw_{name}")[0][0], native, view=True)
+    return _Raw(name, p, cols, _x(con, f"SELECT count(*) FROM raw_{name}")[0][0], native, view=True, select=select)
 
 
 _INTEGER_TYPES = {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT", "UINTEGER",

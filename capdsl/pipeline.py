@@ -12,11 +12,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from . import nodes
 from . import tree as t
-from .errors import Diagnostic, Source, load_source
-from .syntax import MAX_SOURCE_BYTES, parse
+from .errors import MAX_SOURCE_BYTES, Diagnostic, Source, load_source
+
+if TYPE_CHECKING:
+    from . import nodes
 
 
 @dataclass
@@ -26,6 +28,8 @@ class Loaded:
 
 
 def load(path: str | Path, max_bytes: int = MAX_SOURCE_BYTES) -> Loaded:
+    from .syntax import parse
+
     source = load_source(path, max_bytes)
     return Loaded(source, parse(source))
 
@@ -40,6 +44,7 @@ def check_file(path: str | Path):
 
 def check_source(source: Source):
     from .check import check
+    from .syntax import parse
 
     return check(parse(source), source)
 
@@ -50,6 +55,31 @@ def compile_file(path: str | Path) -> tuple[object, t.Program]:
 
     checked = check_file(path)
     return checked, lower(checked)
+
+
+@dataclass(frozen=True)
+class Runnable:
+    """What a command that runs a contract needs: its text (for messages), the checker's
+    warnings and the evaluation tree, but not the AST."""
+
+    source: Source
+    warnings: tuple[Diagnostic, ...]
+    program: t.Program
+
+
+def runnable_file(path: str | Path) -> Runnable:
+    """`compile_file` for eval, explain, compile and diff, served from the compiled-contract
+    cache (capdsl/cache.py) when neither the contract nor capdsl has changed."""
+    from . import cache
+
+    source = load_source(path)
+    entry = cache.key(source.text, source.path)
+    hit = cache.load(entry)
+    if isinstance(hit, tuple) and len(hit) == 2 and isinstance(hit[1], t.Program):
+        return Runnable(source, tuple(hit[0]), hit[1])
+    checked, program = compile_source(source)
+    cache.store(entry, (tuple(checked.warnings), program))
+    return Runnable(source, tuple(checked.warnings), program)
 
 
 def compile_source(source: Source) -> tuple[object, t.Program]:

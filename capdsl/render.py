@@ -30,7 +30,9 @@ def basis_text(value: Decimal | None, unit: str | None) -> str:
 
 
 def to_json(result: Result) -> str:
-    return json.dumps(result.model_dump(mode="json"), ensure_ascii=False, indent=2) + "\n"
+    from .statement import to_jsonable
+
+    return json.dumps(to_jsonable(result), ensure_ascii=False, indent=2) + "\n"
 
 
 CSV_COLUMNS = ["practice_id", "line", "label", "kind", "amount", "currency", "basis", "basis_unit", "applied",

@@ -9,77 +9,85 @@ Schema (`capdsl schema`). Amounts are decimal strings in JSON, never floats.
 from __future__ import annotations
 
 from collections import defaultdict
+import dataclasses
+from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
-from typing import Annotated, Literal
-
-from pydantic import BaseModel, ConfigDict, Field, PlainSerializer
+from typing import Literal
 
 from . import tree as t
 from .interpret import MonthlyResult, round_to
 
-Amount = Annotated[Decimal, PlainSerializer(lambda d: str(d), return_type=str, when_used="always")]
-
 ZERO = Decimal(0)
 
 
-class Installment(BaseModel):
-    model_config = ConfigDict(frozen=True)
-    quarter: int = Field(description="1-4; paid in the last month of the quarter")
-    share: str = Field(description="'10%' or 'rest'")
-    amount: Amount
+def _doc(text: str, default=None, **kw):
+    """A field with a description for the JSON Schema (pydantic reads dataclass field metadata)."""
+    return field(default=default, metadata={"description": text}, **kw)
+
+
+# Frozen dataclasses, not pydantic models: building a statement is plain Python, and only the JSON
+# writer and `capdsl schema` load pydantic (a TypeAdapter over these classes; amounts are strings).
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Installment:
+    quarter: int = _doc("1-4; paid in the last month of the quarter", default=dataclasses.MISSING)
+    share: str = _doc("'10%' or 'rest'", default=dataclasses.MISSING)
+    amount: Decimal
     paid: bool
-    condition: str | None = Field(None, description="the condition the installment depends on, as written")
+    condition: str | None = _doc("the condition the installment depends on, as written")
 
 
-class Line(BaseModel):
-    model_config = ConfigDict(frozen=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Line:
     id: str
     label: str
     kind: Literal["line", "pool"]
-    amount: Amount
-    basis: Amount | None = Field(None, description="the quantity the line is computed on, e.g. members")
+    amount: Decimal
+    basis: Decimal | None = _doc("the quantity the line is computed on, e.g. members")
     basis_unit: str | None = None
     applied: bool = True
-    note: str | None = Field(None, description="why a line was not (or only partly) applied")
-    report_amount: Amount | None = Field(None, description="the amount in the report currency")
-    pool_amount: Amount | None = Field(None, description="for pools: the annual amount split into installments")
-    installments: list[Installment] = []
-    ref: str | None = Field(None, description="the contract clause the line comes from")
-    source: str = Field(description="file:line of the line's definition")
+    note: str | None = _doc("why a line was not (or only partly) applied")
+    report_amount: Decimal | None = _doc("the amount in the report currency")
+    pool_amount: Decimal | None = _doc("for pools: the annual amount split into installments")
+    installments: list[Installment] = field(default_factory=list)
+    ref: str | None = _doc("the contract clause the line comes from")
+    source: str = _doc("file:line of the line's definition", default=dataclasses.MISSING)
 
 
-class Statement(BaseModel):
-    model_config = ConfigDict(frozen=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Statement:
     practice_id: str
     lines: list[Line]
-    total: Amount
-    report_total: Amount | None = None
+    total: Decimal
+    report_total: Decimal | None = None
 
 
-class Result(BaseModel):
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Result:
     """The output of `capdsl eval`."""
 
-    model_config = ConfigDict(frozen=True)
     contract: str
     path: str
     period: str
     months: list[str]
     currency: str
     report_currency: str | None = None
-    report_rate: Amount | None = None
+    report_rate: Decimal | None = None
     engine: str
     statements: list[Statement]
-    total: Amount
-    report_total: Amount | None = None
-    warnings: list[str] = []
+    total: Decimal
+    report_total: Decimal | None = None
+    warnings: list[str] = field(default_factory=list)
 
 
-def _q(value: Decimal, quantum: Decimal) -> Decimal:
+def _quantizer(quantum: Decimal):
+    """Amounts shown with the quantum's decimal places (0.01 → 2), rounded already: `_q(value)`."""
     exp = quantum.as_tuple().exponent
     if isinstance(exp, int) and exp < 0:
-        return value.quantize(Decimal(1).scaleb(exp))
-    return value
+        places = Decimal(1).scaleb(exp)
+        return lambda value: value.quantize(places)
+    return lambda value: value
 
 
 def _basis_value(value: Decimal) -> Decimal:
@@ -92,6 +100,7 @@ def build(program: t.Program, monthly: MonthlyResult, period_text: str, months: 
     """Sum monthly results over the period into statements (deterministic order)."""
     quantum, mode = program.quantum, program.rounding_mode
     rate = program.report_rate
+    _q = _quantizer(quantum)
 
     def convert(amount: Decimal) -> Decimal | None:
         if rate is None:
@@ -124,7 +133,7 @@ def build(program: t.Program, monthly: MonthlyResult, period_text: str, months: 
             key = (pid, line.name)
             source = f"{program.path}:{line.origin.line}"
             if line.kind == "line":
-                amount = _q(line_sum.get(key, ZERO), quantum)
+                amount = _q(line_sum.get(key, ZERO))
                 flags = applied_months.get(key, [])
                 applied = any(flags) if flags else True
                 note = None
@@ -149,9 +158,9 @@ def build(program: t.Program, monthly: MonthlyResult, period_text: str, months: 
                         continue
                     amount_q, paid = by_quarter[inst.quarter]
                     share = "rest" if inst.share is None else f"{(inst.share * 100).normalize():f}%"
-                    insts.append(Installment(quarter=inst.quarter, share=share, amount=_q(amount_q, quantum),
+                    insts.append(Installment(quarter=inst.quarter, share=share, amount=_q(amount_q),
                                              paid=paid, condition=inst.when_text))
-                amount = _q(sum((i.amount for i in insts), ZERO), quantum)
+                amount = _q(sum((i.amount for i in insts), ZERO))
                 note = None
                 if pool_amount is None:
                     note = "no installment is due in this period"
@@ -163,18 +172,29 @@ def build(program: t.Program, monthly: MonthlyResult, period_text: str, months: 
                 lines.append(Line(id=line.name, label=line.label, kind="pool", amount=amount,
                                   applied=bool(pool_applied) if pool_amount is not None else True, note=note,
                                   report_amount=convert(amount),
-                                  pool_amount=_q(pool_amount, quantum) if pool_amount is not None else None,
+                                  pool_amount=_q(pool_amount) if pool_amount is not None else None,
                                   installments=insts, ref=line.ref, source=source))
             total += lines[-1].amount
-        total = _q(total, quantum)
+        total = _q(total)
         grand += total
         statements.append(Statement(practice_id=pid, lines=lines, total=total, report_total=convert(total)))
-    grand = _q(grand, quantum)
+    grand = _q(grand)
     return Result(contract=program.name, path=program.path, period=period_text,
                   months=[m.isoformat()[:7] for m in months], currency=program.currency,
                   report_currency=program.report_currency, report_rate=rate, engine=engine,
                   statements=statements, total=grand, report_total=convert(grand), warnings=warnings or [])
 
 
+def _adapter():
+    from pydantic import TypeAdapter
+
+    return TypeAdapter(Result)
+
+
 def json_schema() -> dict:
-    return Result.model_json_schema(mode="serialization")
+    return _adapter().json_schema(mode="serialization")
+
+
+def to_jsonable(result: Result) -> dict:
+    """The result as JSON-ready data: amounts as decimal strings, in field order."""
+    return _adapter().dump_python(result, mode="json")

@@ -21,10 +21,9 @@ from lark import Lark, Token, Tree
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
 from . import nodes as n
-from .errors import Diagnostic, Note, Source, Span, SyntaxError_, error
+from .errors import MAX_SOURCE_BYTES, Diagnostic, Note, Source, Span, SyntaxError_, error
 from .lalr import Driver, Fallback, Tok
 
-MAX_SOURCE_BYTES = 2_000_000
 MAX_NESTING = 100
 MAX_DEFINITIONS = 20_000
 MAX_NUMBER_DIGITS = 40

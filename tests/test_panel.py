@@ -545,3 +545,74 @@ def test_natively_typed_parquet_matches_csv_and_still_checks(tmp_path):
                                               "weekly_hours UNION ALL SELECT 'P2', CAST(30 AS DECIMAL(9, 2))")
     assert "E0704" in codes_with("events", "SELECT 'P1' AS practice_id, DATE '2011-03-01' AS date, 'X' AS code, "
                                            "CAST('170141183460469231731687303715884105727' AS HUGEINT) AS points")
+
+
+@settings(max_examples=200, deadline=None)
+@given(members=st.lists(st.sampled_from(["a", "b", "c", "d", None]), max_size=8),
+       events=st.lists(st.sampled_from(["a", "b", "c", "d", "e", None]), max_size=8))
+def test_member_id_pass_agrees_with_sets(members, events):
+    """The sorted pass behind E0706 (duplicated member_id) and W0715 (event naming no member)."""
+    import duckdb
+
+    from capdsl.panel import _member_ids
+
+    con = duckdb.connect()
+    for table, ids in (("members", members), ("events", events)):
+        con.execute(f"CREATE TABLE {table} (member_id VARCHAR)")
+        if ids:
+            con.executemany(f"INSERT INTO {table} VALUES (?)", [[i] for i in ids])
+    known = [m for m in members if m is not None]
+    assert _member_ids(con) == (len(known) != len(set(known)),
+                                any(e is not None and e not in known for e in events))
+
+
+def _typed_members_parquet(path: Path, select: str, options: str = "FORMAT parquet") -> Path:
+    duckdb.connect().execute(f"COPY ({select}) TO '{path}' ({options})").fetchall()
+    return path
+
+
+TYPED_MEMBERS = ("SELECT member_id, practice_id, CAST(birth_date AS DATE) AS birth_date, "
+                 f"CAST(diabetes AS BOOLEAN) AS diabetes FROM read_csv('{DATA / 'members.csv'}', all_varchar=true)")
+
+
+def test_typed_parquet_members_are_read_in_place(tmp_path):
+    """Members and events whose Parquet columns are already typed become views over the file
+    (no copy), with the same rows as from CSV."""
+    files = panel_files(tmp_path)
+    files["members"] = _typed_members_parquet(tmp_path / "m.parquet", TYPED_MEMBERS)
+    p = load_panel(files, requirements(), today=TODAY)
+    kinds = dict(p.con.execute("SELECT table_name, table_type FROM information_schema.tables").fetchall())
+    assert kinds["members"] == "VIEW" and kinds["practices"] == "BASE TABLE"
+    cols = ["member_id", "practice_id", "birth_date", "diabetes"]
+    assert p.member_rows(cols) == load(sub(tmp_path, "csv")).member_rows(cols)
+    assert p.member_rows(["_row"]) == [(1,), (2,), (3,)]  # Parquet rows are record numbers
+
+
+def test_typed_parquet_text_is_trimmed_and_checked_in_place(tmp_path):
+    """Spaces around ids are trimmed and an empty required id is E0705 with its row, as in CSV."""
+    files = panel_files(tmp_path)
+    padded = TYPED_MEMBERS.replace("SELECT member_id,", "SELECT ' ' || member_id || ' ' AS member_id,")
+    files["members"] = _typed_members_parquet(tmp_path / "padded.parquet", padded)
+    p = load_panel(files, requirements(), today=TODAY)
+    assert [r[0] for r in p.member_rows(["member_id"])] == ["M1", "M2", "M3"]
+    empty = TYPED_MEMBERS.replace("SELECT member_id, practice_id,",
+                                  "SELECT member_id, CASE WHEN member_id = 'M2' THEN '  ' ELSE practice_id END "
+                                  "AS practice_id,")
+    files["members"] = _typed_members_parquet(tmp_path / "empty.parquet", empty)
+    with pytest.raises(InputError) as info:
+        load_panel(files, requirements(), today=TODAY)
+    assert codes(info.value) == ["E0705"]
+    assert "row 2: column practice_id is empty" in info.value.render()
+
+
+def test_typed_parquet_with_a_corrupt_data_page_read_in_place(tmp_path):
+    import struct
+
+    data = _typed_members_parquet(tmp_path / "good.parquet", TYPED_MEMBERS,
+                                  "FORMAT parquet, COMPRESSION zstd").read_bytes()
+    footer_start = len(data) - 8 - struct.unpack("<i", data[-8:-4])[0]
+    bad = data[:8] + bytes(b ^ 0x5A for b in data[8:footer_start]) + data[footer_start:]
+    with pytest.raises(InputError) as info:
+        load(tmp_path, members=(".parquet", bad))
+    assert "E0711" in codes(info.value)
+    assert "Traceback" not in info.value.render()

@@ -1,0 +1,178 @@
+"""The compiled-contract cache: a contract is parsed, checked and lowered once,
+not on every run (Jinja2's bytecode cache, for the same reason).
+
+An entry is the evaluation tree (`tree.Program`) and the checker's warnings,
+as JSON, under a key that is a SHA-256 of everything they depend on: the
+contract's text, the path it is reported under, the Python version and
+capdsl's own code (the name, size and modification time of every module and
+of the grammar), so editing either makes a new entry. Only contracts that
+check without errors are stored; a broken contract is parsed every time and
+reports its errors every time.
+
+The format is not pickle: loading an entry can only build the dataclasses of
+`tree` and `errors` (by name, from an allow-list) and plain values, never run
+code. Nodes shared in the tree stay shared (a node seen twice is written once
+and referred to by number), because the backends key memos and deduplication
+on node identity.
+
+Where: `$CAPDSL_CACHE_DIR`, else `$XDG_CACHE_HOME/capdsl`, else
+`~/.cache/capdsl`; `CAPDSL_NO_CACHE=1` turns it off. The directory is created
+private (0700), and an entry is read only if the current user owns it and no
+one else can write it. Entries are written atomically. Any failure to read or
+write the cache only means compiling again.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import hashlib
+import json
+import os
+import stat
+import sys
+from datetime import date
+from decimal import Decimal
+from pathlib import Path
+
+FORMAT = b"capdsl-cache-2\n"
+
+
+def directory() -> Path | None:
+    if os.environ.get("CAPDSL_NO_CACHE", "") not in ("", "0"):
+        return None
+    if os.environ.get("CAPDSL_CACHE_DIR"):
+        return Path(os.environ["CAPDSL_CACHE_DIR"])
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "capdsl"
+
+
+@functools.lru_cache(maxsize=1)
+def code_fingerprint() -> bytes:
+    """Names, sizes and modification times of capdsl's modules and grammar files."""
+    package = Path(__file__).resolve().parent
+    h = hashlib.sha256(FORMAT + sys.version.encode())
+    files = sorted([*package.rglob("*.py"), *package.rglob("*.lark"), *package.parent.glob("grammar/*.lark")])
+    for f in files:
+        try:
+            st = f.stat()
+        except OSError:
+            continue
+        h.update(f"{f}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return h.digest()
+
+
+def key(text: str, path: str) -> str:
+    h = hashlib.sha256(code_fingerprint())
+    h.update(path.encode("utf-8", "surrogateescape") + b"\0" + text.encode("utf-8"))
+    return h.hexdigest()
+
+
+def _trusted(st: os.stat_result) -> bool:
+    owner = not hasattr(os, "getuid") or st.st_uid == os.getuid()
+    return owner and stat.S_ISREG(st.st_mode) and not st.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
+
+
+def load(entry: str):
+    """The value stored under `entry`, or None (absent, untrusted, unreadable, or off)."""
+    where = directory()
+    if where is None:
+        return None
+    path = where / f"{entry}.json"
+    try:
+        with open(path, "rb") as f:
+            if not _trusted(os.fstat(f.fileno())) or f.read(len(FORMAT)) != FORMAT:
+                return None
+            return decode(json.loads(f.read()))
+    except Exception:  # noqa: BLE001 - a bad entry is a miss
+        return None
+
+
+def store(entry: str, value) -> None:
+    where = directory()
+    if where is None:
+        return
+    try:
+        where.mkdir(mode=0o700, parents=True, exist_ok=True)
+        data = FORMAT + json.dumps(encode(value), separators=(",", ":")).encode()
+        tmp = where / f".{entry}.{os.getpid()}.tmp"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+            os.replace(tmp, where / f"{entry}.json")
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+    except Exception:  # noqa: BLE001 - a cache that cannot be written is only slower
+        return
+
+
+# ─────────────────────────── the entry format ───────────────────────────
+
+@functools.lru_cache(maxsize=1)
+def _classes() -> dict[str, type]:
+    """The only classes an entry may build: the dataclasses of the evaluation tree and diagnostics."""
+    from . import errors, tree
+
+    return {f"{mod.__name__}.{name}": obj for mod in (tree, errors) for name, obj in vars(mod).items()
+            if isinstance(obj, type) and dataclasses.is_dataclass(obj) and obj.__module__ == mod.__name__}
+
+
+def encode(value) -> object:
+    """JSON-ready data for a value made of tree/errors dataclasses, Decimals, dates and containers."""
+    names = {cls: name for name, cls in _classes().items()}
+    seen: dict[int, int] = {}
+
+    def go(v):
+        if v is None or isinstance(v, (bool, int, str)):
+            return v
+        if isinstance(v, Decimal):
+            return {"d": str(v)}
+        if isinstance(v, date):
+            return {"t": v.isoformat()}
+        if isinstance(v, (tuple, list, frozenset)):
+            items = sorted(v, key=repr) if isinstance(v, frozenset) else v
+            return {"T" if isinstance(v, tuple) else "L" if isinstance(v, list) else "F": [go(x) for x in items]}
+        if isinstance(v, dict):
+            return {"D": [[go(k), go(x)] for k, x in v.items()]}
+        name = names.get(type(v))
+        if name is None:
+            raise TypeError(f"the cache cannot store a {type(v).__name__}")
+        if id(v) in seen:
+            return {"r": seen[id(v)]}
+        seen[id(v)] = index = len(seen)
+        return {"c": name, "i": index, "f": [go(getattr(v, f.name)) for f in dataclasses.fields(v)]}
+
+    return go(value)
+
+
+def decode(data) -> object:
+    classes = _classes()
+    built: dict[int, object] = {}
+
+    def go(v):
+        if not isinstance(v, dict):
+            return [go(x) for x in v] if isinstance(v, list) else v
+        (tag, body), *rest = v.items()
+        if tag == "d":
+            return Decimal(body)
+        if tag == "t":
+            return date.fromisoformat(body)
+        if tag in ("T", "L", "F"):
+            items = [go(x) for x in body]
+            return tuple(items) if tag == "T" else items if tag == "L" else frozenset(items)
+        if tag == "D":
+            return {go(k): go(x) for k, x in body}
+        if tag == "r":
+            return built[body]
+        cls = classes[body]  # tag "c": KeyError for a class outside the allow-list
+        index, fields = v["i"], v["f"]
+        names = [f.name for f in dataclasses.fields(cls)]
+        if len(fields) != len(names):
+            raise ValueError(f"{body}: {len(fields)} fields, expected {len(names)}")
+        obj = cls(**dict(zip(names, (go(x) for x in fields))))
+        built[index] = obj
+        return obj
+
+    return go(data)

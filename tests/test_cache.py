@@ -1,0 +1,180 @@
+"""The compiled-contract cache (capdsl/cache.py): a hit skips parse, check and lower
+and changes nothing a user sees; anything that could make an entry wrong is a miss."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+import capdsl.pipeline as pipeline
+from capdsl import cache
+from capdsl.cli import main
+from validation_helpers import BASE, variant, write_panel
+
+# BASE with a tier entry the checker proves unreachable: a warning that must be reported on every run
+WARNED = variant(BASE, ("    45 CZK otherwise", "    48 CZK when practice.weekly_hours >= 40 hours\n    45 CZK otherwise"))
+
+
+@pytest.fixture
+def setup(tmp_path, monkeypatch):
+    monkeypatch.setenv("CAPDSL_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.delenv("CAPDSL_NO_CACHE", raising=False)
+    contract = tmp_path / "c.cap"
+    contract.write_text(WARNED, encoding="utf-8")
+    panel = write_panel(tmp_path / "panel")
+    args = [a for t, p in panel.items() for a in (f"--{t}", p)]
+    return contract, args, tmp_path / "cache"
+
+
+def evaluate(contract, args, *extra):
+    return CliRunner().invoke(main, ["eval", str(contract), *args, "--period", "2011-03", "--format", "csv",
+                                     *extra], catch_exceptions=False)
+
+
+def entries(where: Path) -> list[Path]:
+    return sorted(where.glob("*.json")) if where.exists() else []
+
+
+def refuse_to_compile(monkeypatch):
+    def boom(source):
+        raise AssertionError(f"{source.path} was compiled again instead of read from the cache")
+    monkeypatch.setattr(pipeline, "compile_source", boom)
+
+
+def test_a_second_run_reads_the_cache_and_prints_the_same(setup, monkeypatch):
+    contract, args, where = setup
+    first = evaluate(contract, args)
+    assert first.exit_code == 0, first.output
+    assert "W0404" in first.stderr
+    [entry] = entries(where)
+    assert entry.stat().st_mode & 0o077 == 0 and where.stat().st_mode & 0o077 == 0  # private
+    refuse_to_compile(monkeypatch)
+    second = evaluate(contract, args)
+    assert second.exit_code == 0, second.output
+    assert second.stdout == first.stdout
+    assert "W0404" in second.stderr  # the checker's warnings are kept with the entry
+
+
+def test_an_edited_contract_is_compiled_again(setup):
+    contract, args, where = setup
+    before = evaluate(contract, args).stdout
+    contract.write_text(variant(WARNED, ("50 CZK when", "60 CZK when")), encoding="utf-8")
+    after = evaluate(contract, args).stdout
+    assert after != before
+    assert len(entries(where)) == 2
+
+
+def test_the_same_text_under_another_path_is_another_entry(setup):
+    """Statements name the file (`source`), so the path is part of the key."""
+    contract, args, where = setup
+    other = contract.with_name("other.cap")
+    other.write_text(contract.read_text(encoding="utf-8"), encoding="utf-8")
+    evaluate(contract, args)
+    evaluate(other, args, "--format", "json")
+    assert len(entries(where)) == 2
+    assert cache.key("x", "a.cap") != cache.key("x", "b.cap") != cache.key("y", "b.cap")
+
+
+def test_a_broken_contract_is_never_stored(setup):
+    contract, args, where = setup
+    contract.write_text(BASE.replace("45 CZK otherwise", "45 EUR otherwise"), encoding="utf-8")
+    for _ in range(2):
+        result = evaluate(contract, args)
+        assert result.exit_code == 1 and "error[" in result.stderr
+    assert entries(where) == []
+
+
+@pytest.mark.parametrize("damage", ["garbage", "truncated", "group-writable", "not ours"])
+def test_a_damaged_or_untrusted_entry_is_a_miss(setup, monkeypatch, damage):
+    contract, args, where = setup
+    first = evaluate(contract, args).stdout
+    [entry] = entries(where)
+    if damage == "garbage":
+        entry.write_bytes(b"not an entry at all")
+    elif damage == "truncated":
+        entry.write_bytes(entry.read_bytes()[:-40])
+    elif damage == "group-writable":
+        os.chmod(entry, 0o660)
+    else:
+        monkeypatch.setattr(os, "getuid", lambda: os.stat(entry).st_uid + 1)
+    compiled = []
+    real = pipeline.compile_source
+    monkeypatch.setattr(pipeline, "compile_source", lambda source: compiled.append(1) or real(source))
+    again = evaluate(contract, args)
+    assert again.exit_code == 0 and again.stdout == first
+    assert compiled == [1]
+
+
+def test_no_cache_when_turned_off(setup, monkeypatch):
+    contract, args, where = setup
+    monkeypatch.setenv("CAPDSL_NO_CACHE", "1")
+    assert evaluate(contract, args).exit_code == 0
+    assert entries(where) == []
+
+
+def test_an_unwritable_cache_only_costs_time(setup, monkeypatch, tmp_path):
+    contract, args, _where = setup
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    monkeypatch.setenv("CAPDSL_CACHE_DIR", str(blocker / "cache"))  # a directory under a file
+    result = evaluate(contract, args)
+    assert result.exit_code == 0, result.output
+
+
+def test_the_key_covers_capdsl_code_and_grammar():
+    """Editing capdsl (a module or the grammar) must change every key: the fingerprint reads them all."""
+    package = Path(pipeline.__file__).parent
+    seen = []
+    real_stat = Path.stat
+
+    def spy(self, *a, **kw):
+        seen.append(self)
+        return real_stat(self, *a, **kw)
+
+    cache.code_fingerprint.cache_clear()
+    try:
+        with pytest.MonkeyPatch.context() as m:
+            m.setattr(Path, "stat", spy)
+            cache.code_fingerprint()
+    finally:
+        cache.code_fingerprint.cache_clear()
+    names = {p.name for p in seen}
+    assert {"compile.py", "lower.py", "check.py", "syntax.py", "cache.py"} <= names
+    assert any(p.suffix == ".lark" for p in seen)
+    assert any(p.parent.name == "sql" and package in p.parents for p in seen)
+
+
+CONTRACTS = sorted((Path(__file__).resolve().parent.parent / "contracts").glob("*.cap"))
+
+
+@pytest.mark.parametrize("path", CONTRACTS, ids=lambda p: p.stem)
+def test_every_contract_survives_the_entry_format(path):
+    """Decoded, the program is the same tree (spans included, which `==` ignores), with the same nodes
+    shared, and compiles to the same SQL."""
+    from capdsl import tree as t
+    from capdsl.sql import compile_program
+
+    checked, program = pipeline.compile_file(path)
+    data = cache.encode((tuple(checked.warnings), program))
+    warnings, again = cache.decode(data)
+    assert again == program and warnings == tuple(checked.warnings)
+    assert cache.encode((warnings, again)) == data  # spans and every field, not only what `==` compares
+
+    def distinct(p):
+        nodes = [n for d in p.definitions.values() for n in t.walk(d.expr)]
+        nodes += [n for line in p.lines for root in (line.amount, line.applies) if root is not None
+                  for n in t.walk(root)]
+        return len(nodes), len({id(n) for n in nodes})
+
+    assert distinct(again) == distinct(program)
+    assert compile_program(again, "2011-03") == compile_program(program, "2011-03")
+
+
+def test_an_entry_cannot_name_a_class_outside_the_tree():
+    with pytest.raises(KeyError):
+        cache.decode({"c": "subprocess.Popen", "i": 0, "f": [["echo", "hi"]]})
+    with pytest.raises(TypeError):
+        cache.encode(object())
