@@ -13,6 +13,7 @@ $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[$(EXTRAS)]'
+	$(PY) -m compileall -q capdsl  # an editable install has no bytecode; PYTHONDONTWRITEBYTECODE would keep it so
 	touch $@
 
 install: $(VENV)/.installed

@@ -22,7 +22,9 @@ its SHA-256) and never print a birth date, unless `show_ids=True`
 from __future__ import annotations
 
 import difflib
+import functools
 import hashlib
+import threading
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
@@ -577,6 +579,22 @@ class Panel:
     kinds: dict[str, dict[str, str]]  # table -> column -> kind
     measure_kinds: dict[str, str]
     show_ids: bool = False
+    pending: _Background | None = None  # checks still running (load_panel(checks_in_background=True))
+    late_warnings: list[Diagnostic] = field(default_factory=list)  # reported after the pending checks'
+
+    def finish_checks(self) -> None:
+        """Wait for the checks still running; raise their InputError (closing the panel) or keep
+        their warnings. Idempotent; a no-op for a panel loaded without background checks."""
+        if self.pending is None:
+            return
+        pending, self.pending = self.pending, None
+        found = pending.join()
+        warnings = self.warnings + found.warnings + self.late_warnings
+        self.late_warnings = []
+        if found.errors:
+            self.close()
+            raise InputError(found.errors + warnings)
+        self.warnings = warnings
 
     def _rows(self, table: str, columns: Iterable[str]) -> list[tuple]:
         cols = list(columns)
@@ -629,12 +647,16 @@ class Panel:
         return _x(self.con, f"SELECT count(*) FROM {table}")[0][0]
 
     def close(self) -> None:
+        if self.pending is not None:  # closed without finish_checks (an error, Ctrl-C): stop the checks
+            self.pending, pending = None, self.pending
+            pending.stop()
         self.con.close()
 
 
 def load_panel(files: dict[str, str | Path | None], requirements: Requirements | None = None, *,
                formats: dict[str, str] | None = None, today: date | None = None, show_ids: bool = False,
-               period: Period | None = None, allow_no_members: bool = False) -> Panel:
+               period: Period | None = None, allow_no_members: bool = False,
+               checks_in_background: bool = False) -> Panel:
     """Read and validate the panel files; raise one InputError listing every problem found.
 
     `files` maps table name (members, practices, events, measures) to a path;
@@ -642,6 +664,11 @@ def load_panel(files: dict[str, str | Path | None], requirements: Requirements |
     `period` (its first day) is when the 110+ age warning is judged (default: today).
     `allow_no_members` accepts a members file with no rows (embedded examples
     of fee-for-service or measure-only contracts have none).
+
+    `checks_in_background`: once every table is typed without error, the checks across rows and
+    tables (duplicates, orphans, dates, unknown members: a third of loading a large panel) run
+    on their own cursor while the caller computes; the caller must call `Panel.finish_checks()`
+    before it uses any result, which raises their InputError or adds their warnings.
     """
     req = requirements or Requirements()
     unknown = set(files) - set(TABLES)
@@ -656,6 +683,7 @@ def load_panel(files: dict[str, str | Path | None], requirements: Requirements |
         fmts[t] = detect_format(p, (formats or {}).get(t))
     con = duckdb.connect(":memory:")
     con.execute("SET enable_progress_bar = false")  # stderr belongs to capdsl's own messages
+    pending = None
     try:
         if "members" not in paths:
             probs.add(error("E0701", "no members file was given", hint="pass --members FILE"))
@@ -672,14 +700,24 @@ def load_panel(files: dict[str, str | Path | None], requirements: Requirements |
             _derive_practices(con, specs["practices"], "practices" in paths, probs)
         measure_specs = {n: _as_spec(s, MeasureSpec) for n, s in req.measures.items()}
         _add_measure_columns(con, measure_specs, raws["measures"].path if raws["measures"] else None, probs)
-        _cross_checks(con, raws, set(paths), probs, today, ref_day, show_ids)
-        for t, flag in (("events", req.needs_events), ("measures", req.needs_measures)):
-            if flag and t not in paths:
-                probs.add(warning("W0718", f"no {t} file was given; the contract reads {t}, which count as "
-                                           f"empty", hint=f"pass --{t} FILE"))
+        cross = functools.partial(_cross_checks, raws=raws, given=set(paths), today=today, ref_day=ref_day,
+                                  show_ids=show_ids)
+        pending = _Background(con, cross) if checks_in_background and not probs.errors else None
+        if pending is None:
+            cross(con, probs=probs)
+        late = [warning("W0718", f"no {t} file was given; the contract reads {t}, which count as empty",
+                        hint=f"pass --{t} FILE")
+                for t, flag in (("events", req.needs_events), ("measures", req.needs_measures))
+                if flag and t not in paths]
+        if pending is None:
+            for w in late:
+                probs.add(w)
+            late = []
         for t in TABLES:
             _x(con, f"DROP {'VIEW' if raws[t] is not None and raws[t].view else 'TABLE'} IF EXISTS raw_{t}")
     except BaseException:
+        if pending is not None:
+            pending.stop()
         con.close()
         raise
     if probs.errors:
@@ -689,7 +727,42 @@ def load_panel(files: dict[str, str | Path | None], requirements: Requirements |
     kinds["measures"].update(period_kind="text", period_start="date", period_end="date",
                              value_bool="bool", value_integer="integer", value_decimal="decimal",
                              value_date="date")
-    return Panel(con, paths, probs.warnings, kinds, {n: s.kind for n, s in measure_specs.items()}, show_ids)
+    return Panel(con, paths, probs.warnings, kinds, {n: s.kind for n, s in measure_specs.items()}, show_ids,
+                 pending, late)
+
+
+class _Background:
+    """Checks running on their own DuckDB cursor in a thread (DuckDB releases the GIL while it
+    works), with their own problem list."""
+
+    def __init__(self, con, checks) -> None:
+        self.cursor = con.cursor()
+        self.problems = _Problems()
+        self.failure: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, args=(checks,), name="capdsl-panel-checks", daemon=True)
+        self.thread.start()
+
+    def _run(self, checks) -> None:
+        try:
+            checks(self.cursor, probs=self.problems)
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread by join()
+            self.failure = exc
+
+    def join(self) -> _Problems:
+        self.thread.join()
+        self.cursor.close()
+        if self.failure is not None:
+            raise self.failure
+        return self.problems
+
+    def stop(self) -> None:
+        """Interrupt the checks and wait for the thread, ignoring what they found."""
+        try:
+            self.cursor.interrupt()
+        except duckdb.Error:
+            pass
+        self.thread.join()
+        self.cursor.close()
 
 
 def _derive_practices(con, specs: list[ColumnSpec], file_given: bool, probs: _Problems) -> None:

@@ -135,8 +135,16 @@ def evaluate(program: t.Program, run: Run):
     reqs = requirements(program)
     params = parse_params(list(run.assignments), run.params_file, reqs)
     panel = load_panel(run.files, reqs, formats=run.formats, today=run.today, show_ids=run.show_ids,
-                       period=period)
-    monthly = run_engine(program, panel, period, params, run.engine, spark_master=run.spark_master)
+                       period=period, checks_in_background=True)
+    try:
+        monthly = run_engine(program, panel, period, params, run.engine, spark_master=run.spark_master)
+    except Exception:
+        panel.finish_checks()  # a problem in the data explains a failure better than the failure does
+        raise
+    except BaseException:  # Ctrl-C: stop the checks, do not wait for them
+        panel.close()
+        raise
+    panel.finish_checks()
     warnings = [_warning_text(w) for w in panel.warnings]
     return build(program, monthly, period.text, period.months, run.engine, warnings), panel
 

@@ -616,3 +616,48 @@ def test_typed_parquet_with_a_corrupt_data_page_read_in_place(tmp_path):
         load(tmp_path, members=(".parquet", bad))
     assert "E0711" in codes(info.value)
     assert "Traceback" not in info.value.render()
+
+
+def _diagnostics(tmp_path, background: bool, **override):
+    try:
+        p = load_panel(panel_files(tmp_path, **override), requirements(), today=TODAY,
+                       checks_in_background=background)
+        p.finish_checks()
+    except InputError as exc:
+        return "error", [(d.code, d.message, d.path and Path(d.path).name) for d in exc.diagnostics]
+    return "ok", [(d.code, d.message, d.path and Path(d.path).name) for d in p.warnings]
+
+
+WARNED = [
+    ("unknown member and no events for a reader", {"events": (".csv", "practice_id,member_id,date,code\n"
+                                                              "P1,M9,2011-03-01,X\n"), "measures": None}),
+    ("aged 110", {"members": (".csv", M_HEAD + "M1,P1,1890-01-01,,,,\nM2,P1,1950-01-01,,,,\n")}),
+    ("duplicate and unknown member at once", {
+        "members": (".csv", M_HEAD + "M1,P1,1950-01-01,,,,\nM1,P2,1960-01-01,,,,\n"),
+        "events": (".csv", "practice_id,member_id,date,code\nP1,M9,2011-03-01,X\n")}),
+]
+
+
+@pytest.mark.parametrize("case", [(c[0], {c[1]: c[2]}) for c in BAD] + WARNED, ids=lambda c: c[0])
+def test_background_checks_report_what_the_synchronous_load_reports(tmp_path, case):
+    """`checks_in_background` (what `capdsl eval` uses) changes when the cross-table checks run,
+    never what they find or the order it is reported in."""
+    _, override = case
+    assert _diagnostics(sub(tmp_path, "bg"), True, **override) == _diagnostics(sub(tmp_path, "sync"), False,
+                                                                               **override)
+
+
+def test_an_engine_failure_on_bad_data_reports_the_data(tmp_path):
+    """When the payment query fails while the background checks find bad data, the data's
+    errors are what the user sees (here a duplicated member, which the contract divides by)."""
+    from capdsl.pipeline import Run, evaluate
+    from validation_helpers import compile_text
+
+    text = ('contract "x":\n    currency CZK\nend\n'
+            'line a "A" = 100 CZK / (count of members where member.age > 200)\n')
+    _checked, program = compile_text(text)
+    files = panel_files(tmp_path, members=(".csv", M_HEAD + "M1,P1,1950-01-01,,,,\nM1,P2,1960-01-01,,,,\n"))
+    for engine in ("duckdb", "python"):
+        with pytest.raises(InputError) as info:
+            evaluate(program, Run(files={k: str(v) for k, v in files.items()}, period="2011-03", engine=engine))
+        assert "E0706" in codes(info.value)
