@@ -7,11 +7,13 @@ contract's text, the path it is reported under, the Python version and
 capdsl's own code (the name, size and modification time of every module and
 of the grammar), so editing either makes a new entry. Only contracts that
 check without errors are stored; a broken contract is parsed every time and
-reports its errors every time.
+reports its errors every time. `sql.query.prepare` keeps compiled queries
+here too (`query-…` entries, keyed by the tree, the period, the parameters
+and the rest of what the SQL depends on).
 
 The format is not pickle: loading an entry can only build the dataclasses of
-`tree` and `errors` (by name, from an allow-list) and plain values, never run
-code. Nodes shared in the tree stay shared (a node seen twice is written once
+`tree`, `errors` and `sql.query` (by name, from an allow-list) and plain
+values, never run code. Nodes shared in the tree stay shared (a node seen twice is written once
 and referred to by number), because the backends key memos and deduplication
 on node identity.
 
@@ -65,7 +67,7 @@ def code_fingerprint() -> bytes:
 def key(text: str, path: str) -> str:
     h = hashlib.sha256(code_fingerprint())
     h.update(path.encode("utf-8", "surrogateescape") + b"\0" + text.encode("utf-8"))
-    return h.hexdigest()
+    return "contract-" + h.hexdigest()
 
 
 def _trusted(st: os.stat_result) -> bool:
@@ -114,8 +116,9 @@ def store(entry: str, value) -> None:
 def _classes() -> dict[str, type]:
     """The only classes an entry may build: the dataclasses of the evaluation tree and diagnostics."""
     from . import errors, tree
+    from .sql import query
 
-    return {f"{mod.__name__}.{name}": obj for mod in (tree, errors) for name, obj in vars(mod).items()
+    return {f"{mod.__name__}.{name}": obj for mod in (tree, errors, query) for name, obj in vars(mod).items()
             if isinstance(obj, type) and dataclasses.is_dataclass(obj) and obj.__module__ == mod.__name__}
 
 

@@ -190,7 +190,7 @@ def run_engine(program: t.Program, panel, period, params: dict, engine: str, *, 
     if engine == "spark":
         return sql.evaluate(program, panel.con, period, params, engine="spark", master=spark_master,
                             member_label=label)
-    return sql.evaluate(program, panel.con, period, params, engine="duckdb", member_label=label)
+    return sql.evaluate(program, panel.con, period, params, engine="duckdb", member_label=label, cached=True)
 
 
 def _row_label(panel):

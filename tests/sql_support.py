@@ -216,7 +216,7 @@ def pg_evaluate(pg: Postgres, prog, period, params=None):
     try:
         text_rows = pg.psql(compiled.sql())
     except RuntimeError as exc:
-        raise translate(compiled, exc) from None
+        raise translate(compiled.runnable(), exc) from None
     rows = []
     for kind, pid, month, line_, quarter, amount, applied, basis in text_rows:
         rows.append((kind, pid, _date.fromisoformat(month) if month else None, line_,

@@ -34,8 +34,8 @@ def evaluate(contract, args, *extra):
                                      *extra], catch_exceptions=False)
 
 
-def entries(where: Path) -> list[Path]:
-    return sorted(where.glob("*.json")) if where.exists() else []
+def entries(where: Path, kind: str = "contract") -> list[Path]:
+    return sorted(where.glob(f"{kind}-*.json")) if where.exists() else []
 
 
 def refuse_to_compile(monkeypatch):
@@ -178,3 +178,64 @@ def test_an_entry_cannot_name_a_class_outside_the_tree():
         cache.decode({"c": "subprocess.Popen", "i": 0, "f": [["echo", "hi"]]})
     with pytest.raises(TypeError):
         cache.encode(object())
+
+
+RUN_AND_REPORT_SQLGLOT = """
+import sys
+from capdsl.cli import main
+try:
+    main(sys.argv[1:], standalone_mode=False)
+finally:
+    print("sqlglot loaded:", "sqlglot" in sys.modules, file=sys.stderr)
+"""
+
+
+def test_a_cached_query_runs_without_loading_the_compiler(setup, tmp_path):
+    """The second run of the same contract, period and parameters reads the compiled SQL from the
+    cache: sqlglot (a third of a small run's start-up) is never imported, and the output is the same."""
+    import subprocess
+    import sys
+
+    contract, args, where = setup
+    env = {**os.environ, "CAPDSL_CACHE_DIR": str(where)}
+    cmd = [sys.executable, "-c", RUN_AND_REPORT_SQLGLOT, "eval", str(contract), *args, "--period", "2011-03",
+           "--format", "csv", "-q"]
+    first = subprocess.run(cmd, capture_output=True, text=True, env=env, check=True)
+    second = subprocess.run(cmd, capture_output=True, text=True, env=env, check=True)
+    assert "sqlglot loaded: True" in first.stderr
+    assert "sqlglot loaded: False" in second.stderr
+    assert second.stdout == first.stdout and first.stdout.count("\n") > 3
+    assert len(entries(where, "query")) == 1
+
+
+def test_another_period_or_parameter_is_another_query(setup):
+    contract, args, where = setup
+    outputs = {evaluate(contract, args).stdout,
+               CliRunner().invoke(main, ["eval", str(contract), *args, "--period", "2011-Q1", "--format", "csv"],
+                                  catch_exceptions=False).stdout}
+    assert len(entries(where, "query")) == 2 and len(outputs) == 2
+    # the query for 2011-03 again: no new entry, same output
+    assert evaluate(contract, args).stdout in outputs
+    assert len(entries(where, "query")) == 2
+
+
+def test_the_query_key_covers_everything_the_sql_depends_on():
+    """A stale query would pay wrong amounts silently: every input of the compiler is in its key."""
+    from decimal import Decimal
+
+    from capdsl.periods import parse_period
+    from capdsl.sql.query import Options, _entry
+
+    _checked, program = pipeline.compile_file(CONTRACTS[0])
+    other_program = pipeline.compile_file(CONTRACTS[1])[1]
+    march, q1 = parse_period("2011-03"), parse_period("2011-Q1")
+    base = (program, march, "duckdb", None, {"x": Decimal("250")}, Options())
+    key = _entry(*base)
+    assert key == _entry(*base)
+    variants = [(other_program, march, "duckdb", None, {"x": Decimal("250")}, Options()),
+                (program, q1, "duckdb", None, {"x": Decimal("250")}, Options()),
+                (program, march, "spark", None, {"x": Decimal("250")}, Options()),
+                (program, march, "duckdb", {"members": "m"}, {"x": Decimal("250")}, Options()),
+                (program, march, "duckdb", None, {"x": Decimal("250.5")}, Options()),
+                (program, march, "duckdb", None, {"x": Decimal("250")}, Options(practices="derive"))]
+    assert len({_entry(*v) for v in variants} | {key}) == len(variants) + 1

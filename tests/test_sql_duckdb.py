@@ -444,7 +444,8 @@ def test_the_long_result_and_the_engines_wide_rows_read_the_same(period):
     con = p.duckdb()
     compiled = compile_query(prog, parse_period(period), "duckdb", params={"nat": D(250)}, options=Options())
     long = collect(compiled, prog, con.execute(compiled.sql()).fetchall())
-    wide = collect_wide(compiled, prog, con.execute(compiled.fetch_sql()).fetchall())
+    query = compiled.runnable()
+    wide = collect_wide(query, prog, con.execute(query.sql).fetchall())
     assert (wide.rows, wide.pools, wide.installments, wide.practices) == (
         long.rows, long.pools, long.installments, long.practices)
     assert [str(r[3]) for r in wide.rows] == [str(r[3]) for r in long.rows]  # exponents too

@@ -15,10 +15,23 @@ from typing import Callable, Mapping
 from .. import tree as t
 from ..errors import UsageError, error
 from ..periods import Period, parse_period
-from .compile import Compiled, Options, compile_query, run_months
-from .dialects import DIALECTS
+from .query import Options, Query, prepare
 
-__all__ = ["compile_program", "compile_query", "evaluate", "Compiled", "Options", "DIALECTS", "run_months"]
+__all__ = ["compile_program", "compile_query", "evaluate", "prepare", "Compiled", "Query", "Options", "DIALECTS",
+           "run_months"]
+
+
+def __getattr__(name: str):
+    """The compiler's names, imported on first use: a run whose query is cached never loads sqlglot."""
+    if name in ("Compiled", "compile_query", "run_months"):
+        from . import compile as compiler
+
+        return getattr(compiler, name)
+    if name == "DIALECTS":
+        from .dialects import DIALECTS
+
+        return DIALECTS
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _period(period) -> Period:
@@ -29,18 +42,21 @@ def compile_program(program: t.Program, period, dialect: str = "duckdb", tables:
                     params: Mapping[str, object] | None = None, options: Options | None = None) -> str:
     """Readable SQL computing the statements' rows; `tables` maps members/practices/events/measures
     to the warehouse's names. Parameters without a value or default are left as `:name` placeholders."""
+    from .compile import compile_query
+
     defaults = Options(row_column=None, measure_values="text") if options is None else options
     return compile_query(program, _period(period), dialect, tables, params, defaults).sql(pretty=True) + ";\n"
 
 
 def evaluate(program: t.Program, con, period, params: dict, engine: str = "duckdb", *, master: str | None = None,
-             spark=None, member_label: Callable[[str], str] | None = None):
-    """Evaluate on a loaded panel's DuckDB connection with `engine` duckdb | spark."""
+             spark=None, member_label: Callable[[str], str] | None = None, cached: bool = False):
+    """Evaluate on a loaded panel's DuckDB connection with `engine` duckdb | spark.
+    `cached` (DuckDB): the query may come from the compiled-contract cache."""
     period = _period(period)
     if engine == "duckdb":
         from . import duckdb_engine
 
-        return duckdb_engine.evaluate(program, con, period, params, member_label=member_label)
+        return duckdb_engine.evaluate(program, con, period, params, member_label=member_label, cached=cached)
     if engine == "spark":
         from . import spark_engine
 

@@ -48,31 +48,12 @@ from .. import tree as t
 from ..errors import BackendError, error
 from ..periods import Period, month_end, months_of_year
 from .dialects import DEC, Dialect, cast, dec, get, num
+from .query import FAIL_TAG, Options, Query  # noqa: F401  (Options: re-exported)
 
 TABLES = ("members", "practices", "events", "measures")
 _SQL_TYPE = {"bool": "BOOLEAN", "text": "VARCHAR", "date": "DATE", "integer": "BIGINT", "decimal": DEC}
 _VALUE_COL = {"bool": "value_bool", "integer": "value_integer", "decimal": "value_decimal", "date": "value_date",
               "text": "value"}
-FAIL_TAG = "capdsl-fail"
-
-
-@dataclass(frozen=True)
-class Options:
-    """How the input tables look.
-
-    row_column: the 1-based input row number column (`_row` in a loaded panel),
-        named in error messages; None when the tables have none.
-    measure_values: "typed" reads `value_<kind>` columns (a loaded panel);
-        "text" casts the text `value` column (a warehouse table).
-    practices: "table" evaluates every row of the practices table; "derive"
-        evaluates the practice ids found in members and events (no practices file).
-    """
-
-    row_column: str | None = "_row"
-    measure_values: str = "typed"
-    practices: str = "table"
-
-
 @dataclass(frozen=True)
 class Compiled:
     """A compiled query and what the Python side needs to read its result."""
@@ -98,6 +79,11 @@ class Compiled:
         type (DuckDB, 40,000 values: ~170 ms → ~80 ms), and `Decimal(text)` is exact."""
         with_ = self.query.args["with_"].sql(dialect=self.dialect.name, copy=False)
         return f"{with_} {self.wide.sql(dialect=self.dialect.name, copy=False)}"
+
+    def runnable(self) -> Query:
+        """What an engine runs and reads, without the sqlglot trees (so it can be cached)."""
+        return Query(self.fetch_sql(), self.dialect.name, self.months, self.fails, self.lines, self.pools,
+                     tuple((it.kind, it.line, it.quarter, it.basis is not None) for it in self.items))
 
 
 def run_months(program: t.Program, period: Period) -> tuple[tuple[date, ...], tuple[int, ...]]:

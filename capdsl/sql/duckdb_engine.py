@@ -9,7 +9,7 @@ from typing import Callable, Mapping
 from .. import tree as t
 from ..interpret import MonthlyResult
 from ..periods import Period
-from .compile import Options, compile_query
+from .query import Options, prepare
 from .engine import collect_wide, translate
 
 # Empty stand-ins for tables a run on files does not provide.
@@ -31,16 +31,17 @@ def _practices_empty(con, table: str) -> bool:
 
 
 def evaluate(program: t.Program, con, period: Period, params: dict, *,
-             member_label: Callable[[str], str] | None = None) -> MonthlyResult:
-    """Evaluate on a panel connection (typed tables members, practices, events, measures)."""
+             member_label: Callable[[str], str] | None = None, cached: bool = False) -> MonthlyResult:
+    """Evaluate on a panel connection (typed tables members, practices, events, measures).
+    `cached`: the query may come from the compiled-contract cache (`query.prepare`)."""
     use_all_cores(con)
     options = Options(practices="derive" if _practices_empty(con, "practices") else "table")
-    compiled = compile_query(program, period, "duckdb", params=params, options=options)
+    query = prepare(program, period, "duckdb", params=params, options=options, cached=cached)
     try:
-        rows = con.execute(compiled.fetch_sql()).fetchall()
+        rows = con.execute(query.sql).fetchall()
     except Exception as exc:  # duckdb.Error: turned into the interpreter's error
-        raise translate(compiled, exc, member_label) from None
-    return collect_wide(compiled, program, rows)
+        raise translate(query, exc, member_label) from None
+    return collect_wide(query, program, rows)
 
 
 def evaluate_files(program: t.Program, files: Mapping[str, str], period: Period, params: dict,
@@ -60,9 +61,9 @@ def evaluate_files(program: t.Program, files: Mapping[str, str], period: Period,
             tables[name] = f"capdsl_empty_{name}"
     options = Options(row_column=None, measure_values="text",
                       practices="table" if "practices" in files else "derive")
-    compiled = compile_query(program, period, "duckdb", tables=tables, params=params, options=options)
+    query = prepare(program, period, "duckdb", tables=tables, params=params, options=options)
     try:
-        rows = con.execute(compiled.fetch_sql()).fetchall()
+        rows = con.execute(query.sql).fetchall()
     except Exception as exc:
-        raise translate(compiled, exc) from None
-    return collect_wide(compiled, program, rows)
+        raise translate(query, exc) from None
+    return collect_wide(query, program, rows)

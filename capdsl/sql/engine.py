@@ -14,7 +14,7 @@ from typing import Callable
 from .. import tree as t
 from ..errors import BackendError, EvalError, Note, error
 from ..interpret import MonthlyResult
-from .compile import FAIL_TAG, Compiled
+from .query import FAIL_TAG, Query
 
 _PAYLOAD = re.compile(re.escape(FAIL_TAG) + r"\|(\d+)\|(\w+)\|(.*?)\|" + re.escape("capdsl-end"), re.S)
 _OVERFLOW = re.compile(r"overflow|out of range|NUMERIC_VALUE_OUT_OF_RANGE|DECIMAL_PRECISION|cannot be represented",
@@ -53,14 +53,14 @@ def paused_gc():
             gc.enable()
 
 
-def collect(compiled: Compiled, program: t.Program, rows) -> MonthlyResult:
+def collect(compiled, program: t.Program, rows) -> MonthlyResult:
     """Long result rows → `MonthlyResult`, ordered exactly as the interpreter orders it: by practice
     id, then month, then line (or pool, then installment) order."""
     with paused_gc():
         return _collect(compiled, program, rows)
 
 
-def _collect(compiled: Compiled, program: t.Program, rows) -> MonthlyResult:
+def _collect(compiled, program: t.Program, rows) -> MonthlyResult:
     places = _places(program.quantum)
     line_index = {name: i for i, name in enumerate(compiled.lines)}
     pool_index = {name: i for i, name in enumerate(compiled.pools)}
@@ -90,13 +90,13 @@ def _collect(compiled: Compiled, program: t.Program, rows) -> MonthlyResult:
     return result
 
 
-def collect_wide(compiled: Compiled, program: t.Program, rows) -> MonthlyResult:
-    """The engines' wide rows (`Compiled.fetch_sql`: practice, month, reported, then per item its
+def collect_wide(query: Query, program: t.Program, rows) -> MonthlyResult:
+    """The engines' wide rows (`Query.sql`: practice, month, reported, then per item its
     amount as text, applied and basis) → `MonthlyResult`, in the interpreter's order."""
     with paused_gc():
         places = _places(program.quantum)
-        year = compiled.months[0].year
-        layout = [(it.kind, it.line, it.quarter, it.basis is not None) for it in compiled.items]
+        year = query.months[0].year
+        layout = query.layout
         practices, lines, pools, insts = [], [], [], []
         rows = sorted(rows, key=lambda r: (r[0], r[1]))
         last = None
@@ -128,14 +128,14 @@ def collect_wide(compiled: Compiled, program: t.Program, rows) -> MonthlyResult:
         return result
 
 
-def translate(compiled: Compiled, exc: BaseException,
+def translate(query: Query, exc: BaseException,
               member_label: Callable[[str], str] | None = None) -> Exception:
     """The interpreter's error for an engine error: a `Fail` payload, an overflow, or else a BackendError."""
     message = str(exc)
     found = _PAYLOAD.search(message)
     if found:
         index, level, rest = int(found.group(1)), found.group(2), found.group(3)
-        _, node = compiled.fails[index]
+        _, node = query.fails[index]
         if level == "division":
             return EvalError(error("E0803", "division by zero", node.origin,
                                    hint="guard the division with `if … then … else`"))
@@ -162,7 +162,7 @@ def translate(compiled: Compiled, exc: BaseException,
         return EvalError(error("E0808", "a value is too large for exact decimal arithmetic "
                                         f"(38 digits, 12 after the point): {first}",
                                hint="amounts and intermediate products must stay below 10^14"))
-    return BackendError(error("E0922", f"the {compiled.dialect.name} engine failed: {first}"))
+    return BackendError(error("E0922", f"the {query.dialect} engine failed: {first}"))
 
 
 def _int(text: str):

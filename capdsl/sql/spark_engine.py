@@ -15,7 +15,7 @@ from .. import tree as t
 from ..errors import BackendError, error
 from ..interpret import MonthlyResult
 from ..periods import Period
-from .compile import Options, compile_query
+from .query import Options, prepare
 from .engine import collect_wide, translate
 
 CONF = {
@@ -91,9 +91,9 @@ def evaluate(program: t.Program, con, period: Period, params: dict, *, master: s
 def run(program: t.Program, spark, period: Period, params: dict, tables: dict, options: Options = Options(),
         member_label: Callable[[str], str] | None = None) -> MonthlyResult:
     """Evaluate on tables Spark already knows (views, catalog tables or parquet.`path`)."""
-    compiled = compile_query(program, period, "spark", tables=tables, params=params, options=options)
+    query = prepare(program, period, "spark", tables=tables, params=params, options=options)
     try:
-        rows = [tuple(r) for r in spark.sql(compiled.fetch_sql()).collect()]
+        rows = [tuple(r) for r in spark.sql(query.sql).collect()]
     except Exception as exc:  # py4j / pyspark errors: turned into the interpreter's error
-        raise translate(compiled, exc, member_label) from None
-    return collect_wide(compiled, program, rows)
+        raise translate(query, exc, member_label) from None
+    return collect_wide(query, program, rows)

@@ -1,0 +1,80 @@
+"""A compiled query as an engine runs it: the SQL text and what the Python side
+needs to read its rows (`engine.collect_wide`) and its errors
+(`engine.translate`). It holds no sqlglot expression, so a query taken from the
+compiled-contract cache (capdsl/cache.py) runs without importing sqlglot or
+compiling anything; `prepare` decides.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import date
+
+from .. import tree as t
+from ..periods import Period
+
+FAIL_TAG = "capdsl-fail"
+
+
+@dataclass(frozen=True)
+class Options:
+    """How the input tables look.
+
+    row_column: the 1-based input row number column (`_row` in a loaded panel),
+        named in error messages; None when the tables have none.
+    measure_values: "typed" reads `value_<kind>` columns (a loaded panel);
+        "text" casts the text `value` column (a warehouse table).
+    practices: "table" evaluates every row of the practices table; "derive"
+        evaluates the practice ids found in members and events (no practices file).
+    """
+
+    row_column: str | None = "_row"
+    measure_values: str = "typed"
+    practices: str = "table"
+
+
+@dataclass(frozen=True)
+class Query:
+    """`Compiled.runnable()`: the wide query (`Compiled.fetch_sql`) and how to read it."""
+
+    sql: str
+    dialect: str
+    months: tuple[date, ...]
+    fails: tuple  # payload index -> (level, node): a `Fail`, or an `Arith` "/" for division by zero
+    lines: tuple[str, ...]  # monthly lines in line order
+    pools: tuple[str, ...]
+    layout: tuple[tuple[str, str, int | None, bool], ...]  # per item: kind, line, quarter, has a basis
+
+
+def prepare(program: t.Program, period: Period, dialect: str, tables=None, params=None,
+            options: Options = Options(), *, cached: bool = False) -> Query:
+    """The query for `program` over `period`. With `cached`, a query compiled before for the same
+    program, period, dialect, tables, parameters and options is read from the cache instead."""
+    entry = _entry(program, period, dialect, tables, params, options) if cached else None
+    if entry is not None:
+        from .. import cache
+
+        hit = cache.load(entry)
+        if isinstance(hit, Query):
+            return hit
+    from .compile import compile_query
+
+    query = compile_query(program, period, dialect, tables=tables, params=params, options=options).runnable()
+    if entry is not None:
+        cache.store(entry, query)
+    return query
+
+
+def _entry(program, period, dialect, tables, params, options) -> str | None:
+    from .. import cache
+
+    try:
+        described = cache.encode((program, period.text, tuple(period.months), dialect,
+                                  sorted((tables or {}).items()), sorted((params or {}).items()), options))
+    except TypeError:  # a parameter value the cache cannot write: compile every time
+        return None
+    h = hashlib.sha256(cache.code_fingerprint() + b"query\0")
+    h.update(json.dumps(described, separators=(",", ":")).encode())
+    return "query-" + h.hexdigest()
