@@ -49,9 +49,15 @@ def directory() -> Path | None:
     return Path(base) / "capdsl"
 
 
+# The libraries whose version can change what capdsl compiles: the parser and the SQL generator.
+COMPILERS = ("lark", "sqlglot")
+
+
 @functools.lru_cache(maxsize=1)
 def code_fingerprint() -> bytes:
-    """Names, sizes and modification times of capdsl's modules and grammar files."""
+    """Names, sizes and modification times of capdsl's modules and grammar files, and the installed
+    versions of the libraries in COMPILERS (read from their dist-info names: importing or asking
+    importlib.metadata would cost more than the cache saves)."""
     package = Path(__file__).resolve().parent
     h = hashlib.sha256(FORMAT + sys.version.encode())
     files = sorted([*package.rglob("*.py"), *package.rglob("*.lark"), *package.parent.glob("grammar/*.lark")])
@@ -61,7 +67,23 @@ def code_fingerprint() -> bytes:
         except OSError:
             continue
         h.update(f"{f}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    for name in COMPILERS:
+        h.update(_installed(name).encode() + b"\n")
     return h.digest()
+
+
+def _installed(name: str) -> str:
+    """`name`'s location, dist-info directory (its version) and the mtime of its top module."""
+    import importlib.util
+
+    try:
+        spec = importlib.util.find_spec(name)
+        origin = Path(spec.origin)
+        site = origin.parent.parent
+        dists = sorted(d for d in os.listdir(site) if d.lower().startswith(name + "-") and d.endswith(".dist-info"))
+        return f"{origin}\0{origin.stat().st_mtime_ns}\0{','.join(dists)}"
+    except Exception:  # noqa: BLE001 - not found: the key says so
+        return f"{name}: not found"
 
 
 def key(text: str, path: str) -> str:

@@ -8,8 +8,9 @@ Schema (`capdsl schema`). Amounts are decimal strings in JSON, never floats.
 
 from __future__ import annotations
 
-from collections import defaultdict
 import dataclasses
+import functools
+from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
@@ -185,6 +186,7 @@ def build(program: t.Program, monthly: MonthlyResult, period_text: str, months: 
                   statements=statements, total=grand, report_total=convert(grand), warnings=warnings or [])
 
 
+@functools.lru_cache(maxsize=1)
 def _adapter():
     from pydantic import TypeAdapter
 

@@ -145,6 +145,9 @@ def test_the_key_covers_capdsl_code_and_grammar():
     assert {"compile.py", "lower.py", "check.py", "syntax.py", "cache.py"} <= names
     assert any(p.suffix == ".lark" for p in seen)
     assert any(p.parent.name == "sql" and package in p.parents for p in seen)
+    # and the installed parser and SQL generator: upgrading either may change what is compiled
+    for name in cache.COMPILERS:
+        assert f"{name}-" in cache._installed(name) and ".dist-info" in cache._installed(name)
 
 
 CONTRACTS = sorted((Path(__file__).resolve().parent.parent / "contracts").glob("*.cap"))
