@@ -45,6 +45,17 @@ def round_to(value: Decimal, quantum: Decimal, mode: str) -> Decimal:
     return result.quantize(Decimal(1).scaleb(exp), context=_CTX) if isinstance(exp, int) and exp < 0 else result
 
 
+def rounder(quantum: Decimal, mode: str):
+    """`round_to` with `quantum` and `mode` fixed, for rounding many amounts: a power-of-ten quantum
+    (1, 0.01, …) is one quantize, which gives exactly round_to's result (dividing by a power of
+    ten only moves the exponent)."""
+    shape = quantum.as_tuple()
+    if shape.digits == (1,) and isinstance(shape.exponent, int) and shape.exponent <= 0 and shape.sign == 0:
+        rounding = _MODES[mode]
+        return lambda value: value.quantize(quantum, rounding=rounding, context=_CTX)
+    return lambda value: round_to(value, quantum, mode)
+
+
 # ─────────────────────────────── results ─────────────────────────────────
 
 @dataclass

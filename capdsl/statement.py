@@ -17,7 +17,7 @@ from decimal import Decimal
 from typing import Literal
 
 from . import tree as t
-from .interpret import MonthlyResult, round_to
+from .interpret import MonthlyResult, rounder
 
 ZERO = Decimal(0)
 
@@ -103,10 +103,12 @@ def build(program: t.Program, monthly: MonthlyResult, period_text: str, months: 
     rate = program.report_rate
     _q = _quantizer(quantum)
 
+    to_quantum = rounder(quantum, mode)
+
     def convert(amount: Decimal) -> Decimal | None:
         if rate is None:
             return None
-        return round_to(amount / rate, quantum, mode)
+        return to_quantum(amount / rate)
 
     line_sum: dict[tuple[str, str], Decimal] = defaultdict(lambda: ZERO)
     basis_sum: dict[tuple[str, str], Decimal | None] = {}
@@ -127,12 +129,12 @@ def build(program: t.Program, monthly: MonthlyResult, period_text: str, months: 
     multi = len(months) > 1
     statements = []
     grand = ZERO
+    sources = [f"{program.path}:{line.origin.line}" for line in program.lines]
     for pid in monthly.practices:
         lines = []
         total = ZERO
-        for line in program.lines:
+        for line, source in zip(program.lines, sources):
             key = (pid, line.name)
-            source = f"{program.path}:{line.origin.line}"
             if line.kind == "line":
                 amount = _q(line_sum.get(key, ZERO))
                 flags = applied_months.get(key, [])

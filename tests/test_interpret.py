@@ -362,3 +362,16 @@ def test_months_read_only_for_pools_do_not_evaluate_other_lines(engine, tmp_path
     with pytest.raises(CapError) as info:
         run("2011-01")
     assert info.value.code == "E0801"
+
+
+@settings(max_examples=500, deadline=None)
+@given(value=st.decimals(min_value=-10**12, max_value=10**12, places=14, allow_nan=False, allow_infinity=False),
+       quantum=st.sampled_from(["1", "0.1", "0.01", "0.001", "0.05", "0.25", "5", "10", "1.00"]),
+       mode=st.sampled_from(["half_up", "half_even", "down", "up"]))
+def test_rounder_is_round_to(value, quantum, mode):
+    """The statement builder's fast rounding (one quantize for a power-of-ten quantum) is round_to."""
+    from capdsl.interpret import rounder, round_to
+
+    q = Decimal(quantum)
+    fast, slow = rounder(q, mode)(value), round_to(value, q, mode)
+    assert fast == slow and str(fast) == str(slow)
