@@ -17,13 +17,14 @@ from typing import Iterator
 
 
 @contextmanager
-def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+def atomic_path(path: str | os.PathLike, *, private: bool = False) -> Iterator[Path]:
     """Yield a temporary path next to `path`; rename it into place if the block succeeds.
 
     The temporary file is created empty (so the name is reserved); a writer
     may overwrite or delete and recreate it (DuckDB's COPY does). If the block
     raises anything, including KeyboardInterrupt, the temporary file is removed
-    and `path` is left untouched.
+    and `path` is left untouched. `private` keeps the file readable by its
+    owner only (0600) instead of the mode `open()` would give it.
     """
     target = Path(path)
     directory = target.parent if str(target.parent) else Path(".")
@@ -35,7 +36,8 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         if not tmp.exists():
             raise FileNotFoundError(f"the writer did not produce {tmp}")
         _fsync(tmp)
-        _chmod_like_new_file(tmp)
+        if not private:
+            _chmod_like_new_file(tmp)
         os.replace(tmp, target)
     except BaseException:
         try:
@@ -45,10 +47,11 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         raise
 
 
-def atomic_write(path: str | os.PathLike, data: bytes | str, *, encoding: str = "utf-8") -> None:
+def atomic_write(path: str | os.PathLike, data: bytes | str, *, encoding: str = "utf-8",
+                 private: bool = False) -> None:
     """Write `data` to `path` atomically (text is encoded as UTF-8, newlines kept as given)."""
     payload = data.encode(encoding) if isinstance(data, str) else bytes(data)
-    with atomic_path(path) as tmp:
+    with atomic_path(path, private=private) as tmp:
         with open(tmp, "wb") as fh:
             fh.write(payload)
 

@@ -86,10 +86,15 @@ def _installed(name: str) -> str:
         return f"{name}: not found"
 
 
+def entry_key(kind: str, data: bytes) -> str:
+    """The name of a `kind` entry (contract, query) for `data`, everything the entry depends on
+    beyond capdsl's code and the compilers, which every key covers."""
+    return f"{kind}-" + hashlib.sha256(code_fingerprint() + kind.encode() + b"\0" + data).hexdigest()
+
+
 def key(text: str, path: str) -> str:
-    h = hashlib.sha256(code_fingerprint())
-    h.update(path.encode("utf-8", "surrogateescape") + b"\0" + text.encode("utf-8"))
-    return "contract-" + h.hexdigest()
+    """A contract's entry: its text and the path statements name it by."""
+    return entry_key("contract", path.encode("utf-8", "surrogateescape") + b"\0" + text.encode("utf-8"))
 
 
 def _trusted(st: os.stat_result) -> bool:
@@ -116,18 +121,12 @@ def store(entry: str, value) -> None:
     where = directory()
     if where is None:
         return
+    from .atomic import atomic_write
+
     try:
         where.mkdir(mode=0o700, parents=True, exist_ok=True)
-        data = FORMAT + json.dumps(encode(value), separators=(",", ":")).encode()
-        tmp = where / f".{entry}.{os.getpid()}.tmp"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-            os.replace(tmp, where / f"{entry}.json")
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
+        atomic_write(where / f"{entry}.json", FORMAT + json.dumps(encode(value), separators=(",", ":")).encode(),
+                     private=True)
     except Exception:  # noqa: BLE001 - a cache that cannot be written is only slower
         return
 

@@ -35,14 +35,21 @@ def fix(value: Decimal) -> Decimal:
     return value.quantize(Q12, rounding=ROUND_HALF_UP, context=_CTX)
 
 
+def quantum_places(quantum: Decimal) -> Decimal | None:
+    """The decimal places an amount rounded to `quantum` is shown with (0.05 → 0.01), or None for a
+    whole-number quantum."""
+    exp = quantum.as_tuple().exponent
+    return Decimal(1).scaleb(exp) if isinstance(exp, int) and exp < 0 else None
+
+
 def round_to(value: Decimal, quantum: Decimal, mode: str) -> Decimal:
     """Round to a multiple of `quantum` (0.01, 0.05, 1, …) with an explicit mode."""
     value = value if isinstance(value, Decimal) else Decimal(value)
     steps = (value / quantum).quantize(ONE, rounding=_MODES[mode], context=_CTX) if quantum != ONE else \
         value.quantize(ONE, rounding=_MODES[mode], context=_CTX)
     result = steps * quantum
-    exp = quantum.as_tuple().exponent
-    return result.quantize(Decimal(1).scaleb(exp), context=_CTX) if isinstance(exp, int) and exp < 0 else result
+    places = quantum_places(quantum)
+    return result.quantize(places, context=_CTX) if places is not None else result
 
 
 def rounder(quantum: Decimal, mode: str):

@@ -17,7 +17,7 @@ from decimal import Decimal
 from typing import Literal
 
 from . import tree as t
-from .interpret import MonthlyResult, rounder
+from .interpret import MonthlyResult, quantum_places, rounder
 
 ZERO = Decimal(0)
 
@@ -84,11 +84,8 @@ class Result:
 
 def _quantizer(quantum: Decimal):
     """Amounts shown with the quantum's decimal places (0.01 → 2), rounded already: `_q(value)`."""
-    exp = quantum.as_tuple().exponent
-    if isinstance(exp, int) and exp < 0:
-        places = Decimal(1).scaleb(exp)
-        return lambda value: value.quantize(places)
-    return lambda value: value
+    places = quantum_places(quantum)
+    return (lambda value: value) if places is None else (lambda value: value.quantize(places))
 
 
 def _basis_value(value: Decimal) -> Decimal:

@@ -13,7 +13,7 @@ from typing import Callable
 
 from .. import tree as t
 from ..errors import BackendError, EvalError, Note, error
-from ..interpret import MonthlyResult
+from ..interpret import ONE, MonthlyResult, quantum_places
 from .query import FAIL_TAG, Query
 
 _PAYLOAD = re.compile(re.escape(FAIL_TAG) + r"\|(\d+)\|(\w+)\|(.*?)\|" + re.escape("capdsl-end"), re.S)
@@ -24,8 +24,7 @@ ZERO = Decimal(0)
 
 def _places(quantum: Decimal) -> Decimal:
     """The exponent the interpreter's `round_to` gives an amount, as a quantize argument."""
-    exponent = quantum.as_tuple().exponent
-    return Decimal(1).scaleb(exponent) if isinstance(exponent, int) and exponent < 0 else Decimal(1)
+    return quantum_places(quantum) or ONE
 
 
 def _plain(value) -> Decimal | None:

@@ -7,11 +7,11 @@ compiling anything; `prepare` decides.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 from datetime import date
 
+from .. import cache
 from .. import tree as t
 from ..periods import Period
 
@@ -54,8 +54,6 @@ def prepare(program: t.Program, period: Period, dialect: str, tables=None, param
     program, period, dialect, tables, parameters and options is read from the cache instead."""
     entry = _entry(program, period, dialect, tables, params, options) if cached else None
     if entry is not None:
-        from .. import cache
-
         hit = cache.load(entry)
         if isinstance(hit, Query):
             return hit
@@ -68,13 +66,9 @@ def prepare(program: t.Program, period: Period, dialect: str, tables=None, param
 
 
 def _entry(program, period, dialect, tables, params, options) -> str | None:
-    from .. import cache
-
     try:
         described = cache.encode((program, period.text, tuple(period.months), dialect,
                                   sorted((tables or {}).items()), sorted((params or {}).items()), options))
     except TypeError:  # a parameter value the cache cannot write: compile every time
         return None
-    h = hashlib.sha256(cache.code_fingerprint() + b"query\0")
-    h.update(json.dumps(described, separators=(",", ":")).encode())
-    return "query-" + h.hexdigest()
+    return cache.entry_key("query", json.dumps(described, separators=(",", ":")).encode())
