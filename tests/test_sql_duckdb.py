@@ -450,3 +450,22 @@ def test_the_long_result_and_the_engines_wide_rows_read_the_same(period):
         long.rows, long.pools, long.installments, long.practices)
     assert [str(r[3]) for r in wide.rows] == [str(r[3]) for r in long.rows]  # exponents too
     assert wide.installments or period != "2011"
+
+
+def test_a_product_of_bands_behind_an_absent_measure_does_not_overflow():
+    """Found by the differential test: with the bands' failure deferred (the `if` is not always
+    taken), its NULL was typed DECIMAL(38, 12), so band × band became DECIMAL(38, 24), and the
+    pro-rata weight's multiplication overflowed (E0808) where the interpreter paid 0."""
+    def band(value):
+        return t.Case(((t.Cmp("<", AGE, c(18)), c(value)), (t.Cmp("<", AGE, c(90)), c(0))),
+                      t.Fail("E0801", "no band of 'idx' covers the value"), table="idx")
+
+    measure = t.Measure("m", "decimal")
+    amount = t.Case(((t.Present(measure), sum_members(ar("*", band(33), band(14)))),), c(0))
+    prog = program([line("l0", amount)], exposure="pro_rata", measures={"m": ("decimal", None, "")})
+    p = Panel(measure_kinds={"m": "decimal"})
+    p.member("M0", "P0", date(2000, 1, 1), date(2010, 6, 1))
+    p.practice("P0")
+    assert same(prog, p, "2011-03").rows[0][3] == D("0.00")
+    p.measures.append(("P0", "2011-03", "m", D(1)))
+    assert same(prog, p, "2011-03").rows[0][3] == D("462.00")

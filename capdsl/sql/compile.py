@@ -266,9 +266,12 @@ class _Compiler:
         return None, agg
 
     # ─────────────────────────── expressions ───────────────────────────
-    def fail(self, node, scope: _Scope, kind: str | None) -> exp.Expression:
-        """Raise with `fail_message`'s payload; NULL while `deferring` (see `failure`)."""
+    def fail(self, node, scope: _Scope, kind: str | None, null_type: str | None = None) -> exp.Expression:
+        """Raise with `fail_message`'s payload; NULL while `deferring` (see `failure`), typed
+        `null_type` if given (a band's own narrow type: see `t.Case` in `ex`)."""
         if self.deferring:
+            if null_type is not None:
+                return cast(exp.Null(), null_type)
             return null(kind) if kind is not None else exp.Null()
         return self.raised(self.fail_message(node, scope), kind)
 
@@ -413,8 +416,14 @@ class _Compiler:
             return self.fail(node, s, None)
         if cls is t.Case:
             kind = self.kind_of(node)
-            otherwise = self.fail(node.otherwise, s, kind) if isinstance(node.otherwise, t.Fail) \
-                else self.ex(node.otherwise, s)
+            if isinstance(node.otherwise, t.Fail):
+                # a deferred failure's NULL must not widen the case: `numeric_type` (and so
+                # `exact_product`) counts the values only, and a DECIMAL(38, 12) NULL made a product
+                # of two bands DECIMAL(38, 24), which overflowed once weighted pro rata
+                known = self.numeric_type(node) if kind == "decimal" else None
+                otherwise = self.fail(node.otherwise, s, kind, f"DECIMAL({known[0]}, {known[1]})" if known else None)
+            else:
+                otherwise = self.ex(node.otherwise, s)
             return case([(self.ex(c, s), self.ex(v, s)) for c, v in node.whens], otherwise)
         if cls is t.MinMax:
             args = [self.ex(a, s) for a in node.args]
