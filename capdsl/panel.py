@@ -25,6 +25,7 @@ import difflib
 import functools
 import hashlib
 import threading
+import weakref
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
@@ -34,6 +35,7 @@ from typing import Any, Iterable, Sequence
 import duckdb
 
 from .errors import Diagnostic, InputError, error, warning
+from .panel_memo import Memo
 from .panel_read import LIMIT, _Problems, _q, _Raw, _read, _x, detect_format, unreadable_parquet  # noqa: F401
 from .periods import Period
 
@@ -409,13 +411,13 @@ def _add_measure_columns(con, measures: dict[str, MeasureSpec], path: str | None
            "WHEN 'quarter' THEN last_day(CAST(period_start + INTERVAL 2 MONTH AS DATE)) "
            "WHEN 'year' THEN make_date(year(period_start), 12, 31) END")
     values = ", ".join(f"{_typed('value', k)} AS value_{k}" for k in ("bool", "integer", "decimal", "date"))
-    _x(con, f"CREATE TABLE _m1 AS SELECT _row, practice_id, {p} AS period, measure, value, "
-                f"{kind} AS period_kind, {values} FROM measures")
-    _x(con, f"CREATE TABLE _m2 AS SELECT *, {start} AS period_start FROM _m1")
-    _x(con, f"CREATE TABLE _m3 AS SELECT _row, practice_id, period, period_kind, period_start, "
+    # one statement (each costs milliseconds even on a few rows): kind, then start, then end
+    _x(con, f"CREATE TABLE _m AS SELECT _row, practice_id, period, period_kind, period_start, "
                 f"CAST({end} AS DATE) AS period_end, measure, value, value_bool, value_integer, "
-                f"value_decimal, value_date FROM _m2 ORDER BY _row")
-    for stmt in ("DROP TABLE measures", "DROP TABLE _m1", "DROP TABLE _m2", "ALTER TABLE _m3 RENAME TO measures"):
+                f"value_decimal, value_date FROM (SELECT *, {start} AS period_start FROM ("
+                f"SELECT _row, practice_id, {p} AS period, measure, value, {kind} AS period_kind, {values} "
+                f"FROM measures)) ORDER BY _row")
+    for stmt in ("DROP TABLE measures", "ALTER TABLE _m RENAME TO measures"):
         _x(con, stmt)
     if path is None:
         return
@@ -569,7 +571,7 @@ def _tidy(text: str | None) -> Decimal | None:
 _DEC_TEXT = "rtrim(rtrim(CAST({} AS VARCHAR), '0'), '.')"
 
 
-@dataclass
+@dataclass(eq=False)  # compared (and tracked in _OPEN) by identity
 class Panel:
     """The typed tables in DuckDB (`members`, `practices`, `events`, `measures`) and their warnings."""
 
@@ -581,6 +583,7 @@ class Panel:
     show_ids: bool = False
     pending: _Background | None = None  # checks still running (load_panel(checks_in_background=True))
     late_warnings: list[Diagnostic] = field(default_factory=list)  # reported after the pending checks'
+    memo: Memo | None = None  # the checks' answers, kept once the pending checks find no error
 
     def finish_checks(self) -> None:
         """Wait for the checks still running; raise their InputError (closing the panel) or keep
@@ -595,6 +598,8 @@ class Panel:
             self.close()
             raise InputError(found.errors + warnings)
         self.warnings = warnings
+        if self.memo is not None:
+            self.memo.keep()
 
     def _rows(self, table: str, columns: Iterable[str]) -> list[tuple]:
         cols = list(columns)
@@ -646,11 +651,25 @@ class Panel:
     def count(self, table: str) -> int:
         return _x(self.con, f"SELECT count(*) FROM {table}")[0][0]
 
+    def __post_init__(self) -> None:
+        _OPEN.add(self)
+
     def close(self) -> None:
         if self.pending is not None:  # closed without finish_checks (an error, Ctrl-C): stop the checks
             self.pending, pending = None, self.pending
             pending.stop()
         self.con.close()
+        _OPEN.discard(self)
+
+
+# Panels not closed yet, for `close_all` (the console script closes them before a fast exit).
+_OPEN: weakref.WeakSet[Panel] = weakref.WeakSet()
+
+
+def close_all() -> None:
+    """Close every panel still open: DuckDB then removes anything it spilled to disk."""
+    for panel in list(_OPEN):
+        panel.close()
 
 
 def load_panel(files: dict[str, str | Path | None], requirements: Requirements | None = None, *,
@@ -681,8 +700,10 @@ def load_panel(files: dict[str, str | Path | None], requirements: Requirements |
     fmts = {}
     for t, p in paths.items():
         fmts[t] = detect_format(p, (formats or {}).get(t))
-    con = duckdb.connect(":memory:")
-    con.execute("SET enable_progress_bar = false")  # stderr belongs to capdsl's own messages
+    memo = Memo.open(paths, [sorted(fmts.items()), req, today, ref_day, show_ids, allow_no_members])
+    real = duckdb.connect(":memory:")
+    real.execute("SET enable_progress_bar = false")  # stderr belongs to capdsl's own messages
+    con = memo.connection(real)  # the checks' answers are replayed for files that have not changed
     pending = None
     try:
         if "members" not in paths:
@@ -718,17 +739,19 @@ def load_panel(files: dict[str, str | Path | None], requirements: Requirements |
     except BaseException:
         if pending is not None:
             pending.stop()
-        con.close()
+        real.close()
         raise
     if probs.errors:
-        con.close()
+        real.close()
         raise InputError(probs.errors + probs.warnings)
+    if pending is None:
+        memo.keep()
     kinds = {t: {"_row": "integer", **{s.name: s.kind for s in specs[t]}} for t in TABLES}
     kinds["measures"].update(period_kind="text", period_start="date", period_end="date",
                              value_bool="bool", value_integer="integer", value_decimal="decimal",
                              value_date="date")
-    return Panel(con, paths, probs.warnings, kinds, {n: s.kind for n, s in measure_specs.items()}, show_ids,
-                 pending, late)
+    return Panel(real, paths, probs.warnings, kinds, {n: s.kind for n, s in measure_specs.items()}, show_ids,
+                 pending, late, memo)
 
 
 class _Background:

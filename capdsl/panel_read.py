@@ -12,6 +12,7 @@ import codecs
 import csv
 import io
 import json
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -103,11 +104,23 @@ def detect_format(path: Path, override: str | None = None) -> str:
     return fmt
 
 
-def _check_file(path: Path, probs: _Problems) -> bytes | None:
-    """The file's bytes if it exists and is readable and not empty (E0701, E0702)."""
+# a Parquet file is read by DuckDB, not by us: only its ends are looked at (the magic bytes)
+_PARQUET_ENDS = 4096
+
+
+def _check_file(path: Path, probs: _Problems, ends_only: bool = False) -> bytes | None:
+    """The file's bytes if it exists and is readable and not empty (E0701, E0702); with `ends_only`,
+    a large file's first and last `_PARQUET_ENDS` bytes instead of all of them."""
     p = str(path)
     try:
-        data = path.read_bytes()
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            if ends_only and size > 2 * _PARQUET_ENDS:
+                data = f.read(_PARQUET_ENDS)
+                f.seek(size - _PARQUET_ENDS)
+                data += f.read(_PARQUET_ENDS)
+            else:
+                data = f.read()
     except FileNotFoundError:
         probs.add(error("E0701", f"no such file: {path}", path=p))
         return None
@@ -341,7 +354,7 @@ def _read_json(con, name: str, path: Path, data: bytes, fmt: str, probs: _Proble
 
 
 def _read(con, name: str, path: Path, fmt: str, probs: _Problems) -> _Raw | None:
-    data = _check_file(path, probs)
+    data = _check_file(path, probs, ends_only=fmt == "parquet")
     if data is None:
         return None
     if fmt == "csv":
