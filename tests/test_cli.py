@@ -186,3 +186,59 @@ def test_explain_text_highlights_source_on_a_terminal_and_orders_groups_naturall
     ages = [int(g["key"]["age"]) for g in e["lines"][0]["months"][0]["aggregates"][0]["groups"]]
     assert ages == sorted(ages)
     assert "0E-" not in plain and ".000000000000" not in plain
+
+
+# The console script's fast exit (capdsl/launch.py): the command's own atexit handlers still run,
+# open panels are closed (DuckDB removes what it spilled), stdout is complete, exit codes unchanged.
+FAST_EXIT_PROBE = """
+import atexit, sys
+import capdsl.cli as cli
+import capdsl.panel as panel
+marker = sys.argv[1]
+real_close = panel.Panel.close
+def close(self):
+    open(marker, "a").write("panel closed\\n")
+    real_close(self)
+panel.Panel.close = close
+real_main = cli.main
+kept = []
+def main(*args, **kwargs):
+    atexit.register(lambda: open(marker, "a").write("handler ran\\n"))
+    if "--members" in sys.argv:  # a panel still referenced at exit (eval's own is freed when it returns)
+        kept.append(panel.load_panel({"members": sys.argv[sys.argv.index("--members") + 1]}))
+    return real_main(*args, **kwargs)
+cli.main = main
+from capdsl.launch import main as launch
+sys.argv = ["capdsl"] + sys.argv[2:]
+launch()
+"""
+
+
+def _probe(tmp_path, *args):
+    marker = tmp_path / "marker.txt"
+    proc = subprocess.run([sys.executable, "-c", FAST_EXIT_PROBE, str(marker), *args], capture_output=True,
+                          text=True, cwd=tmp_path)
+    return proc, (marker.read_text().splitlines() if marker.exists() else [])
+
+
+def test_fast_exit_runs_handlers_closes_panels_and_keeps_stdout(tmp_path):
+    proc, events = _probe(tmp_path, "eval", VZP, *SAMPLE, "--period", "2011-03", "--format", "csv")
+    assert proc.returncode == 0, proc.stderr
+    assert events == ["handler ran", "panel closed"]
+    expected = run("eval", VZP, *SAMPLE, "--period", "2011-03", "--format", "csv").stdout
+    assert proc.stdout == expected and proc.stdout.count("\n") > 10
+
+
+@pytest.mark.parametrize("args, code", [
+    (["check", str(ROOT / "tests" / "no-such.cap")], 1),
+    (["eval", VZP, "--period", "2011-03", "--no-such-option"], 2),
+    (["--version"], 0),
+])
+def test_fast_exit_keeps_the_exit_code_and_messages(tmp_path, args, code):
+    proc, events = _probe(tmp_path, *args)
+    assert proc.returncode == code
+    assert events == ["handler ran"]
+    if code:
+        assert proc.stderr.strip() and "Traceback" not in proc.stderr
+    else:
+        assert proc.stdout.startswith("capdsl, version")
