@@ -27,10 +27,12 @@ def _doc(text: str, default=None, **kw):
     return field(default=default, metadata={"description": text}, **kw)
 
 
-# Frozen dataclasses, not pydantic models: building a statement is plain Python, and only the JSON
-# writer and `capdsl schema` load pydantic (a TypeAdapter over these classes; amounts are strings).
+# Dataclasses, not pydantic models: building a statement is plain Python, and only the JSON writer
+# and `capdsl schema` load pydantic (a TypeAdapter over these classes; amounts are strings). Not
+# frozen: a statement is output, built once and never hashed, and a frozen __init__ took a third of
+# building a million-member panel's statements.
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True)
 class Installment:
     quarter: int = _doc("1-4; paid in the last month of the quarter", default=dataclasses.MISSING)
     share: str = _doc("'10%' or 'rest'", default=dataclasses.MISSING)
@@ -39,7 +41,7 @@ class Installment:
     condition: str | None = _doc("the condition the installment depends on, as written")
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True)
 class Line:
     id: str
     label: str
@@ -56,7 +58,7 @@ class Line:
     source: str = _doc("file:line of the line's definition", default=dataclasses.MISSING)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True)
 class Statement:
     practice_id: str
     lines: list[Line]
@@ -64,7 +66,7 @@ class Statement:
     report_total: Decimal | None = None
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True)
 class Result:
     """The output of `capdsl eval`."""
 
@@ -89,8 +91,20 @@ def _quantizer(quantum: Decimal):
 
 
 def _basis_value(value: Decimal) -> Decimal:
-    normal = value.normalize()
-    return normal.quantize(Decimal(1)) if normal == normal.to_integral_value() else normal
+    """A basis as people write it: 1500 (not 1.5E+3 or 1500.000), 12.5 (not 12.500)."""
+    return value.quantize(ONE) if value == value.to_integral_value() else value.normalize()
+
+
+ONE = Decimal(1)
+
+
+class _Sum:
+    """One line of one practice over the period's months."""
+
+    __slots__ = ("amount", "applied", "months", "basis")
+
+    def __init__(self, amount: Decimal, applied: bool, basis: Decimal | None) -> None:
+        self.amount, self.applied, self.months, self.basis = amount, int(applied), 1, basis
 
 
 def build(program: t.Program, monthly: MonthlyResult, period_text: str, months: tuple[date, ...],
@@ -99,23 +113,32 @@ def build(program: t.Program, monthly: MonthlyResult, period_text: str, months: 
     quantum, mode = program.quantum, program.rounding_mode
     rate = program.report_rate
     _q = _quantizer(quantum)
-
     to_quantum = rounder(quantum, mode)
+    # the same amounts recur across practices (fixed fees); equal amounts are also equally written
+    # when they are quantized to fixed places, so only then may one conversion serve them all
+    converted: dict[Decimal, Decimal] | None = {} if quantum_places(quantum) is not None else None
 
     def convert(amount: Decimal) -> Decimal | None:
         if rate is None:
             return None
-        return to_quantum(amount / rate)
+        if converted is None:
+            return to_quantum(amount / rate)
+        found = converted.get(amount)
+        if found is None:
+            found = converted[amount] = to_quantum(amount / rate)
+        return found
 
-    line_sum: dict[tuple[str, str], Decimal] = defaultdict(lambda: ZERO)
-    basis_sum: dict[tuple[str, str], Decimal | None] = {}
-    applied_months: dict[tuple[str, str], list[bool]] = defaultdict(list)
+    sums: dict[tuple[str, str], _Sum] = {}
     for pid, _month, name, amount, applied, basis in monthly.rows:
-        key = (pid, name)
-        line_sum[key] += amount
-        applied_months[key].append(bool(applied))
-        if basis is not None:
-            basis_sum[key] = (basis_sum.get(key) or ZERO) + basis
+        acc = sums.get((pid, name))
+        if acc is None:
+            sums[(pid, name)] = _Sum(ZERO + amount, applied, basis)  # ZERO +: as the sum of one month
+        else:
+            acc.amount += amount
+            acc.applied += bool(applied)
+            acc.months += 1
+            if basis is not None:
+                acc.basis = basis if acc.basis is None else acc.basis + basis
     pool_year: dict[tuple[str, str], tuple[Decimal, bool]] = {}
     for pid, name, _year, amount, applied in monthly.pools:
         pool_year[(pid, name)] = (amount, applied)
@@ -124,32 +147,40 @@ def build(program: t.Program, monthly: MonthlyResult, period_text: str, months: 
         installments[(pid, name)].append((quarter, amount, paid))
 
     multi = len(months) > 1
+    bases: dict[Decimal, Decimal] = {}
     statements = []
     grand = ZERO
-    sources = [f"{program.path}:{line.origin.line}" for line in program.lines]
+    layout = [(line, f"{program.path}:{line.origin.line}",
+               "member-months" if line.basis_label == "members" and multi else line.basis_label)
+              for line in program.lines]
     for pid in monthly.practices:
         lines = []
         total = ZERO
-        for line, source in zip(program.lines, sources):
-            key = (pid, line.name)
+        for line, source, unit in layout:
+            name = line.name
             if line.kind == "line":
-                amount = _q(line_sum.get(key, ZERO))
-                flags = applied_months.get(key, [])
-                applied = any(flags) if flags else True
-                note = None
-                if flags and not all(flags):
-                    cond = line.applies_text or "its condition"
-                    note = (f"not applied: `{cond}` does not hold" if not applied else
-                            f"applied in {sum(flags)} of {len(flags)} months (`{cond}`)")
-                basis = basis_sum.get(key)
-                unit = line.basis_label
-                if unit == "members" and multi:
-                    unit = "member-months"
-                lines.append(Line(id=line.name, label=line.label, kind="line", amount=amount,
-                                  basis=_basis_value(basis) if basis is not None else None,
+                acc = sums.get((pid, name))
+                if acc is None:
+                    amount, applied, note, basis = _q(ZERO), True, None, None
+                else:
+                    amount = _q(acc.amount)
+                    applied = acc.applied > 0
+                    note = None
+                    if acc.applied < acc.months:
+                        cond = line.applies_text or "its condition"
+                        note = (f"not applied: `{cond}` does not hold" if not applied else
+                                f"applied in {acc.applied} of {acc.months} months (`{cond}`)")
+                    basis = acc.basis
+                    if basis is not None:
+                        shown = bases.get(basis)
+                        if shown is None:
+                            shown = bases[basis] = _basis_value(basis)
+                        basis = shown
+                lines.append(Line(id=name, label=line.label, kind="line", amount=amount, basis=basis,
                                   basis_unit=unit if basis is not None else None, applied=applied, note=note,
                                   report_amount=convert(amount), ref=line.ref, source=source))
             else:
+                key = (pid, name)
                 pool_amount, pool_applied = pool_year.get(key, (None, True))
                 insts = []
                 by_quarter = {q: (a, p) for q, a, p in installments.get(key, [])}
@@ -169,12 +200,12 @@ def build(program: t.Program, monthly: MonthlyResult, period_text: str, months: 
                 elif any(not i.paid for i in insts):
                     withheld = ", ".join(f"Q{i.quarter}" for i in insts if not i.paid)
                     note = f"withheld: {withheld} (condition not met)"
-                lines.append(Line(id=line.name, label=line.label, kind="pool", amount=amount,
+                lines.append(Line(id=name, label=line.label, kind="pool", amount=amount,
                                   applied=bool(pool_applied) if pool_amount is not None else True, note=note,
                                   report_amount=convert(amount),
                                   pool_amount=_q(pool_amount) if pool_amount is not None else None,
                                   installments=insts, ref=line.ref, source=source))
-            total += lines[-1].amount
+            total += amount
         total = _q(total)
         grand += total
         statements.append(Statement(practice_id=pid, lines=lines, total=total, report_total=convert(total)))
