@@ -45,6 +45,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -509,24 +510,40 @@ con.execute(f"COPY ({sql}) TO '{out}' (HEADER, DELIMITER ',')")
 
 
 def bench_process(files: dict, repeat: int) -> None:
-    """The whole `capdsl eval` process vs a whole python process running the hand-written SQL:
-    with the compiled-contract cache filled (every run after a contract's first), and without it."""
+    """The whole `capdsl eval` process vs a whole python process running the hand-written SQL, three
+    ways: with the cache filled (a re-run: the contract, its query and the panel's checks remembered),
+    on a new panel (the contract and query remembered, the files new: a monthly run), and with no
+    cache at all."""
     exe = Path(sys.executable).parent / "capdsl"
     with tempfile.TemporaryDirectory() as tmp:
         script = Path(tmp) / "hand.py"
         script.write_text(HAND_SCRIPT)
         warm = {**os.environ, "CAPDSL_CACHE_DIR": str(Path(tmp) / "cache")}
         cold = {**os.environ, "CAPDSL_NO_CACHE": "1"}
+        copies = iter(range(10**6))
+
+        def fresh_copy() -> dict:
+            """The panel as new files (new inodes, just written: their checks cannot be remembered)."""
+            where = Path(tmp) / f"copy{next(copies)}"
+            where.mkdir()
+            return {t: shutil.copy(f, where / Path(f).name) for t, f in files.items()}
+
+        def command(path, panel) -> list[str]:
+            return [str(exe), "eval", str(path), "--members", str(panel["members"]),
+                    "--practices", str(panel["practices"]), "--events", str(panel["events"]),
+                    "--measures", str(panel["measures"]), "--period", PERIOD,
+                    "--format", "csv", "-o", str(Path(tmp) / "ours.csv"), "-q"]
+
         for name, (path, text) in CONTRACTS.items():
             sql_file = Path(tmp) / f"{name}.sql"
             sql_file.write_text(hand_sql(text, files, "duckdb"))
-            ours = [str(exe), "eval", str(path), "--members", files["members"], "--practices", files["practices"],
-                    "--events", files["events"], "--measures", files["measures"], "--period", PERIOD,
-                    "--format", "csv", "-o", str(Path(tmp) / "ours.csv"), "-q"]
             theirs = [sys.executable, str(script), str(sql_file), str(Path(tmp) / "hand.csv")]
-            for label, env in (("cache filled", warm), ("no cache", cold)):
+            for label, env, new_panel in (("cache filled", warm, False), ("new panel", warm, True),
+                                          ("no cache", cold, False)):
+                # the copies are made before the clock starts: only the run itself is timed
+                commands = iter([command(path, fresh_copy() if new_panel else files) for _ in range(repeat + 1)])
                 t_ours, _, t_hand, _ = timed_pair(
-                    lambda: subprocess.run(ours, check=True, capture_output=True, env=env),
+                    lambda: subprocess.run(next(commands), check=True, capture_output=True, env=env),
                     lambda: subprocess.run(theirs, check=True, capture_output=True), repeat)
                 report("process", f"{name}: whole `capdsl eval … --format csv` process, {label}", str(t_ours))
                 report("process", f"{name}: whole python process, hand-written SQL -> CSV", str(t_hand))
