@@ -469,3 +469,18 @@ def test_a_product_of_bands_behind_an_absent_measure_does_not_overflow():
     assert same(prog, p, "2011-03").rows[0][3] == D("0.00")
     p.measures.append(("P0", "2011-03", "m", D(1)))
     assert same(prog, p, "2011-03").rows[0][3] == D("462.00")
+
+
+def test_an_if_between_sums_of_different_scales_keeps_the_cents():
+    """Found by the differential test: `if present(m) then sum of (band) else sum of 0.01` put a
+    DECIMAL(38, 1) and a DECIMAL(38, 2) in one CASE, which DuckDB types DECIMAL(38, 1): 0.01 paid
+    as 0.00. Values of unknown types are now cast to DECIMAL(38, 12) (and so are min/max args)."""
+    band = t.Case(((t.Cmp("<", AGE, c(90)), c(0)),), c("0.5"), table="idx")
+    measure = t.Measure("m", "decimal")
+    amount = t.Case(((t.Present(measure), sum_members(band)),), sum_members(c("0.01")))
+    smallest = t.MinMax("max", (sum_members(band), sum_members(c("0.01"))))
+    prog = program([line("l0", amount), line("l1", smallest)], measures={"m": ("decimal", None, "")})
+    p = Panel(measure_kinds={"m": "decimal"})
+    p.member("M0", "P0", date(2000, 1, 1))
+    p.practice("P0")
+    assert [r[3] for r in same(prog, p, "2011-03").rows] == [D("0.01"), D("0.01")]

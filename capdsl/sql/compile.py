@@ -424,9 +424,16 @@ class _Compiler:
                 otherwise = self.fail(node.otherwise, s, kind, f"DECIMAL({known[0]}, {known[1]})" if known else None)
             else:
                 otherwise = self.ex(node.otherwise, s)
-            return case([(self.ex(c, s), self.ex(v, s)) for c, v in node.whens], otherwise)
+            whens = [(self.ex(c, s), self.ex(v, s)) for c, v in node.whens]
+            if kind == "decimal" and self.numeric_type(node) is None:
+                # values of unknown types (sums of different scales) are cast: DuckDB unifies
+                # DECIMAL(38, 1) and DECIMAL(38, 2) to DECIMAL(38, 1), and 0.01 became 0.0
+                whens, otherwise = [(c, dec(v)) for c, v in whens], dec(otherwise)
+            return case(whens, otherwise)
         if cls is t.MinMax:
             args = [self.ex(a, s) for a in node.args]
+            if self.kind_of(node) == "decimal":  # as for `Case`: one type, 12 places
+                args = [dec(a) for a in args]
             fn = exp.Greatest if node.op == "max" else exp.Least
             return fn(this=args[0], expressions=args[1:])
         if cls is t.Abs:
