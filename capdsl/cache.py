@@ -7,12 +7,15 @@ contract's text, the path it is reported under, the Python version and
 capdsl's own code (the name, size and modification time of every module and
 of the grammar), so editing either makes a new entry. Only contracts that
 check without errors are stored; a broken contract is parsed every time and
-reports its errors every time. `sql.query.prepare` keeps compiled queries
-here too (`query-…` entries, keyed by the tree, the period, the parameters
-and the rest of what the SQL depends on).
+reports its errors every time. A contract is two entries: `contract-…`
+holds the warnings and the outline (capdsl/outline.py), `tree-…` the tree,
+so a run that needs no tree reads none. `sql.query` keeps compiled queries
+here too (`query-…` entries, keyed by the contract's entry or the tree, the
+period, the parameters and the rest of what the SQL depends on), and the
+panel loader the answers of its checks (`panel-…`, capdsl/panel_memo.py).
 
 The format is not pickle: loading an entry can only build the dataclasses of
-`tree`, `errors` and `sql.query` (by name, from an allow-list) and plain
+`tree`, `errors`, `outline` and `sql.query` (by name, from an allow-list) and plain
 values, never run code. Nodes shared in the tree stay shared (a node seen twice is written once
 and referred to by number), because the backends key memos and deduplication
 on node identity.
@@ -133,19 +136,49 @@ def store(entry: str, value) -> None:
 
 # ─────────────────────────── the entry format ───────────────────────────
 
-@functools.lru_cache(maxsize=1)
-def _classes() -> dict[str, type]:
-    """The only classes an entry may build: the dataclasses of the evaluation tree and diagnostics."""
-    from . import errors, tree
-    from .sql import query
+# The only modules whose dataclasses an entry may build: the evaluation tree, diagnostics, the
+# outline and compiled queries. A module is imported only when an entry names one of its classes,
+# so reading an outline or a query never imports the tree.
+MODULES = ("capdsl.tree", "capdsl.errors", "capdsl.outline", "capdsl.sql.query")
 
-    return {f"{mod.__name__}.{name}": obj for mod in (tree, errors, query) for name, obj in vars(mod).items()
-            if isinstance(obj, type) and dataclasses.is_dataclass(obj) and obj.__module__ == mod.__name__}
+
+def _module(name: str):
+    """One of MODULES, imported by a fixed statement (never by a name read from an entry)."""
+    if name == "capdsl.tree":
+        from . import tree as mod
+    elif name == "capdsl.errors":
+        from . import errors as mod
+    elif name == "capdsl.outline":
+        from . import outline as mod
+    elif name == "capdsl.sql.query":
+        from .sql import query as mod
+    else:
+        raise KeyError(f"{name} is not a module the cache may build from")
+    return mod
+
+
+@functools.lru_cache(maxsize=None)
+def _classes(module: str) -> dict[str, type]:
+    mod = _module(module)
+    return {name: obj for name, obj in vars(mod).items()
+            if isinstance(obj, type) and dataclasses.is_dataclass(obj) and obj.__module__ == module}
+
+
+def _class(name: str) -> type:
+    module, _, short = name.rpartition(".")
+    return _classes(module)[short]  # KeyError for anything outside the allow-list
+
+
+def _name(cls: type) -> str | None:
+    module = cls.__module__
+    if module in MODULES and _classes(module).get(cls.__name__) is cls:
+        return f"{module}.{cls.__name__}"
+    return None
 
 
 def encode(value) -> object:
     """JSON-ready data for a value made of tree/errors dataclasses, Decimals, dates and containers."""
-    names = {cls: name for name, cls in _classes().items()}
+    names: dict[type, str | None] = {}
     seen: dict[int, int] = {}
 
     def go(v):
@@ -160,7 +193,10 @@ def encode(value) -> object:
             return {"T" if isinstance(v, tuple) else "L" if isinstance(v, list) else "F": [go(x) for x in items]}
         if isinstance(v, dict):
             return {"D": [[go(k), go(x)] for k, x in v.items()]}
-        name = names.get(type(v))
+        cls = type(v)
+        if cls not in names:
+            names[cls] = _name(cls)
+        name = names[cls]
         if name is None:
             raise TypeError(f"the cache cannot store a {type(v).__name__}")
         if id(v) in seen:
@@ -172,7 +208,6 @@ def encode(value) -> object:
 
 
 def decode(data) -> object:
-    classes = _classes()
     built: dict[int, object] = {}
 
     def go(v):
@@ -190,7 +225,7 @@ def decode(data) -> object:
             return {go(k): go(x) for k, x in body}
         if tag == "r":
             return built[body]
-        cls = classes[body]  # tag "c": KeyError for a class outside the allow-list
+        cls = _class(body)  # tag "c": KeyError for a class outside the allow-list
         index, fields = v["i"], v["f"]
         names = [f.name for f in dataclasses.fields(cls)]
         if len(fields) != len(names):

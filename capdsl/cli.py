@@ -281,14 +281,13 @@ def eval_(contract, members, practices, events, measures, input_format, assignme
     from .pipeline import evaluate, member_detail, runnable_file
 
     checked = runnable_file(contract)
-    program = checked.program
     run = _run(contract, members, practices, events, measures, input_format, assignments, params_file, period,
                engine, spark_master, show_ids)
     with _progress(quiet, f"evaluating {Path(contract).name} for {period} ({'detail' if detail else engine})"):
         if detail:
-            table, warnings = member_detail(program, run, source=checked.source, redact=redact)
+            table, warnings = member_detail(checked.program, run, source=checked.source, redact=redact)
         else:
-            result, _panel = evaluate(program, run)
+            result, _panel = evaluate(checked, run)  # reads the tree only if the query is not cached
             warnings = result.warnings
     if not quiet:
         for w in checked.warnings:
@@ -374,10 +373,9 @@ def explain(contract, members, practices, events, measures, input_format, assign
     from .pipeline import runnable_file
 
     checked = runnable_file(contract)
-    program = checked.program
     run = _run(contract, members, practices, events, measures, input_format, assignments, params_file, period,
                "python", None, show_ids)
-    explanation = run_explain(program, checked.source, run, practice_id, line_id=line_id, member_id=member_id,
+    explanation = run_explain(checked.program, checked.source, run, practice_id, line_id=line_id, member_id=member_id,
                               redact=redact)
     if out_format == "json":
         click.echo(render_json(explanation), nl=False)

@@ -9,16 +9,17 @@ Commands call these functions and nothing deeper; imports of heavy stages
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from . import tree as t
-from .errors import MAX_SOURCE_BYTES, Diagnostic, Source, load_source
+from .errors import MAX_SOURCE_BYTES, BackendError, Diagnostic, EvalError, Source, load_source
+from .outline import Outline, outline
 
 if TYPE_CHECKING:
     from . import nodes
+    from . import tree as t
 
 
 @dataclass
@@ -57,29 +58,54 @@ def compile_file(path: str | Path) -> tuple[object, t.Program]:
     return checked, lower(checked)
 
 
-@dataclass(frozen=True)
+@dataclass
 class Runnable:
-    """What a command that runs a contract needs: its text (for messages), the checker's
-    warnings and the evaluation tree, but not the AST."""
+    """What a command that runs a contract needs: its text (for messages), the checker's warnings,
+    its outline and, read only when needed, its evaluation tree (`program`). `key` names its
+    compiled-contract cache entry (None when the cache is off)."""
 
     source: Source
     warnings: tuple[Diagnostic, ...]
-    program: t.Program
+    outline: Outline
+    key: str | None = None
+    _program: t.Program | None = field(default=None, repr=False)
+
+    @property
+    def program(self) -> t.Program:
+        if self._program is None:
+            from . import cache, tree
+
+            found = cache.load(_tree_entry(self.key)) if self.key else None
+            if isinstance(found, tree.Program):
+                self._program = found
+            else:
+                self._program = compile_source(self.source)[1]
+                if self.key:
+                    cache.store(_tree_entry(self.key), self._program)
+        return self._program
+
+
+def _tree_entry(contract_entry: str) -> str:
+    return "tree-" + contract_entry.removeprefix("contract-")
 
 
 def runnable_file(path: str | Path) -> Runnable:
     """`compile_file` for eval, explain, compile and diff, served from the compiled-contract
-    cache (capdsl/cache.py) when neither the contract nor capdsl has changed."""
+    cache (capdsl/cache.py) when neither the contract nor capdsl has changed. The cache keeps the
+    warnings and the outline in one entry and the tree in another, so that a run whose query is
+    cached too never reads (or imports) the tree."""
     from . import cache
 
     source = load_source(path)
     entry = cache.key(source.text, source.path)
     hit = cache.load(entry)
-    if isinstance(hit, tuple) and len(hit) == 2 and isinstance(hit[1], t.Program):
-        return Runnable(source, tuple(hit[0]), hit[1])
+    if isinstance(hit, tuple) and len(hit) == 2 and isinstance(hit[1], Outline):
+        return Runnable(source, tuple(hit[0]), hit[1], entry if cache.directory() else None)
     checked, program = compile_source(source)
-    cache.store(entry, (tuple(checked.warnings), program))
-    return Runnable(source, tuple(checked.warnings), program)
+    shape = outline(program)
+    cache.store(_tree_entry(entry), program)
+    cache.store(entry, (tuple(checked.warnings), shape))
+    return Runnable(source, tuple(checked.warnings), shape, entry if cache.directory() else None, program)
 
 
 def compile_source(source: Source) -> tuple[object, t.Program]:
@@ -89,25 +115,23 @@ def compile_source(source: Source) -> tuple[object, t.Program]:
     return checked, lower(checked)
 
 
-def requirements(program: t.Program):
+def requirements(program: t.Program | Outline):
     """What the program reads from the panel, in the panel loader's terms."""
     from .panel import ColumnSpec, Requirements
 
+    shape = outline(program)
     cols = {"member": [], "practice": [], "event": []}
-    for col in program.columns:
+    for col in shape.columns:
         if col.name in ("member_id", "practice_id", "birth_date", "enrolled_from", "enrolled_to", "code", "date",
                         "quantity") and col.needed_by == "built-in":
             continue
         cols[col.table].append(ColumnSpec(col.name, col.kind, col.required, col.default, col.needed_by))
-    measures = {name: (kind, default, needed_by) for name, (kind, default, needed_by) in program.measures.items()}
+    measures = {name: (kind, default, needed_by) for name, (kind, default, needed_by) in shape.measures.items()}
     params = {name: (kind, default, needed_by, unit) for name, (kind, default, unit, needed_by)
-              in program.params.items()}
+              in shape.params.items()}
     return Requirements(members=cols["member"], practices=cols["practice"], events=cols["event"],
-                        measures=measures, params=params,
-                        needs_practices=bool(cols["practice"]), needs_events=any(
-                            isinstance(n, t.Agg) and n.source == "events"
-                            for line in program.lines for n in t.walk(t.inline(line.amount, program))),
-                        needs_measures=bool(measures))
+                        measures=measures, params=params, needs_practices=bool(cols["practice"]),
+                        needs_events=shape.needs_events, needs_measures=bool(measures))
 
 
 @dataclass
@@ -125,28 +149,32 @@ class Run:
     spark_master: str | None = None
 
 
-def evaluate(program: t.Program, run: Run):
-    """Load the panel, evaluate with the chosen engine, build statements."""
+def evaluate(program: t.Program | Runnable, run: Run):
+    """Load the panel, evaluate with the chosen engine, build statements. Given a `Runnable`, the
+    evaluation tree is read only if the engine needs it (not for a query found in the cache)."""
     from .panel import load_panel, parse_params
     from .periods import parse_period
     from .statement import build
 
     period = parse_period(run.period)
-    reqs = requirements(program)
+    shape = program.outline if isinstance(program, Runnable) else outline(program)
+    reqs = requirements(shape)
     params = parse_params(list(run.assignments), run.params_file, reqs)
     panel = load_panel(run.files, reqs, formats=run.formats, today=run.today, show_ids=run.show_ids,
                        period=period, checks_in_background=True)
     try:
         monthly = run_engine(program, panel, period, params, run.engine, spark_master=run.spark_master)
-    except Exception:
+    except Exception as exc:
         panel.finish_checks()  # a problem in the data explains a failure better than the failure does
+        if isinstance(exc, (EvalError, BackendError)) and exc.source is None and isinstance(program, Runnable):
+            exc.source = program.source  # its spans are in the contract: show the line and a caret
         raise
     except BaseException:  # Ctrl-C: stop the checks, do not wait for them
         panel.close()
         raise
     panel.finish_checks()
     warnings = [_warning_text(w) for w in panel.warnings]
-    return build(program, monthly, period.text, period.months, run.engine, warnings), panel
+    return build(shape, monthly, period.text, period.months, run.engine, warnings), panel
 
 
 def member_detail(program: t.Program, run: Run, *, source=None, redact: bool = False):
@@ -177,8 +205,16 @@ def member_detail(program: t.Program, run: Run, *, source=None, redact: bool = F
     return detail(program, rows, period.months, params, label=label, describe=describe), warnings
 
 
-def run_engine(program: t.Program, panel, period, params: dict, engine: str, *, spark_master=None,
+def run_engine(program: t.Program | Runnable, panel, period, params: dict, engine: str, *, spark_master=None,
                tracer=None, only_practice=None):
+    if engine == "duckdb" and isinstance(program, Runnable) and program.key:
+        from .sql import duckdb_engine
+
+        runnable = program
+        return duckdb_engine.evaluate_keyed(runnable.key, lambda: runnable.program, runnable.outline.quantum,
+                                            panel.con, period, params, member_label=_row_label(panel))
+    if isinstance(program, Runnable):
+        program = program.program
     if engine == "python":
         from .interpret import evaluate as interpret
 

@@ -14,10 +14,13 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-from . import tree as t
-from .interpret import MonthlyResult, quantum_places, rounder
+from .amounts import MonthlyResult, quantum_places, rounder
+
+if TYPE_CHECKING:
+    from . import tree as t
+    from .outline import Outline
 
 ZERO = Decimal(0)
 
@@ -107,9 +110,10 @@ class _Sum:
         self.amount, self.applied, self.months, self.basis = amount, int(applied), 1, basis
 
 
-def build(program: t.Program, monthly: MonthlyResult, period_text: str, months: tuple[date, ...],
+def build(program: t.Program | Outline, monthly: MonthlyResult, period_text: str, months: tuple[date, ...],
           engine: str, warnings: list[str] | None = None) -> Result:
-    """Sum monthly results over the period into statements (deterministic order)."""
+    """Sum monthly results over the period into statements (deterministic order). Reads only what
+    `outline.Outline` keeps of a program, so a cached outline serves as well as the tree."""
     quantum, mode = program.quantum, program.rounding_mode
     rate = program.report_rate
     _q = _quantizer(quantum)

@@ -27,9 +27,8 @@ from datetime import date
 from decimal import Decimal
 from typing import Union
 
+from .amounts import SCALE  # noqa: F401 (the tree's semantics are stated with it, above)
 from .errors import NO_SPAN, Span
-
-SCALE = 12
 
 
 def _origin() -> Span:

@@ -12,6 +12,7 @@ from click.testing import CliRunner
 import capdsl.pipeline as pipeline
 from capdsl import cache
 from capdsl.cli import main
+from capdsl.outline import outline
 from validation_helpers import BASE, variant, write_panel
 
 # BASE with a tier entry the checker proves unreachable: a warning that must be reported on every run
@@ -174,6 +175,9 @@ def test_every_contract_survives_the_entry_format(path):
 
     assert distinct(again) == distinct(program)
     assert compile_program(again, "2011-03") == compile_program(program, "2011-03")
+    shape = outline(program)  # what a re-run reads instead of the tree
+    assert cache.decode(cache.encode(shape)) == shape
+    assert pipeline.requirements(shape) == pipeline.requirements(program)
 
 
 def test_an_entry_cannot_name_a_class_outside_the_tree():
@@ -189,7 +193,8 @@ from capdsl.cli import main
 try:
     main(sys.argv[1:], standalone_mode=False)
 finally:
-    print("sqlglot loaded:", "sqlglot" in sys.modules, file=sys.stderr)
+    for name in ("sqlglot", "lark", "capdsl.tree", "capdsl.interpret"):
+        print(name, "loaded:", name in sys.modules, file=sys.stderr)
 """
 
 
@@ -206,9 +211,43 @@ def test_a_cached_query_runs_without_loading_the_compiler(setup, tmp_path):
     first = subprocess.run(cmd, capture_output=True, text=True, env=env, check=True)
     second = subprocess.run(cmd, capture_output=True, text=True, env=env, check=True)
     assert "sqlglot loaded: True" in first.stderr
-    assert "sqlglot loaded: False" in second.stderr
+    # nor the parser, the evaluation tree (the outline is enough) or the interpreter
+    for name in ("sqlglot", "lark", "capdsl.tree", "capdsl.interpret"):
+        assert f"{name} loaded: False" in second.stderr
     assert second.stdout == first.stdout and first.stdout.count("\n") > 3
     assert len(entries(where, "query")) == 1
+
+
+def test_the_tree_is_read_from_its_entry_or_compiled_when_a_query_must_be(setup, monkeypatch):
+    """A contract's tree is its own entry, read only to compile a query: with the query gone it is
+    read (not compiled again); with the tree gone too, the contract is compiled; same output."""
+    contract, args, where = setup
+    first = evaluate(contract, args)
+    assert first.exit_code == 0 and len(entries(where, "tree")) == 1
+    for q in entries(where, "query"):
+        q.unlink()
+    with monkeypatch.context() as m:
+        refuse_to_compile(m)
+        assert evaluate(contract, args).stdout == first.stdout
+    for e in entries(where, "query") + entries(where, "tree"):
+        e.unlink()
+    assert evaluate(contract, args).stdout == first.stdout
+    assert len(entries(where, "tree")) == 1
+
+
+DIVIDES_BY_NONE = ('contract "x":\n    currency CZK\nend\n'
+                   'line a "A" = 100 CZK / (count of members where member.age > 200)\n')
+
+
+def test_an_error_from_a_cached_query_is_reported_the_same(setup):
+    """A cached query keeps where it may stop (code, message, span) without the tree's nodes."""
+    contract, args, where = setup
+    contract.write_text(DIVIDES_BY_NONE, encoding="utf-8")
+    first, second = evaluate(contract, args), evaluate(contract, args)
+    assert len(entries(where, "query")) == 1
+    assert first.exit_code == second.exit_code == 1
+    assert "E0803" in first.stderr and "c.cap:4" in first.stderr
+    assert second.stderr == first.stderr
 
 
 def test_another_period_or_parameter_is_another_query(setup):
@@ -242,3 +281,27 @@ def test_the_query_key_covers_everything_the_sql_depends_on():
                 (program, march, "duckdb", None, {"x": Decimal("250.5")}, Options()),
                 (program, march, "duckdb", None, {"x": Decimal("250")}, Options(practices="derive"))]
     assert len({_entry(*v) for v in variants} | {key}) == len(variants) + 1
+
+
+def test_the_keyed_query_entry_covers_the_contract_and_everything_else(setup, monkeypatch):
+    """`prepare_keyed` names the query by the contract's entry (which covers its text, path and
+    capdsl's code) and the rest of the compiler's inputs."""
+    from decimal import Decimal
+
+    from capdsl.periods import parse_period
+    from capdsl.sql import query as q
+
+    _checked, program = pipeline.compile_file(CONTRACTS[0])
+    stored: list[str] = []
+    monkeypatch.setattr(q.cache, "store", lambda entry, value: stored.append(entry))
+    march, q1 = parse_period("2011-03"), parse_period("2011-Q1")
+    calls = [("contract-a", march, "duckdb", None, {"x": Decimal(1)}, q.Options()),
+             ("contract-b", march, "duckdb", None, {"x": Decimal(1)}, q.Options()),
+             ("contract-a", q1, "duckdb", None, {"x": Decimal(1)}, q.Options()),
+             ("contract-a", march, "postgres", None, {"x": Decimal(1)}, q.Options()),
+             ("contract-a", march, "duckdb", {"members": "m"}, {"x": Decimal(1)}, q.Options()),
+             ("contract-a", march, "duckdb", None, {"x": Decimal(2)}, q.Options()),
+             ("contract-a", march, "duckdb", None, {"x": Decimal(1)}, q.Options(practices="derive"))]
+    for key, period, dialect, tables, params, options in calls + calls[:1]:
+        q.prepare_keyed(key, lambda: program, period, dialect, tables, params, options)
+    assert len(set(stored)) == len(calls) and stored[0] == stored[-1]

@@ -445,7 +445,7 @@ def test_the_long_result_and_the_engines_wide_rows_read_the_same(period):
     compiled = compile_query(prog, parse_period(period), "duckdb", params={"nat": D(250)}, options=Options())
     long = collect(compiled, prog, con.execute(compiled.sql()).fetchall())
     query = compiled.runnable()
-    wide = collect_wide(query, prog, con.execute(query.sql).fetchall())
+    wide = collect_wide(query, prog.quantum, con.execute(query.sql).fetchall())
     assert (wide.rows, wide.pools, wide.installments, wide.practices) == (
         long.rows, long.pools, long.installments, long.practices)
     assert [str(r[3]) for r in wide.rows] == [str(r[3]) for r in long.rows]  # exponents too

@@ -10,12 +10,14 @@ does not know which engine ran. See docs/sql.md.
 
 from __future__ import annotations
 
-from typing import Callable, Mapping
+from typing import TYPE_CHECKING, Callable, Mapping
 
-from .. import tree as t
 from ..errors import UsageError, error
 from ..periods import Period, parse_period
 from .query import Options, Query, prepare
+
+if TYPE_CHECKING:
+    from .. import tree as t
 
 __all__ = ["compile_program", "compile_query", "evaluate", "prepare", "Compiled", "Query", "Options", "DIALECTS",
            "run_months"]

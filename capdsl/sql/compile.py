@@ -48,7 +48,7 @@ from .. import tree as t
 from ..errors import BackendError, error
 from ..periods import Period, month_end, months_of_year
 from .dialects import DEC, Dialect, cast, dec, get, num
-from .query import FAIL_TAG, Options, Query  # noqa: F401  (Options: re-exported)
+from .query import FAIL_TAG, FailSite, Options, Query  # noqa: F401  (Options: re-exported)
 
 TABLES = ("members", "practices", "events", "measures")
 _SQL_TYPE = {"bool": "BOOLEAN", "text": "VARCHAR", "date": "DATE", "integer": "BIGINT", "decimal": DEC}
@@ -82,7 +82,9 @@ class Compiled:
 
     def runnable(self) -> Query:
         """What an engine runs and reads, without the sqlglot trees (so it can be cached)."""
-        return Query(self.fetch_sql(), self.dialect.name, self.months, self.fails, self.lines, self.pools,
+        fails = tuple((level, FailSite(getattr(node, "code", None), getattr(node, "message", None), node.origin))
+                      for level, node in self.fails)
+        return Query(self.fetch_sql(), self.dialect.name, self.months, fails, self.lines, self.pools,
                      tuple((it.kind, it.line, it.quarter, it.basis is not None) for it in self.items))
 
 

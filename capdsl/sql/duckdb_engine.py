@@ -4,13 +4,16 @@ Parquet files (the benchmark path: no loading, DuckDB streams the files)."""
 from __future__ import annotations
 
 import os
-from typing import Callable, Mapping
+from decimal import Decimal
+from typing import TYPE_CHECKING, Callable, Mapping
 
-from .. import tree as t
-from ..interpret import MonthlyResult
+from ..amounts import MonthlyResult
 from ..periods import Period
-from .query import Options, prepare
 from .engine import collect_wide, translate
+from .query import Options, Query, prepare, prepare_keyed
+
+if TYPE_CHECKING:
+    from .. import tree as t
 
 # Empty stand-ins for tables a run on files does not provide.
 _EMPTY = {
@@ -34,14 +37,26 @@ def evaluate(program: t.Program, con, period: Period, params: dict, *,
              member_label: Callable[[str], str] | None = None, cached: bool = False) -> MonthlyResult:
     """Evaluate on a panel connection (typed tables members, practices, events, measures).
     `cached`: the query may come from the compiled-contract cache (`query.prepare`)."""
+    return _run(con, lambda options: prepare(program, period, "duckdb", params=params, options=options,
+                                             cached=cached), program.quantum, member_label)
+
+
+def evaluate_keyed(contract_key: str, load: Callable[[], t.Program], quantum: Decimal, con, period: Period,
+                   params: dict, *, member_label: Callable[[str], str] | None = None) -> MonthlyResult:
+    """`evaluate` for a contract known by its cache entry: the tree is loaded (`load`) only if the
+    query is not in the cache (`query.prepare_keyed`)."""
+    return _run(con, lambda options: prepare_keyed(contract_key, load, period, "duckdb", params=params,
+                                                   options=options), quantum, member_label)
+
+
+def _run(con, query_for: Callable[[Options], Query], quantum: Decimal, member_label) -> MonthlyResult:
     use_all_cores(con)
-    options = Options(practices="derive" if _practices_empty(con, "practices") else "table")
-    query = prepare(program, period, "duckdb", params=params, options=options, cached=cached)
+    query = query_for(Options(practices="derive" if _practices_empty(con, "practices") else "table"))
     try:
         rows = con.execute(query.sql).fetchall()
     except Exception as exc:  # duckdb.Error: turned into the interpreter's error
         raise translate(query, exc, member_label) from None
-    return collect_wide(query, program, rows)
+    return collect_wide(query, quantum, rows)
 
 
 def evaluate_files(program: t.Program, files: Mapping[str, str], period: Period, params: dict,
@@ -66,4 +81,4 @@ def evaluate_files(program: t.Program, files: Mapping[str, str], period: Period,
         rows = con.execute(query.sql).fetchall()
     except Exception as exc:
         raise translate(query, exc) from None
-    return collect_wide(query, program, rows)
+    return collect_wide(query, program.quantum, rows)

@@ -11,10 +11,14 @@ from contextlib import contextmanager
 from decimal import Decimal
 from typing import Callable
 
-from .. import tree as t
+from typing import TYPE_CHECKING
+
+from ..amounts import ONE, MonthlyResult, quantum_places
 from ..errors import BackendError, EvalError, Note, error
-from ..interpret import ONE, MonthlyResult, quantum_places
 from .query import FAIL_TAG, Query
+
+if TYPE_CHECKING:
+    from .. import tree as t
 
 _PAYLOAD = re.compile(re.escape(FAIL_TAG) + r"\|(\d+)\|(\w+)\|(.*?)\|" + re.escape("capdsl-end"), re.S)
 _OVERFLOW = re.compile(r"overflow|out of range|NUMERIC_VALUE_OUT_OF_RANGE|DECIMAL_PRECISION|cannot be represented",
@@ -89,11 +93,12 @@ def _collect(compiled, program: t.Program, rows) -> MonthlyResult:
     return result
 
 
-def collect_wide(query: Query, program: t.Program, rows) -> MonthlyResult:
+def collect_wide(query: Query, quantum: Decimal, rows) -> MonthlyResult:
     """The engines' wide rows (`Query.sql`: practice, month, reported, then per item its
-    amount as text, applied and basis) → `MonthlyResult`, in the interpreter's order."""
+    amount as text, applied and basis) → `MonthlyResult`, in the interpreter's order; amounts
+    are shown with `quantum`'s places."""
     with paused_gc():
-        places = _places(program.quantum)
+        places = _places(quantum)
         year = query.months[0].year
         layout = query.layout
         practices, lines, pools, insts = [], [], [], []

@@ -11,11 +11,27 @@ import json
 from dataclasses import dataclass
 from datetime import date
 
+from typing import TYPE_CHECKING, Callable
+
 from .. import cache
-from .. import tree as t
+from ..errors import Span
 from ..periods import Period
 
+if TYPE_CHECKING:
+    from .. import tree as t
+
 FAIL_TAG = "capdsl-fail"
+
+
+@dataclass(frozen=True, slots=True)
+class FailSite:
+    """Where a query may stop, as `engine.translate` reports it: a `tree.Fail`'s code and message
+    (None for a division by zero) and the source span. Not the tree node itself, so that reading a
+    cached query needs no tree classes."""
+
+    code: str | None
+    message: str | None
+    origin: Span
 
 
 @dataclass(frozen=True)
@@ -42,7 +58,7 @@ class Query:
     sql: str
     dialect: str
     months: tuple[date, ...]
-    fails: tuple  # payload index -> (level, node): a `Fail`, or an `Arith` "/" for division by zero
+    fails: tuple[tuple[str, FailSite], ...]  # payload index -> (level, site); level "division": by zero
     lines: tuple[str, ...]  # monthly lines in line order
     pools: tuple[str, ...]
     layout: tuple[tuple[str, str, int | None, bool], ...]  # per item: kind, line, quarter, has a basis
@@ -60,6 +76,30 @@ def prepare(program: t.Program, period: Period, dialect: str, tables=None, param
     from .compile import compile_query
 
     query = compile_query(program, period, dialect, tables=tables, params=params, options=options).runnable()
+    if entry is not None:
+        cache.store(entry, query)
+    return query
+
+
+def prepare_keyed(contract_key: str, load: Callable[[], t.Program], period: Period, dialect: str, tables=None,
+                  params=None, options: Options = Options()) -> Query:
+    """`prepare` with the cache, for a contract known by its compiled-contract entry (which covers
+    its text, path and capdsl's code, and so its tree): the key needs no tree, and `load` is
+    called for the tree only if the query must be compiled."""
+    try:
+        described = cache.encode((period.text, tuple(period.months), dialect, sorted((tables or {}).items()),
+                                  sorted((params or {}).items()), options))
+    except TypeError:  # a parameter value the cache cannot write: compile every time
+        entry = None
+    else:
+        entry = cache.entry_key("query", contract_key.encode() + b"\0" +
+                                json.dumps(described, separators=(",", ":")).encode())
+        hit = cache.load(entry)
+        if isinstance(hit, Query):
+            return hit
+    from .compile import compile_query
+
+    query = compile_query(load(), period, dialect, tables=tables, params=params, options=options).runnable()
     if entry is not None:
         cache.store(entry, query)
     return query

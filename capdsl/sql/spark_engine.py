@@ -13,7 +13,7 @@ from typing import Callable
 
 from .. import tree as t
 from ..errors import BackendError, error
-from ..interpret import MonthlyResult
+from ..amounts import MonthlyResult
 from ..periods import Period
 from .query import Options, prepare
 from .engine import collect_wide, translate
@@ -96,4 +96,4 @@ def run(program: t.Program, spark, period: Period, params: dict, tables: dict, o
         rows = [tuple(r) for r in spark.sql(query.sql).collect()]
     except Exception as exc:  # py4j / pyspark errors: turned into the interpreter's error
         raise translate(query, exc, member_label) from None
-    return collect_wide(query, program, rows)
+    return collect_wide(query, program.quantum, rows)
