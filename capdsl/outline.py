@@ -25,6 +25,8 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True, slots=True)
 class InstallmentOutline:
+    """A pool installment as its statement line shows it (`tree.Installment`'s fields)."""
+
     quarter: int
     share: Decimal | None  # None: the rest
     when_text: str | None
@@ -32,6 +34,8 @@ class InstallmentOutline:
 
 @dataclass(frozen=True, slots=True)
 class LineOutline:
+    """A statement line's layout (`tree.LineDef` without its amount)."""
+
     name: str
     label: str
     kind: str  # line | pool
@@ -56,6 +60,8 @@ class ColumnOutline:
 
 @dataclass(frozen=True, slots=True)
 class Outline:
+    """A program's header, lines and panel needs (`tree.Program`'s names, plus `needs_events`)."""
+
     name: str
     path: str
     currency: str
