@@ -108,13 +108,13 @@ class _Remembering:
         self._memo = memo
 
     def execute(self, sql: str, params: Sequence[Any] | None = None):
+        params = list(params or [])
         if not sql.lstrip()[:8].upper().startswith(_READS):
-            return self._con.execute(sql, list(params or []))
-        key = sql + "\0" + repr(list(params or []))
+            return self._con.execute(sql, params)
+        key = sql + "\0" + repr(params)
         answers = self._memo.answers
         if key not in answers:
-            rows = self._con.execute(sql, list(params or [])).fetchall()
-            answers[key] = [tuple(r) for r in rows]
+            answers[key] = [tuple(r) for r in self._con.execute(sql, params).fetchall()]
         return _Answer(answers[key])
 
     def cursor(self) -> _Remembering:

@@ -98,14 +98,15 @@ def runnable_file(path: str | Path) -> Runnable:
 
     source = load_source(path)
     entry = cache.key(source.text, source.path)
+    key = entry if cache.directory() else None
     hit = cache.load(entry)
     if isinstance(hit, tuple) and len(hit) == 2 and isinstance(hit[1], Outline):
-        return Runnable(source, tuple(hit[0]), hit[1], entry if cache.directory() else None)
+        return Runnable(source, tuple(hit[0]), hit[1], key)
     checked, program = compile_source(source)
     shape = outline(program)
     cache.store(_tree_entry(entry), program)
     cache.store(entry, (tuple(checked.warnings), shape))
-    return Runnable(source, tuple(checked.warnings), shape, entry if cache.directory() else None, program)
+    return Runnable(source, tuple(checked.warnings), shape, key, program)
 
 
 def compile_source(source: Source) -> tuple[object, t.Program]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import date
-
 from typing import TYPE_CHECKING, Callable
 
 from .. import cache
@@ -69,16 +68,7 @@ def prepare(program: t.Program, period: Period, dialect: str, tables=None, param
     """The query for `program` over `period`. With `cached`, a query compiled before for the same
     program, period, dialect, tables, parameters and options is read from the cache instead."""
     entry = _entry(program, period, dialect, tables, params, options) if cached else None
-    if entry is not None:
-        hit = cache.load(entry)
-        if isinstance(hit, Query):
-            return hit
-    from .compile import compile_query
-
-    query = compile_query(program, period, dialect, tables=tables, params=params, options=options).runnable()
-    if entry is not None:
-        cache.store(entry, query)
-    return query
+    return _cached_or_compiled(entry, lambda: program, period, dialect, tables, params, options)
 
 
 def prepare_keyed(contract_key: str, load: Callable[[], t.Program], period: Period, dialect: str, tables=None,
@@ -86,14 +76,14 @@ def prepare_keyed(contract_key: str, load: Callable[[], t.Program], period: Peri
     """`prepare` with the cache, for a contract known by its compiled-contract entry (which covers
     its text, path and capdsl's code, and so its tree): the key needs no tree, and `load` is
     called for the tree only if the query must be compiled."""
-    try:
-        described = cache.encode((period.text, tuple(period.months), dialect, sorted((tables or {}).items()),
-                                  sorted((params or {}).items()), options))
-    except TypeError:  # a parameter value the cache cannot write: compile every time
-        entry = None
-    else:
-        entry = cache.entry_key("query", contract_key.encode() + b"\0" +
-                                json.dumps(described, separators=(",", ":")).encode())
+    entry = _key(contract_key.encode(), period, dialect, tables, params, options)
+    return _cached_or_compiled(entry, load, period, dialect, tables, params, options)
+
+
+def _cached_or_compiled(entry: str | None, load: Callable[[], t.Program], period, dialect, tables, params,
+                        options) -> Query:
+    """The query stored under `entry`, or compiled from `load()` (and stored; None: no cache)."""
+    if entry is not None:
         hit = cache.load(entry)
         if isinstance(hit, Query):
             return hit
@@ -106,9 +96,17 @@ def prepare_keyed(contract_key: str, load: Callable[[], t.Program], period: Peri
 
 
 def _entry(program, period, dialect, tables, params, options) -> str | None:
+    """A query's entry keyed by the whole tree (for a program that has no contract entry)."""
+    return _key(json.dumps(cache.encode(program), separators=(",", ":")).encode(), period, dialect, tables,
+                params, options)
+
+
+def _key(contract: bytes, period, dialect, tables, params, options) -> str | None:
+    """The entry of the query for `contract` (its identity: a contract entry or an encoded tree) and
+    everything else the compiler reads; None when a parameter value cannot be written."""
     try:
-        described = cache.encode((program, period.text, tuple(period.months), dialect,
-                                  sorted((tables or {}).items()), sorted((params or {}).items()), options))
+        described = cache.encode((period.text, tuple(period.months), dialect, sorted((tables or {}).items()),
+                                  sorted((params or {}).items()), options))
     except TypeError:  # a parameter value the cache cannot write: compile every time
         return None
-    return cache.entry_key("query", json.dumps(described, separators=(",", ":")).encode())
+    return cache.entry_key("query", contract + b"\0" + json.dumps(described, separators=(",", ":")).encode())
