@@ -32,6 +32,14 @@ def _epilog(name: str) -> str:
 class _Ctx:
     debug = False
     color = None
+    # Set by the console script (capdsl.launch), which ends the process with a fast exit: a finished
+    # command's panel is kept here for that exit to close only if it must (panel.close_all).
+    panels_left_to_exit: list | None = None
+
+
+def leave_panels_to_exit() -> None:
+    """Keep the panels of finished commands open until the process exits (see `_Ctx`)."""
+    _Ctx.panels_left_to_exit = []
 
 
 def _stderr_color() -> bool:
@@ -298,6 +306,8 @@ def eval_(contract, members, practices, events, measures, input_format, assignme
         emit_detail(table, out_format, output)
     else:
         emit(result, out_format, output)
+        if _Ctx.panels_left_to_exit is not None:
+            _Ctx.panels_left_to_exit.append(_panel)
 
 
 def _progress(quiet: bool, what: str):

@@ -30,15 +30,16 @@ def _fast_exit() -> None:
     Registered before anything else, so it runs after every other atexit handler (logging,
     temporary files, Spark's gateway). What it skips is the module teardown and the final garbage
     collection, which with DuckDB loaded take ~0.1 s and write nothing (Instagram's trick, for the
-    same reason). Open panels are closed first, so DuckDB removes any files it spilled; outputs
-    were already written atomically. After an uncaught exception, or if flushing stdout fails
+    same reason). An open panel whose DuckDB wrote files (spilled data) or still runs checks is
+    closed first, so DuckDB removes its files; the others are left open (closing one takes ~10 ms
+    and would only free memory). Outputs were already written atomically. After an uncaught exception, or if flushing stdout fails
     (a closed pipe), Python exits the normal way."""
     if not _finished:
         return
     panel = sys.modules.get("capdsl.panel")
     try:
         if panel is not None:
-            panel.close_all()
+            panel.close_all(only_if_needed=True)
         sys.stdout.flush()
         sys.stderr.flush()
     except Exception:  # noqa: BLE001 - the normal exit reports it
@@ -52,7 +53,10 @@ def main() -> None:
     except ValueError:  # pragma: no cover - not the main thread
         pass
     atexit.register(_fast_exit)
+    from .cli import leave_panels_to_exit
     from .cli import main as cli_main
+
+    leave_panels_to_exit()
 
     try:
         cli_main(prog_name="capdsl")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from decimal import Decimal
@@ -191,7 +192,7 @@ def test_explain_text_highlights_source_on_a_terminal_and_orders_groups_naturall
 # The console script's fast exit (capdsl/launch.py): the command's own atexit handlers still run,
 # open panels are closed (DuckDB removes what it spilled), stdout is complete, exit codes unchanged.
 FAST_EXIT_PROBE = """
-import atexit, sys
+import atexit, os, sys
 import capdsl.cli as cli
 import capdsl.panel as panel
 marker = sys.argv[1]
@@ -204,8 +205,14 @@ real_main = cli.main
 kept = []
 def main(*args, **kwargs):
     atexit.register(lambda: open(marker, "a").write("handler ran\\n"))
-    if "--members" in sys.argv:  # a panel still referenced at exit (eval's own is freed when it returns)
+    if "--members" in sys.argv:  # a panel still referenced at exit, besides eval's own
         kept.append(panel.load_panel({"members": sys.argv[sys.argv.index("--members") + 1]}))
+        if os.environ.get("PROBE_SPILL"):  # make DuckDB write temporary files for it
+            kept[0].con.execute("SET memory_limit = '20MB'")
+            kept[0].con.execute(f"SET temp_directory = '{os.environ['PROBE_SPILL']}'")
+            kept[0].con.execute("CREATE TABLE big AS SELECT range AS a, CAST(range AS VARCHAR) AS b "
+                                "FROM range(3000000)")
+            open(marker, "a").write(f"spilled {len(os.listdir(os.environ['PROBE_SPILL']))}\\n")
     return real_main(*args, **kwargs)
 cli.main = main
 from capdsl.launch import main as launch
@@ -214,19 +221,31 @@ launch()
 """
 
 
-def _probe(tmp_path, *args):
+def _probe(tmp_path, *args, env=None):
     marker = tmp_path / "marker.txt"
     proc = subprocess.run([sys.executable, "-c", FAST_EXIT_PROBE, str(marker), *args], capture_output=True,
-                          text=True, cwd=tmp_path)
+                          text=True, cwd=tmp_path, env={**os.environ, **(env or {})})
     return proc, (marker.read_text().splitlines() if marker.exists() else [])
 
 
-def test_fast_exit_runs_handlers_closes_panels_and_keeps_stdout(tmp_path):
+def test_fast_exit_runs_handlers_and_keeps_stdout(tmp_path):
     proc, events = _probe(tmp_path, "eval", VZP, *SAMPLE, "--period", "2011-03", "--format", "csv")
     assert proc.returncode == 0, proc.stderr
-    assert events == ["handler ran", "panel closed"]
+    # neither panel wrote a file, so neither is closed: the exit frees their memory
+    assert events == ["handler ran"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["marker.txt"]  # no DuckDB .tmp left behind
     expected = run("eval", VZP, *SAMPLE, "--period", "2011-03", "--format", "csv").stdout
     assert proc.stdout == expected and proc.stdout.count("\n") > 10
+
+
+def test_fast_exit_closes_a_panel_that_spilled_to_disk(tmp_path):
+    spill = tmp_path / "spill"
+    proc, events = _probe(tmp_path, "eval", VZP, *SAMPLE, "--period", "2011-03", "--format", "csv",
+                          env={"PROBE_SPILL": str(spill)})
+    assert proc.returncode == 0, proc.stderr
+    assert events[0].startswith("spilled ") and int(events[0].split()[1]) > 1
+    assert events[1:] == ["handler ran", "panel closed"]  # only the panel that spilled
+    assert not spill.exists()  # DuckDB removed its files when the panel was closed
 
 
 @pytest.mark.parametrize("args, code", [
