@@ -583,8 +583,11 @@ def lsp_cmd() -> None:
         import pygls  # noqa: F401
     except ImportError:
         raise click.ClickException("the language server needs pygls: pip install 'capdsl[lsp]'") from None
+    import gc
+
     from .lsp import serve  # imported here: the server pulls in the whole front end
 
+    gc.enable()  # the console script turns it off for short commands; a server runs for hours
     serve()
 
 

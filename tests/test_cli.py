@@ -261,3 +261,25 @@ def test_fast_exit_keeps_the_exit_code_and_messages(tmp_path, args, code):
         assert proc.stderr.strip() and "Traceback" not in proc.stderr
     else:
         assert proc.stdout.startswith("capdsl, version")
+
+
+GC_PROBE = """
+import gc, sys
+import click
+import capdsl.cli as cli
+import capdsl.lsp as lsp
+lsp.serve = lambda: print("server: collector", gc.isenabled())
+cli.main.add_command(click.Command("probe", callback=lambda: print("command: collector", gc.isenabled())))
+from capdsl.launch import main
+sys.argv = ["capdsl", sys.argv[1]]
+main()
+"""
+
+
+@pytest.mark.parametrize("command, expected", [("probe", "command: collector False"),
+                                               ("lsp", "server: collector True")])
+def test_console_script_collects_cycles_only_in_the_language_server(command, expected):
+    pytest.importorskip("pygls")
+    proc = subprocess.run([sys.executable, "-c", GC_PROBE, command], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == expected
