@@ -25,6 +25,12 @@ Where: `$CAPDSL_CACHE_DIR`, else `$XDG_CACHE_HOME/capdsl`, else
 private (0700), and an entry is read only if the current user owns it and no
 one else can write it. Entries are written atomically. Any failure to read or
 write the cache only means compiling again.
+
+Every new capdsl version, edited contract and monthly panel makes new
+entries, so the cache is bounded (`CAPDSL_CACHE_MAX_MB`, default 256): a
+store that finds it over the bound removes the least recently used entries
+(a hit touches its entry) down to 80 % of it, and temporary files left by a
+killed writer.
 """
 
 from __future__ import annotations
@@ -115,9 +121,14 @@ def load(entry: str):
         with open(path, "rb") as f:
             if not _trusted(os.fstat(f.fileno())) or f.read(len(FORMAT)) != FORMAT:
                 return None
-            return decode(json.loads(f.read()))
+            value = decode(json.loads(f.read()))
     except Exception:  # noqa: BLE001 - a bad entry is a miss
         return None
+    try:
+        os.utime(path)  # recently used: the last to be evicted
+    except OSError:
+        pass
+    return value
 
 
 def store(entry: str, value) -> None:
@@ -130,8 +141,76 @@ def store(entry: str, value) -> None:
         where.mkdir(mode=0o700, parents=True, exist_ok=True)
         atomic_write(where / f"{entry}.json", FORMAT + json.dumps(encode(value), separators=(",", ":")).encode(),
                      private=True)
+        prune(where, max_bytes(), keep=f"{entry}.json")
     except Exception:  # noqa: BLE001 - a cache that cannot be written is only slower
         return
+
+
+# ─────────────────────────────── its size ───────────────────────────────
+
+DEFAULT_MAX_MB = 256
+# a writer's temporary file older than this was left by a killed process (atomic.atomic_path)
+_STALE_TMP_NS = 3600 * 10**9
+
+
+def max_bytes() -> int:
+    """The bound on the cache's size: `$CAPDSL_CACHE_MAX_MB` (a whole number of MiB), else 256."""
+    raw = os.environ.get("CAPDSL_CACHE_MAX_MB", "").strip()
+    mb = int(raw) if raw.isdigit() else DEFAULT_MAX_MB
+    return mb * 2**20
+
+
+def listing(where: Path) -> list[tuple[str, int, int]]:
+    """(name, size, mtime_ns) of the cache's entries and writers' temporary files."""
+    found = []
+    try:
+        with os.scandir(where) as it:
+            for e in it:
+                if e.name.endswith((".json", ".tmp")) and e.is_file(follow_symlinks=False):
+                    try:
+                        st = e.stat(follow_symlinks=False)
+                    except OSError:  # removed meanwhile (another capdsl pruning)
+                        continue
+                    found.append((e.name, st.st_size, st.st_mtime_ns))
+    except OSError:
+        return []
+    return found
+
+
+def prune(where: Path, limit: int, keep: str | None = None) -> int:
+    """Remove stale temporary files and, if the entries exceed `limit` bytes, the least recently
+    used down to 80 % of it (so that the next stores do not prune again at once). `keep`, the entry
+    just written, stays. Returns how many files were removed."""
+    import time
+
+    now = time.time_ns()
+    entries, total, removed = [], 0, 0
+    for name, size, mtime in listing(where):
+        if name.endswith(".tmp"):
+            if now - mtime > _STALE_TMP_NS and _remove(where / name):
+                removed += 1
+            continue
+        total += size
+        if name != keep:
+            entries.append((mtime, name, size))
+    if total <= limit:
+        return removed
+    entries.sort()
+    for _mtime, name, size in entries:
+        if total <= limit * 0.8:
+            break
+        if _remove(where / name):
+            total -= size
+            removed += 1
+    return removed
+
+
+def _remove(path: Path) -> bool:
+    try:
+        path.unlink()
+        return True
+    except OSError:  # already gone (another capdsl pruning) or not ours to remove
+        return False
 
 
 # ─────────────────────────── the entry format ───────────────────────────

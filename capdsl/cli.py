@@ -539,6 +539,60 @@ def from_synthea_cmd(patients, conditions, output, as_of, n_practices, practice_
             click.echo(line)
 
 
+# ─────────────────────────────── cache ───────────────────────────────────
+
+@main.group("cache")
+def cache_group() -> None:
+    """Where compiled contracts, queries and panel checks are remembered, and how much space they take."""
+
+
+def _size(n: int) -> str:
+    for unit in ("bytes", "KiB", "MiB"):
+        if n < 1024 or unit == "MiB":
+            return f"{n} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1024
+    return ""  # pragma: no cover
+
+
+@cache_group.command("info", epilog="\b\nExamples:\n  capdsl cache info\n"
+                                     "  CAPDSL_CACHE_DIR=/scratch/capdsl capdsl cache info")
+@handle_errors
+def cache_info() -> None:
+    """Print the cache's directory, its entries by kind and their size."""
+    from collections import Counter
+
+    from . import cache
+
+    where = cache.directory()
+    if where is None:
+        click.echo("the cache is off (CAPDSL_NO_CACHE is set)")
+        return
+    entries = [(name, size) for name, size, _ in cache.listing(where) if name.endswith(".json")]
+    kinds = Counter(name.split("-", 1)[0] for name, _ in entries)
+    click.echo(f"directory: {where}")
+    click.echo(f"entries:   {len(entries)} ({_size(sum(size for _, size in entries))}; the least recently used "
+               f"are removed beyond {cache.max_bytes() // 2**20} MiB, CAPDSL_CACHE_MAX_MB)")
+    if kinds:
+        click.echo("by kind:   " + ", ".join(f"{kind} {n}" for kind, n in sorted(kinds.items())))
+
+
+@cache_group.command("clear", epilog="\b\nExamples:\n  capdsl cache clear\n"
+                                      "  CAPDSL_CACHE_MAX_MB=64 capdsl eval ...   (or bound it instead)")
+@handle_errors
+def cache_clear() -> None:
+    """Remove every entry (always safe: the next runs compile and check again)."""
+    from . import cache
+
+    where = cache.directory()
+    if where is None:
+        click.echo("the cache is off (CAPDSL_NO_CACHE is set)")
+        return
+    before = sum(size for _, size, _ in cache.listing(where))
+    removed = cache.prune(where, 0)  # a bound of 0: every entry goes (a writer's fresh temporary file stays)
+    freed = before - sum(size for _, size, _ in cache.listing(where))
+    click.echo(f"removed {removed} {'file' if removed == 1 else 'files'} ({_size(freed)}) from {where}")
+
+
 # ─────────────────────────────── schema ──────────────────────────────────
 
 @main.command()

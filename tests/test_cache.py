@@ -305,3 +305,83 @@ def test_the_keyed_query_entry_covers_the_contract_and_everything_else(setup, mo
     for key, period, dialect, tables, params, options in calls + calls[:1]:
         q.prepare_keyed(key, lambda: program, period, dialect, tables, params, options)
     assert len(set(stored)) == len(calls) and stored[0] == stored[-1]
+
+
+# ─────────────────────────── the size bound ───────────────────────────
+
+def _fill(where: Path, names_sizes, start_ns: int = 1_000_000_000_000_000_000) -> None:
+    """Entries with the given sizes, each used one second after the one before."""
+    where.mkdir(parents=True, exist_ok=True)
+    for i, (name, size) in enumerate(names_sizes):
+        path = where / name
+        path.write_bytes(b"x" * size)
+        os.utime(path, ns=(start_ns + i * 10**9, start_ns + i * 10**9))
+
+
+def test_the_least_recently_used_entries_go_first_down_to_80_percent(tmp_path):
+    where = tmp_path / "cache"
+    _fill(where, [(f"query-{i}.json", 1000) for i in range(10)])
+    assert cache.prune(where, 10_000) == 0  # at the bound: nothing goes
+    assert cache.prune(where, 9_999, keep="query-0.json") == 3  # 10 000 → 7 000 ≤ 80 % of 9 999
+    left = sorted(p.name for p in where.iterdir())
+    # the oldest (0) was just written and is kept; 1, 2 and 3 were the least recently used
+    assert left == ["query-0.json"] + [f"query-{i}.json" for i in range(4, 10)]
+
+
+def test_a_hit_makes_its_entry_the_most_recently_used(setup):
+    contract, args, where = setup
+    assert evaluate(contract, args).exit_code == 0
+    [entry] = entries(where)
+    os.utime(entry, ns=(1, 1))  # as if last used in 1970
+    assert evaluate(contract, args).exit_code == 0  # a hit
+    assert entry.stat().st_mtime_ns > 10**18  # touched now: the last to be evicted
+
+
+def test_a_store_keeps_the_cache_within_its_bound(setup, monkeypatch):
+    contract, args, where = setup
+    _fill(where, [(f"old-{i:02}.json", 300_000) for i in range(8)])  # 2.4 MB of older entries
+    monkeypatch.setenv("CAPDSL_CACHE_MAX_MB", "1")
+    result = evaluate(contract, args)
+    assert result.exit_code == 0, result.output
+    sizes = [p.stat().st_size for p in where.iterdir()]
+    assert sum(sizes) <= 2**20
+    assert entries(where) and entries(where, "query") and entries(where, "tree")  # what this run stored
+    assert not (where / "old-00.json").exists()  # the least recently used went first
+
+
+@pytest.mark.parametrize("raw, expected", [("", 256), ("64", 64), ("0", 0), ("lots", 256), ("-5", 256)])
+def test_the_bound_comes_from_the_environment(monkeypatch, raw, expected):
+    monkeypatch.setenv("CAPDSL_CACHE_MAX_MB", raw)
+    assert cache.max_bytes() == expected * 2**20
+
+
+def test_a_killed_writers_temporary_file_is_removed_once_stale(tmp_path):
+    where = tmp_path / "cache"
+    _fill(where, [("query-a.json", 10)])
+    stale, fresh = where / ".query-b.json.x1.tmp", where / ".query-c.json.x2.tmp"
+    stale.write_bytes(b"partial")
+    fresh.write_bytes(b"being written")
+    os.utime(stale, ns=(1, 1))
+    assert cache.prune(where, 2**20) == 1
+    assert not stale.exists() and fresh.exists() and (where / "query-a.json").exists()
+
+
+def test_cache_info_and_clear(setup):
+    contract, args, where = setup
+    assert evaluate(contract, args).exit_code == 0
+    info = CliRunner().invoke(main, ["cache", "info"])
+    assert info.exit_code == 0, info.output
+    assert f"directory: {where}" in info.output
+    n = len(list(where.glob("*.json")))
+    assert f"entries:   {n} (" in info.output and "contract 1, query 1, tree 1" in info.output
+    cleared = CliRunner().invoke(main, ["cache", "clear"])
+    assert cleared.exit_code == 0 and f"removed {n} files" in cleared.output
+    assert list(where.glob("*.json")) == []
+    assert "entries:   0 (0 bytes" in CliRunner().invoke(main, ["cache", "info"]).output
+
+
+def test_cache_commands_when_the_cache_is_off(setup, monkeypatch):
+    monkeypatch.setenv("CAPDSL_NO_CACHE", "1")
+    for sub in ("info", "clear"):
+        result = CliRunner().invoke(main, ["cache", sub])
+        assert result.exit_code == 0 and "the cache is off" in result.output
