@@ -239,6 +239,9 @@ def _extend(children):
 EXPRS = st.recursive(LEAVES, _extend, max_leaves=8)
 
 
+# hypothesis describes a recursive strategy by its whole expansion (37 kB here) and warns that building
+# the description is costly: a cost of a few milliseconds, not a problem with the test
+@pytest.mark.filterwarnings("ignore:Generating overly large repr")
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(EXPRS)
 def test_generated_expressions_round_trip(e):
