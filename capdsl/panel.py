@@ -252,7 +252,10 @@ def _type_table(con, table: str, raw: _Raw | None, specs: list[ColumnSpec], prob
         return
     if _typed_view(con, table, raw, specs, probs, show_ids):
         return
-    exprs = ["_row"]
+    # per column: its typed expression, and for text that may be invalid the same expression without
+    # the validity test, used when the checks found no invalid value (the test is a regular
+    # expression per value: computing it once, in the checks, is a third of typing a CSV file)
+    columns: list[tuple[str, str | None]] = []  # (typed expr AS name, or None; lenient expr or None)
     # (kind of problem, spec, condition on the raw table, text expr, the same condition on the typed
     # table or None): a condition the typed table can answer is counted there, in a cheap scan of
     # one typed column instead of re-reading and re-trimming the file's text.
@@ -262,7 +265,7 @@ def _type_table(con, table: str, raw: _Raw | None, specs: list[ColumnSpec], prob
         if c is None:
             if spec.required and spec.default is None:
                 probs.add(_missing_column(spec, raw, table))
-            exprs.append(f"{_lit(spec.default, spec.kind)} AS {_q(spec.name)}")
+            columns.append((f"{_lit(spec.default, spec.kind)} AS {_q(spec.name)}", None))
             continue
         typed_null = f"{_q(spec.name)} IS NULL"
         native = _native_cast(c, raw.native.get(c), spec.kind)
@@ -270,7 +273,7 @@ def _type_table(con, table: str, raw: _Raw | None, specs: list[ColumnSpec], prob
             typed, shown = native, f"CAST({c} AS VARCHAR)"
             if spec.default is not None:
                 typed = f"COALESCE({typed}, {_lit(spec.default, spec.kind)})"
-            exprs.append(f"{typed} AS {_q(spec.name)}")
+            columns.append((f"{typed} AS {_q(spec.name)}", None))
             if spec.required and spec.default is None:
                 checks.append(("null", spec, f"{c} IS NULL", shown, typed_null if native == c else None))
             if native != c:  # a cast that can fail (a huge integer into a decimal)
@@ -279,15 +282,31 @@ def _type_table(con, table: str, raw: _Raw | None, specs: list[ColumnSpec], prob
         v = f"NULLIF(trim({c}), '')" if c not in raw.native else f"NULLIF(trim(CAST({c} AS VARCHAR)), '')"
         typed = _typed(v, spec.kind) if spec.kind == "text" else \
             f"CASE WHEN {_valid(v, spec.kind)} THEN {_typed(v, spec.kind)} END"
+        lenient = None if spec.kind == "text" else _typed(v, spec.kind)
         if spec.default is not None:
             typed = f"COALESCE({typed}, {_lit(spec.default, spec.kind)})"
-        exprs.append(f"{typed} AS {_q(spec.name)}")
+            lenient = lenient and f"COALESCE({lenient}, {_lit(spec.default, spec.kind)})"
+        columns.append((f"{typed} AS {_q(spec.name)}",
+                        lenient and f"{lenient} AS {_q(spec.name)}"))
         if spec.required and spec.default is None:
             checks.append(("null", spec, f"{v} IS NULL", v, typed_null if spec.kind == "text" else None))
         if spec.kind != "text":
             checks.append(("bad", spec, f"{v} IS NOT NULL AND NOT {_valid(v, spec.kind)}", v, None))
-    # no ORDER BY: raw tables are built in _row order and DuckDB keeps insertion order; readers order by key
+    counts: dict[int, int] = {}
+
+    def count(source: str, picked: list[int]) -> None:
+        if picked:
+            found = _x(con, "SELECT " + ", ".join(f"count_if({checks[i][4] or checks[i][2]})" for i in picked)
+                            + f" FROM {source}")[0]
+            counts.update(zip(picked, found))
+
     try:
+        count(f"raw_{table}", [i for i, ch in enumerate(checks) if ch[4] is None])
+        invalid = {ch[1].name for i, ch in enumerate(checks) if ch[0] == "bad" and counts[i]}
+        exprs = ["_row"] + [lenient if lenient and spec_name not in invalid else typed
+                            for (typed, lenient), spec_name in zip(columns, [s.name for s in specs])]
+        # no ORDER BY: raw tables are built in _row order and DuckDB keeps insertion order; readers
+        # order by key
         _x(con, f"CREATE TABLE {table} AS SELECT {', '.join(exprs)} FROM raw_{table}")
     except duckdb.Error:
         if not raw.view:
@@ -296,13 +315,7 @@ def _type_table(con, table: str, raw: _Raw | None, specs: list[ColumnSpec], prob
         probs.add(unreadable_parquet(raw.path))
         _type_table(con, table, None, specs, probs, show_ids)
         return
-    counts: dict[int, int] = {}
-    for source, picked in ((f"raw_{table}", [i for i, ch in enumerate(checks) if ch[4] is None]),
-                           (table, [i for i, ch in enumerate(checks) if ch[4] is not None])):
-        if picked:
-            found = _x(con, "SELECT " + ", ".join(f"count_if({checks[i][4] or checks[i][2]})" for i in picked)
-                            + f" FROM {source}")[0]
-            counts.update(zip(picked, found))
+    count(table, [i for i, ch in enumerate(checks) if ch[4] is not None])
     _report_checks(con, table, [ch[:4] for ch in checks], [counts[i] for i in range(len(checks))], probs,
                    show_ids, raw.path)
 
@@ -749,7 +762,8 @@ def load_panel(files: dict[str, str | Path | None], requirements: Requirements |
                 probs.add(w)
             late = []
         for t in TABLES:
-            _x(con, f"DROP {'VIEW' if raws[t] is not None and raws[t].view else 'TABLE'} IF EXISTS raw_{t}")
+            for stmt in raws[t].drop() if raws[t] is not None else [f"DROP TABLE IF EXISTS raw_{t}"]:
+                _x(con, stmt)
     except BaseException:
         if pending is not None:
             pending.stop()

@@ -59,6 +59,14 @@ class _Raw:
     native: dict[str, str] = field(default_factory=dict)
     view: bool = False  # raw_<name> is a view over the file (Parquet), not a table
     select: str | None = None  # for a view: the SELECT it stands for (a typed view may inline it)
+    # CSV: raw_<name> is a view adding `_row` to this table (the file as DuckDB read it), not a copy
+    backing: str | None = None
+
+    def drop(self) -> list[str]:
+        """The statements removing raw_<name> (and what it reads) once the typed table exists."""
+        if self.backing:
+            return [f"DROP VIEW IF EXISTS raw_{self.table}", f"DROP TABLE IF EXISTS {self.backing}"]
+        return [f"DROP {'VIEW' if self.view else 'TABLE'} IF EXISTS raw_{self.table}"]
 
 
 class _Problems:
@@ -108,9 +116,15 @@ def detect_format(path: Path, override: str | None = None) -> str:
 _PARQUET_ENDS = 4096
 
 
-def _check_file(path: Path, probs: _Problems, ends_only: bool = False) -> bytes | None:
+# a CSV file is read by DuckDB, which also rejects bytes that are not UTF-8: capdsl reads its head
+# (the header) and, only to locate a problem DuckDB found, streams it in chunks of this size
+_CSV_CHUNK = 1 << 20
+
+
+def _check_file(path: Path, probs: _Problems, ends_only: bool = False, head_only: bool = False) -> bytes | None:
     """The file's bytes if it exists and is readable and not empty (E0701, E0702); with `ends_only`,
-    a large file's first and last `_PARQUET_ENDS` bytes instead of all of them."""
+    a large file's first and last `_PARQUET_ENDS` bytes instead of all of them; with `head_only`,
+    its first `_CSV_CHUNK` bytes (and, if those are blank, whether anything else is not)."""
     p = str(path)
     try:
         with open(path, "rb") as f:
@@ -119,6 +133,13 @@ def _check_file(path: Path, probs: _Problems, ends_only: bool = False) -> bytes 
                 data = f.read(_PARQUET_ENDS)
                 f.seek(size - _PARQUET_ENDS)
                 data += f.read(_PARQUET_ENDS)
+            elif head_only:
+                data = f.read(_CSV_CHUNK)
+                if not data.strip():  # a blank head: the file is blank unless a later chunk is not
+                    while chunk := f.read(_CSV_CHUNK):
+                        if chunk.strip():
+                            data += chunk  # (its first line is still blank: no header, E0702)
+                            break
             else:
                 data = f.read()
     except FileNotFoundError:
@@ -147,11 +168,50 @@ def _check_utf8(data: bytes, path: str, probs: _Problems) -> str | None:
         return codecs.decode(data, "utf-8-sig")
     except UnicodeDecodeError as exc:
         offset = exc.start
-        line = data.count(b"\n", 0, offset) + 1
-        probs.add(error("E0710", f"the file is not valid UTF-8: byte 0x{data[offset]:02x} at offset "
-                                 f"{offset} (line {line})", path=path,
-                        hint="save the file as UTF-8 (CSV UTF-8 in spreadsheet programs)"))
+        probs.add(_utf8_error(data[offset], offset, data.count(b"\n", 0, offset) + 1, path))
         return None
+
+
+def _not_utf8(path: Path, probs: _Problems) -> bool:
+    """Stream the file (one chunk in memory) and report E0710 at its first byte that is not UTF-8,
+    as `_check_utf8` does for a file read whole. False if every byte is UTF-8."""
+    base = lines = 0  # file offset of buf[0]; newlines before it
+    carry = b""  # the start of a character cut by the chunk's end
+    with open(path, "rb") as f:
+        while True:
+            chunk = f.read(_CSV_CHUNK)
+            buf = carry + chunk
+            if not buf:
+                return False
+            cut = len(buf) if not chunk else _whole_characters(buf)
+            try:
+                buf[:cut].decode("utf-8")
+            except UnicodeDecodeError as exc:
+                probs.add(_utf8_error(buf[exc.start], base + exc.start,
+                                      lines + buf.count(b"\n", 0, exc.start) + 1, str(path)))
+                return True
+            if not chunk:
+                return False
+            lines += buf.count(b"\n", 0, cut)
+            base += cut
+            carry = buf[cut:]
+
+
+def _whole_characters(buf: bytes) -> int:
+    """Where the last complete UTF-8 character of `buf` ends (a longer sequence may be cut)."""
+    for back in range(1, min(4, len(buf)) + 1):
+        byte = buf[-back]
+        if byte < 0x80:
+            return len(buf)
+        if byte >= 0xC0:  # a lead byte: how long its sequence is
+            need = 2 if byte < 0xE0 else 3 if byte < 0xF0 else 4
+            return len(buf) - back if need > back else len(buf)
+    return len(buf)  # continuation bytes only: the decoder judges them
+
+
+def _utf8_error(byte: int, offset: int, line: int, path: str) -> Diagnostic:
+    return error("E0710", f"the file is not valid UTF-8: byte 0x{byte:02x} at offset {offset} (line {line})",
+                 path=path, hint="save the file as UTF-8 (CSV UTF-8 in spreadsheet programs)")
 
 
 def _header_map(names: list[str], path: str, probs: _Problems) -> dict[str, str] | None:
@@ -165,10 +225,17 @@ def _header_map(names: list[str], path: str, probs: _Problems) -> dict[str, str]
     return cols
 
 
-def _read_csv(con, name: str, path: Path, data: bytes, probs: _Problems) -> _Raw | None:
+def _read_csv(con, name: str, path: Path, head: bytes, probs: _Problems) -> _Raw | None:
+    """The file as text columns, read by DuckDB (in parallel, never whole into Python): `head` is
+    its first bytes, for the header; bytes that are not UTF-8 are located only if DuckDB finds some."""
     p = str(path)
-    text = _check_utf8(data, p, probs)
-    if text is None:
+    if head[:2] in (b"\xff\xfe", b"\xfe\xff"):
+        _check_utf8(head, p, probs)  # E0710: UTF-16
+        return None
+    try:
+        text = codecs.getincrementaldecoder("utf-8-sig")().decode(head)  # a character cut at the end waits
+    except UnicodeDecodeError as exc:
+        probs.add(_utf8_error(head[exc.start], exc.start, head.count(b"\n", 0, exc.start) + 1, p))
         return None
     try:
         first = next(csv.reader(io.StringIO(text, newline="")), [])
@@ -186,11 +253,10 @@ def _read_csv(con, name: str, path: Path, data: bytes, probs: _Problems) -> _Raw
     try:
         _x(con, f"CREATE TABLE _src_{name} AS SELECT * FROM read_csv(?, header=true, "
                     f"auto_detect=false, columns={spec}, delim=',', quote='\"', escape='\"')", [p])
-        _x(con, f"CREATE TABLE raw_{name} AS SELECT CAST(rowid + 2 AS BIGINT) AS _row, * "
-                    f"FROM _src_{name}")
-        _x(con, f"DROP TABLE _src_{name}")
     except duckdb.Error as exc:
         msg = str(exc)
+        if "unicode" in msg.lower() and _not_utf8(path, probs):
+            return None
         line = re.search(r"Line: (\d+)", msg)
         counts = re.search(r"Expected Number of Columns: (\d+) Found: (\d+)", msg)
         where = f"line {line.group(1)}" if line else "a line"
@@ -202,7 +268,10 @@ def _read_csv(con, name: str, path: Path, data: bytes, probs: _Problems) -> _Raw
                         hint="every row needs as many comma-separated fields as the header; "
                              "quote values that contain commas or line breaks with \"…\""))
         return None
-    return _Raw(name, p, cols, _x(con, f"SELECT count(*) FROM raw_{name}")[0][0])
+    # a view, not a copy (copying a million rows cost a quarter of a second): rowid is the order
+    # DuckDB read the records in, the file's; row 1 is the header
+    _x(con, f"CREATE VIEW raw_{name} AS SELECT CAST(rowid + 2 AS BIGINT) AS _row, * FROM _src_{name}")
+    return _Raw(name, p, cols, _x(con, f"SELECT count(*) FROM _src_{name}")[0][0], backing=f"_src_{name}")
 
 
 PARQUET_UNREADABLE = "the Parquet file is truncated or corrupt (it cannot be read)"
@@ -354,7 +423,7 @@ def _read_json(con, name: str, path: Path, data: bytes, fmt: str, probs: _Proble
 
 
 def _read(con, name: str, path: Path, fmt: str, probs: _Problems) -> _Raw | None:
-    data = _check_file(path, probs, ends_only=fmt == "parquet")
+    data = _check_file(path, probs, ends_only=fmt == "parquet", head_only=fmt == "csv")
     if data is None:
         return None
     if fmt == "csv":

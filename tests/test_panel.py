@@ -651,3 +651,89 @@ def test_an_engine_failure_on_bad_data_reports_the_data(tmp_path):
         with pytest.raises(InputError) as info:
             evaluate(program, Run(files={k: str(v) for k, v in files.items()}, period="2011-03", engine=engine))
         assert "E0706" in codes(info.value)
+
+
+# ─────────── CSV files are read by DuckDB, never whole into Python ───────────
+
+@pytest.fixture
+def small_chunks(monkeypatch):
+    """Chunks of 64 bytes, so that a test file spans many of them."""
+    import capdsl.panel_read as panel_read
+
+    monkeypatch.setattr(panel_read, "_CSV_CHUNK", 64)
+
+
+def _members_csv(rows: int, bad_row: int | None = None, bad: bytes = b"\xe9") -> bytes:
+    lines = [M_HEAD.encode()]
+    for i in range(rows):
+        sex = bad if i + 2 == bad_row else "ž".encode()  # two-byte characters: some cut by a chunk's end
+        lines.append(b"M%d,P1,1950-01-01,%s,,,\n" % (i, sex))
+    return b"".join(lines)
+
+
+@pytest.mark.parametrize("bad_row", [3, 40, 101])
+def test_a_byte_that_is_not_utf8_is_located_beyond_the_header(tmp_path, small_chunks, bad_row):
+    data = _members_csv(100, bad_row=bad_row)
+    offset = data.index(b"\xe9")
+    with pytest.raises(InputError) as info:
+        load(tmp_path, members=(".csv", data))
+    [diag] = [d for d in info.value.diagnostics if d.code == "E0710"]
+    assert diag.message == (f"the file is not valid UTF-8: byte 0xe9 at offset {offset} "
+                            f"(line {bad_row})")  # as a whole-file decode names it
+
+
+def test_characters_cut_by_a_chunks_end_are_not_an_error(tmp_path, small_chunks):
+    panel = load(tmp_path, members=(".csv", _members_csv(100)))
+    assert panel.count("members") == 100
+    assert {r[0] for r in panel.con.execute("SELECT DISTINCT sex FROM members").fetchall()} == {"ž"}
+
+
+def test_a_character_cut_by_the_end_of_the_file_is_an_error(tmp_path, small_chunks):
+    data = _members_csv(20)[:-1] + b"\xc5"  # the last line ends in the first byte of "ž"
+    with pytest.raises(InputError) as info:
+        load(tmp_path, members=(".csv", data))
+    assert any(d.code == "E0710" and f"byte 0xc5 at offset {len(data) - 1}" in d.message
+               for d in info.value.diagnostics), info.value.render()
+
+
+def test_blank_lines_longer_than_the_head(tmp_path, small_chunks):
+    with pytest.raises(InputError) as info:
+        load(tmp_path, events=(".csv", "\n" * 500))
+    assert any(d.code == "E0702" and "only blank space" in d.message for d in info.value.diagnostics)
+    with pytest.raises(InputError) as info:
+        load(tmp_path, events=(".csv", "\n" * 500 + "practice_id,date,code\nP1,2011-03-01,X\n"))
+    assert any(d.code == "E0702" and "no header" in d.message for d in info.value.diagnostics)
+
+
+def test_a_csv_panel_leaves_no_raw_tables(tmp_path):
+    panel = load(tmp_path)
+    names = {r[0] for r in panel.con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
+    assert not any(n.startswith(("raw_", "_src_")) for n in names), names
+
+
+# The typed table skips the validity test of a column whose values all passed it in the checks: that
+# is the same table only if, for every text, the test is never NULL and a valid text types the same
+# with or without it.
+_TEXTS = st.one_of(
+    st.text(alphabet="0123456789-+.eE% tTrRuUfFaAlLsSyYnNoO", max_size=14),
+    st.from_regex(r"\A[12][0-9]{3}-[01][0-9]-[0-3][0-9]\Z"),
+    st.from_regex(r"\A[+-]?[0-9]{1,12}(\.[0-9]{0,12})?( ?%)?\Z"),
+    st.sampled_from(["true", "FALSE", "1", "0", "Yes", "no", "2011-02-29", "2012-02-29", "1799-12-31",
+                     "1e3", "1.5E-2", ".5", "5.", "12.0000", "0.12345678901", "15%", "9" * 30]))
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(_TEXTS, min_size=1, max_size=20))
+def test_a_valid_text_types_the_same_without_the_validity_test(texts):
+    from capdsl.panel import _typed, _valid
+
+    con = duckdb.connect()
+    con.execute("CREATE TABLE t AS SELECT unnest(?) AS v", [texts])
+    for kind in ("date", "decimal", "integer", "bool"):
+        v = "NULLIF(trim(v), '')"
+        rows = con.execute(f"SELECT v, {_valid(v, kind)}, CASE WHEN {_valid(v, kind)} THEN {_typed(v, kind)} END, "
+                           f"{_typed(v, kind)} FROM t WHERE {v} IS NOT NULL").fetchall()
+        for text, valid, strict, lenient in rows:
+            assert valid is not None, (kind, text)
+            if valid:
+                assert strict == lenient and strict is not None, (kind, text, strict, lenient)
