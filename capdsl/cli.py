@@ -568,7 +568,7 @@ def cache_info() -> None:
         click.echo("the cache is off (CAPDSL_NO_CACHE is set)")
         return
     entries = [(name, size) for name, size, _ in cache.listing(where) if name.endswith(".json")]
-    kinds = Counter(name.split("-", 1)[0] for name, _ in entries)
+    kinds = Counter(name.split("-", 1)[0] if "-" in name else "other" for name, _ in entries)  # (older capdsl)
     click.echo(f"directory: {where}")
     click.echo(f"entries:   {len(entries)} ({_size(sum(size for _, size in entries))}; the least recently used "
                f"are removed beyond {cache.max_bytes() // 2**20} MiB, CAPDSL_CACHE_MAX_MB)")

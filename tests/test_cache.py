@@ -374,6 +374,9 @@ def test_cache_info_and_clear(setup):
     assert f"directory: {where}" in info.output
     n = len(list(where.glob("*.json")))
     assert f"entries:   {n} (" in info.output and "contract 1, query 1, tree 1" in info.output
+    (where / ("0" * 64 + ".json")).write_bytes(b"{}")  # an entry of an older capdsl, named by its hash alone
+    assert "contract 1, other 1, query 1, tree 1" in CliRunner().invoke(main, ["cache", "info"]).output
+    n += 1
     cleared = CliRunner().invoke(main, ["cache", "clear"])
     assert cleared.exit_code == 0 and f"removed {n} files" in cleared.output
     assert list(where.glob("*.json")) == []
