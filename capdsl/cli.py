@@ -546,6 +546,16 @@ def cache_group() -> None:
     """Where compiled contracts, queries and panel checks are remembered, and how much space they take."""
 
 
+def _cache_directory():
+    """The cache's directory, or None (having said so) when the cache is off."""
+    from . import cache
+
+    where = cache.directory()
+    if where is None:
+        click.echo("the cache is off (CAPDSL_NO_CACHE is set)")
+    return where
+
+
 def _size(n: int) -> str:
     for unit in ("bytes", "KiB", "MiB"):
         if n < 1024 or unit == "MiB":
@@ -563,9 +573,8 @@ def cache_info() -> None:
 
     from . import cache
 
-    where = cache.directory()
+    where = _cache_directory()
     if where is None:
-        click.echo("the cache is off (CAPDSL_NO_CACHE is set)")
         return
     entries = [(name, size) for name, size, _ in cache.listing(where) if name.endswith(".json")]
     kinds = Counter(name.split("-", 1)[0] if "-" in name else "other" for name, _ in entries)  # (older capdsl)
@@ -583,9 +592,8 @@ def cache_clear() -> None:
     """Remove every entry (always safe: the next runs compile and check again)."""
     from . import cache
 
-    where = cache.directory()
+    where = _cache_directory()
     if where is None:
-        click.echo("the cache is off (CAPDSL_NO_CACHE is set)")
         return
     before = sum(size for _, size, _ in cache.listing(where))
     removed = cache.prune(where, 0)  # a bound of 0: every entry goes (a writer's fresh temporary file stays)
