@@ -252,59 +252,48 @@ def _type_table(con, table: str, raw: _Raw | None, specs: list[ColumnSpec], prob
         return
     if _typed_view(con, table, raw, specs, probs, show_ids):
         return
-    # per column: its typed expression, and for text that may be invalid the same expression without
-    # the validity test, used when the checks found no invalid value (the test is a regular
-    # expression per value: computing it once, in the checks, is a third of typing a CSV file)
-    columns: list[tuple[str, str | None]] = []  # (typed expr AS name, or None; lenient expr or None)
+    # The checks first, in one aggregate over the raw text; then the typed table, which needs neither
+    # the validity test of a column whose values all passed it (a regular expression per value) nor
+    # the trimming of a text column that has no empty value and no space at either end: the checks'
+    # answers are remembered for an unchanged file (capdsl.panel_memo), so a re-run pays for neither.
     # (kind of problem, spec, condition on the raw table, text expr, the same condition on the typed
     # table or None): a condition the typed table can answer is counted there, in a cheap scan of
     # one typed column instead of re-reading and re-trimming the file's text.
     checks: list[tuple[str, ColumnSpec, str, str, str | None]] = []
+    plan: list[tuple[ColumnSpec, str | None, str | None]] = []  # (spec, raw column, native expr)
     for spec in specs:
         c = raw.columns.get(spec.name)
+        native = _native_cast(c, raw.native.get(c), spec.kind) if c is not None else None
+        plan.append((spec, c, native))
         if c is None:
             if spec.required and spec.default is None:
                 probs.add(_missing_column(spec, raw, table))
-            columns.append((f"{_lit(spec.default, spec.kind)} AS {_q(spec.name)}", None))
             continue
         typed_null = f"{_q(spec.name)} IS NULL"
-        native = _native_cast(c, raw.native.get(c), spec.kind)
         if native is not None:  # a typed Parquet column: no text round trip
-            typed, shown = native, f"CAST({c} AS VARCHAR)"
-            if spec.default is not None:
-                typed = f"COALESCE({typed}, {_lit(spec.default, spec.kind)})"
-            columns.append((f"{typed} AS {_q(spec.name)}", None))
+            shown = f"CAST({c} AS VARCHAR)"
             if spec.required and spec.default is None:
                 checks.append(("null", spec, f"{c} IS NULL", shown, typed_null if native == c else None))
             if native != c:  # a cast that can fail (a huge integer into a decimal)
                 checks.append(("bad", spec, f"{c} IS NOT NULL AND {native} IS NULL", shown, None))
             continue
-        v = f"NULLIF(trim({c}), '')" if c not in raw.native else f"NULLIF(trim(CAST({c} AS VARCHAR)), '')"
-        typed = _typed(v, spec.kind) if spec.kind == "text" else \
-            f"CASE WHEN {_valid(v, spec.kind)} THEN {_typed(v, spec.kind)} END"
-        lenient = None if spec.kind == "text" else _typed(v, spec.kind)
-        if spec.default is not None:
-            typed = f"COALESCE({typed}, {_lit(spec.default, spec.kind)})"
-            lenient = lenient and f"COALESCE({lenient}, {_lit(spec.default, spec.kind)})"
-        columns.append((f"{typed} AS {_q(spec.name)}",
-                        lenient and f"{lenient} AS {_q(spec.name)}"))
+        v = _text(c, raw)
         if spec.required and spec.default is None:
             checks.append(("null", spec, f"{v} IS NULL", v, typed_null if spec.kind == "text" else None))
         if spec.kind != "text":
             checks.append(("bad", spec, f"{v} IS NOT NULL AND NOT {_valid(v, spec.kind)}", v, None))
+    on_raw = [i for i, ch in enumerate(checks) if ch[4] is None]
+    text_columns = [c for _, c, native in plan if c is not None and native is None and c not in raw.native]
     counts: dict[int, int] = {}
-
-    def count(source: str, picked: list[int]) -> None:
-        if picked:
-            found = _x(con, "SELECT " + ", ".join(f"count_if({checks[i][4] or checks[i][2]})" for i in picked)
-                            + f" FROM {source}")[0]
-            counts.update(zip(picked, found))
-
     try:
-        count(f"raw_{table}", [i for i, ch in enumerate(checks) if ch[4] is None])
+        aggs = [f"count_if({checks[i][2]})" for i in on_raw] + [f"count_if({_UNTIDY.format(c=c)})"
+                                                               for c in text_columns]
+        found = _x(con, f"SELECT {', '.join(aggs)} FROM raw_{table}")[0] if aggs else ()
+        counts.update(zip(on_raw, found))
+        tidy = {c for c, n in zip(text_columns, found[len(on_raw):]) if not n}
         invalid = {ch[1].name for i, ch in enumerate(checks) if ch[0] == "bad" and counts[i]}
-        exprs = ["_row"] + [lenient if lenient and spec_name not in invalid else typed
-                            for (typed, lenient), spec_name in zip(columns, [s.name for s in specs])]
+        exprs = ["_row"] + [_typed_column(spec, c, native, raw, c in tidy, spec.name in invalid)
+                            for spec, c, native in plan]
         # no ORDER BY: raw tables are built in _row order and DuckDB keeps insertion order; readers
         # order by key
         _x(con, f"CREATE TABLE {table} AS SELECT {', '.join(exprs)} FROM raw_{table}")
@@ -315,9 +304,35 @@ def _type_table(con, table: str, raw: _Raw | None, specs: list[ColumnSpec], prob
         probs.add(unreadable_parquet(raw.path))
         _type_table(con, table, None, specs, probs, show_ids)
         return
-    count(table, [i for i, ch in enumerate(checks) if ch[4] is not None])
+    on_typed = [i for i, ch in enumerate(checks) if ch[4] is not None]
+    if on_typed:
+        counts.update(zip(on_typed, _x(con, "SELECT " + ", ".join(f"count_if({checks[i][4]})" for i in on_typed)
+                                            + f" FROM {table}")[0]))
     _report_checks(con, table, [ch[:4] for ch in checks], [counts[i] for i in range(len(checks))], probs,
                    show_ids, raw.path)
+
+
+def _text(c: str, raw: _Raw) -> str:
+    """SQL: a raw column's text as a reader sees it (trimmed; empty is NULL)."""
+    return f"NULLIF(trim({c}), '')" if c not in raw.native else f"NULLIF(trim(CAST({c} AS VARCHAR)), '')"
+
+
+def _typed_column(spec: ColumnSpec, c: str | None, native: str | None, raw: _Raw, tidy: bool,
+                  invalid: bool) -> str:
+    """SQL: one column of the typed table. `tidy`: no value is empty or has a space at either end
+    (trimming would change nothing); `invalid`: some value failed its validity test (so each value
+    must pass it again, or be NULL)."""
+    if c is None:
+        return f"{_lit(spec.default, spec.kind)} AS {_q(spec.name)}"
+    if native is not None:
+        typed = native
+    else:
+        v = c if tidy else _text(c, raw)
+        typed = f"CASE WHEN {_valid(v, spec.kind)} THEN {_typed(v, spec.kind)} END" if invalid \
+            else _typed(v, spec.kind)
+    if spec.default is not None:
+        typed = f"COALESCE({typed}, {_lit(spec.default, spec.kind)})"
+    return f"{typed} AS {_q(spec.name)}"
 
 
 # members and events are the large tables; practices and measures stay copies (measures is rebuilt)

@@ -190,3 +190,26 @@ def test_a_duplicate_found_only_by_the_memo_key_is_still_reported(tmp_path, sett
     files["members"].write_text(M_HEAD + "M1,P1,1950-01-01,,,,\nM1,P2,1960-01-01,,,,\n")
     status, diags, _ = outcome(files)
     assert status == "error" and "E0706" in [c for c, _ in diags]
+
+
+def test_a_replayed_load_builds_the_same_typed_tables(tmp_path, settled):
+    """A replay types columns without the tests the first load's checks passed (validity, trimming):
+    the typed tables must be the same, for tidy columns, untidy ones and quoted empty values alike."""
+    members = (M_HEAD + 'M1,P1,1950-01-01,"",2011-01-01,,yes\n M2 ,P1, 1960-02-03 ,F,,,0\n'
+               "M3,P1,1970-03-04,M,,,\n")
+    files = panel_files(tmp_path, members=(".csv", members))
+
+    def tables():
+        p = load_panel(files, requirements(), today=TODAY)
+        found = {t: p.con.execute(f"SELECT * FROM {t} ORDER BY _row").fetchall()
+                 for t in ("members", "practices", "events")}
+        replayed = p.memo.replayed
+        p.close()
+        return found, replayed
+
+    first, replayed_first = tables()
+    second, replayed_second = tables()
+    assert not replayed_first and replayed_second
+    assert second == first
+    sexes = [r[4] for r in first["members"]]
+    assert sexes == [None, "F", "M"] and first["members"][1][1] == "M2"  # "" is NULL; " M2 " is trimmed
