@@ -73,8 +73,11 @@ def test_relative_path_in_current_directory(tmp_path, monkeypatch):
 def test_sigint_during_write_leaves_no_file(tmp_path):
     """A real Ctrl-C (SIGINT) while writing: no output and no temp file remain."""
     target = tmp_path / "out.csv"
+    # Python's own Ctrl-C handler even when the suite was started in the background, where the shell
+    # hands every child SIGINT ignored (found running `make test &`)
     script = textwrap.dedent(f"""
         import os, signal, sys, time
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         from capdsl.atomic import atomic_path
         with atomic_path({str(target)!r}) as tmp:
             tmp.write_text("partial")
