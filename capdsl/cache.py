@@ -42,6 +42,7 @@ import json
 import os
 import stat
 import sys
+import time
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
@@ -181,8 +182,6 @@ def prune(where: Path, limit: int, keep: str | None = None) -> int:
     """Remove stale temporary files and, if the entries exceed `limit` bytes, the least recently
     used down to 80 % of it (so that the next stores do not prune again at once). `keep`, the entry
     just written, stays. Returns how many files were removed."""
-    import time
-
     now = time.time_ns()
     entries, total, removed = [], 0, 0
     for name, size, mtime in listing(where):

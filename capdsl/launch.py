@@ -59,8 +59,7 @@ def main() -> None:
     # thousand objects whatever the panel's size. Reference counting still frees the rest; the
     # long-running language server turns the collector back on.
     gc.disable()
-    from .cli import leave_panels_to_exit
-    from .cli import main as cli_main
+    from .cli import leave_panels_to_exit, main as cli_main
 
     leave_panels_to_exit()
 

@@ -9,9 +9,7 @@ import gc
 import re
 from contextlib import contextmanager
 from decimal import Decimal
-from typing import Callable
-
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 from ..amounts import ONE, MonthlyResult, quantum_places
 from ..errors import BackendError, EvalError, Note, error
