@@ -26,6 +26,18 @@ private (0700), and an entry is read only if the current user owns it and no
 one else can write it. Entries are written atomically. Any failure to read or
 write the cache only means compiling again.
 
+Every entry carries an HMAC-SHA256 of its name and its payload, keyed by the
+directory's own secret (`SECRET`: 32 random bytes, 0600, made by the first
+store). An entry whose digest does not match (edited, damaged, truncated, of
+an older format, copied under another name or from another cache directory)
+is a miss: the caller compiles again and its store replaces the entry. The
+threat model is the user's own private directory: the digest makes sure that
+corruption or a hand edit is never trusted (a payer's amounts come from the
+contract, not from a JSON file), not that someone who can read the secret,
+the user or root, cannot forge an entry. A plain SHA-256 would catch
+corruption too, but neither an edit whose author recomputed it nor an entry
+copied from another cache.
+
 Every new capdsl version, edited contract and monthly panel makes new
 entries, so the cache is bounded (`CAPDSL_CACHE_MAX_MB`, default 256): a
 store that finds it over the bound removes the least recently used entries
@@ -38,16 +50,23 @@ from __future__ import annotations
 import dataclasses
 import functools
 import hashlib
+import hmac
 import json
 import os
 import stat
 import sys
+import tempfile
 import time
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
 
-FORMAT = b"capdsl-cache-2\n"
+FORMAT = b"capdsl-cache-3\n"
+# the directory's HMAC key: not an entry (`listing` sees only .json and .tmp files), so eviction and
+# `capdsl cache clear` keep it
+SECRET = "secret.key"
+_SECRET_BYTES = 32
+_DIGEST_CHARS = 64  # a hex SHA-256, on the line after FORMAT
 
 
 def directory() -> Path | None:
@@ -112,17 +131,79 @@ def _trusted(st: os.stat_result) -> bool:
     return owner and stat.S_ISREG(st.st_mode) and not st.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
 
 
+def _digest(secret: bytes, entry: str, payload: bytes) -> bytes:
+    """The hex HMAC that binds `payload` to the entry's name (and the format) in this directory."""
+    mac = hmac.new(secret, FORMAT + entry.encode("utf-8", "surrogateescape") + b"\0", hashlib.sha256)
+    mac.update(payload)
+    return mac.hexdigest().encode("ascii")
+
+
+def _read_secret(where: Path) -> bytes | None:
+    """The directory's secret, or None if it is absent or unusable (not ours, readable or writable
+    by others, or not 32 bytes)."""
+    try:
+        with open(where / SECRET, "rb") as f:
+            st = os.fstat(f.fileno())
+            data = f.read(_SECRET_BYTES + 1)
+    except OSError:
+        return None
+    if not _trusted(st) or st.st_mode & 0o077 or len(data) != _SECRET_BYTES:
+        return None
+    return data
+
+
+def _secret(where: Path) -> bytes:
+    """The directory's secret, made if there is none. A new one appears complete and only once: it is
+    written to a private temporary file and hard-linked into place, which fails if another process
+    got there first (its secret is then everyone's). An unusable one is replaced, so the entries
+    made with it become misses."""
+    found = _read_secret(where)
+    if found is not None:
+        return found
+    fresh = os.urandom(_SECRET_BYTES)
+    fd, tmp = tempfile.mkstemp(prefix=f".{SECRET}.", suffix=".tmp", dir=where)  # 0600
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(fresh)
+            f.flush()
+            os.fsync(f.fileno())
+        try:
+            os.link(tmp, where / SECRET)
+        except FileExistsError:
+            found = _read_secret(where)
+            if found is not None:
+                return found
+            os.replace(tmp, where / SECRET)
+        except OSError:  # a file system without hard links
+            os.replace(tmp, where / SECRET)
+    finally:
+        try:
+            os.unlink(tmp)
+        except OSError:  # renamed into place
+            pass
+    return fresh
+
+
 def load(entry: str):
-    """The value stored under `entry`, or None (absent, untrusted, unreadable, or off)."""
+    """The value stored under `entry`, or None (absent, untrusted, unreadable, not matching its
+    digest, or off)."""
     where = directory()
     if where is None:
         return None
     path = where / f"{entry}.json"
     try:
         with open(path, "rb") as f:
-            if not _trusted(os.fstat(f.fileno())) or f.read(len(FORMAT)) != FORMAT:
+            if not _trusted(os.fstat(f.fileno())):
                 return None
-            value = decode(json.loads(f.read()))
+            data = f.read()
+        start = len(FORMAT) + _DIGEST_CHARS + 1
+        if not data.startswith(FORMAT) or data[start - 1:start] != b"\n":
+            return None
+        secret = _read_secret(where)
+        payload = data[start:]
+        if secret is None or not hmac.compare_digest(data[len(FORMAT):start - 1], _digest(secret, entry, payload)):
+            return None
+        value = decode(json.loads(payload))
     except Exception:  # noqa: BLE001 - a bad entry is a miss
         return None
     try:
@@ -140,8 +221,9 @@ def store(entry: str, value) -> None:
 
     try:
         where.mkdir(mode=0o700, parents=True, exist_ok=True)
-        atomic_write(where / f"{entry}.json", FORMAT + json.dumps(encode(value), separators=(",", ":")).encode(),
-                     private=True)
+        payload = json.dumps(encode(value), separators=(",", ":")).encode()
+        digest = _digest(_secret(where), entry, payload)
+        atomic_write(where / f"{entry}.json", FORMAT + digest + b"\n" + payload, private=True)
         prune(where, max_bytes(), keep=f"{entry}.json")
     except Exception:  # noqa: BLE001 - a cache that cannot be written is only slower
         return

@@ -3,7 +3,11 @@ and changes nothing a user sees; anything that could make an entry wrong is a mi
 
 from __future__ import annotations
 
+import hashlib
 import os
+import shutil
+from datetime import date
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -107,6 +111,147 @@ def test_a_damaged_or_untrusted_entry_is_a_miss(setup, monkeypatch, damage):
     again = evaluate(contract, args)
     assert again.exit_code == 0 and again.stdout == first
     assert compiled == [1]
+
+
+FLAT = 'contract "x":\n    currency CZK\nend\nline a "Flat fee" = sum of 10 CZK over members\n'
+
+
+def _edit(entry: Path, old: str, new: str) -> None:
+    """Change `old` to `new` in a stored entry, keeping it valid JSON (as a hand edit would)."""
+    data = entry.read_bytes()
+    assert data.count(old.encode()) == 1, (entry.name, old)
+    entry.write_bytes(data.replace(old.encode(), new.encode()))
+
+
+def test_an_edited_tree_or_query_is_discarded_and_compiled_again(setup):
+    """A constant changed in the stored tree (read by --engine python) and in the stored query (read
+    by --engine duckdb): both engines still pay the contract's own 10 CZK a member."""
+    contract, args, where = setup
+    contract.write_text(FLAT, encoding="utf-8")
+    first = evaluate(contract, args)
+    assert first.exit_code == 0 and first.stdout.count(",200.00,") == 6  # 20 members a practice at 10 CZK
+    [tree], [query] = entries(where, "tree"), entries(where, "query")
+    _edit(tree, '{"d":"10"}', '{"d":"99999"}')
+    _edit(query, "SUM(10)", "SUM(99999)")
+    for engine in ("python", "duckdb"):
+        again = evaluate(contract, args, "--engine", engine)
+        assert again.exit_code == 0, again.output
+        assert again.stdout == first.stdout and "99999" not in again.stdout, engine
+
+
+@pytest.mark.parametrize("engine", ["python", "duckdb"])
+def test_an_edited_label_in_a_contract_entry_is_discarded(setup, engine):
+    contract, args, where = setup
+    contract.write_text(FLAT, encoding="utf-8")
+    first = evaluate(contract, args, "--engine", engine)
+    assert first.exit_code == 0 and "Flat fee" in first.stdout
+    [entry] = entries(where)
+    _edit(entry, '"Flat fee"', '"Free money"')
+    again = evaluate(contract, args, "--engine", engine)
+    assert again.exit_code == 0 and again.stdout == first.stdout and "Free money" not in again.stdout
+
+
+@pytest.mark.parametrize("kind", ["contract", "tree", "query"])
+def test_a_truncated_entry_of_any_kind_is_a_miss(setup, kind):
+    contract, args, where = setup
+    contract.write_text(FLAT, encoding="utf-8")
+    first = evaluate(contract, args, "--engine", "python" if kind == "tree" else "duckdb")
+    [entry] = entries(where, kind)
+    entry.write_bytes(entry.read_bytes()[:-40])
+    again = evaluate(contract, args, "--engine", "python" if kind == "tree" else "duckdb")
+    assert again.exit_code == 0 and again.stdout == first.stdout
+
+
+@pytest.fixture
+def private_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("CAPDSL_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.delenv("CAPDSL_NO_CACHE", raising=False)
+    return tmp_path / "cache"
+
+
+VALUE = ({"a": (Decimal("10.00"), date(2011, 3, 1))}, "Flat fee")
+
+
+def test_a_stored_entry_is_read_back(private_cache):
+    cache.store("query-a", VALUE)
+    assert cache.load("query-a") == VALUE
+
+
+def test_an_entry_under_another_name_is_a_miss(private_cache):
+    """The digest covers the entry's name: a valid entry copied over another (the query of another
+    period, say) is not that other entry."""
+    cache.store("query-a", VALUE)
+    shutil.copy(private_cache / "query-a.json", private_cache / "query-b.json")
+    assert cache.load("query-b") is None
+    assert cache.load("query-a") == VALUE
+
+
+def test_an_entry_from_another_cache_directory_is_a_miss(private_cache, monkeypatch, tmp_path):
+    """Each directory has its own secret: an entry copied from another cache is not trusted."""
+    cache.store("query-a", VALUE)
+    monkeypatch.setenv("CAPDSL_CACHE_DIR", str(tmp_path / "other"))
+    cache.store("query-b", 1)
+    shutil.copy(private_cache / "query-a.json", tmp_path / "other" / "query-a.json")
+    assert cache.load("query-a") is None and cache.load("query-b") == 1
+
+
+@pytest.mark.parametrize("damage", ["no digest", "older format", "digest of other bytes", "flipped byte"])
+def test_an_entry_whose_digest_does_not_match_is_a_miss(private_cache, damage):
+    cache.store("query-a", VALUE)
+    path = private_cache / "query-a.json"
+    data = path.read_bytes()
+    head, digest, payload = data.split(b"\n", 2)
+    if damage == "no digest":
+        data = head + b"\n" + payload
+    elif damage == "older format":
+        data = b"capdsl-cache-2\n" + payload
+    elif damage == "digest of other bytes":
+        data = head + b"\n" + hashlib.sha256(payload).hexdigest().encode() + b"\n" + payload
+    else:
+        data = data.replace(b"Flat fee", b"Flat fef")
+    path.write_bytes(data)
+    assert cache.load("query-a") is None
+    cache.store("query-a", VALUE)  # what the caller does after a miss: the entry is good again
+    assert cache.load("query-a") == VALUE
+
+
+def test_the_secret_is_private_and_made_only_by_a_store(private_cache):
+    assert cache.load("query-a") is None
+    assert not private_cache.exists()  # a lookup writes nothing
+    cache.store("query-a", VALUE)
+    secret = private_cache / cache.SECRET
+    assert secret.stat().st_mode & 0o777 == 0o600 and len(secret.read_bytes()) == 32
+    cache.store("query-b", VALUE)
+    assert len(list(private_cache.iterdir())) == 3  # the same secret serves every entry
+
+
+@pytest.mark.parametrize("damage", ["removed", "short", "readable by others"])
+def test_a_lost_or_exposed_secret_makes_every_entry_a_miss_and_is_replaced(private_cache, damage):
+    cache.store("query-a", VALUE)
+    secret = private_cache / cache.SECRET
+    before = secret.read_bytes()
+    if damage == "removed":
+        secret.unlink()
+    elif damage == "short":
+        secret.write_bytes(before[:10])
+    else:
+        os.chmod(secret, 0o644)
+    assert cache.load("query-a") is None
+    cache.store("query-b", VALUE)  # a new secret, private again
+    assert secret.read_bytes() != before and secret.stat().st_mode & 0o777 == 0o600
+    assert cache.load("query-b") == VALUE and cache.load("query-a") is None
+
+
+def test_concurrent_first_stores_agree_on_one_secret(private_cache):
+    """The secret appears atomically and only once (a hard link that fails if it exists), so stores
+    racing in a new directory never invalidate each other's entries."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    for _round in range(5):
+        shutil.rmtree(private_cache, ignore_errors=True)
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(lambda i: cache.store(f"query-{i}", i), range(16)))
+        assert [cache.load(f"query-{i}") for i in range(16)] == list(range(16))
 
 
 def test_no_cache_when_turned_off(setup, monkeypatch):

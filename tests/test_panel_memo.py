@@ -181,6 +181,22 @@ def test_a_damaged_entry_is_a_miss(tmp_path, settled):
     assert second[2][1] is False and second[:2] == first[:2]
 
 
+def test_an_edited_answer_is_never_replayed(tmp_path, settled):
+    """An entry whose answers were edited (here the count of members aged 110, set to 0, which
+    would hide the warning) does not match its digest: the panel is checked again and warns."""
+    import re
+
+    files = panel_files(tmp_path, **dict(WARNED)["aged 110"])
+    first = outcome(files)
+    assert first[0] == "ok" and "aged 110" in first[1][0][1]
+    (entry,) = settled.glob("panel-*.json")
+    data, n = re.subn(rb'(birth_date <= \?\\u0000\[[^\]]*\]",\{"L":\[\{"T":\[)1\]', rb"\g<1>0]", entry.read_bytes())
+    assert n == 1
+    entry.write_bytes(data)
+    second = outcome(files)
+    assert second[2][1] is False and second[:2] == first[:2]
+
+
 def test_a_duplicate_found_only_by_the_memo_key_is_still_reported(tmp_path, settled):
     """The replayed answers come from the file they were recorded for: a *new* file with the same
     path but other content is checked afresh (here it adds a duplicated member)."""
