@@ -54,11 +54,11 @@ class CapLexer(RegexLexer):
             (r"(line|pool)([ \t\f]+)(\w+)", bygroups(Keyword.Declaration, Whitespace, Name.Function)),
             (words(DECLARATIONS, prefix=r"(?<![\w.])", suffix=r"(?![\w])"), Keyword.Declaration),
             # member.age: the scope, the dot, the attribute
-            (r"(member|practice|event|measure|param)(\.)(\w+)",
+            (r"(?<![\w.])(member|practice|event|measure|param)(\.)(\w+)",
              bygroups(Name.Builtin, Punctuation, Name.Attribute)),
             (r"(per)([ \t\f]+)(?!line(?![\w]))(\w+)", bygroups(Keyword, Whitespace, Keyword.Type)),  # CZK per member
             # an input declaration: `event points: points`
-            (r"(member|practice|event|measure|param)([ \t\f]+)(\w+)([ \t\f]*)(:)",
+            (r"(?<![\w.])(member|practice|event|measure|param)([ \t\f]+)(\w+)([ \t\f]*)(:)",
              bygroups(Name.Builtin, Whitespace, Name.Variable, Whitespace, Punctuation)),
             (words(SCOPES, prefix=r"(?<![\w.])", suffix=r"(?![\w])"), Name.Builtin),
             include("literals"),

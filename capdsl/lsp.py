@@ -348,7 +348,7 @@ def _type_text(t: n.TypeExpr) -> str:
 
 def hover_markdown(analysis: Analysis, line: int, column: int) -> tuple[str, Span] | None:
     """Markdown for the name under a 1-based position, and the span it covers."""
-    from .check_expr import BUILTINS
+    from .check_expr import BUILTINS, OPTIONAL_FIELDS
 
     index = analysis.index
     if index is None:
@@ -361,8 +361,11 @@ def hover_markdown(analysis: Analysis, line: int, column: int) -> tuple[str, Spa
         if "." in occ.key:
             scope, name = occ.key.split(".", 1)
             if (scope, name) in BUILTINS:
+                empty = OPTIONAL_FIELDS.get((scope, name))
+                note = f" May be empty ({empty}): test it with `is missing` or `is present` before using it." \
+                    if empty else ""
                 return (f"**built-in** `{occ.key}` — {BUILTINS[(scope, name)].describe()}\n\n"
-                        "Always available; not declared in `inputs:`.", occ.span)
+                        f"Always available; not declared in `inputs:`.{note}", occ.span)
             return f"`{occ.key}` is not declared in `inputs:`", occ.span
         return f"`{occ.key}` is not defined in this contract", occ.span
     return definition_markdown(definition, analysis.types.get(definition.key)), occ.span
@@ -439,7 +442,15 @@ def grammar_keywords() -> tuple[str, ...]:
     """Every word the grammar spells out (keywords and fixed terminal values)."""
     from .syntax import grammar_text
 
-    words = set(re.findall(r'"([A-Za-z_]\w*)"', grammar_text()))
+    text = grammar_text()
+    words = set(re.findall(r'"([A-Za-z_]\w*)"', text))
+    # keyword terminals are word-bounded regexes: /(month_start|month_end)(?!\w)/, /Q[1-4](?!\w)/
+    for body in re.findall(r"/\(?([\w|\[\]-]+?)\)?\(\?!\\w\)/", text):
+        for alt in body.split("|"):
+            if m := re.fullmatch(r"(\w*)\[(\d)-(\d)\]", alt):
+                words |= {f"{m.group(1)}{d}" for d in range(int(m.group(2)), int(m.group(3)) + 1)}
+            elif re.fullmatch(r"[A-Za-z_]\w*", alt):
+                words.add(alt)
     return tuple(sorted(words))
 
 
@@ -480,7 +491,7 @@ def completions(analysis: Analysis, line: int, column: int, fallback: Index | No
     scope and a dot) the attributes of that scope; elsewhere the names the
     document defines, the grammar's keywords, the functions and the scopes.
     `fallback` is the index of the last version that parsed."""
-    from .check_expr import BUILTINS
+    from .check_expr import BUILTINS, OPTIONAL_FIELDS
 
     text_line = analysis.source.line_text(line)[: max(0, column - 1)]
     index = analysis.index or fallback
@@ -496,7 +507,8 @@ def completions(analysis: Analysis, line: int, column: int, fallback: Index | No
             key = name if scope == "param" else f"{scope}.{name}"
             detail = analysis.types.get(key, "")
             if (scope, name) in BUILTINS:
-                detail = "built-in: " + BUILTINS[(scope, name)].describe()
+                detail = "built-in: " + BUILTINS[(scope, name)].describe() + \
+                    (", may be empty" if (scope, name) in OPTIONAL_FIELDS else "")
             out.append(Completion(name, "attribute", detail))
         return out
     out: dict[str, Completion] = {}
