@@ -175,13 +175,14 @@ class Postgres:
         self._run(self.bin / "pg_ctl", "-D", self.dir / "data", "-m", "immediate", "stop")
         shutil.rmtree(self.dir, ignore_errors=True)
 
-    def psql(self, sql: str) -> list[list[str | None]]:
-        """Run SQL; rows of text values (None for NULL). Errors raise RuntimeError with psql's message."""
+    def psql(self, sql: str, cwd=None) -> list[list[str | None]]:
+        """Run SQL (from `cwd`, for `\\copy`'s relative paths); rows of text values (None for NULL).
+        Errors raise RuntimeError with psql's message."""
         path = self.dir / f"q{abs(hash(sql))}.sql"
         path.write_text(sql)
         out = subprocess.run([self.bin / "psql", "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", "-d",
                               "postgres", "-X", "-q", "-A", "-t", "-F", "\t", "-P", "null=\\N", "-v", "ON_ERROR_STOP=1",
-                              "-f", str(path)], capture_output=True, text=True)
+                              "-f", str(path)], capture_output=True, text=True, cwd=cwd)
         path.unlink()
         if out.returncode:
             raise RuntimeError(out.stderr.strip())
@@ -203,26 +204,33 @@ class Postgres:
         self.psql("\n".join(statements))
 
 
-def pg_evaluate(pg: Postgres, prog, period, params=None):
-    """Run the postgres-dialect SQL on `pg` and read it back like the DuckDB engine does."""
-    from datetime import date as _date
-
+def pg_evaluate(pg: Postgres, prog, period, params=None, options=None):
+    """Run the postgres-dialect SQL on `pg` and read it back like the DuckDB engine does (`options`:
+    the tables' shape, by default a loaded panel's)."""
     from capdsl.sql.compile import Options, compile_query
     from capdsl.sql.engine import collect, translate
 
-    empty = pg.psql("SELECT count(*) FROM practices")[0][0] == "0"
-    compiled = compile_query(prog, period, "postgres", params=params or {},
-                             options=Options(practices="derive" if empty else "table"))
+    if options is None:
+        empty = pg.psql("SELECT count(*) FROM practices")[0][0] == "0"
+        options = Options(practices="derive" if empty else "table")
+    compiled = compile_query(prog, period, "postgres", params=params or {}, options=options)
     try:
         text_rows = pg.psql(compiled.sql())
     except RuntimeError as exc:
         raise translate(compiled.runnable(), exc) from None
+    return collect(compiled, prog, long_rows(text_rows))
+
+
+def long_rows(text_rows):
+    """The long result's rows (`Compiled.sql`) typed from their text (psql, CSV)."""
+    from datetime import date as _date
+
     rows = []
     for kind, pid, month, line_, quarter, amount, applied, basis in text_rows:
-        rows.append((kind, pid, _date.fromisoformat(month) if month else None, line_,
-                     int(quarter) if quarter else None, D(amount) if amount is not None else None,
-                     None if applied is None else applied == "t", D(basis) if basis is not None else None))
-    return collect(compiled, prog, rows)
+        rows.append((kind, pid, _date.fromisoformat(str(month)) if month else None, line_,
+                     int(quarter) if quarter is not None else None, D(str(amount)) if amount is not None else None,
+                     None if applied is None else applied in ("t", True), D(str(basis)) if basis is not None else None))
+    return rows
 
 
 def pool_dividing_by_a_monthly_line(leave: date | None):

@@ -484,3 +484,72 @@ def test_an_if_between_sums_of_different_scales_keeps_the_cents():
     p.member("M0", "P0", date(2000, 1, 1))
     p.practice("P0")
     assert [r[3] for r in same(prog, p, "2011-03").rows] == [D("0.01"), D("0.01")]
+
+
+NAMES = ("weight", "month_start", "month", "n", "count", "value", "period", "mon", "reported", "days")
+NAMED_LIKE_COLUMNS = '''contract "Inputs named like the query's own columns":
+    currency CZK
+    period month
+    exposure pro_rata
+    rounding half_up 0.01 per line
+end
+
+inputs:
+''' + "".join(f"    member {n}: number = 2\n" for n in NAMES) + \
+    "".join(f"    event {n}: number = 3\n" for n in NAMES) + \
+    "".join(f"    practice {n}: number = 4\n" for n in NAMES) + '''end
+
+line a "Weight" = sum of 1 CZK * member.weight over members
+line b "Members" = sum of 1 CZK * (''' + " + ".join(f"member.{n}" for n in NAMES) + ''') over members
+line c "Events" = sum of 1 CZK * (''' + " + ".join(f"event.{n}" for n in NAMES) + ''') over events
+line d "Practice" = 1 CZK * (''' + " + ".join(f"practice.{n}" for n in NAMES) + ''')
+line e "Counted" = 1 CZK * (count of members where member.mon > 1 and member.reported < 3)
+line f "Counted events" = 1 CZK * (count of events where event.month_start > 0)
+
+pool p "Pool":
+    amount sum of (sum of 1 CZK * (member.n + member.weight) over members) over year
+    paid 100% in Q4
+end
+'''
+
+
+def named_like_columns_panel(tmp_path):
+    """Members, events and practices whose columns are the NAMES, varying by row (one value blank:
+    its default applies), with enrolments that make pro-rata weights other than 1."""
+    import csv
+
+    def write(name, header, rows):
+        with open(tmp_path / f"{name}.csv", "w", newline="") as f:
+            csv.writer(f).writerows([header, *rows])
+
+    write("practices", ["practice_id", *NAMES], [[f"P{p}", *[str(p + i) for i in range(len(NAMES))]] for p in (1, 2)])
+    members = []
+    for i in range(12):
+        values = [str((i * 7 + k) % 5) for k in range(len(NAMES))]
+        values[i % len(NAMES)] = ""
+        members.append([f"M{i}", f"P{i % 2 + 1}", "1970-01-01", f"2011-{i % 12 + 1:02d}-{i + 3:02d}", "", *values])
+    write("members", ["member_id", "practice_id", "birth_date", "enrolled_from", "enrolled_to", *NAMES], members)
+    events = [[f"P{i % 2 + 1}", f"2011-{i % 12 + 1:02d}-10", "X", str(i % 3 + 1), *[str((i + k) % 4) for k in range(len(NAMES))]]
+              for i in range(30)]
+    write("events", ["practice_id", "date", "code", "quantity", *NAMES], events)
+    (tmp_path / "c.cap").write_text(NAMED_LIKE_COLUMNS)
+    return tmp_path
+
+
+@pytest.mark.parametrize("period", ["2011-02", "2011-03", "2011-Q4"])
+def test_inputs_named_like_internal_columns_are_the_authors_columns(tmp_path, period):
+    """`member weight` is the author's column, not the exposure weight, and `month_start`, `n`,
+    `reported` … never meet the query's own columns (E0922 binder errors before, or wrong amounts)."""
+    from capdsl.panel import load_panel, parse_params
+    from capdsl.pipeline import compile_file, requirements, run_engine
+
+    files = named_like_columns_panel(tmp_path)
+    _, prog = compile_file(files / "c.cap")
+    reqs = requirements(prog)
+    panel = load_panel({t: str(files / f"{t}.csv") for t in ("members", "practices", "events")}, reqs,
+                       today=date(2012, 1, 1))
+    per = parse_period(period)
+    want = run_engine(prog, panel, per, {}, "python")
+    got = run_engine(prog, panel, per, {}, "duckdb")
+    assert (got.rows, got.pools, got.installments) == (want.rows, want.pools, want.installments)
+    assert all(any(r[3] != 0 for r in want.rows if r[2] == name) for name in "abcdef")

@@ -40,14 +40,23 @@ def _period(period) -> Period:
     return period if isinstance(period, Period) else parse_period(str(period))
 
 
+# Printed before Spark SQL: without them a default session cuts a DECIMAL(38, 12) product to 6
+# places and turns an overflow into NULL, silently (docs/sql.md).
+SPARK_SETTINGS = ("spark.sql.decimalOperations.allowPrecisionLoss=false", "spark.sql.ansi.enabled=true")
+
+
 def compile_program(program: t.Program, period, dialect: str = "duckdb", tables: Mapping[str, str] | None = None,
                     params: Mapping[str, object] | None = None, options: Options | None = None) -> str:
-    """Readable SQL computing the statements' rows; `tables` maps members/practices/events/measures
-    to the warehouse's names. Parameters without a value or default are left as `:name` placeholders."""
+    """Readable SQL computing the statements' rows from warehouse tables (docs/sql.md); `tables` maps
+    members/practices/events/measures to the warehouse's names. Parameters without a value or
+    default are left as `:name` placeholders. Spark SQL starts with the `SET` statements it needs."""
     from .compile import compile_query
 
-    defaults = Options(row_column=None, measure_values="text") if options is None else options
-    return compile_query(program, _period(period), dialect, tables, params, defaults).sql(pretty=True) + ";\n"
+    defaults = Options(row_column=None, measure_values="text", inputs="warehouse") if options is None else options
+    text = compile_query(program, _period(period), dialect, tables, params, defaults).sql(pretty=True) + ";\n"
+    if dialect == "spark":
+        text = "".join(f"SET {setting};\n" for setting in SPARK_SETTINGS) + text
+    return text
 
 
 def evaluate(program: t.Program, con, period, params: dict, engine: str = "duckdb", *, master: str | None = None,

@@ -7,13 +7,13 @@ The query is a chain of CTEs, each a single pass:
   pm        practice × month: attributes and measures resolved per month
   mm        member-months: members joined to the months they count in
             (exposure rule), with `age` and the exposure weight
-  mg        member-months with a group size `n__`: grouped by everything an
+  mg        member-months with a group size `_n`: grouped by everything an
             expression reads when year-only months are read (pools), else 1;
             the months only pools read are summed per practice when the
             year sums allow it (`spreads_year`)
   am / ae   one GROUP BY practice, month over mg / events, with one
             conditional sum `s_*` per distinct `Agg` once a practice-level
-            factor is taken out (Σ F × v = F × Σ v, `factor_out`; n__ × v;
+            factor is taken out (Σ F × v = F × Σ v, `factor_out`; _n × v;
             sums the pools do not need are guarded to the reported months)
   base      pm + the aggregates `agg_*` = F × s_* (0 when a practice had no rows)
   l_* / r_* per step of the lines' dependency order (lines that read no
@@ -37,6 +37,7 @@ their own small precision so that products of a rate and a column fit.
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
@@ -45,7 +46,7 @@ from typing import Mapping
 from sqlglot import exp
 
 from .. import tree as t
-from ..errors import BackendError, error
+from ..errors import BackendError, UsageError, error
 from ..periods import Period, month_end, months_of_year
 from .dialects import DEC, Dialect, cast, dec, get, num
 from .query import FAIL_TAG, FailSite, Options, Query  # noqa: F401  (Options: re-exported)
@@ -54,6 +55,10 @@ TABLES = ("members", "practices", "events", "measures")
 _SQL_TYPE = {"bool": "BOOLEAN", "text": "VARCHAR", "date": "DATE", "integer": "BIGINT", "decimal": DEC}
 _VALUE_COL = {"bool": "value_bool", "integer": "value_integer", "decimal": "value_decimal", "date": "value_date",
               "text": "value"}
+# Columns the query adds to member-month and event rows, beside the author's input columns: a leading
+# underscore, which no input name may have (the checker reserves it), so they never collide.
+MONTH, AGE, WEIGHT, N = "_month_start", "_age", "_weight", "_n"
+
 @dataclass(frozen=True)
 class Compiled:
     """A compiled query and what the Python side needs to read its result."""
@@ -99,7 +104,27 @@ def run_months(program: t.Program, period: Period) -> tuple[tuple[date, ...], tu
 def compile_query(program: t.Program, period: Period, dialect: str = "duckdb",
                   tables: Mapping[str, str] | None = None, params: Mapping[str, object] | None = None,
                   options: Options = Options()) -> Compiled:
-    return _Compiler(program, period, get(dialect), dict(tables or {}), dict(params or {}), options).build()
+    return _Compiler(program, period, get(dialect), check_tables(tables), dict(params or {}), options).build()
+
+
+def check_tables(tables: Mapping[str, str] | None) -> dict[str, str]:
+    """The table names given for members, practices, events and measures; anything else, or an
+    empty name, is a usage error (E0912) rather than a table silently left at its default name."""
+    out, problems = {}, []
+    for name, value in (tables or {}).items():
+        if name not in TABLES:
+            close = difflib.get_close_matches(str(name), TABLES, n=1)
+            problems.append(error("E0912", f"--table {name}=…: there is no input table {str(name)!r}",
+                                  hint=(f"did you mean {close[0]!r}? " if close else "")
+                                  + "the tables are " + ", ".join(TABLES)))
+        elif not str(value or "").strip():
+            problems.append(error("E0912", f"--table {name}= names no table",
+                                  hint=f"e.g. --table {name}=warehouse.{name}"))
+        else:
+            out[name] = str(value).strip()
+    if problems:
+        raise UsageError(problems)
+    return out
 
 
 # ─────────────────────────────── helpers ──────────────────────────────────
@@ -189,8 +214,10 @@ class _Compiler:
         self.plan = _Plan()
         self.practice_cols: dict[str, str] = {}
         self.member_cols: dict[str, str] = {}
+        self.event_cols: dict[str, str] = {}
         self.measure_uses: dict[str, set] = {}
         self.lines = [program.line(n) for n in program.line_order if program.line(n).kind == "line"]
+        self.pool_names = frozenset(line.name for line in program.lines if line.kind == "pool")
         self.pools = [program.line(n) for n in program.line_order if program.line(n).kind == "pool"] \
             if self.due else []
         self.inl = {}
@@ -198,9 +225,127 @@ class _Compiler:
     # ─────────────────────────── inputs ───────────────────────────
     def source(self, name: str) -> exp.Expression:
         given = self.tables.get(name, name)
-        if given.lower().endswith(".parquet") or "/" in given:
+        if given.lower().startswith("parquet.`"):  # Spark's parquet.`/path`: a table name as written
+            return exp.to_table(given, dialect=self.d.name)
+        if given.lower().endswith((".parquet", ".pq")) or "/" in given:
             return self.d.file_source(given)
         return exp.to_table(given)
+
+    def input_table(self, name: str) -> exp.Expression:
+        """The members, practices or events rows the query reads: the table itself from a loaded
+        panel; from warehouse tables (`Options.inputs`), a projection of the columns the query reads
+        that applies the loader's rules (`warehouse_column`)."""
+        if self.o.inputs != "warehouse":
+            return self.source(name)
+        needed = {"members": ["practice_id", "birth_date", "enrolled_from", "enrolled_to",
+                              *sorted(self.member_cols)],
+                  "practices": ["practice_id", *sorted(self.practice_cols)],
+                  "events": ["practice_id", "date", "code", "quantity", *sorted(self.event_cols)]}[name]
+        names = list(dict.fromkeys(needed))  # in order, once
+        specs = {n: self.column_spec(name, n) for n in names}
+        optional = [n for n in names if specs[n][2]] if self.d.absent_columns else []
+        # with a LATERAL (below) the inner names are `_c<i>`: DuckDB would bind an unqualified
+        # `x` in `COALESCE(x, 0) AS x` to the alias being defined, not to the enclosing row
+        inner_name = (lambda i, n: f"_c{i}") if optional else (lambda i, n: n)  # noqa: E731
+        outs = [exp.alias_(self.warehouse_column(name, n, *specs[n]), inner_name(i, n), copy=False)
+                for i, n in enumerate(names)]
+        if self.o.row_column:
+            outs.append(col(self.o.row_column, "_src"))
+        inner = exp.select(*outs, copy=False).from_(exp.alias_(self.source(name), "_src", copy=False), copy=False)
+        if not optional:
+            return exp.Subquery(this=inner)
+        # A column that may be absent is named unqualified: SQL resolves it in the table first, and
+        # only when the table has no such column in the enclosing one-row table of its defaults.
+        defaults = exp.select(*[exp.alias_(lit(specs[n][1]) if specs[n][1] is not None else null(specs[n][0]), n,
+                                           copy=False) for n in optional], copy=False)
+        lateral = exp.Lateral(this=exp.Subquery(this=inner), alias=exp.TableAlias(this=exp.to_identifier("_in")))
+        renamed = [exp.alias_(col(f"_c{i}", "_in"), n, copy=False) for i, n in enumerate(names)]
+        renamed += [col(self.o.row_column, "_in")] if self.o.row_column else []
+        rows = exp.select(*renamed, copy=False).from_(
+            exp.Subquery(this=defaults, alias=exp.TableAlias(this=exp.to_identifier("_dflt"))), copy=False)
+        rows.append("joins", exp.Join(this=lateral, kind="CROSS"))
+        return exp.Subquery(this=rows)
+
+    def column_spec(self, table: str, name: str) -> tuple[str, object, bool]:
+        """(kind, default, whether the column may be absent) of an input column: as the contract
+        declares it, else as docs/inputs.md defines the canonical column."""
+        scope = table[:-1]
+        for c in self.p.columns:
+            if c.table == scope and c.name == name and c.needed_by != "built-in":
+                return c.kind, c.default, not c.required
+        kind, default, optional = _CANONICAL.get((table, name), ("text", None, False))
+        return kind, default, optional
+
+    def warehouse_column(self, table: str, name: str, kind: str, default, optional: bool) -> exp.Expression:
+        """A warehouse column read as the panel loader reads a file's: text trimmed and a blank text
+        empty; an empty value takes the default; an empty required value stops the query (E0705)."""
+        value = col(name) if optional else col(name, "_src")
+        if kind == "text" and name != "practice_id":  # ids are matched as stored
+            value = exp.Nullif(this=exp.Trim(this=value), expression=exp.Literal.string(""))
+        if default is not None:
+            return exp.Coalesce(this=value, expressions=[lit(default)])
+        if optional:
+            return value
+        site = t.Fail("E0705", f"{table}.{name} is empty in a row; the column is required")
+        return case([(exp.Is(this=value.copy(), expression=exp.Null()),
+                      self.raised(self.input_message(site, col("practice_id", "_src"), None), kind))], value)
+
+    def input_message(self, site: t.Fail, pid: exp.Expression, detail: exp.Expression | None) -> exp.Expression:
+        """The payload of a warehouse value the loader would have refused:
+        `capdsl-fail|index|input|practice_id|detail|capdsl-end` and the message, readable as the
+        engine prints it (`engine.translate` turns it into the loader's error)."""
+        index = len(self.fails)
+        self.fails.append(("input", site))
+        unknown = exp.Literal.string("?")
+        pid = exp.Coalesce(this=pid, expressions=[unknown]) if pid is not None else unknown
+        return concat(exp.Literal.string(f"{FAIL_TAG}|{index}|input|"), pid,
+                      exp.Literal.string("|"), exp.Coalesce(this=detail, expressions=[exp.Literal.string("")])
+                      if detail is not None else exp.Literal.string(""),
+                      exp.Literal.string(f"|capdsl-end {site.code} {site.message}"))
+
+    def measures_query(self) -> exp.Expression:
+        """Warehouse measures as the loader reads them: trimmed, the period in upper case
+        (`2011-q4` is `2011-Q4`), a blank value empty; only the measures the query reads."""
+        trimmed = lambda name: exp.Nullif(this=exp.Trim(this=col(name)), expression=exp.Literal.string(""))  # noqa
+        names = [exp.Literal.string(n) for n in sorted(self.measure_uses)]
+        return exp.select(col("practice_id"), exp.alias_(exp.Upper(this=trimmed("period")), "period", copy=False),
+                          exp.alias_(exp.Trim(this=col("measure")), "measure", copy=False),
+                          exp.alias_(trimmed("value"), "value", copy=False), copy=False).from_(
+            self.source("measures"), copy=False).where(exp.In(this=exp.Trim(this=col("measure")), expressions=names),
+                                                        copy=False)
+
+    def measures_check(self) -> exp.Expression:
+        """One row: the payload of the first measures row the loader would refuse (a period that is
+        not YYYY, YYYY-Qn or YYYY-MM, an empty value, a value that is not of the measure's type, a
+        second row for a practice, period and measure), else NULL. `prac` stops the query on it, so a
+        bad row never reads as a missing one (0 paid, silently)."""
+        value, period, pid = col("value"), col("period"), col("practice_id")
+        bad = [(exp.Is(this=pid.copy(), expression=exp.Null()),
+                self.input_message(t.Fail("E0705", "measures.practice_id is empty in a row; the column is required"),
+                                   None, None)),
+               (exp.Not(this=exp.Coalesce(this=_regexp(period.copy(), _PERIOD), expressions=[exp.false()])),
+                self.input_message(t.Fail("E0704", "a measures row has a period that is not YYYY, YYYY-Qn or YYYY-MM"),
+                                   pid.copy(), period.copy())),
+               (exp.Is(this=value.copy(), expression=exp.Null()),
+                self.input_message(t.Fail("E0705", "measures.value is empty in a row; the column is required"),
+                                   pid.copy(), period.copy()))]
+        for name, uses in sorted(self.measure_uses.items()):
+            kind = sorted(uses)[0][0]
+            if kind == "text":
+                continue
+            site = t.Fail("E0704", f"measure {name}: a value is not a valid {_KIND_WORD[kind]} ({_HINT[kind]})")
+            bad.append((exp.and_(exp.EQ(this=col("measure"), expression=exp.Literal.string(name)),
+                                 exp.Not(this=paren(_valid(value.copy(), kind))), copy=False),
+                        self.input_message(site, pid.copy(), value.copy())))
+        rows = exp.select(exp.alias_(case(bad, None), "_bad", copy=False), copy=False).from_("msr", copy=False)
+        twice = exp.select(exp.alias_(exp.Min(this=self.input_message(t.Fail(
+            "E0706", "measures has two rows for one practice, period and measure"), pid.copy(),
+            concat(period.copy(), exp.Literal.string(" "), col("measure")))), "_bad", copy=False), copy=False).from_(
+            "msr", copy=False).group_by(pid.copy(), period.copy(), col("measure"), copy=False).having(
+            exp.GT(this=exp.Count(this=exp.Star()), expression=num(1)), copy=False)
+        both = exp.union(rows, twice, distinct=False, copy=False)
+        return exp.select(exp.alias_(exp.Min(this=col("_bad")), "_bad", copy=False), copy=False).from_(
+            exp.Subquery(this=both, alias=exp.TableAlias(this=exp.to_identifier("_c"))), copy=False)
 
     def tree(self, node: t.Node | None) -> t.Node | None:
         if node is None:
@@ -231,8 +376,10 @@ class _Compiler:
                 elif isinstance(node, t.Col):
                     if node.table == "practice" and node.name != "practice_id":
                         self.practice_cols[node.name] = node.kind
-                    elif node.table == "member" and node.name not in ("age", "weight"):
+                    elif node.table == "member" and node.name != "age":
                         self.member_cols[node.name] = node.kind
+                    elif node.table == "event":
+                        self.event_cols[node.name] = node.kind
                 elif isinstance(node, t.Measure):
                     self.measure_uses.setdefault(node.name, set()).add((node.kind, node.period))
         # a sum that may fail and that no reader is sure to evaluate defers its failure (failure)
@@ -294,7 +441,7 @@ class _Compiler:
         parts = [exp.Literal.string(f"{FAIL_TAG}|{index}|{scope.level}|"), exp.Coalesce(this=rowno, expressions=[
             exp.Literal.string("?")]), exp.Literal.string("|")]
         if scope.level == "member":
-            parts += [exp.Coalesce(this=text(col("age", row)), expressions=[exp.Literal.string("?")]),
+            parts += [exp.Coalesce(this=text(col(AGE, row)), expressions=[exp.Literal.string("?")]),
                       exp.Literal.string("|")]  # age is NULL in year-only groups (mg_query)
         elif scope.level == "event":
             code = exp.Coalesce(this=col("code", row), expressions=[exp.Literal.string("")])
@@ -302,13 +449,16 @@ class _Compiler:
         else:
             parts += [exp.Literal.string("|")]
         parts += [exp.Literal.string("|"), pid, exp.Literal.string("|capdsl-end")]
+        if self.o.inputs == "warehouse" and getattr(node, "message", None):  # readable where it is run
+            parts[-1] = exp.Literal.string(f"|capdsl-end {node.code} {node.message}")
         return concat(*parts)
 
     def division_message(self, node: t.Arith, s: _Scope) -> exp.Expression:
         index = len(self.fails)
         self.fails.append(("division", node))
         pid = col("practice_id", s.row or s.pm)
-        return concat(exp.Literal.string(f"{FAIL_TAG}|{index}|division|?||"), pid, exp.Literal.string("|capdsl-end"))
+        end = "|capdsl-end E0803 division by zero" if self.o.inputs == "warehouse" else "|capdsl-end"
+        return concat(exp.Literal.string(f"{FAIL_TAG}|{index}|division|?||"), pid, exp.Literal.string(end))
 
     def failure(self, node: t.Node, s: _Scope) -> exp.Expression | None:
         """The payload of the first failure evaluating `node` would meet, in the interpreter's order,
@@ -379,7 +529,7 @@ class _Compiler:
         if cls is t.Param:
             return self.param(node)
         if cls is t.MonthStart:
-            return col("month_start", s.row if s.level in ("member", "event") else s.pm)
+            return col(MONTH, s.row) if s.level in ("member", "event") else col("month_start", s.pm)
         if cls is t.Col:
             return self.column(node, s)
         if cls is t.Measure:
@@ -452,6 +602,10 @@ class _Compiler:
                               self.raised(failed.copy(), "decimal"))], col(self.plan.aggs[node]))
             return col(self.plan.aggs[node])
         if cls is t.LineRef:
+            if node.name in self.pool_names:  # what the pool paid in the year (pool_layers)
+                if s.level != "year":
+                    raise self.unsupported(f"the pool `{node.name}` read outside a pool")
+                return col(f"ypaid__{node.name}")
             return col(f"amt__{node.name}")
         if cls is t.YearSum:
             if s.level != "year":
@@ -477,7 +631,7 @@ class _Compiler:
         if node.table == "member":
             if s.level != "member":
                 raise self.unsupported(f"member.{node.name} outside an aggregate over members")
-            return col("w__" if node.name == "weight" else node.name, s.row)
+            return col(AGE if node.name == "age" else node.name, s.row)
         if s.level != "event":
             raise self.unsupported(f"event.{node.name} outside an aggregate over events")
         return col(node.name, s.row)
@@ -586,6 +740,9 @@ class _Compiler:
         ctes: list[tuple[str, exp.Expression]] = []
         add = lambda name, q: ctes.append((name, q))  # noqa: E731
         add("months", self.months_query())
+        if self.o.inputs == "warehouse" and self.measure_uses:
+            add("msr", self.measures_query())
+            add("mcheck", self.measures_check())
         add("prac", self.prac_query())
         add("pm", self.pm_query())
         inner = {name: agg for _, name, agg in self.plan.factors.values()}
@@ -628,9 +785,9 @@ class _Compiler:
         query = exp.select(exp.Star(), copy=False).from_(exp.Subquery(this=query, alias=exp.TableAlias(
             this=exp.to_identifier("result"))), copy=False)
         query.set("with_", with_)
-        return Compiled(query, self.d, self.months, self.reported, tuple(self.fails),
+        return Compiled(self.d.finish(query), self.d, self.months, self.reported, tuple(self.fails),
                         tuple(line.name for line in self.lines), tuple(p.name for p in self.pools), self.due,
-                        self.wide_rows(source, items), tuple(items))
+                        self.d.finish(self.wide_rows(source, items)), tuple(items))
 
     def wide_rows(self, source: str, items: list[_Item]) -> exp.Expression:
         """What the engines fetch: one row per practice and reported month (and December, for the
@@ -669,12 +826,25 @@ class _Compiler:
         if self.o.practices == "derive":
             ids = exp.union(exp.select(col("practice_id"), copy=False).from_(self.source("members"), copy=False),
                             exp.select(col("practice_id"), copy=False).from_(self.source("events"), copy=False), distinct=True, copy=False)
-            return exp.select(col("practice_id"), *[exp.alias_(null(k), f"p__{n}", copy=False) for n, k in attrs], copy=False).from_(
-                exp.Subquery(this=ids, alias=exp.TableAlias(this=exp.to_identifier("ids"))), copy=False)
-        return exp.select(col("practice_id"), *[exp.alias_(col(n), f"p__{n}", copy=False) for n, _ in attrs], copy=False).from_(
-            self.source("practices"), copy=False)
+            return self.checked(exp.select(col("practice_id"), *[exp.alias_(null(k), f"p__{n}", copy=False) for n, k in attrs], copy=False).from_(
+                exp.Subquery(this=ids, alias=exp.TableAlias(this=exp.to_identifier("ids"))), copy=False))
+        sel = exp.select(col("practice_id"), *[exp.alias_(col(n), f"p__{n}", copy=False) for n, _ in attrs],
+                         copy=False).from_(exp.alias_(self.input_table("practices"), "_p", copy=False), copy=False)
+        return self.checked(sel)
+
+    def checked(self, sel: exp.Select) -> exp.Select:
+        """With warehouse measures, `prac` stops the query on a measures row the loader would refuse."""
+        if self.o.inputs != "warehouse" or not self.measure_uses:
+            return sel
+        bad = col("_bad", "mcheck")
+        stop = case([(exp.Is(this=bad, expression=exp.Null()), exp.true())], self.raised(bad.copy(), "bool"))
+        return sel.join(exp.alias_(exp.to_table("mcheck"), "mcheck", copy=False), join_type="cross",
+                        copy=False).where(stop, copy=False)
 
     def measure_value(self, alias: str, kind: str) -> exp.Expression:
+        if self.o.inputs == "warehouse":  # normalised by measures_query, refused by measures_check
+            value = col("value", alias)
+            return case([(_valid(value, kind), _typed(value.copy(), kind))], None) if kind != "text" else value
         if self.o.measure_values == "text" and kind != "text":
             value = col("value", alias)
             if kind == "bool":
@@ -698,7 +868,8 @@ class _Compiler:
                     exp.EQ(this=col("practice_id", alias), expression=col("practice_id", "p")),
                     exp.EQ(this=col("measure", alias), expression=exp.Literal.string(name)),
                     exp.EQ(this=col("period", alias), expression=col(f"{lv}key", "mo")), copy=False)
-                sel = sel.join(exp.alias_(self.source("measures"), alias, copy=False), on=on, join_type="left", copy=False)
+                table = exp.to_table("msr") if self.o.inputs == "warehouse" else self.source("measures")
+                sel = sel.join(exp.alias_(table, alias, copy=False), on=on, join_type="left", copy=False)
             if "m" in levels:
                 ifs = [(exp.Not(this=exp.Is(this=col("practice_id", f"ms_{lv}_{name}"), expression=exp.Null())),
                         self.measure_value(f"ms_{lv}_{name}", kind)) for lv in ("m", "q")]
@@ -727,7 +898,7 @@ class _Compiler:
                             exp.Paren(this=exp.or_(is_null(end()), exp.and_(
                                 exp.GTE(this=end(), expression=ms()), exp.GTE(this=end(), expression=born()),
                                 exp.Paren(this=exp.or_(is_null(start()), exp.GTE(this=end(), expression=start()), copy=False)), copy=False), copy=False)), copy=False)
-        cols = [col("practice_id", m), col("month_start", mo)]
+        cols = [col("practice_id", m), exp.alias_(col("month_start", mo), MONTH, copy=False)]
         if self.o.row_column:
             cols.append(col(self.o.row_column, m))
         cols += [col(c, m) for c in sorted(self.member_cols) if c != "practice_id"]
@@ -743,7 +914,7 @@ class _Compiler:
         # (the month's first or last day) is not earlier: the age cannot be negative, no clamp needed.
         if not (self.p.exposure == "first_day" and self.p.age_rule in ("month_start", "month_end")):
             age = exp.Anonymous(this="GREATEST", expressions=[age, num(0)])
-        cols.append(exp.alias_(age, "age", copy=False))
+        cols.append(exp.alias_(age, AGE, copy=False))
         if self.p.exposure == "pro_rata":
             first = exp.Greatest(this=exp.Coalesce(this=start(), expressions=[born()]), expressions=[born(), ms()])
             last = exp.Least(this=exp.Coalesce(this=end(), expressions=[me()]), expressions=[me()])
@@ -752,64 +923,64 @@ class _Compiler:
                           self.d.fixed_div(days.copy(), col("days", mo), exp.Null()))
         else:
             weight = num(1)
-        cols.append(exp.alias_(weight, "w__", copy=False))
-        sel = exp.select(*cols, copy=False).from_(exp.alias_(self.source("members"), m, copy=False), copy=False)
+        cols.append(exp.alias_(weight, WEIGHT, copy=False))
+        sel = exp.select(*cols, copy=False).from_(exp.alias_(self.input_table("members"), m, copy=False), copy=False)
         if single:
             return sel.join(exp.alias_(exp.to_table("months"), mo, copy=False), join_type="cross", copy=False).where(cond, copy=False)
         return sel.join(exp.alias_(exp.to_table("months"), mo, copy=False), on=cond, join_type="inner", copy=False)
 
     def mg_query(self) -> exp.Expression:
         """Member-months grouped by everything an expression can read (practice, month, age, weight,
-        member columns), with the group's size `n__`: each aggregate's expression is then computed
+        member columns), with the group's size `_n`: each aggregate's expression is then computed
         once per group, as the interpreter does. Σ over a group of n equal values is exactly n × value."""
-        names = ["age", "w__"] + [c for c in sorted(self.member_cols) if c != "practice_id"]
+        names = [AGE, WEIGHT] + [c for c in sorted(self.member_cols) if c != "practice_id"]
 
         def grouped(read: set[str], where: exp.Expression | None, month: date | None = None) -> exp.Expression:
             """Grouped by practice, month and `read`; with `month`, not by month: on that month's row."""
-            keys = [col("practice_id")] + ([col("month_start")] if month is None else []) + [
+            keys = [col("practice_id")] + ([col(MONTH)] if month is None else []) + [
                 col(c) for c in names if c in read]
             outs = [col(c) if c in read else exp.alias_(self.mm_null(c), c, copy=False) for c in names]
-            outs.append(exp.alias_(exp.Count(this=exp.Star()), "n__", copy=False))
+            outs.append(exp.alias_(exp.Count(this=exp.Star()), N, copy=False))
             if self.o.row_column:  # the first row of the group names it in error messages
                 outs.append(exp.alias_(exp.Min(this=col(self.o.row_column)), self.o.row_column, copy=False))
-            sel = exp.select(col("practice_id"), col("month_start") if month is None else exp.alias_(
-                lit(month), "month_start", copy=False), *outs, copy=False).from_("mm", copy=False)
+            sel = exp.select(col("practice_id"), col(MONTH) if month is None else exp.alias_(
+                lit(month), MONTH, copy=False), *outs, copy=False).from_("mm", copy=False)
             return (sel.where(where, copy=False) if where is not None else sel).group_by(*keys, copy=False)
 
         if not self.grouped:
             # no year-only months: grouping costs about what it saves (measured), so each
             # member-month is its own group
-            return exp.select(exp.Star(), exp.alias_(num(1), "n__", copy=False), copy=False).from_("mm", copy=False)
+            return exp.select(exp.Star(), exp.alias_(num(1), N, copy=False), copy=False).from_("mm", copy=False)
         # months read only for the pools' year sums: grouped by just what those aggregates read,
         # and with `spread` (spreads_year) not by month: their sum lands on the first such month
-        reported = exp.In(this=col("month_start"), expressions=[lit(m) for m in self.reported])
-        year_read = {"w__"}
+        reported = exp.In(this=col(MONTH), expressions=[lit(m) for m in self.reported])
+        year_read = {WEIGHT}
         for agg in self.year_aggs:
             for node in t.walk(agg):
                 if isinstance(node, t.Col) and node.table == "member":
-                    year_read.add("w__" if node.name == "weight" else node.name)
+                    year_read.add(AGE if node.name == "age" else node.name)
         first = next(m for m in self.months if m not in self.reported) if self.spread else None
 
         def each(month: exp.Expression, where: exp.Expression | None) -> exp.Expression:
             """Each member-month its own group (Dialect.groups_member_months false: Spark)."""
-            outs = [col(c) for c in names] + [exp.alias_(num(1), "n__", copy=False)]
+            outs = [col(c) for c in names] + [exp.alias_(num(1), N, copy=False)]
             outs += [col(self.o.row_column)] if self.o.row_column else []
-            sel = exp.select(col("practice_id"), exp.alias_(month, "month_start", copy=False), *outs,
+            sel = exp.select(col("practice_id"), exp.alias_(month, MONTH, copy=False), *outs,
                              copy=False).from_("mm", copy=False)
             return sel.where(where, copy=False) if where is not None else sel
 
         if self.spread and not self.d.groups_member_months:
             # one pass, as a hand-written query: the other months' rows are moved onto the first
-            # such month, and agg_query's `month_start IN reported` guards still hold
-            return each(case([(reported, col("month_start"))], lit(first)), None)
-        rows = grouped(set(names), reported) if self.d.groups_member_months else each(col("month_start"), reported)
+            # such month, and agg_query's `_month_start IN reported` guards still hold
+            return each(case([(reported, col(MONTH))], lit(first)), None)
+        rows = grouped(set(names), reported) if self.d.groups_member_months else each(col(MONTH), reported)
         return exp.union(rows, grouped(year_read, exp.Not(this=reported.copy()), first), distinct=False, copy=False)
 
     def mm_null(self, name: str) -> exp.Expression:
         """A typed NULL for a member-month column a group does not keep."""
-        if name == "age":
+        if name == AGE:
             return cast(exp.Null(), "BIGINT")
-        if name == "w__":
+        if name == WEIGHT:
             return dec(exp.Null())
         return null(self.member_cols[name])
 
@@ -819,9 +990,13 @@ class _Compiler:
         return self.months if event_sums & self.plan.year_sums else self.reported
 
     def ev_query(self) -> exp.Expression:
+        """Events with their month: the columns the aggregates read (never `e.*`, whose names could be
+        anything an author declared), `code` for error messages and `quantity` for counts."""
         e, mo = "e", "mo"
-        sel = exp.select(exp.Column(this=exp.Star(), table=exp.to_identifier(e)), col("month_start", mo), copy=False).from_(
-            exp.alias_(self.source("events"), e, copy=False), copy=False)
+        names = ["practice_id", "code", "quantity"] + ([self.o.row_column] if self.o.row_column else [])
+        names += [c for c in sorted(self.event_cols) if c not in names]
+        sel = exp.select(*[col(c, e) for c in names], exp.alias_(col("month_start", mo), MONTH, copy=False),
+                         copy=False).from_(exp.alias_(self.input_table("events"), e, copy=False), copy=False)
         months = self.event_months()
         if len(months) == 1:  # literal dates: the engine filters the scan (Parquet row groups)
             m = months[0]
@@ -845,19 +1020,19 @@ class _Compiler:
             where = self.ex(agg.where, scope) if agg.where is not None else None
             if agg.kind == "count":
                 value = col("quantity", rows) if level == "event" else (
-                    dec(exp.Mul(this=col("w__", rows), expression=col("n__", rows)))
-                    if self.p.exposure == "pro_rata" else col("n__", rows) if self.grouped else None)
+                    dec(exp.Mul(this=col(WEIGHT, rows), expression=col(N, rows)))
+                    if self.p.exposure == "pro_rata" else col(N, rows) if self.grouped else None)
             else:
                 value = self.ex(agg.expr, scope)
                 if level == "member" and self.p.exposure == "pro_rata":
-                    value = dec(exp.Mul(this=col("w__", rows), expression=paren(value)))
+                    value = dec(exp.Mul(this=col(WEIGHT, rows), expression=paren(value)))
                 if level == "member" and self.grouped and (name in self.plan.year_sums or self.d.groups_member_months):
-                    # a group of n__ equal member-months (mg_query): exact
-                    value = dec(exp.Mul(this=paren(value), expression=col("n__", rows)))
+                    # a group of _n equal member-months (mg_query): exact
+                    value = dec(exp.Mul(this=paren(value), expression=col(N, rows)))
             if name not in self.plan.year_sums and len(months) > len(self.reported):
                 # read only in the reported months (t.year_closure): CASE is lazy in every engine,
                 # so the other months neither cost the expression nor raise its failures
-                month = exp.In(this=col("month_start", rows), expressions=[lit(m) for m in self.reported])
+                month = exp.In(this=col(MONTH, rows), expressions=[lit(m) for m in self.reported])
                 where = exp.and_(month, paren(where), copy=False) if where is not None else month
             if value is None:  # one per member-month: a plain count
                 total = exp.Count(this=exp.Star()) if where is None else exp.Sum(this=case([(where, num(1))], None))
@@ -871,7 +1046,7 @@ class _Compiler:
                 if agg.expr is not None and agg.kind != "count" and (f := self.failure(agg.expr, scope)) is not None:
                     found.append((where.copy(), f) if where is not None else (exp.true(), f))
                 if name not in self.plan.year_sums and len(months) > len(self.reported):
-                    reported = exp.In(this=col("month_start", rows), expressions=[lit(m) for m in self.reported])
+                    reported = exp.In(this=col(MONTH, rows), expressions=[lit(m) for m in self.reported])
                     found = [(exp.and_(reported.copy(), paren(c), copy=False), f) for c, f in found]
                 outs.append(exp.alias_(exp.Min(this=case(found, exp.Null())), f"fail__{name}", copy=False))
             self.deferring = False
@@ -882,15 +1057,15 @@ class _Compiler:
         # One month: it is a constant, so the rows are grouped by practice alone (a second
         # hash key cost about a sixth of a large panel's member aggregate, measured)
         single = len(months) == 1
-        month = exp.alias_(lit(months[0]), "month_start", copy=False) if single else col("month_start", rows)
+        month = exp.alias_(lit(months[0]) if single else col(MONTH, rows), "month_start", copy=False)
         sel = exp.select(col("practice_id", rows), month, *outs, copy=False).from_(rows, copy=False)
         if needs_pm:
             sel = sel.join("pm", on=exp.and_(
                 exp.EQ(this=col("practice_id", "pm"), expression=col("practice_id", rows)),
-                exp.EQ(this=col("month_start", "pm"), expression=col("month_start", rows)), copy=False), join_type="inner", copy=False)
+                exp.EQ(this=col("month_start", "pm"), expression=col(MONTH, rows)), copy=False), join_type="inner", copy=False)
         if single:
             return sel.group_by(col("practice_id", rows), copy=False)
-        return sel.group_by(col("practice_id", rows), col("month_start", rows), copy=False)
+        return sel.group_by(col("practice_id", rows), col(MONTH, rows), copy=False)
 
     def base_query(self, members: bool, events: bool) -> exp.Expression:
         cols = [exp.Column(this=exp.Star(), table=exp.to_identifier("pm"))]
@@ -912,10 +1087,12 @@ class _Compiler:
                     exp.EQ(this=col("month_start", src), expression=col("month_start", "pm")), copy=False), join_type="left", copy=False)
         return sel.select(*cols, copy=False)
 
-    def line_layers(self, lines: list[t.LineDef], prev: str, scope: _Scope, add, guard) -> str:
+    def line_layers(self, lines: list[t.LineDef], prev: str, scope: _Scope, add, guard,
+                    tag: str | None = None) -> str:
         """Two CTEs per step of the lines' dependency order (`levels`): applied and raw amount, then the
         amount rounded with the contract's rule (so `LineRef` reads a column). Where `guard(line)`
-        gives a condition, the line is NULL on rows where it does not hold (nothing there is evaluated)."""
+        gives a condition, the line is NULL on rows where it does not hold (nothing there is evaluated).
+        `tag` names the CTEs of lines that are one step (`pool_layers` calls it step by step)."""
         for step, level in enumerate(self.levels(lines)):
             raws, rounded = [], []
             for line in level:
@@ -929,7 +1106,7 @@ class _Compiler:
                 raws += [exp.alias_(applies, f"ok__{line.name}", copy=False), exp.alias_(raw, f"raw__{line.name}", copy=False)]
                 rounded.append(exp.alias_(self.round(col(f"raw__{line.name}"), self.p.quantum, self.p.rounding_mode),
                                           f"amt__{line.name}", copy=False))
-            name = f"{lines[0].kind}s_{step + 1}"
+            name = tag or f"{lines[0].kind}s_{step + 1}"
             add(f"l_{name}", exp.select(exp.Star(), *raws, copy=False).from_(prev, copy=False))
             add(f"r_{name}", exp.select(exp.Star(), *rounded, copy=False).from_(f"l_{name}", copy=False))
             prev = f"r_{name}"
@@ -937,11 +1114,12 @@ class _Compiler:
 
     def levels(self, lines: list[t.LineDef]) -> list[list[t.LineDef]]:
         """The lines in steps, each reading (`LineRef`) only lines of earlier steps: a CTE per step, not
-        per line (DuckDB plans 10 layered CTEs in ~75 ms more than 2)."""
+        per line (DuckDB plans 10 layered CTEs in ~75 ms more than 2). A pool's installment conditions
+        count: they may read another pool."""
         step: dict[str, int] = {}
         for line in lines:  # in line_order: a line's references come before it
-            refs = [n.name for x in (line.amount, line.applies) if x is not None
-                    for n in t.walk(self.tree(x)) if isinstance(n, t.LineRef)]
+            refs = [n.name for x in (line.amount, line.applies, *(i.when for i in line.installments))
+                    if x is not None for n in t.walk(self.tree(x)) if isinstance(n, t.LineRef)]
             step[line.name] = 1 + max((step[r] for r in refs if r in step), default=-1)
         return [[line for line in lines if step[line.name] == k] for k in range(max(step.values(), default=-1) + 1)]
 
@@ -953,50 +1131,66 @@ class _Compiler:
 
     def pool_layers(self, add) -> tuple[str, list[_Item]]:
         """Pools on each practice's December row: the year's sums as window sums over the monthly
-        rows (so the monthly CTE is read once: Spark recomputes a CTE per reference), then
-        applied/raw/rounded and the installments. They are computed on every month's row but read
-        on December's only. A checked contract gives a pool the same inputs on every row (E0306
-        keeps monthly values out), but the tree does not promise it: an expression that may stop
-        the query is guarded to `mon = 12`."""
+        rows (so the monthly CTE is read once: Spark recomputes a CTE per reference), then, step by
+        step of the pools' dependency order (`levels`), applied/raw/rounded and the installments. A
+        pool another pool reads gets `ypaid__`, the sum of its paid installments (`tree.LineRef`), in
+        its step, before the steps of the pools that read it. They are computed on every month's
+        row but read on December's only. A checked contract gives a pool the same inputs on every
+        row (E0306 keeps monthly values out), but the tree does not promise it: an expression that
+        may stop the query is guarded to `mon = 12`."""
         december = lambda: exp.EQ(this=col("mon"), expression=num(12))  # noqa: E731
         sums = [exp.alias_(exp.Window(this=exp.Sum(this=col(name)), partition_by=[col("practice_id")]),
                            f"ysum__{name}", copy=False) for name in self.plan.years.values()]
         add("ybase", exp.select(exp.Star(), *sums, copy=False).from_("monthly", copy=False))
         scope = _Scope("year")
         prev = "ybase"
-        if self.pools:
-            prev = self.line_layers(self.pools, prev, scope, add, lambda pool: december())
-        shares, finals, items = [], [], []
-        for pool in self.pools:
-            items.append(_Item(pool.name, "pool", None, f"amt__{pool.name}", f"ok__{pool.name}"))
-            taker = next((i for i in pool.installments if i.share is None), pool.installments[-1])
-            amount = col(f"amt__{pool.name}")
-            others = []
-            for j, inst in enumerate(pool.installments):
-                name = f"{pool.name}__{j}"
-                if inst is not taker:
-                    share = self.round(dec(exp.Mul(this=lit(inst.share), expression=amount)), self.p.quantum,
-                                       self.p.rounding_mode)
-                    shares.append(exp.alias_(share, f"sh__{name}", copy=False))
-                    others.append(col(f"sh__{name}"))
-            for j, inst in enumerate(pool.installments):
-                name = f"{pool.name}__{j}"
-                value = col(f"sh__{name}")
-                if inst is taker:
-                    value = amount
-                    for o in others:
-                        value = exp.Sub(this=value, expression=o)
-                when = self.tree(inst.when)
-                paid = self.ex(when, scope) if when is not None else exp.true()
-                if when is not None and _raises(when):
-                    paid = case([(december(), paid)], None)
-                finals += [exp.alias_(paid, f"paid__{name}", copy=False),
-                           exp.alias_(dec(case([(paid.copy(), value)], num(0))), f"inst__{name}", copy=False)]
-                if inst.quarter in self.due:
-                    items.append(_Item(pool.name, "installment", inst.quarter, f"inst__{name}", f"paid__{name}"))
-        add("yshares", exp.select(exp.Star(), *shares, copy=False).from_(prev, copy=False))
-        add("yfinal", exp.select(exp.Star(), *finals, copy=False).from_("yshares", copy=False))
-        return "yfinal", items
+        read = {n.name for pool in self.pools
+                for x in (pool.amount, pool.applies, *(i.when for i in pool.installments)) if x is not None
+                for n in t.walk(self.tree(x)) if isinstance(n, t.LineRef) and n.name in self.pool_names}
+        items: dict[str, list[_Item]] = {}
+        for step, level in enumerate(self.levels(self.pools)):
+            prev = self.line_layers(level, prev, scope, add, lambda pool: december(), f"pools_{step + 1}")
+            shares, finals = [], []
+            for pool in level:
+                own = items[pool.name] = [_Item(pool.name, "pool", None, f"amt__{pool.name}", f"ok__{pool.name}")]
+                taker = next((i for i in pool.installments if i.share is None), pool.installments[-1])
+                amount = col(f"amt__{pool.name}")
+                others = []
+                for j, inst in enumerate(pool.installments):
+                    name = f"{pool.name}__{j}"
+                    if inst is not taker:
+                        share = self.round(dec(exp.Mul(this=lit(inst.share), expression=amount.copy())),
+                                           self.p.quantum, self.p.rounding_mode)
+                        shares.append(exp.alias_(share, f"sh__{name}", copy=False))
+                        others.append(col(f"sh__{name}"))
+                    when = self.tree(inst.when)
+                    paid = self.ex(when, scope) if when is not None else exp.true()
+                    if when is not None and _raises(when):
+                        paid = case([(december(), paid)], None)
+                    shares.append(exp.alias_(paid, f"paid__{name}", copy=False))
+                paid_parts = []
+                for j, inst in enumerate(pool.installments):
+                    name = f"{pool.name}__{j}"
+                    value = col(f"sh__{name}")
+                    if inst is taker:
+                        value = amount.copy()
+                        for o in others:
+                            value = exp.Sub(this=value, expression=o.copy())
+                    paid_value = dec(case([(col(f"paid__{name}"), value)], num(0)))
+                    finals.append(exp.alias_(paid_value, f"inst__{name}", copy=False))
+                    paid_parts.append(paid_value.copy())
+                    if inst.quarter in self.due:
+                        own.append(_Item(pool.name, "installment", inst.quarter, f"inst__{name}", f"paid__{name}"))
+                if pool.name in read:  # exact: each part is DECIMAL(38, 12) and `+` is exact
+                    total = paid_parts[0]
+                    for part in paid_parts[1:]:
+                        total = exp.Add(this=total, expression=part)
+                    finals.append(exp.alias_(dec(total), f"ypaid__{pool.name}", copy=False))
+            add(f"yshares_{step + 1}", exp.select(exp.Star(), *shares, copy=False).from_(prev, copy=False))
+            add(f"yfinal_{step + 1}", exp.select(exp.Star(), *finals, copy=False).from_(
+                f"yshares_{step + 1}", copy=False))
+            prev = f"yfinal_{step + 1}"
+        return prev, [it for pool in self.pools for it in items[pool.name]]  # in line order, as the interpreter
 
     def statement_rows(self, source: str, items: list[_Item], add) -> exp.Expression:
         """One row per reported practice-month and line, and per practice and pool or installment
@@ -1052,6 +1246,62 @@ def _items(rows: list[tuple], names: tuple[str, ...]) -> exp.Expression:
 
     values = exp.values([tuple(value(v) for v in row) for row in rows], alias="items", columns=list(names))
     return exp.select(exp.Star(), copy=False).from_(values, copy=False)
+
+
+_CANONICAL = {  # docs/inputs.md: (table, column) -> (kind, default, may be absent)
+    ("members", "member_id"): ("text", None, False), ("members", "practice_id"): ("text", None, False),
+    ("members", "birth_date"): ("date", None, False), ("members", "sex"): ("text", None, True),
+    ("members", "enrolled_from"): ("date", None, True), ("members", "enrolled_to"): ("date", None, True),
+    ("practices", "practice_id"): ("text", None, False),
+    ("events", "practice_id"): ("text", None, False), ("events", "member_id"): ("text", None, True),
+    ("events", "date"): ("date", None, False), ("events", "code"): ("text", None, False),
+    ("events", "points"): ("decimal", None, True), ("events", "quantity"): ("decimal", Decimal(1), True),
+}
+# The panel loader's value rules (capdsl/panel.py), as anchored regular expressions every dialect
+# reads alike: no backslashes (string escapes differ), `[.]` for a dot.
+_NUMBER = "^[+-]?([0-9]+[.]?[0-9]*|[.][0-9]+)([eE][+-]?[0-9]+)?$"
+_PERCENT = "^[+-]?([0-9]{1,15}[.]?[0-9]*|[.][0-9]+) *%$"
+_PERIOD = "^[0-9]{4}(-(0[1-9]|1[0-2])|-Q[1-4])?$"
+_KIND_WORD = {"date": "date", "decimal": "number", "integer": "whole number", "bool": "boolean"}
+_HINT = {"date": "YYYY-MM-DD", "decimal": "a dot for decimals, at most 10 places, or a percentage such as 15%",
+         "integer": "e.g. 3", "bool": "true or false; yes/no and 1/0 are accepted"}
+
+
+def _regexp(value: exp.Expression, pattern: str) -> exp.Expression:
+    return exp.RegexpLike(this=value, expression=exp.Literal.string(pattern))
+
+
+def _valid(v: exp.Expression, kind: str) -> exp.Expression:
+    """Whether the (trimmed, non-empty) text `v` is a value of `kind` as the loader reads it."""
+    if kind == "decimal":
+        plain = exp.and_(_regexp(v.copy(), _NUMBER), exp.Not(this=_regexp(v.copy(), "[.][0-9]{10}0*[1-9]")),
+                         copy=False)
+        percent = exp.and_(_regexp(v.copy(), _PERCENT), exp.Not(this=_regexp(v.copy(), "[.][0-9]{8}0*[1-9]")),
+                           copy=False)
+        return exp.Paren(this=exp.or_(exp.Paren(this=plain), exp.Paren(this=percent), copy=False))
+    if kind == "integer":
+        return _regexp(v, "^[+-]?[0-9]+([.]0*)?$")
+    if kind == "bool":
+        return exp.In(this=exp.Lower(this=v), expressions=[exp.Literal.string(x) for x in
+                                                           ("true", "false", "1", "0", "yes", "no")])
+    if kind == "date":
+        return _regexp(v, "^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
+    return exp.true()
+
+
+def _typed(v: exp.Expression, kind: str) -> exp.Expression:
+    """The value of a valid text `v` (`_valid`): "15%" is 0.15, exactly."""
+    if kind == "decimal":
+        number = cast(exp.Trim(this=exp.Anonymous(this="REPLACE", expressions=[
+            v.copy(), exp.Literal.string("%"), exp.Literal.string("")])), "DECIMAL(28, 10)")
+        return case([(_regexp(v.copy(), "%$"), dec(exp.Mul(this=number, expression=num("0.01"))))], dec(v))
+    if kind == "integer":
+        return cast(cast(v, "DECIMAL(38, 10)"), "BIGINT")
+    if kind == "bool":
+        return exp.In(this=exp.Lower(this=v), expressions=[exp.Literal.string(x) for x in ("true", "1", "yes")])
+    if kind == "date":
+        return cast(v, "DATE")
+    return v
 
 
 def _practice_level(node: t.Node) -> bool:

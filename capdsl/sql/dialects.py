@@ -68,6 +68,9 @@ class Dialect(ABC):
     # (DuckDB: VZP 10 M 13.5 s -> 9.3 s); Spark's hash aggregate on (practice, age) costs more than
     # the expressions it saves (10 M: 8.2–8.9 s vs 1.4 s for a band summed row by row), so not there
     groups_member_months: bool = True
+    # a warehouse column with a default may be absent (`_Compiler.input_table`): needs a LATERAL
+    # subquery that reads a column of the enclosing row
+    absent_columns: bool = True
 
     # --- errors -------------------------------------------------------------------
     def raise_error(self, message: exp.Expression) -> exp.Expression:
@@ -91,6 +94,11 @@ class Dialect(ABC):
     # --- sources ------------------------------------------------------------------------
     def file_source(self, path: str) -> exp.Expression:
         return exp.Table(this=exp.Anonymous(this="read_parquet", expressions=[exp.Literal.string(path)]))
+
+    # --- the finished query ---------------------------------------------------------------
+    def finish(self, query: exp.Expression) -> exp.Expression:
+        """The query as this dialect needs it typed (BigQuery: exact literals and scales)."""
+        return query
 
 
 class DuckDB(Dialect):
@@ -132,7 +140,7 @@ class Postgres(Dialect):
         return exp.Sub(this=hi, expression=lo)
 
     def file_source(self, path):
-        raise ValueError("PostgreSQL cannot read Parquet files: load them into tables first")
+        raise _no_files("PostgreSQL", path)
 
 
 class Spark(Dialect):
@@ -166,7 +174,29 @@ class Spark(Dialect):
 
 
 class BigQuery(Dialect):
-    """BIGNUMERIC and DIV; generated but not run in our tests."""
+    """BIGNUMERIC and DIV; generated but not run in our tests. BigQuery reads an unprefixed decimal
+    literal (`0.01`) as FLOAT64 and has no DECIMAL(38, 12), and sqlglot writes a cast to DECIMAL(p, s)
+    as a bare BIGNUMERIC (38 places), which would drop the 12-place rule. So `finish` writes every
+    non-integer literal as `CAST('0.01' AS BIGNUMERIC)` and every cast to DECIMAL(p, s) as
+    `ROUND(CAST(x AS BIGNUMERIC), s)`: BigQuery documents ROUND as rounding halfway cases away from
+    zero, which is the tree's rule."""
+
+    def finish(self, query):
+        big = exp.DataType.Type.BIGDECIMAL
+        for node in list(query.find_all(exp.Cast)):
+            to = node.to
+            if to.this != exp.DataType.Type.DECIMAL:
+                continue
+            params = [p.this for p in to.expressions]
+            inner = exp.Cast(this=exp.Literal.string(str(node.this.this)) if isinstance(node.this, exp.Literal)
+                             else node.this, to=exp.DataType(this=big))
+            node.replace(exp.Round(this=inner, decimals=params[1].copy()) if len(params) > 1 else inner)
+        for node in list(query.find_all(exp.Literal)):
+            text = str(node.this)
+            if node.is_string or (text.isdigit() and len(text) <= 18):  # INT64 holds it exactly
+                continue
+            node.replace(exp.Cast(this=exp.Literal.string(text), to=exp.DataType(this=big)))
+        return query
 
     def raise_error(self, message):
         return exp.Anonymous(this="ERROR", expressions=[message])
@@ -180,28 +210,62 @@ class BigQuery(Dialect):
         return exp.Coalesce(this=dec(exp.Mul(this=t, expression=num(E13))), expressions=[on_zero])
 
     def file_source(self, path):
-        raise ValueError("BigQuery reads tables: load the Parquet files into a dataset first")
+        raise _no_files("BigQuery", path)
 
 
 class Snowflake(Dialect):
-    """NUMBER(38, 12); no integer division, so TRUNC of a quotient computed at
-    a scale of 12 beyond the digit we need. Generated but not run in our tests."""
+    """NUMBER(38, s), at most 38 digits in any intermediate value, and no integer division; `/`
+    rounds its quotient to max(s1, min(s1 + 6, 12)) places. Generated but not run in our tests
+    (tests/test_sql_warehouse.py evaluates the division and rounding with these rules)."""
 
     def idiv(self, x, q):
-        return cast(exp.Anonymous(this="TRUNC", expressions=[exp.Div(this=dec(x), expression=dec(q))]),
-                        "DECIMAL(38, 0)")
+        # `q` is a literal quantum (or 2): x / q is exact at 12 places (a quantum with few
+        # significant digits leaves no fraction within 1e-12 of 1), so TRUNC of it is exact
+        return cast(exp.Anonymous(this="TRUNC", expressions=[exp.Div(this=dec(x), expression=q)]),
+                    "DECIMAL(38, 0)")
 
     def fixed_div(self, a, b, on_zero):
-        t = exp.Anonymous(this="TRUNC", expressions=[exp.Div(this=exp.Mul(this=dec(a), expression=num(TEN13)),
-                                                              expression=exp.Nullif(this=dec(b), expression=num(0)))])
-        return exp.Coalesce(this=dec(exp.Mul(this=t, expression=num(E13))), expressions=[on_zero])
+        # Long division on whole numbers: X = |a|·10^12 and Y = |b|·10^12 (at most 26 digits for
+        # values below 10^14), q = trunc(X / Y) and then the quotient's 13 next digits in two steps
+        # of 6 and 7, so no intermediate value needs more than 33 digits (X·10^13 would need 40).
+        # MOD of non-negative numbers and the exact quotient (X - MOD(X, Y)) / Y leave nothing to
+        # Snowflake's own rounding; the final CAST rounds the 13th digit half away from zero.
+        whole = lambda e: cast(exp.Mul(this=exp.Abs(this=dec(e.copy())), expression=num(FIX)),  # noqa: E731
+                               "DECIMAL(38, 0)")
+        y = lambda: exp.Nullif(this=whole(b), expression=num(0))  # noqa: E731
+
+        def mod(x):
+            return exp.Anonymous(this="MOD", expressions=[x, y()])
+
+        def quotient(x):  # trunc(x / y) of whole numbers x >= 0: exact
+            return cast(exp.Div(this=exp.Paren(this=exp.Sub(this=x(), expression=mod(x()))), expression=y()),
+                        "DECIMAL(38, 0)")
+
+        x0 = lambda: whole(a)  # noqa: E731
+        x1 = lambda: exp.Mul(this=mod(x0()), expression=num(10 ** 6))  # noqa: E731
+        x2 = lambda: exp.Mul(this=mod(x1()), expression=num(10 ** 7))  # noqa: E731
+        digits = exp.Add(this=exp.Add(this=exp.Mul(this=quotient(x0), expression=num(TEN13)),
+                                      expression=exp.Mul(this=quotient(x1), expression=num(10 ** 7))),
+                         expression=quotient(x2))
+        sign = exp.Mul(this=exp.Anonymous(this="SIGN", expressions=[dec(a.copy())]),
+                       expression=exp.Anonymous(this="SIGN", expressions=[dec(b.copy())]))
+        value = dec(exp.Mul(this=exp.Mul(this=cast(digits, "DECIMAL(38, 0)"), expression=sign), expression=num(E13)))
+        return exp.Coalesce(this=value, expressions=[on_zero])
 
     def raise_error(self, message):
         # Snowflake has no raise function in plain SQL; a failed numeric cast quotes the text.
         return cast(message, "INT")
 
     def file_source(self, path):
-        raise ValueError("Snowflake reads tables or stages: load the Parquet files first")
+        raise _no_files("Snowflake", path)
+
+
+def _no_files(engine: str, path: str):
+    from ..errors import UsageError, error
+
+    return UsageError(error("E0912", f"{engine} cannot read a file ({path!r}): the query reads tables",
+                            hint="load the file into a table (docs/sql.md) and pass --table NAME=schema.table; "
+                                 "the duckdb and spark dialects read Parquet files"))
 
 
 DIALECTS: dict[str, Dialect] = {

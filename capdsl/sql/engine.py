@@ -12,7 +12,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Callable
 
 from ..amounts import ONE, MonthlyResult, quantum_places
-from ..errors import BackendError, EvalError, Note, error
+from ..errors import BackendError, EvalError, InputError, Note, error
 from .query import FAIL_TAG, Query
 
 if TYPE_CHECKING:
@@ -151,6 +151,11 @@ def translate(query: Query, exc: BaseException,
     if found:
         index, level, rest = int(found.group(1)), found.group(2), found.group(3)
         _, node = query.fails[index]
+        if level == "input":  # a warehouse value the panel loader would have refused
+            pid, detail = rest.split("|", 1)
+            shown = f": {detail[:40]!r}" if detail else ""
+            return InputError(error(node.code, f"{node.message}{shown} (practice {pid})",
+                                    hint="see docs/sql.md, the warehouse tables"))
         if level == "division":
             return EvalError(error("E0803", "division by zero", node.origin,
                                    hint="guard the division with `if … then … else`"))

@@ -43,11 +43,19 @@ class Options:
         "text" casts the text `value` column (a warehouse table).
     practices: "table" evaluates every row of the practices table; "derive"
         evaluates the practice ids found in members and events (no practices file).
+    inputs: "checked" reads tables the panel loader made (every column the
+        contract reads present, typed, defaults applied, values checked);
+        "warehouse" reads tables as docs/sql.md describes them and applies the
+        loader's rules in SQL: a column with a default may be absent, an empty
+        value takes the default, text is trimmed, measures are normalised
+        (`2011-q4`, `250%`, ` yes `), and a value the loader would refuse
+        stops the query with the loader's error code.
     """
 
     row_column: str | None = "_row"
     measure_values: str = "typed"
     practices: str = "table"
+    inputs: str = "checked"
 
 
 @dataclass(frozen=True)
