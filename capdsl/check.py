@@ -15,13 +15,15 @@ of nesting and the checker must never overflow on anything it accepts.
 from __future__ import annotations
 
 import difflib
+import functools
 from dataclasses import dataclass
 from decimal import Decimal
 
 from . import nodes as n
 from . import tables
 from . import units as u
-from .check_expr import BUILTINS, CONST, Facts, combine, percent_text
+from .check_expr import (BUILTINS, CONST, OPEN_ENDS, OPTIONAL_FIELDS, STANDARD_COLUMNS, STANDARD_NUMBERS, Facts,
+                         combine, percent_text)
 from .errors import CheckError, Diagnostic, Note, Source, Span, error, sort_key, warning
 from .units import Level, Type
 
@@ -93,6 +95,7 @@ class _Checker:
         self.key_types: dict[str, Type] = {}
         self.suggested = 0
         self.shadowed: list = []  # second definitions of a name: checked, not used
+        self.fields_reported: set[Span] = set()
 
     # ───────────────────────────── driver ─────────────────────────────
     def run(self) -> None:
@@ -174,7 +177,30 @@ class _Checker:
                 for d in decl.decls:
                     self.add_input(d)
             elif isinstance(decl, (n.Define, n.Dated, n.Bands, n.Tier, n.Modifier, n.Schedule, n.Line)):
+                self.reserved(decl.name, decl.span, kind_name(decl))
                 self.add_symbol(decl.name, decl, decl.span)
+
+    def name_span(self, name: str, span: Span) -> Span:
+        """Where a declaration writes its name: the first whole-word `name` on its first line."""
+        lines = _source_lines(self.source.text)
+        if 1 <= span.line <= len(lines):
+            text = lines[span.line - 1]
+            at = text.find(name, max(span.column - 1, 0))
+            while at >= 0:
+                before = text[at - 1] if at > 0 else " "
+                after = text[at + len(name)] if at + len(name) < len(text) else " "
+                if not (before.isalnum() or before == "_" or after.isalnum() or after == "_"):
+                    return Span(span.line, at + 1, span.line, at + 1 + len(name))
+                at = text.find(name, at + 1)
+        return span
+
+    def reserved(self, name: str, span: Span, what: str) -> None:
+        """E0212: names beginning with `_` are capdsl's (its internal columns and tables use them)."""
+        if name.startswith("_"):
+            better = name.lstrip("_") or "x"
+            self.report(error("E0212", f"the {what} name `{name}` begins with `_`, which is reserved for capdsl",
+                              self.name_span(name, span),
+                              hint=f"rename it without the leading `_`, e.g. `{better}`"))
 
     def add_symbol(self, name: str, decl, span: Span) -> None:
         first = self.decls.get(name)
@@ -189,6 +215,18 @@ class _Checker:
 
     def add_input(self, d: n.InputDecl) -> None:
         key = (d.scope, d.name)
+        self.reserved(d.name, d.span, "parameter" if d.scope == "param" else f"{d.scope} input")
+        if key in STANDARD_COLUMNS:
+            builtin, meaning = STANDARD_COLUMNS[key]
+            table = {"member": "members", "practice": "practices", "event": "events"}[d.scope]
+            self.report(error("E0210", f"`{d.scope}.{d.name}` would read the {table} file's `{d.name}` column, "
+                                       f"which is the built-in `{builtin}` ({meaning}), and cannot be declared",
+                              self.name_span(d.name, d.span),
+                              hint=f"remove this line and write `{builtin}`"))
+        elif key in STANDARD_NUMBERS and u.of_type_expr(d.type, self.currency).kind not in ("integer", "number", "any"):
+            self.report(error("E0211", f"`{d.scope}.{d.name}` reads the events file's `{d.name}` column, which "
+                                       f"holds numbers ({STANDARD_NUMBERS[key]}), not {d.type.word} values",
+                              d.type.span, hint=f"declare it as a number: `{d.scope} {d.name}: points`"))
         if key in BUILTINS:
             self.report(error("E0210", f"`{d.scope}.{d.name}` is built in and cannot be declared", d.span,
                               hint="remove this line; the built-in value is always available"))
@@ -360,9 +398,10 @@ class _Checker:
         self.types[name] = t
         self.facts[name] = f
         uses: dict[str, Span] = {}
-        for root in decl_exprs(decl):
-            for m, span in self.measure_uses(root, frozenset()).items():
+        for root, known in guarded_roots(decl):
+            for m, span in self.measure_uses(root, known).items():
                 uses.setdefault(m, span)
+            self.check_fields(root, known)
         self.uses[name] = uses
 
     def check_exprs_only(self, decl) -> None:
@@ -372,6 +411,8 @@ class _Checker:
             return
         for root in decl_exprs(decl):
             self.infer(root)
+        for root, known in guarded_roots(decl):
+            self.check_fields(root, known)
 
     def table_value(self, name: str, decl) -> tuple[Type, Facts]:
         """Type and facts of a definition or table, checking its entries agree (E0309)."""
@@ -445,8 +486,10 @@ class _Checker:
     # ──────────────────────────── lines ────────────────────────────────
     def check_line(self, line: n.Line) -> None:
         what = f"{line.kind} `{line.name}`"
-        guaranteed = present_measures(line.applies)
-        needs: dict[str, Span] = {}
+        # the amount is computed only when the line applies; its `applies`, basis and (for a pool)
+        # installment conditions are evaluated whether it applies or not
+        guaranteed = frozenset(name for scope, name in guards(line.applies)[0] if scope == "measure")
+        needs: dict[str, tuple[Span, str]] = {}
         if line.amount is None:
             self.report(error("E0504", f"the {what} has no amount", line.span,
                               hint="add a line `amount …` inside the block"))
@@ -458,13 +501,17 @@ class _Checker:
                 self.report(error("E0307", f"the amount of {what} is {t.describe()}, not "
                                            f"{self.money().describe()}", line.amount.span, hint=hint))
             self.line_level(line, f, "amount")
-            needs.update(self.measure_uses(line.amount, frozenset()))
+            for m, s in self.measure_uses(line.amount, frozenset()).items():
+                if m not in guaranteed:
+                    needs.setdefault(m, (s, "amount"))
+            self.check_fields(line.amount)
         if line.applies is not None:
             t, f = self.infer(line.applies)
             self.want_bool(t, line.applies, "`applies when`")
             self.line_level(line, f, "applies")
             for m, s in self.measure_uses(line.applies, frozenset()).items():
-                needs.setdefault(m, s)
+                needs.setdefault(m, (s, "applies"))
+            self.check_fields(line.applies)
         if line.basis is not None:
             t, f = self.infer(line.basis)
             if not t.is_any and not t.is_numeric:
@@ -472,10 +519,10 @@ class _Checker:
                                   line.basis.span, hint="show a count such as `count of members`"))
             self.line_level(line, f, "basis")
             for m, s in self.measure_uses(line.basis, frozenset()).items():
-                needs.setdefault(m, s)
-        for m, span in needs.items():
-            if m not in guaranteed:
-                self.missing_measure(line, m, span)
+                needs.setdefault(m, (s, "basis"))
+            self.check_fields(line.basis)
+        for m, (span, part) in needs.items():
+            self.missing_measure(line, m, span, part)
         for inst in line.paid:
             if inst.when is None:
                 continue
@@ -483,15 +530,20 @@ class _Checker:
             self.want_bool(t, inst.when, "the installment's `when`")
             self.line_level(line, f, "paid")
             for m, span in self.measure_uses(inst.when, frozenset(), lenient=True).items():
-                if m not in guaranteed:
-                    self.missing_measure(line, m, span, inst.when)
+                self.missing_measure(line, m, span, "paid")
+            self.check_fields(inst.when)
         if line.kind == "pool":
             self.check_paid(line)
 
-    def missing_measure(self, line: n.Line, m: str, span: Span, when=None) -> None:
+    def missing_measure(self, line: n.Line, m: str, span: Span, part: str) -> None:
         clause = f"measure.{m} is present"
-        if when is not None:
-            hint = f"start the condition with `{clause} and …`"
+        if part == "paid":
+            hint = f"start the condition with `{clause} and …` (it is decided even when the pool does not apply)"
+        elif part == "applies":
+            hint = f"test it before using it: `applies when {clause} and …`"
+        elif part == "basis":
+            hint = f"write `if {clause} then … else …` in the basis (it is shown even when the " \
+                   f"{line.kind} does not apply), or give the measure a default"
         elif line.applies is None:
             hint = f"add `applies when {clause}`" + ("" if line.block else " (write the line as a block)")
         else:
@@ -509,11 +561,15 @@ class _Checker:
                                        f"value per practice", f.row_at,
                               hint=f"add it up over the practice's {src}: `sum of … over {src}`"))
         if line.kind == "line" and f.year_at is not None:
-            self.report(error("E0306", f"{f.year_why} is an annual total; only a pool's amount may use it, "
+            self.report(error("E0306", f"{f.year_why} is an annual total; only a pool may use it, "
                                        f"and {what} is paid monthly", f.year_at,
                               hint="make this a `pool`, or use the monthly value"))
-        if line.kind == "pool" and part == "amount" and f.agg_at is not None:
-            self.report(error("E0306", f"{f.agg_why} is a monthly value, but the amount of the {what} is annual",
+        # a pool's amount, `applies when` and installment conditions are evaluated once for the year
+        year_part = {"amount": f"the amount of the {what} is annual",
+                     "applies": f"whether the {what} applies is decided once for the year",
+                     "paid": f"an installment condition of the {what} is decided once for the year"}.get(part)
+        if line.kind == "pool" and year_part is not None and f.agg_at is not None:
+            self.report(error("E0306", f"{f.agg_why} is a monthly value, but {year_part}",
                               f.agg_at, hint="add up the months with `sum of … over year`"))
 
     # ─────────────────────────── expressions ───────────────────────────
@@ -565,49 +621,137 @@ class _Checker:
                      a.practice or b.practice)
 
     def measure_uses(self, root, guarded: frozenset, lenient: bool = False) -> dict[str, Span]:
-        """Measures without a default that an expression reads unless guarded by `is present`.
-        `lenient` (installment conditions): a missing measure makes `=`, `!=` and a bare
-        true/false test fail, which withholds the installment, so those uses are safe."""
+        """Measures without a default that an expression reads where no `is present` / `is missing`
+        test guards them (`guarded`: the (scope, name) keys already known present; see `guards`).
+        `lenient` (installment conditions): a missing measure makes `=` and a bare true/false
+        test fail in both engines (Python's None equals no value; SQL's NULL is not true), which
+        withholds the installment, so those uses are safe under `and` / `or`. `!=` and `not` would
+        turn that failure into success in Python and not in SQL, so they need the guard."""
         out: dict[str, Span] = {}
         stack = [(root, guarded, lenient)]
         while stack:
             node, g, safe = stack.pop()
-            if node is None:
-                continue
-            if isinstance(node, n.Present):
+            if node is None or isinstance(node, n.Present):
                 continue
             if isinstance(node, n.Attr):
-                if node.scope == "measure" and not safe and node.name not in g and _no_default(self.inputs, node.name):
+                if node.scope == "measure" and not safe and ("measure", node.name) not in g \
+                        and _no_default(self.inputs, node.name):
                     out.setdefault(node.name, node.span)
-                continue
-            if lenient and isinstance(node, (n.Compare, n.Not, n.BoolOp)):
-                keep = isinstance(node, (n.Not, n.BoolOp)) or node.op in ("=", "!=")
-                acc = g
-                for kid in _kids(node):
-                    stack.append((kid, acc, keep and safe))
-                    if isinstance(node, n.BoolOp) and node.op == "and":
-                        acc = acc | present_measures(kid)
                 continue
             if isinstance(node, n.Name):
                 decl = self.decls.get(node.name)
                 if decl is not None and not isinstance(decl, n.Line):
                     for m in self.uses.get(node.name, {}):
-                        if m not in g:
+                        if ("measure", m) not in g:
                             out.setdefault(m, node.span)
                 continue
-            if isinstance(node, n.BoolOp) and node.op == "and":
+            if isinstance(node, n.BoolOp):
                 acc = g
                 for item in node.items:
-                    stack.append((item, acc, False))
-                    acc = acc | present_measures(item)
+                    stack.append((item, acc, safe))
+                    acc = acc | guards(item)[0 if node.op == "and" else 1]
+                continue
+            if isinstance(node, n.Compare):
+                # `measure.a = measure.b` is true in Python when both are missing
+                keep = safe and node.op == "=" and not (self.measure_uses(node.left, g)
+                                                        and self.measure_uses(node.right, g))
+                stack.extend((k, g, keep) for k in (node.left, node.right))
                 continue
             if isinstance(node, n.IfExpr):
-                stack.append((node.cond, g, False))
-                stack.append((node.then, g | present_measures(node.cond), False))
-                stack.append((node.otherwise, g | present_measures(node.cond, negated=True), False))
+                when_true, when_false = guards(node.cond)
+                stack += [(node.cond, g, False), (node.then, g | when_true, False),
+                          (node.otherwise, g | when_false, False)]
+                continue
+            if isinstance(node, n.SumOver) and node.where is not None:
+                stack += [(node.where, g, False), (node.expr, g | guards(node.where)[0], False)]
                 continue
             stack.extend((k, g, False) for k in _kids(node))
         return out
+
+    def check_fields(self, root, guarded: frozenset = frozenset()) -> None:
+        """E0313: an optional field (`member.enrolled_from`, …) read where no `is present` /
+        `is missing` test before it says what an empty value does. A comparison with an empty
+        value has no answer (Python cannot order None; SQL's NULL drops the row, and `not`
+        or `!=` would keep it in one engine only), so the author decides, in the expression
+        itself: a field is per member or per event, and no test outside the sum can reach it."""
+        if root is None:
+            return
+        stack = [(root, guarded, None, True)]
+        while stack:
+            node, g, use, clause = stack.pop()
+            if isinstance(node, n.Present):
+                continue
+            if isinstance(node, n.Attr):
+                key = (node.scope, node.name)
+                if key in OPTIONAL_FIELDS and key not in g and node.span not in self.fields_reported:
+                    self.fields_reported.add(node.span)
+                    self.unguarded_field(node, use, root)
+                continue
+            if isinstance(node, (n.Compare, n.InList, n.InTable)):
+                stack.extend((k, g, (node, clause), False) for k in _kids(node))
+                continue
+            if isinstance(node, n.BoolOp):
+                acc = g
+                for item in node.items:
+                    stack.append((item, acc, None, False))
+                    acc = acc | guards(item)[0 if node.op == "and" else 1]
+                continue
+            if isinstance(node, n.IfExpr):
+                when_true, when_false = guards(node.cond)
+                stack += [(node.cond, g, None, True), (node.then, g | when_true, None, False),
+                          (node.otherwise, g | when_false, None, False)]
+                continue
+            if isinstance(node, (n.SumOver, n.CountOf)) and node.where is not None:
+                stack.append((node.where, g, None, True))
+                if isinstance(node, n.SumOver):
+                    stack.append((node.expr, g | guards(node.where)[0], None, False))
+                continue
+            stack.extend((k, g, None, False) for k in _kids(node))
+
+    def unguarded_field(self, attr: n.Attr, use, root) -> None:
+        key = (attr.scope, attr.name)
+        field = f"{attr.scope}.{attr.name}"
+        meaning = OPTIONAL_FIELDS[key]
+        node, clause = use if use is not None else (None, False)
+        text = self.written(node.span) if node is not None else ""
+        if node is None or not text:
+            message = "it is used here without a test"
+            hint = f"test it first: `if {field} is present then … else …`"
+        else:
+            message = "a comparison with an empty value has no answer" if isinstance(node, n.Compare) \
+                else "`in` has no answer for an empty value"
+            missing, present = f"{field} is missing or {text}", f"{field} is present and {text}"
+            if not clause and not self.in_parentheses(node.span):
+                missing, present = f"({missing})", f"({present})"
+            holds = _open_end_holds(node, attr, key)
+            test = "comparison" if isinstance(node, n.Compare) else "test"
+            if holds is None:
+                hint = f"write `{present}` (an empty value fails the {test}), or `{missing}` (it passes)"
+            else:
+                side = "before" if OPEN_ENDS[key] < 0 else "after"
+                hint = f"write `{missing if holds else present}`: an empty `{attr.name}` comes {side} every " \
+                       f"date, so it {'passes' if holds else 'fails'} this comparison"
+        if key in tested_fields(root):
+            hint += " (the test must come before the use: the condition is read from left to right)"
+        self.report(error("E0313", f"`{field}` may be empty (empty means {meaning}), and {message}", attr.span,
+                          hint=hint))
+
+    def in_parentheses(self, span: Span) -> bool:
+        """Whether a one-line span is written between `(` and `)`."""
+        lines = _source_lines(self.source.text)
+        if span.line != span.end_line or not 1 <= span.line <= len(lines):
+            return False
+        text = lines[span.line - 1]
+        return text[:span.column - 1].rstrip().endswith("(") and text[span.end_column - 1:].lstrip().startswith(")")
+
+    def written(self, span: Span) -> str:
+        """The text of a one-line span as written, or "" (a span over several lines)."""
+        if span.line != span.end_line:
+            return ""
+        lines = _source_lines(self.source.text)
+        if not 1 <= span.line <= len(lines):
+            return ""
+        return lines[span.line - 1][span.column - 1: span.end_column - 1].strip()
 
     # ──────────────────────────── payout ───────────────────────────────
     def check_paid(self, pool: n.Line) -> None:
@@ -722,6 +866,11 @@ class _Checker:
                               e.value.span, hint=f"write it like `1500.00 {self.currency or 'EUR'}`"))
 
 
+@functools.lru_cache(maxsize=4)
+def _source_lines(text: str) -> list[str]:
+    return text.splitlines()
+
+
 def _no_default(inputs, name: str) -> bool:
     d = inputs.get(("measure", name))
     return d is not None and d.default is None
@@ -736,18 +885,118 @@ def _is_money(t: Type, currency: str | None) -> bool:
     return t.is_numeric and t.same(u.money(currency))
 
 
-def present_measures(cond, negated: bool = False) -> frozenset:
-    """Measures a condition guarantees present: `measure.x is present` in its top-level `and`
-    (with `negated`, guaranteed when the condition is false: `measure.x is missing`)."""
+_NO_GUARD = (frozenset(), frozenset())
+_FLIP = {"<": ">", "<=": ">=", ">": "<", ">=": "<=", "=": "=", "!=": "!="}
+
+
+def guards(cond) -> tuple[frozenset, frozenset]:
+    """The inputs a condition proves present, as (scope, name) keys: (when it is true, when it
+    is false). `x is present` (and `x = literal`) proves x when true, `x is missing` when
+    false; `not` swaps the two; `a and b` is true only when both are and false when either is
+    (`or` the other way round); `if c then a else b` by its branches. What follows a decisive
+    item is read only when the item did not decide, in the interpreter (left to right,
+    stopping early) and, by the same token, in SQL: `FALSE AND x` and `TRUE OR x` do not
+    depend on x, even a NULL x."""
     if cond is None:
-        return frozenset()
-    items = cond.items if isinstance(cond, n.BoolOp) and cond.op == ("or" if negated else "and") else (cond,)
-    out = set()
-    for item in items:
-        if isinstance(item, n.Present) and item.negated == negated and isinstance(item.operand, n.Attr) \
-                and item.operand.scope == "measure":
-            out.add(item.operand.name)
-    return frozenset(out)
+        return _NO_GUARD
+    results: dict[int, tuple[frozenset, frozenset]] = {}
+    stack = [(cond, False)]
+    while stack:
+        node, done = stack.pop()
+        kids = _guard_kids(node)
+        if kids and not done:
+            stack.append((node, True))
+            stack.extend((k, False) for k in kids)
+            continue
+        results[id(node)] = _guard_of(node, [results[id(k)] for k in kids])
+    return results[id(cond)]
+
+
+def _guard_kids(node) -> tuple:
+    if isinstance(node, n.Not):
+        return (node.operand,)
+    if isinstance(node, n.BoolOp):
+        return node.items
+    if isinstance(node, n.IfExpr):
+        return (node.cond, node.then, node.otherwise)
+    return ()
+
+
+def _guard_of(node, kids: list) -> tuple[frozenset, frozenset]:
+    if isinstance(node, n.Present):
+        if not isinstance(node.operand, n.Attr):
+            return _NO_GUARD
+        key = frozenset({(node.operand.scope, node.operand.name)})
+        return (frozenset(), key) if node.negated else (key, frozenset())
+    if isinstance(node, n.Not):
+        return kids[0][1], kids[0][0]
+    if isinstance(node, n.BoolOp):
+        trues, falses = [k[0] for k in kids], [k[1] for k in kids]
+        if node.op == "and":
+            return frozenset().union(*trues), frozenset.intersection(*falses)
+        return frozenset.intersection(*trues), frozenset().union(*falses)
+    if isinstance(node, n.IfExpr):
+        (ct, cf), (at, af), (bt, bf) = kids
+        return (ct | at) & (cf | bt), (ct | af) & (cf | bf)
+    if isinstance(node, n.Compare) and node.op == "=":
+        # `measure.x = 5` holds only for a value (the lenient installment test relies on it)
+        for side, other in ((node.left, node.right), (node.right, node.left)):
+            if isinstance(side, n.Attr) and _literal(other):
+                return frozenset({(side.scope, side.name)}), frozenset()
+    return _NO_GUARD
+
+
+def _literal(node) -> bool:
+    while isinstance(node, n.Neg):
+        node = node.operand
+    return isinstance(node, (n.Quantity, n.String, n.DateLit, n.BoolLit))
+
+
+def guarded_roots(decl) -> list[tuple[object, frozenset]]:
+    """Every expression a declaration holds, with the inputs known present where it is read:
+    a tier (or a `combine first` modifier) reads an entry only when the entries before it did
+    not apply, and an entry's value only when its condition holds; `otherwise` only when no
+    condition holds."""
+    if not isinstance(decl, (n.Tier, n.Modifier)):
+        return [(root, frozenset()) for root in decl_exprs(decl)]
+    first = isinstance(decl, n.Tier) or decl.combine == "first"
+    out: list[tuple[object, frozenset]] = []
+    before = frozenset()  # known present once every earlier condition failed
+    otherwise = []
+    for e in decl.entries:
+        if e.cond is None and not e.always:
+            otherwise.append(e.value)
+            continue
+        at = before if first else frozenset()
+        if e.cond is None:
+            out.append((e.value, at))
+            continue
+        when_true, when_false = guards(e.cond)
+        out += [(e.cond, at), (e.value, at | when_true)]
+        before = before | when_false
+    out += [(value, before) for value in otherwise]
+    return out
+
+
+def tested_fields(root) -> frozenset:
+    """The inputs an expression tests with `is present` / `is missing` anywhere."""
+    return frozenset((x.operand.scope, x.operand.name) for x in n.walk(root)
+                     if isinstance(x, n.Present) and isinstance(x.operand, n.Attr))
+
+
+def _open_end_holds(node, attr: n.Attr, key) -> bool | None:
+    """What a comparison of an open enrolment date gives, when an empty value is open (before or
+    after every date); None when the comparison is not of that date with a value that cannot be
+    empty."""
+    if key not in OPEN_ENDS or not isinstance(node, n.Compare) or (attr is not node.left and attr is not node.right):
+        return None
+    other = node.right if attr is node.left else node.left
+    if any(isinstance(x, n.Attr) and (x.scope, x.name) in OPTIONAL_FIELDS for x in n.walk(other)):
+        return None
+    op = node.op if attr is node.left else _FLIP[node.op]
+    if op in ("=", "!="):
+        return op == "!="
+    return op in ("<", "<=") if OPEN_ENDS[key] < 0 else op in (">", ">=")
 
 
 def decl_exprs(decl) -> list:

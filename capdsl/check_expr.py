@@ -28,6 +28,31 @@ BUILTINS: dict[tuple[str, str], Type] = {
 }
 FUNCTIONS = {"min": (2, None), "max": (2, None), "clamp": (3, 3), "abs": (1, 1)}
 
+#: Built-ins whose panel column is optional, so that a value may be empty when a contract is
+#: evaluated, with what an empty value means. Declared inputs never are (without a default
+#: their column and every value are required; with one, an empty value takes the default).
+OPTIONAL_FIELDS: dict[tuple[str, str], str] = {
+    ("member", "enrolled_from"): "the member has been enrolled since always",
+    ("member", "enrolled_to"): "the member is still enrolled",
+    ("member", "sex"): "the member's sex is not recorded",
+    ("event", "member"): "the event's patient is not known",
+}
+#: How an empty optional date compares: an open enrolment runs from -∞ / to +∞.
+OPEN_ENDS = {("member", "enrolled_from"): -1, ("member", "enrolled_to"): 1}
+
+#: Standard panel columns that are built-in attributes under another name: an input declared
+#: with the column's name would read the same column as something else.
+STANDARD_COLUMNS: dict[tuple[str, str], tuple[str, str]] = {
+    ("member", "member_id"): ("member.id", "the member's id"),
+    ("member", "practice_id"): ("practice.id", "the practice the member is registered with"),
+    ("practice", "practice_id"): ("practice.id", "the practice's id"),
+    ("event", "practice_id"): ("practice.id", "the practice the event is paid to"),
+    ("event", "member_id"): ("event.member", "the event's patient"),
+}
+#: Standard panel columns that are not built-in attributes: a contract may declare them, as
+#: the number the panel checks them to be (kinds as `lower.kind_of` names them).
+STANDARD_NUMBERS = {("event", "points"): "fee-schedule points"}
+
 
 @dataclass(frozen=True, slots=True)
 class Facts:
@@ -107,10 +132,7 @@ def combine(ck, node, kid_nodes, kids: list[tuple[Type, object]]):
         in_table(ck, node, types[0])
         return u.BOOL, facts
     if isinstance(node, n.Present):
-        op = node.operand
-        if not (isinstance(op, n.Attr) and op.scope == "measure"):
-            ck.report(error("E0208", "only a measure can be present or missing", op.span,
-                            hint="write `measure.name is present`; other inputs always have a value"))
+        present(ck, node.operand)
         return u.BOOL, facts
     if isinstance(node, n.IfExpr):
         ck.want_bool(types[0], node.cond, "`if`")
@@ -124,6 +146,24 @@ def combine(ck, node, kid_nodes, kids: list[tuple[Type, object]]):
     if isinstance(node, n.Call):
         return call(ck, node, types), facts
     return u.ANY, facts
+
+
+def present(ck, op) -> None:
+    """`x is present` / `is missing` tests a value that can be empty: a measure or an optional field."""
+    if isinstance(op, n.Attr) and (op.scope == "measure" or (op.scope, op.name) in OPTIONAL_FIELDS):
+        return
+    if isinstance(op, n.Attr) and op.scope != "param" and (op.scope, op.name) not in BUILTINS \
+            and (op.scope, op.name) not in ck.inputs:
+        return  # an unknown input: E0206 says so
+    if isinstance(op, n.Attr):
+        what = f"`{op.scope}.{op.name}`" if op.scope != "param" else f"the parameter `{op.name}`"
+    else:
+        what = f"`{op.name}`" if isinstance(op, n.Name) else "this"
+    what += " always has a value"
+    fields = ", ".join(f"`{s}.{x}`" for s, x in OPTIONAL_FIELDS)
+    ck.report(error("E0208", f"only a measure or an optional field can be present or missing; {what}", op.span,
+                    hint=f"`is present` / `is missing` test a measure (`measure.name is present`) or one of "
+                         f"{fields}; every other input always has a value"))
 
 
 def percent_text(share: Decimal) -> str:
@@ -373,4 +413,5 @@ def _inner_checks(ck, node, f, src: str) -> None:
     if f.year_at is not None:
         ck.report(error("E0305" if src == "year" else "E0306",
                         f"{f.year_why} is an annual total; it cannot be added up again over {src}", f.year_at,
-                        hint="add up monthly values only"))
+                        hint="a pool reads an annual total (or another pool: what it paid in the year) "
+                             "as it is, without `over year`" if src == "year" else "add up monthly values only"))

@@ -7,6 +7,7 @@ and exits 2. Heavy modules are imported inside commands so `--help` is fast.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import sys
@@ -73,6 +74,17 @@ def _redeliver_sigint(delay: float = 0.05) -> None:
     timer.start()
 
 
+def pipe_closed() -> None:
+    """The reader of our output went away (`capdsl … | head`): stop quietly with 141 (128 + SIGPIPE),
+    as Unix tools do. Standard output is pointed at /dev/null so the exit's flush cannot fail again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # stdout already gone or not a real file (tests)
+        pass
+    sys.exit(141)
+
+
 def handle_errors(fn):
     """CapError → rendered diagnostics, exit 1; anything else → one line, exit 2."""
 
@@ -117,6 +129,8 @@ def handle_errors(fn):
                 exit_interrupted()
             click.echo(exc.render(color=_stderr_color()), err=True)
             sys.exit(1)
+        except BrokenPipeError:
+            pipe_closed()
         except click.exceptions.Exit:
             raise
         except (click.ClickException, click.exceptions.Abort):
@@ -156,7 +170,9 @@ def _cap_files(paths: tuple[str, ...]) -> list[Path]:
     files: list[Path] = []
     for raw in paths:
         p = Path(raw)
-        if p.is_dir():
+        if raw == "-":  # standard input (errors.load_source)
+            files.append(p)
+        elif p.is_dir():
             files.extend(sorted(x for x in p.rglob("*.cap") if x.is_file()))
         else:
             files.append(p)
@@ -212,7 +228,8 @@ def check(paths: tuple[str, ...], fmt: str) -> None:
 @click.option("--diff", "show_diff", is_flag=True, help="Do not write; print a unified diff of the changes.")
 @handle_errors
 def fmt(paths: tuple[str, ...], check_only: bool, show_diff: bool) -> None:
-    """Format contracts in the canonical layout (comments kept, idempotent)."""
+    """Format contracts in the canonical layout (comments kept, idempotent). `-` formats standard input
+    to standard output."""
     from .atomic import atomic_write
     from .errors import load_source
     from .fmt import format_diff, format_source
@@ -222,13 +239,16 @@ def fmt(paths: tuple[str, ...], check_only: bool, show_diff: bool) -> None:
     for path in _cap_files(paths):
         source = load_source(path, MAX_SOURCE_BYTES)
         new = format_source(source)
+        if str(path) == "-" and not (check_only or show_diff):
+            click.echo(new, nl=False)  # a filter: the formatted contract on standard output
+            continue
         if new == source.text:
             continue
         changed.append(path)
         if show_diff:
-            click.echo(format_diff(str(path), source.text, new), nl=False)
+            click.echo(format_diff(source.path, source.text, new), nl=False)
         elif check_only:
-            click.echo(f"would reformat {path}", err=True)
+            click.echo(f"would reformat {source.path}", err=True)
         else:
             atomic_write(path, new)
             click.echo(f"reformatted {path}", err=True)
@@ -271,12 +291,79 @@ def _run(contract: str, members, practices, events, measures, input_format, assi
                formats=formats, engine=engine, show_ids=show_ids, spark_master=spark_master)
 
 
+@contextlib.contextmanager
+def standard_input(run):
+    """A panel file given as `-` is standard input: spooled to a private temporary file (DuckDB reads
+    files), typed by --input-format or by its first bytes, and named <stdin> in every message."""
+    import dataclasses
+    import shutil
+    import tempfile
+
+    dashes = [table for table, path in run.files.items() if path == "-"]
+    if not dashes:
+        yield run
+        return
+    if len(dashes) > 1:
+        raise UsageError(error("E0931", "only one panel file can be read from standard input, not "
+                                        + " and ".join(f"--{t}" for t in dashes),
+                               hint="pass the others as files"))
+    table = dashes[0]
+    if sys.stdin is None or sys.stdin.isatty():
+        raise UsageError(error("E0931", f"--{table} - reads standard input, which is a terminal",
+                               hint=f"pipe the file in: capdsl eval … --{table} - < {table}.csv"))
+    folder = tempfile.mkdtemp(prefix="capdsl-stdin-")
+    try:
+        head = sys.stdin.buffer.peek(64)[:64] if hasattr(sys.stdin.buffer, "peek") else b""
+        fmt = (run.formats or {}).get(table) or _sniff(head)
+        spooled = os.path.join(folder, f"{table}.{fmt}")
+        with open(spooled, "wb") as out:
+            shutil.copyfileobj(sys.stdin.buffer, out)
+
+        def named(diag):
+            rename = lambda text: text.replace(spooled, "<stdin>") if text else text  # noqa: E731
+            return dataclasses.replace(diag, message=rename(diag.message), hint=rename(diag.hint),
+                                       path="<stdin>" if diag.path == spooled else diag.path)
+
+        try:
+            yield dataclasses.replace(run, files={**run.files, table: spooled},
+                                      formats={**(run.formats or {}), table: fmt})
+        except CapError as exc:
+            exc.diagnostics = [named(d) for d in exc.diagnostics]
+            raise
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def stdin_named(text: str, run, piped) -> str:
+    """A message about the spooled copy of standard input, naming it <stdin>."""
+    for table, given in run.files.items():
+        if given == "-":
+            text = text.replace(str(piped.files[table]), "<stdin>")
+    return text
+
+
+def _sniff(head: bytes) -> str:
+    """A piped panel's format from its first bytes (Parquet's magic, a JSON bracket), else CSV."""
+    if head.startswith(b"PAR1"):
+        return "parquet"
+    stripped = head.lstrip(b"\xef\xbb\xbf \t\r\n")
+    if stripped.startswith(b"["):
+        return "json"
+    if stripped.startswith(b"{"):
+        return "jsonl"
+    return "csv"
+
+
+STATEMENT_FORMATS = {".csv": "csv", ".json": "json", ".parquet": "parquet", ".pq": "parquet", ".txt": "table"}
+
+
 @main.command("eval", epilog=_epilog("eval"))
 @click.argument("contract", type=click.Path())
 @panel_options
-@click.option("--format", "out_format", type=click.Choice(["table", "csv", "json", "parquet"]), default="table",
-              help="table (terminal), csv, json or parquet.")
-@click.option("-o", "--output", type=click.Path(), help="Write to this file (atomically) instead of stdout.")
+@click.option("--format", "out_format", type=click.Choice(["table", "csv", "json", "parquet"]), default=None,
+              help="table (terminal), csv, json or parquet (default: from -o's extension, else table).")
+@click.option("-o", "--output", type=click.Path(), help="Write to this file (atomically) instead of stdout; - is "
+                                                        "stdout.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress or warnings on stderr.")
 @click.option("--detail", type=click.Choice(["member"]), default=None,
               help="Instead of statements, one row per member and month: age, exposure weight and the member's "
@@ -288,15 +375,21 @@ def eval_(contract, members, practices, events, measures, input_format, assignme
     """Evaluate a contract on a panel and print the payment statements."""
     from .pipeline import evaluate, member_detail, runnable_file
 
+    from .atomic import output_format
+
+    target, out_format = output_format(output, out_format, STATEMENT_FORMATS, "table")
+    _parquet_needs_a_file(out_format, target, "detail.parquet" if detail else "statements.parquet")
     checked = runnable_file(contract)
     run = _run(contract, members, practices, events, measures, input_format, assignments, params_file, period,
                engine, spark_master, show_ids)
-    with _progress(quiet, f"evaluating {Path(contract).name} for {period} ({'detail' if detail else engine})"):
+    with _progress(quiet, f"evaluating {Path(contract).name} for {period} ({'detail' if detail else engine})"), \
+            standard_input(run) as piped:
         if detail:
-            table, warnings = member_detail(checked.program, run, source=checked.source, redact=redact)
+            table, warnings = member_detail(checked.program, piped, source=checked.source, redact=redact)
         else:
-            result, _panel = evaluate(checked, run)  # reads the tree only if the query is not cached
-            warnings = result.warnings
+            result, _panel = evaluate(checked, piped)  # reads the tree only if the query is not cached
+            warnings = result.warnings = [stdin_named(w, run, piped) for w in result.warnings]
+        warnings = [stdin_named(w, run, piped) for w in warnings]
     if not quiet:
         for w in checked.warnings:
             report([w], checked.source)
@@ -308,6 +401,15 @@ def eval_(contract, members, practices, events, measures, input_format, assignme
         emit(result, out_format, output)
         if _Ctx.panels_left_to_exit is not None:
             _Ctx.panels_left_to_exit.append(_panel)
+
+
+def _parquet_needs_a_file(out_format: str, target, example: str) -> None:
+    """Parquet is binary: to a file, a pipe or a device, never to a terminal."""
+    if out_format != "parquet":
+        return
+    if target is None or (target.kind == "stdout" and sys.stdout.isatty()):
+        raise UsageError(error("E0917", "--format parquet is not printed to a terminal",
+                               hint=f"add -o {example}, or -o - and a pipe"))
 
 
 def _progress(quiet: bool, what: str):
@@ -324,7 +426,7 @@ def _progress(quiet: bool, what: str):
 def emit_detail(table, out_format: str, output: str | None) -> None:
     from . import render
 
-    _emit(out_format, output, "detail.parquet", lambda path: render.write_detail_parquet(table, path),
+    _emit(out_format, output, lambda path: render.write_detail_parquet(table, path),
           lambda console: render.detail_table(table, console),
           lambda: render.detail_to_json(table) if out_format == "json" else render.detail_to_csv(table))
 
@@ -332,24 +434,23 @@ def emit_detail(table, out_format: str, output: str | None) -> None:
 def emit(result, out_format: str, output: str | None) -> None:
     from . import render
 
-    _emit(out_format, output, "statements.parquet", lambda path: render.write_parquet(result, path),
+    _emit(out_format, output, lambda path: render.write_parquet(result, path),
           lambda console: render.table(result, console),
           lambda: render.to_json(result) if out_format == "json" else render.to_csv(result))
 
 
-def _emit(out_format: str, output: str | None, parquet_example: str, write_parquet, draw_table, text) -> None:
-    """Print or write (atomically) in the chosen format."""
-    from .atomic import atomic_write
+def _emit(out_format: str, output: str | None, write_parquet, draw_table, text) -> None:
+    """Print or write (atomically; `-` is standard output) in the chosen format."""
+    from .atomic import STDOUT, atomic_write
 
+    to_file = output is not None and output != STDOUT
     if out_format == "parquet":
-        if not output:
-            raise UsageError(error("E0917", "--format parquet needs an output file", hint=f"add -o {parquet_example}"))
-        write_parquet(Path(output))
+        write_parquet(output)
         return
     if out_format == "table":
         from rich.console import Console
 
-        if output:
+        if to_file:
             with open(os.devnull, "w") as sink:
                 buf = Console(record=True, width=160, file=sink)
                 draw_table(buf)
@@ -357,7 +458,7 @@ def _emit(out_format: str, output: str | None, parquet_example: str, write_parqu
         else:
             draw_table(Console())
         return
-    if output:
+    if to_file:
         atomic_write(output, text())
     else:
         click.echo(text(), nl=False)
@@ -398,8 +499,9 @@ def explain(contract, members, practices, events, measures, input_format, assign
 
 @main.command("test", epilog="\b\nExamples:\n  capdsl test contracts/\n  capdsl test contracts/ --format junit -o report.xml")
 @click.argument("paths", nargs=-1, type=click.Path())
-@click.option("--format", "out_format", type=click.Choice(["text", "junit"]), default="text")
-@click.option("-o", "--output", type=click.Path(), help="Write the report to a file (junit).")
+@click.option("--format", "out_format", type=click.Choice(["text", "junit"]), default=None,
+              help="text or junit (default: from -o's extension, .xml is junit; else text).")
+@click.option("-o", "--output", type=click.Path(), help="Write the report to this file (atomically); - is stdout.")
 @click.option("--engine", type=click.Choice(["python", "duckdb", "spark"]), default="python", show_default=True,
               help="Engine the examples run on.")
 @click.option("-k", "keyword", help="Only examples whose name contains this text.")
@@ -407,10 +509,11 @@ def explain(contract, members, practices, events, measures, input_format, assign
 def test_cmd(paths, out_format, output, engine, keyword):
     """Run the examples embedded in contracts and compare every expected amount.
     Exit 1 when any expectation fails."""
-    from .atomic import atomic_write
+    from .atomic import STDOUT, atomic_write, output_format
     from .examples import junit, run_example
     from .pipeline import compile_file
 
+    target, out_format = output_format(output, out_format, {".xml": "junit", ".txt": "text"}, "text")
     outcomes = []
     broken = []
     for path in _cap_files(paths or ("contracts",)):
@@ -423,71 +526,101 @@ def test_cmd(paths, out_format, output, engine, keyword):
             if keyword and keyword not in example.name:
                 continue
             outcomes.append((checked.source, run_example(program, example, checked.source, engine)))
+    to_file = output is not None and output != STDOUT
     if out_format == "junit":
         text = junit([o for _, o in outcomes])
-        if output:
-            atomic_write(output, text)
-        else:
-            click.echo(text, nl=False)
     else:
+        from .errors import render
+
+        color = not to_file and sys.stdout.isatty() and not os.environ.get("NO_COLOR")
+        lines = []
         for source, o in outcomes:
             mark = click.style("PASS", fg="green") if o.passed else click.style("FAIL", fg="red")
-            click.echo(f"{mark} {o.path}:{o.span.line} {o.name} ({o.checks} checks)")
+            lines.append(f"{mark if color else click.unstyle(mark)} {o.path}:{o.span.line} {o.name} "
+                         f"({o.checks} checks)")
             for f in o.failures:
-                click.echo(f"     {o.path}:{f.span.line}: {f.message}")
-                click.echo(f"     | {source.line_text(f.span.line).strip()}")
+                lines.append(f"     {o.path}:{f.span.line}: {f.message}")
+                lines.append(f"     | {source.line_text(f.span.line).strip()}")
             if o.error is not None:
-                from .errors import render
-
-                click.echo("     " + render(o.error, source).replace("\n", "\n     "))
+                lines.append("     " + render(o.error, source).replace("\n", "\n     "))
+        text = "".join(line + "\n" for line in lines)
+    if to_file:
+        atomic_write(output, text)
+    else:
+        click.echo(text, nl=False)
     for exc in broken:
         click.echo(exc.render(color=_stderr_color()), err=True)
     passed = sum(1 for _, o in outcomes if o.passed)
     failed = len(outcomes) - passed
     summary = f"{passed} passed, {failed} failed" + (f", {len(broken)} contracts with errors" if broken else "")
-    click.echo(summary, err=out_format == "junit")
+    click.echo(summary, err=out_format == "junit" or to_file)
     sys.exit(1 if failed or broken else 0)
 
 
 # ─────────────────────────────── compile ─────────────────────────────────
 
-@main.command("compile", epilog="\b\nExamples:\n  capdsl compile C.cap --sql --dialect postgres --period 2011-03\n"
+@main.command("compile", epilog="\b\nExamples:\n  capdsl compile C.cap --sql --dialect postgres --period 2011-03 \\\n"
+              "      --table members=claims.members --set \"national_average_drug_cost=250 CZK per member\"\n"
               "  capdsl compile C.cap --tree")
 @click.argument("contract", type=click.Path())
 @click.option("--sql", "as_sql", is_flag=True, help="Print the SQL that computes the statements.")
 @click.option("--tree", "as_tree", is_flag=True, help="Print the evaluation tree (what every backend runs).")
 @click.option("--dialect", type=click.Choice(["duckdb", "spark", "postgres", "snowflake", "bigquery"]),
               default="duckdb", show_default=True)
-@click.option("--period", default=None, help="The period the SQL is compiled for (default: the current year's January).")
+@click.option("--period", default=None, help="The period the SQL computes (required with --sql): 2011-03 (month), "
+                                             "2011-Q2 (quarter) or 2011 (year).")
 @click.option("--table", "tables", multiple=True, metavar="NAME=TABLE",
-              help="Table names in your warehouse, e.g. --table members=claims.members.")
+              help="A table's name in your warehouse, NAME one of members, practices, events, measures, "
+                   "e.g. --table members=claims.members.")
+@click.option("--set", "assignments", multiple=True, metavar="NAME=VALUE",
+              help="A contract parameter, inlined in the SQL as a literal (repeatable).")
+@click.option("--params", "params_file", type=click.Path(), help="Parameters from a JSON file.")
+@click.option("-o", "--output", type=click.Path(), help="Write to this file (atomically) instead of stdout; - is "
+                                                        "stdout.")
 @handle_errors
-def compile_cmd(contract, as_sql, as_tree, dialect, period, tables):
-    """Compile a contract: the evaluation tree, or SQL for a warehouse."""
+def compile_cmd(contract, as_sql, as_tree, dialect, period, tables, assignments, params_file, output):
+    """Compile a contract: the evaluation tree, or SQL for a warehouse (docs/sql.md says what its
+    tables must hold)."""
     from . import tree as t
+    from .atomic import STDOUT, atomic_write, check_output
     from .pipeline import runnable_file
 
+    if output:
+        check_output(output)
+    parts: list[str] = []
     program = runnable_file(contract).program
     if as_tree or not as_sql:
         for name, definition in program.definitions.items():
-            click.echo(f"define {name} ({definition.level}, {definition.kind})")
-            click.echo(t.dump(definition.expr, 1))
+            parts.append(f"define {name} ({definition.level}, {definition.kind})")
+            parts.append(t.dump(definition.expr, 1))
         for line in program.lines:
-            click.echo(f"{line.kind} {line.name} \"{line.label}\"")
-            click.echo(t.dump(line.amount, 1))
+            parts.append(f"{line.kind} {line.name} \"{line.label}\"")
+            parts.append(t.dump(line.amount, 1))
             if line.applies is not None:
-                click.echo("  applies when")
-                click.echo(t.dump(line.applies, 2))
-        if not as_sql:
-            return
-    from datetime import date
+                parts.append("  applies when")
+                parts.append(t.dump(line.applies, 2))
+    text = "".join(p + "\n" for p in parts)
+    if as_sql:
+        text += _compiled_sql(program, dialect, period, tables, assignments, params_file)
+    if output and output != STDOUT:
+        atomic_write(output, text)
+    else:
+        click.echo(text, nl=False)
 
+
+def _compiled_sql(program, dialect, period, tables, assignments, params_file) -> str:
     from . import sql
+    from .panel import parse_params
     from .periods import parse_period
+    from .pipeline import requirements
 
+    if period is None:
+        raise UsageError(error("E0901", "compile --sql needs --period: the SQL computes the statements of one period",
+                               hint="e.g. --period 2011-03 (a month), 2011-Q2 (a quarter) or 2011 (a year)"))
+    when = parse_period(period)
+    params = parse_params(list(assignments), params_file, requirements(program))
     mapping = _pairs(tables, "--table", "NAME=TABLE", "E0912")
-    click.echo(sql.compile_program(program, parse_period(period or f"{date.today().year}-01"), dialect=dialect,
-                                   tables=mapping or None))
+    return sql.compile_program(program, when, dialect=dialect, tables=mapping or None, params=params)
 
 
 # ─────────────────────────────── panel ───────────────────────────────────
@@ -604,17 +737,19 @@ def cache_clear() -> None:
 # ─────────────────────────────── schema ──────────────────────────────────
 
 @main.command()
-@click.option("--output", "-o", type=click.Path(), help="Write the schema to this file.")
+@click.option("--output", "-o", type=click.Path(), help="Write the schema to this file (atomically); - is stdout.")
 @handle_errors
 def schema(output):
     """Print the JSON Schema of `capdsl eval --format json` output."""
     import json as _json
 
-    from .atomic import atomic_write
+    from .atomic import atomic_write, check_output
     from .statement import json_schema
 
-    text = _json.dumps(json_schema(), indent=2) + "\n"
     if output:
+        check_output(output)  # the path is checked before the work
+    text = _json.dumps(json_schema(), indent=2) + "\n"
+    if output and output != "-":
         atomic_write(output, text)
     else:
         click.echo(text, nl=False)

@@ -17,7 +17,7 @@ from datetime import date
 from decimal import Decimal
 
 from . import tree as t
-from .interpret import Interpreter, Rows, _CTX, _Env, _Fail, age_reference, completed_years, exposure_weight, fix
+from .interpret import Interpreter, Rows, _CTX, _Env, _Fail, exposure_weight, fix, member_age
 
 
 @dataclass(frozen=True)
@@ -65,7 +65,6 @@ def member_detail(program: t.Program, rows: Rows, months: tuple[date, ...], para
     out = []
     members = sorted(rows.members, key=lambda r: (r["practice_id"], str(r["member_id"])))
     for m in months:
-        ref = age_reference(program.age_rule, m)
         for row in members:
             weight = exposure_weight(program.exposure, m, row["birth_date"], row.get("enrolled_from"),
                                      row.get("enrolled_to"))
@@ -77,7 +76,7 @@ def member_detail(program: t.Program, rows: Rows, months: tuple[date, ...], para
             env.measures = measures.get(pid, {})
             env.month = m
             env.aggs, env.lines, env.memo = {}, {}, {}
-            age = max(0, completed_years(row["birth_date"], ref))
+            age = member_age(program.age_rule, m, row["birth_date"])
             env.member = dict(row, age=age)
             w = Decimal(weight)
             values = []

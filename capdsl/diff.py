@@ -401,9 +401,9 @@ class Grouper:
         return label
 
     def key(self, attrs: dict, m: date) -> tuple:
-        from .interpret import age_reference, completed_years
+        from .interpret import member_age
 
-        age = completed_years(attrs["birth_date"], age_reference(self.rule, m))
+        age = member_age(self.rule, m, attrs["birth_date"])
         return (self.band(age),) + tuple(bool(attrs.get(f)) for f in self.flags)
 
 
@@ -430,7 +430,7 @@ def group_contributions(program: t.Program, rows, months, params: dict, grouper:
     """Σ over practice-months of each monthly line evaluated on each group's members alone (unrounded).
 
     Returns ({(line, group): amount}, {group: member-months})."""
-    from .interpret import Interpreter, _Env, age_reference, collect_aggs, completed_years, exposure_weight
+    from .interpret import Interpreter, _Env, collect_aggs, exposure_weight, member_age
 
     interp = Interpreter(program, params)
     aggs, _ = collect_aggs(program)
@@ -453,13 +453,12 @@ def group_contributions(program: t.Program, rows, months, params: dict, grouper:
         env.practice, env.measures = practice, measures.get(pid, {})
         for m in months:
             env.month = m
-            ref_day = age_reference(program.age_rule, m)
             buckets: dict[tuple, tuple[list, list, list]] = {}
             for row in members.get(pid, ()):
                 w = exposure_weight(program.exposure, m, row["birth_date"], row.get("enrolled_from"),
                                     row.get("enrolled_to"))
                 if w:
-                    row["age"] = completed_years(row["birth_date"], ref_day)
+                    row["age"] = member_age(program.age_rule, m, row["birth_date"])
                     key = grouper.key(attrs.get(row["member_id"], row), m)
                     b = buckets.setdefault(key, ([], [], []))
                     b[0].append(row)

@@ -48,13 +48,20 @@ def parse_rate(text: str | None) -> Decimal | None:
     return value
 
 
+IMPACT_FORMATS = {".csv": "csv", ".json": "json", ".txt": "table"}
+
+
 def run_diff(old_path: str, new_path: str, run, new_run=None, *, rate: str | None = None, drivers: bool = True,
-             out_format: str = "table", output: str | None = None, report: str | None = None,
+             out_format: str | None = None, output: str | None = None, report: str | None = None,
              quiet: bool = False) -> object:
     """Compile both contracts, diff them, write the requested outputs; returns the `Impact`."""
+    from .atomic import check_output, output_format
     from .diff import diff
     from .pipeline import runnable_file
 
+    _, out_format = output_format(output, out_format, IMPACT_FORMATS, "table")
+    if report:
+        check_output(report, "--report")
     old_program = runnable_file(old_path).program
     new_program = runnable_file(new_path).program
     impact = diff(old_program, new_program, run, new_run, rate=parse_rate(rate), drivers=drivers)
@@ -72,8 +79,9 @@ def run_diff(old_path: str, new_path: str, run, new_run=None, *, rate: str | Non
 
 
 def emit_impact(impact, out_format: str, output: str | None) -> None:
-    from .atomic import atomic_write
+    from .atomic import STDOUT, atomic_write
 
+    to_file = output is not None and output != STDOUT
     if out_format == "json":
         text = impact.model_dump_json(indent=2) + "\n"
     elif out_format == "csv":
@@ -81,16 +89,17 @@ def emit_impact(impact, out_format: str, output: str | None) -> None:
     else:
         from rich.console import Console
 
-        if output:
+        if to_file:
             import os
 
-            console = Console(record=True, width=140, file=open(os.devnull, "w"))
-            impact_table(impact, console)
+            with open(os.devnull, "w") as sink:
+                console = Console(record=True, width=140, file=sink)
+                impact_table(impact, console)
             atomic_write(output, console.export_text())
         else:
             impact_table(impact, Console())
         return
-    if output:
+    if to_file:
         atomic_write(output, text)
     else:
         click.echo(text, nl=False)
@@ -210,8 +219,10 @@ def _diff_command(cli) -> click.Command:
     @click.option("--new-params", "new_params_file", type=click.Path(), help="Parameters file of the new side.")
     @click.option("--rate", help="Exchange rate when the currencies differ: 1 old-currency unit = RATE new.")
     @click.option("--report", type=click.Path(), help="Write a self-contained HTML report (charts included).")
-    @click.option("--format", "out_format", type=click.Choice(["table", "csv", "json"]), default="table")
-    @click.option("-o", "--output", type=click.Path(), help="Write the table/csv/json here (atomically).")
+    @click.option("--format", "out_format", type=click.Choice(["table", "csv", "json"]), default=None,
+                  help="table, csv or json (default: from -o's extension, else table).")
+    @click.option("-o", "--output", type=click.Path(), help="Write the table/csv/json here (atomically); - is "
+                                                            "stdout.")
     @click.option("--no-drivers", is_flag=True, help="Skip the member-group and tier analysis (faster).")
     @click.option("-q", "--quiet", is_flag=True, help="No warnings or progress on stderr.")
     @cli.handle_errors

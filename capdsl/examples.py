@@ -132,9 +132,10 @@ def build_rows(program: t.Program, example: n.Example, source: Source):
         elif isinstance(entry, n.ExEvents):
             attrs = fill("event", entry.attrs, event_cols, entry.span, f"events of {entry.practice}")
             quantity = attrs.pop("quantity", Decimal(1))
+            patient = attrs.pop("member", None)  # `with member = "M1"`: the built-in event.member
             for _ in range(entry.count):
                 row_no += 1
-                events.append({"practice_id": entry.practice, "member_id": None, "date": entry.on,
+                events.append({"practice_id": entry.practice, "member_id": patient, "date": entry.on,
                                "code": entry.code, "quantity": quantity, "_row": row_no, **attrs})
         elif isinstance(entry, n.ExMeasure):
             measures.append((entry.practice, entry.period or str(period.year), entry.measure, constant(entry.value)))

@@ -164,7 +164,7 @@ def _line_source(source: Source, line: t.LineDef) -> str:
 
 def _explain_member(program, source, rows, period, params, practice_id, member_id, redact) -> dict:
     """One member's values per month: age, weight, and each member-level aggregate's value."""
-    from .interpret import Interpreter, _Env, age_reference, completed_years, exposure_weight
+    from .interpret import Interpreter, _Env, exposure_weight, member_age
 
     row = next((r for r in rows.members if r["member_id"] == member_id), None)
     if row is None or row["practice_id"] != practice_id:
@@ -178,7 +178,7 @@ def _explain_member(program, source, rows, period, params, practice_id, member_i
     for m in period.months:
         weight = exposure_weight(program.exposure, m, row["birth_date"], row.get("enrolled_from"),
                                  row.get("enrolled_to"))
-        age = max(0, completed_years(row["birth_date"], age_reference(program.age_rule, m)))
+        age = member_age(program.age_rule, m, row["birth_date"])
         item = {"month": m.isoformat()[:7], "age": age, "weight": _str(Decimal(weight)), "values": []}
         if weight:
             env = _Env(params)

@@ -37,6 +37,12 @@ def age_reference(rule: str, m: date) -> date:
     return m
 
 
+def member_age(rule: str, m: date, born: date) -> int:
+    """A member's age in month `m` under the contract's age rule. Never negative: a member born after
+    the reference day but counted in the month is a newborn, age 0."""
+    return max(0, completed_years(born, age_reference(rule, m)))
+
+
 def exposure_weight(rule: str, m: date, born: date, start: date | None, end: date | None):
     """How much of month `m` a member counts for (0 when not at all)."""
     first = born if start is None or start < born else start
@@ -145,6 +151,7 @@ class Interpreter:
         # per aggregate: the row columns it reads and how far its values can be reused
         self._agg_keys: dict[int, tuple[tuple[str, ...], str]] = {}
         self._memo: dict[tuple, dict] = {}
+        self._pools = frozenset(line.name for line in program.lines if line.kind == "pool")
 
     # --- expression evaluation -------------------------------------------------
     def ev(self, node: t.Node, env: _Env):
@@ -234,6 +241,8 @@ class Interpreter:
                                                           weights if is_members else None)
             return hit
         if cls is t.LineRef:
+            if self.tracer is not None and node.name in self._pools:
+                self.tracer.add("line", node.name, env.lines[node.name], "paid in the year")
             return env.lines[node.name]
         if cls is t.YearSum:
             return env.year_values[id(node)]
@@ -553,17 +562,20 @@ def evaluate(program: t.Program, rows: Rows, months: tuple[date, ...], params: d
             applied = pool.applies is None or bool(interp.eval_practice_level(pool.applies, env))
             raw = interp.eval_practice_level(pool.amount, env) if applied else ZERO
             amount = round_to(raw, quantum, mode) if applied else ZERO
-            env.lines[pool.name] = amount
             if tracer is not None:
                 tracer.lines[(None, pool.name)] = (raw, amount, applied, None)
             result.pools.append((pid, pool.name, year, amount, applied))
+            paid_in_year = ZERO
             for quarter, inst_amount, paid in split_installments(pool, amount, quantum, mode,
                                                                  lambda node: interp.eval_practice_level(node, env)):
+                paid_in_year += inst_amount
                 if quarter in due:
                     result.installments.append((pid, pool.name, year, quarter, inst_amount, paid))
                     if tracer is not None:
                         tracer.add("installment", f"{pool.name} Q{quarter}", inst_amount,
                                    "paid" if paid else "withheld", pool.origin)
+            # what a later pool reads of this one (tree.LineRef): paid, not the annual amount
+            env.lines[pool.name] = paid_in_year
     return result
 
 

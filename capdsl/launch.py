@@ -43,6 +43,8 @@ def _fast_exit() -> None:
             panel.close_all(only_if_needed=True)
         sys.stdout.flush()
         sys.stderr.flush()
+    except BrokenPipeError:  # the reader left before the last bytes: as cli.pipe_closed
+        os._exit(141)
     except Exception:  # noqa: BLE001 - the normal exit reports it
         return
     os._exit(_finished[0])

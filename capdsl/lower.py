@@ -190,7 +190,7 @@ class _Lowering:
             for node in t.walk(root):
                 if isinstance(node, t.Col):
                     key = (node.table, node.name)
-                    if key in columns or node.name in ("age", "weight"):
+                    if key in columns or key == ("member", "age"):  # age is computed, not read
                         continue
                     decl = self.inputs.get(key)
                     if decl is not None:

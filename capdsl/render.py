@@ -35,61 +35,66 @@ def to_json(result: Result) -> str:
     return json.dumps(to_jsonable(result), ensure_ascii=False, indent=2) + "\n"
 
 
-CSV_COLUMNS = ["practice_id", "line", "label", "kind", "amount", "currency", "basis", "basis_unit", "applied",
-               "note", "report_amount", "report_currency"]
+COLUMNS = ["practice_id", "line", "label", "kind", "amount", "currency", "basis", "basis_unit", "applied",
+           "note", "report_amount", "report_currency"]
+CSV_COLUMNS = COLUMNS  # every tabular format has these columns, in this order
+
+
+def statement_rows(result: Result):
+    """One row per practice × line, then the practice's `total` row (kind "total"), as typed values in
+    `COLUMNS` order: the single row layout of CSV and Parquet."""
+    cur, rep = result.currency, result.report_currency
+    for st in result.statements:
+        for line in st.lines:
+            yield (st.practice_id, line.id, line.label, line.kind, line.amount, cur, line.basis, line.basis_unit,
+                   line.applied, line.note, line.report_amount, rep)
+        yield (st.practice_id, "total", "Total", "total", st.total, cur, None, None, True, None, st.report_total,
+               rep)
+
+
+def _cell(value) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
 
 
 def to_csv(result: Result) -> str:
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(CSV_COLUMNS)
-    for st in result.statements:
-        for line in st.lines:
-            writer.writerow([st.practice_id, line.id, line.label, line.kind, str(line.amount), result.currency,
-                             "" if line.basis is None else str(line.basis), line.basis_unit or "",
-                             "true" if line.applied else "false", line.note or "",
-                             "" if line.report_amount is None else str(line.report_amount),
-                             result.report_currency or ""])
-        writer.writerow([st.practice_id, "total", "Total", "total", str(st.total), result.currency, "", "", "true",
-                         "", "" if st.report_total is None else str(st.report_total), result.report_currency or ""])
+    writer.writerow(COLUMNS)
+    for row in statement_rows(result):
+        writer.writerow([_cell(v) for v in row])
     return buf.getvalue()
 
 
-def write_parquet(result: Result, path: Path) -> None:
-    """One row per practice × line, amounts as DECIMAL(38, scale) (never floats)."""
+def _scale(values, least: int) -> int:
+    """The decimal places a DECIMAL column needs to hold every value exactly (at least `least`)."""
+    scale = least
+    for v in values:
+        if v is not None:
+            exp = v.as_tuple().exponent
+            scale = max(scale, -exp if isinstance(exp, int) and exp < 0 else 0)
+    return scale
+
+
+def write_parquet(result: Result, path) -> None:
+    """The CSV's rows and columns, amounts and bases as DECIMAL(38, scale) (never floats)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     from .atomic import atomic_path
 
-    records = {c: [] for c in ("practice_id", "line", "label", "kind", "amount", "basis", "applied", "note")}
-    scale = 2
-    for st in result.statements:
-        for line in st.lines:
-            exp = line.amount.as_tuple().exponent
-            scale = max(scale, -exp if isinstance(exp, int) and exp < 0 else 0)
-    dec = pa.decimal128(38, scale)
-    for st in result.statements:
-        for line in st.lines:
-            records["practice_id"].append(st.practice_id)
-            records["line"].append(line.id)
-            records["label"].append(line.label)
-            records["kind"].append(line.kind)
-            records["amount"].append(line.amount)
-            records["basis"].append(None if line.basis is None else str(line.basis))
-            records["applied"].append(line.applied)
-            records["note"].append(line.note)
-    table = pa.table({
-        "practice_id": pa.array(records["practice_id"], pa.string()),
-        "line": pa.array(records["line"], pa.string()),
-        "label": pa.array(records["label"], pa.string()),
-        "kind": pa.array(records["kind"], pa.string()),
-        "amount": pa.array(records["amount"], dec),
-        "currency": pa.array([result.currency] * len(records["line"]), pa.string()),
-        "basis": pa.array(records["basis"], pa.string()),
-        "applied": pa.array(records["applied"], pa.bool_()),
-        "note": pa.array(records["note"], pa.string()),
-    }, metadata={"contract": result.contract, "period": result.period})
+    columns = list(zip(*statement_rows(result))) or [()] * len(COLUMNS)
+    data = dict(zip(COLUMNS, columns))
+    text, flag = pa.string(), pa.bool_()
+    types = {name: text for name in COLUMNS}
+    types["applied"] = flag
+    for name, least in (("amount", 2), ("basis", 0), ("report_amount", 2)):
+        types[name] = pa.decimal128(38, _scale(data[name], least))
+    table = pa.table({name: pa.array(list(data[name]), types[name]) for name in COLUMNS},
+                     metadata={"contract": result.contract, "period": result.period})
     with atomic_path(path) as tmp:
         pq.write_table(table, tmp)
 

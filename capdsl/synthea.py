@@ -29,7 +29,7 @@ from typing import Any
 
 import duckdb
 
-from .atomic import atomic_path
+from .atomic import atomic_path, check_output
 from .errors import InputError, UsageError, error
 
 DIABETES_CODES = {
@@ -161,9 +161,15 @@ def from_synthea(patients_csv: str | Path, conditions_csv: str | Path | None, ou
     """
     if practices < 1:
         raise UsageError(error("E0904", f"the number of practices must be at least 1, not {practices}"))
+    if str(out_path) == "-":
+        raise UsageError(error("E0930", "cannot write -o -: the conversion writes two files (members and "
+                                        "practices), so it needs a file name",
+                               hint="-o panel.parquet writes panel.parquet and panel.practices.parquet"))
     out = Path(out_path)
     kind = _out_format(out, fmt)
     pout = _practices_path(out)
+    check_output(out)
+    check_output(pout, "the practices file")
     con = duckdb.connect(":memory:")
     try:
         _read(con, "patients", Path(patients_csv), ("Id", "BIRTHDATE", "DEATHDATE", "GENDER"))

@@ -11,13 +11,26 @@ Semantics every backend must honour:
   `SCALE` places (SQL: CAST(... AS DECIMAL(38, 12)); Python:
   quantize(ROUND_HALF_UP)).
 - Comparisons, `And`, `Or`, `Not` are two-valued: no operand is ever NULL
-  except `Measure`, and a `Measure` is only read under a `Present` guard
-  (the checker enforces it) or through `Coalesce` with its default.
+  except `Measure` and the optional member and event columns (`sex`,
+  `enrolled_from`, `enrolled_to`, the event's `member_id`), and those are
+  only read where a `Present` test before them decides (the checker enforces
+  it, E0308 and E0313: in `And`/`Or` after a decisive item, in a `Case` branch)
+  or, for a measure, through `Coalesce` with its default. So a NULL never
+  decides a condition, and SQL's three-valued logic gives the same answer.
 - `Case` returns the value of the first true condition, else `otherwise`;
   `otherwise=None` means "no match is an error": raise `Fail`'s code.
 - Level: MEMBER nodes (`Col("member", …)`) appear only inside an `Agg` over
-  members, EVENT nodes only inside an `Agg` over events; `YearSum` only in a
-  pool's amount.
+  members, EVENT nodes only inside an `Agg` over events. A pool's expressions
+  (amount, applies, installment `when`) are evaluated once per practice and
+  year: they read monthly values (`Agg`, a `LineRef` to a monthly line) only
+  inside a `YearSum` (the checker enforces it, E0306); `YearSum`, and a
+  `LineRef` to a pool, appear only in a pool's expressions.
+- What a pool sees of another pool: a `LineRef` to a pool reads what that
+  pool paid in the year — the sum of its installments whose `when` held,
+  all four quarters whatever period is evaluated, 0 for a withheld one and
+  0 for a pool not applied — never its annual amount before withholding.
+  So a pool is evaluated (amount, rounding, split, each `when`) before any
+  pool that reads it (`Program.line_order`).
 """
 
 from __future__ import annotations
@@ -125,7 +138,7 @@ class In:
 
 @dataclass(frozen=True, slots=True)
 class Present:
-    """True when the operand (a `Measure`) has a value."""
+    """True when the operand (a `Measure` or an optional `Col`) has a value."""
 
     operand: "Node"
 
@@ -205,7 +218,9 @@ class Agg:
 
 @dataclass(frozen=True, slots=True)
 class LineRef:
-    """The rounded amount of a line in the same practice-month (0 if not applied)."""
+    """A monthly line: its rounded amount in the same practice-month (0 if not
+    applied). A pool (read only by another pool): what it paid in the year,
+    the sum of its paid installments (see the module docstring)."""
 
     name: str
 

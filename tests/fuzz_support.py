@@ -151,6 +151,8 @@ def typed(r: random.Random, sc: Scope, want: str, depth: int = 0, member: bool =
             return f"not {sub('bool')}"
         if k == 5:
             return f"measure.quality is {r.choice(['present', 'missing'])}"
+        if k == 6 and member:
+            return optional_cond(r, r.choice(["member.enrolled_from", "member.enrolled_to", "member.sex"]))
         return f"({sub('bool')})"
     if k == 0:
         return f"{sub(want)} {r.choice(['+', '-'])} {sub(want)}"
@@ -171,8 +173,43 @@ def typed(r: random.Random, sc: Scope, want: str, depth: int = 0, member: bool =
     return f"({sub(want)})"
 
 
+OPTIONAL_FIELDS = {"member.enrolled_from": "date", "member.enrolled_to": "date", "member.sex": "text",
+                   "event.member": "text"}
+
+
+def optional_cond(r: random.Random, field: str, guarded: bool = True) -> str:
+    """A condition on a field that may be empty: with `guarded`, in one of the forms the checker
+    accepts (`x is missing or …`, `x is present and …`, `if x is present then … else …`,
+    `not (…)`); otherwise the bare comparison it reports (E0313)."""
+    if OPTIONAL_FIELDS[field] == "date":
+        day = r.choice(["2010-12-31", "2011-03-01", "2011-06-30"])
+        use = f"{field} {r.choice(['<', '<=', '>', '>=', '=', '!='])} {day}"
+    else:
+        values = ['"F"', '"M"'] if field == "member.sex" else ['"M1"', '"M00000006"']
+        use = f"{field} {r.choice(['=', '!='])} {r.choice(values)}" if r.random() < 0.7 else \
+            f"{field} in ({', '.join(r.sample(values, r.randint(1, 2)))})"
+    if not guarded:
+        return use if r.random() < 0.7 else f"not ({use})"
+    k = r.randrange(7)
+    if k == 0:
+        return f"{field} is missing or {use}"
+    if k == 1:
+        return f"{field} is present and {use}"
+    if k == 2:
+        return f"(if {field} is present then {use} else {r.choice(['true', 'false'])})"
+    if k == 3:
+        return f"not ({field} is missing or {use})"
+    if k == 4:
+        return f"not ({field} is present and {use})"
+    if k == 5:
+        return f"(not ({field} is missing) and {use})"
+    return f"{field} is {r.choice(['present', 'missing'])}"
+
+
 def cond_event(r: random.Random, sc: Scope) -> str:
     k = r.random()
+    if k >= 0.85:
+        return optional_cond(r, "event.member", guarded=r.random() < 0.8)
     if k < 0.4:
         return f"event.code in ({', '.join(r.sample(STRINGS[4:6], 2))})"
     if k < 0.6 and sc.schedules:
@@ -195,6 +232,9 @@ def cond(r: random.Random, sc: Scope, depth: int = 0, member_ok: bool = False) -
         return r.choice(sc.bools)
     if k == 6:
         return f"measure.{r.choice(['quality', 'drug_cost'])} is {r.choice(['present', 'missing'])}"
+    if k == 7 and member_ok and r.random() < 0.6:
+        field = r.choice(["member.enrolled_from", "member.enrolled_to", "member.sex"])
+        return f"({optional_cond(r, field, guarded=r.random() < 0.7)})"
     return f"({cond(r, sc, depth + 1, member_ok)})"
 
 

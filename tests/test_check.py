@@ -246,9 +246,10 @@ def test_param_alias_and_unknown_attributes():
     assert codes(base + "line l \"L\" = param.rate + rate\n") == []
     assert codes(base + "line l \"L\" = param.rat\n") == ["E0206"]
     assert codes("line l \"L\" = sum of 1 CZK over members where member.sexx = \"F\"\n") == ["E0206"]
-    assert codes("line l \"L\" = sum of 1 CZK over members where member.sex = \"F\"\n") == []
+    assert codes("line l \"L\" = sum of 1 CZK over members where member.sex is present and member.sex = \"F\"\n") \
+        == []
     assert codes("line l \"L\" = sum of 1 CZK over events where event.code = \"A\" and "
-                 "event.date >= 2011-01-01 and event.member != \"M\"\n") == []
+                 "event.date >= 2011-01-01 and (event.member is missing or event.member != \"M\")\n") == []
 
 
 def test_duplicates_and_cycles():
@@ -270,6 +271,11 @@ def test_functions():
 def test_wrong_roles():
     assert codes("define a = measure.x is present\n") == ["E0206"]
     assert codes("inputs:\n    practice n: number\nend\ndefine a = practice.n is present\n") == ["E0208"]
+    assert codes("define a = count of members where member.age is missing\n") == ["E0208"]
+    assert codes("define a = count of members where member.sexx is missing\n") == ["E0206"]
+    for field in ("member.enrolled_from", "member.enrolled_to", "member.sex"):
+        assert codes(f"define a = count of members where {field} is missing\n") == []
+    assert codes("define a = count of events where event.member is present\n") == []
     assert codes("define a = event.code in nothing\n") == ["E0203"]
 
 
@@ -278,6 +284,50 @@ def test_inputs():
     assert codes("inputs:\n    practice a: points = 0 points\n    event p: points = 0\nend\n") == ["E0211"]
     assert codes("inputs:\n    practice a: number = 1\n    practice b: integer = 2.5\nend\n") == []
     assert codes("inputs:\n    member id: text\nend\n") == ["E0210"]
+    assert codes("inputs:\n    event quantity: number\nend\n") == ["E0210"]
+
+
+@pytest.mark.parametrize("decl, builtin", [
+    ("member member_id: text", "member.id"), ("member practice_id: number", "practice.id"),
+    ("practice practice_id: text", "practice.id"), ("event practice_id: text", "practice.id"),
+    ("event member_id: text", "event.member")])
+def test_inputs_named_like_a_standard_column_of_a_built_in(decl, builtin):
+    """The panel reads a declared input from the column of its name: these columns are built-ins,
+    and declaring them again (as a number, say) broke the panel's own use of the column."""
+    diags = errors(f"inputs:\n    {decl}\nend\n")
+    assert [d.code for d in diags] == ["E0210"]
+    assert diags[0].hint == f"remove this line and write `{builtin}`"
+    span, name = diags[0].span, decl.split()[1].rstrip(":")
+    assert (HEADER + f"inputs:\n    {decl}\n").splitlines()[span.line - 1][span.column - 1: span.end_column - 1] == name
+
+
+def test_standard_columns_that_are_not_built_ins_may_be_declared_as_what_they_hold():
+    assert codes("inputs:\n    event points: number\nend\n") == []
+    assert codes("inputs:\n    event points: points = 0 points\nend\n") == []
+    diags = errors("inputs:\n    event points: text\nend\n")
+    assert [d.code for d in diags] == ["E0211"] and "`event points: points`" in diags[0].hint
+    assert codes("inputs:\n    event points: bool\nend\n") == ["E0211"]
+
+
+@pytest.mark.parametrize("text, what", [
+    ("define _base = 1 CZK\n", "definition"), ("tier _t:\n    1 CZK otherwise\nend\n", "tier"),
+    ('line _l "L" = 1 CZK\n', "line"), ("inputs:\n    member _flag: bool = false\nend\n", "member input"),
+    ("inputs:\n    practice _row: number = 1\nend\n", "practice input"),
+    ("inputs:\n    event _x: number = 1\nend\n", "event input"),
+    ("inputs:\n    measure __m: number = 1\nend\n", "measure input"),
+    ("inputs:\n    param _p: number = 1\nend\n", "parameter")])
+def test_names_beginning_with_an_underscore_are_reserved(text, what):
+    """capdsl's internal tables and columns begin with `_`; an author's name never does."""
+    diags = errors(text)
+    assert [d.code for d in diags] == ["E0212"]
+    assert f"the {what} name `_" in diags[0].message
+    line = (HEADER + text).splitlines()[diags[0].span.line - 1]
+    name = diags[0].message.split("`")[1]
+    assert line[diags[0].span.column - 1: diags[0].span.end_column - 1] == name
+
+
+def test_a_name_with_an_inner_underscore_is_fine():
+    assert codes("inputs:\n    member a_b: bool = false\nend\ndefine x_ = 1 CZK\nline l_1 \"L\" = x_\n") == []
 
 
 # ─────────────────────────── types and units ───────────────────────────
@@ -342,6 +392,16 @@ def test_measure_presence():
     # `or` guarantees nothing
     assert codes(MEASURE + 'line l "L":\n    amount measure.m\n    applies when measure.q or measure.m is present\nend\n') \
         == ["E0308"]
+    # the test guards what follows it: `is missing or …`, `not (… is missing) and …`, tier entries
+    assert codes(MEASURE + 'line l "L" = if measure.m is missing or measure.m > 5 CZK then 1 CZK else 0 CZK\n') == []
+    assert codes(MEASURE + 'line l "L" = if not (measure.m is missing) and measure.m > 5 CZK then 1 CZK '
+                 'else 0 CZK\n') == []
+    assert codes(MEASURE + 'line l "L" = if measure.m > 5 CZK or measure.m is missing then 1 CZK else 0 CZK\n') \
+        == ["E0308"]
+    assert codes(MEASURE + 'tier t:\n    0 CZK when measure.m is missing\n    measure.m when measure.m > 5 CZK\n'
+                 '    1 CZK otherwise\nend\nline l "L" = t\n') == []
+    assert codes(MEASURE + 'tier t:\n    measure.m when measure.m > 5 CZK\n    0 CZK when measure.m is missing\n'
+                 '    1 CZK otherwise\nend\nline l "L" = t\n') == ["E0308"]
     # through a definition
     diags = errors(MEASURE + 'define d = measure.m * 2\nline l "L" = d\n')
     assert [d.code for d in diags] == ["E0308"] and "applies when measure.m is present" in diags[0].hint
@@ -360,8 +420,194 @@ def test_installment_conditions():
     assert codes(base + '    paid 100% in Q4 when measure.m > 5 CZK\nend\n') == ["E0308"]
     assert codes(base + '    paid 100% in Q4 when measure.m + 1 CZK = 5 CZK\nend\n') == ["E0308"]
     assert codes(base + '    paid 100% in Q4 when measure.m\nend\n') == ["E0304"]
-    # a missing measure makes `=` false: the installment is withheld, which is what the author means
+    # a missing measure makes `=` false: the installment is withheld, which is what the author means;
+    # `measure.m = 5 CZK` holding proves the measure there, so what follows it under `and` may use it
     assert codes(base + '    paid 100% in Q4 when measure.m = 5 CZK and not (measure.m != 3 CZK)\nend\n') == []
+    assert codes(base + '    paid 100% in Q4 when measure.m = 5 CZK or measure.m = 7 CZK\nend\n') == []
+
+
+def test_installment_conditions_that_would_pay_on_a_missing_measure_need_the_test():
+    """`!=` and `not` turn the failed test of a missing measure into a payment in Python (None != x
+    is true) but not in SQL (NULL is not true): the engines disagreed, so the test is required."""
+    base = MEASURE + 'pool p "P":\n    amount 100 CZK\n'
+    assert codes(base + '    paid 100% in Q4 when measure.m != 5 CZK\nend\n') == ["E0308"]
+    assert codes(base + '    paid 100% in Q4 when not (measure.m = 5 CZK)\nend\n') == ["E0308"]
+    assert codes(base + '    paid 100% in Q4 when measure.m is present and measure.m != 5 CZK\nend\n') == []
+    assert codes(base + '    paid 100% in Q4 when measure.m is missing or not (measure.m = 5 CZK)\nend\n') == []
+    # two missing measures are equal to Python, never to SQL
+    two = "inputs:\n    measure a: CZK\n    measure b: CZK\nend\n" + 'pool p "P":\n    amount 100 CZK\n'
+    assert codes(two + '    paid 100% in Q4 when measure.a = measure.b\nend\n') == ["E0308", "E0308"]
+
+
+def test_applies_guards_the_amount_only():
+    """The basis and a pool's installment conditions are evaluated whether the line applies or
+    not, and `applies` itself from left to right: a missing measure crashed the interpreter there."""
+    assert codes(MEASURE + 'line l "L":\n    amount 1 CZK\n    applies when measure.m > 5 CZK and measure.m is present\n'
+                 'end\n') == ["E0308"]
+    diags = errors(MEASURE + 'line l "L":\n    amount 1 CZK\n    applies when measure.m is present\n'
+                   '    basis measure.m * count of members "x"\nend\n')
+    assert [d.code for d in diags] == ["E0308"] and "basis" in diags[0].hint
+    diags = errors(MEASURE + 'pool p "P":\n    amount 100 CZK\n    applies when measure.m is present\n'
+                   '    paid 100% in Q4 when measure.m > 5 CZK\nend\n')
+    assert [d.code for d in diags] == ["E0308"] and "decided even when the pool does not apply" in diags[0].hint
+    assert codes(MEASURE + 'line l "L":\n    amount 1 CZK\n    applies when measure.m is missing or measure.m > 5 CZK\n'
+                 'end\n') == []
+
+
+# ─────────────────────────── optional fields ───────────────────────────
+
+def members_where(cond: str) -> str:
+    return f'line l "L" = sum of 1 CZK over members where {cond}\n'
+
+
+def test_an_optional_date_in_a_comparison_needs_a_test():
+    """An empty `enrolled_from` crashed the interpreter (None <= date) and dropped the member in SQL.
+    The checker now asks the author to say what an empty value does, with the rewrite the docs
+    promise: an empty `enrolled_from` means enrolled since always."""
+    diags = errors(members_where("member.enrolled_from <= 2010-12-31"))
+    assert [d.code for d in diags] == ["E0313"]
+    d = diags[0]
+    assert d.message == ("`member.enrolled_from` may be empty (empty means the member has been enrolled since "
+                         "always), and a comparison with an empty value has no answer")
+    assert d.hint.startswith("write `member.enrolled_from is missing or member.enrolled_from <= 2010-12-31`")
+    assert (d.span.line, d.span.column, d.span.end_column) == (5, 46, 66)
+
+
+@pytest.mark.parametrize("cond, rewrite", [
+    ("member.enrolled_from <= 2010-12-31", "member.enrolled_from is missing or member.enrolled_from <= 2010-12-31"),
+    ("member.enrolled_from > 2010-12-31", "member.enrolled_from is present and member.enrolled_from > 2010-12-31"),
+    ("2010-12-31 >= member.enrolled_from", "member.enrolled_from is missing or 2010-12-31 >= member.enrolled_from"),
+    ("member.enrolled_to >= 2011-12-31", "member.enrolled_to is missing or member.enrolled_to >= 2011-12-31"),
+    ("member.enrolled_to < 2011-12-31", "member.enrolled_to is present and member.enrolled_to < 2011-12-31"),
+    ("member.enrolled_to = 2011-12-31", "member.enrolled_to is present and member.enrolled_to = 2011-12-31"),
+    ("member.enrolled_to != 2011-12-31", "member.enrolled_to is missing or member.enrolled_to != 2011-12-31"),
+    ("member.age > 3 and member.enrolled_from <= 2010-12-31",
+     "(member.enrolled_from is missing or member.enrolled_from <= 2010-12-31)"),
+])
+def test_the_hint_treats_an_empty_enrolment_date_as_open(cond, rewrite):
+    diags = errors(members_where(cond))
+    assert [d.code for d in diags] == ["E0313"]
+    assert diags[0].hint.startswith(f"write `{rewrite}`"), diags[0].hint
+    fixed = errors(members_where(cond.replace(rewrite.strip("()").split(" or ")[-1].split(" and ")[-1],
+                                              rewrite)))
+    assert fixed == []
+
+
+@pytest.mark.parametrize("text", [
+    members_where('member.sex = "F"'), members_where('member.sex != "F"'), members_where('member.sex in ("F", "M")'),
+    members_where('not (member.sex = "F")'),
+    'line l "L" = sum of 1 CZK over events where event.member = "M1"\n',
+    'line l "L" = sum of 1 CZK over events where event.code = "A" and event.member != "M1"\n',
+    'schedule s by member.sex:\n    "F": 1 CZK\n    otherwise: 0 CZK\nend\nline l "L" = sum of s over members\n',
+    'define same = member.enrolled_from = member.enrolled_to\nline l "L" = sum of 1 CZK over members where same\n',
+    'tier t:\n    member.sex when member.age > 3\n    "U" otherwise\nend\n'
+    'line l "L" = sum of 1 CZK over members where t = "F"\n',
+])
+def test_every_use_of_an_optional_field_needs_a_test(text):
+    assert set(codes(text)) == {"E0313"}
+
+
+@pytest.mark.parametrize("cond", [
+    "member.enrolled_from is missing or member.enrolled_from <= 2010-12-31",
+    "member.enrolled_from is present and member.enrolled_from <= 2010-12-31",
+    "(if member.enrolled_from is present then member.enrolled_from <= 2010-12-31 else true)",
+    "not (member.enrolled_from is present and member.enrolled_from <= 2010-12-31)",
+    "not (member.enrolled_from is missing or member.enrolled_from <= 2010-12-31)",
+    "not (member.enrolled_from is missing) and member.enrolled_from <= 2010-12-31",
+    "member.age > 3 and member.enrolled_to is present and member.enrolled_to < 2011-06-30 or member.age > 90",
+    "member.enrolled_from is present and member.enrolled_to is present and member.enrolled_from = member.enrolled_to",
+    'member.sex is present and member.sex in ("F")',
+    'member.sex is missing or not (member.sex = "F")',
+])
+def test_guarded_uses_check(cond):
+    assert codes(members_where(cond)) == []
+
+
+def test_the_test_must_come_first():
+    diags = errors(members_where("member.enrolled_from <= 2010-12-31 or member.enrolled_from is missing"))
+    assert [d.code for d in diags] == ["E0313"] and "must come before the use" in diags[0].hint
+    assert codes(members_where('member.sex = "F" and member.sex is present')) == ["E0313"]
+
+
+def test_guards_in_values_sums_tiers_and_modifiers():
+    assert codes('line l "L" = sum of (if member.sex is present and member.sex = "F" then 2 CZK else 1 CZK) '
+                 'over members\n') == []
+    # the sum's `where` guards the summed value
+    assert codes('tier t:\n    2 CZK when member.sex = "F"\n    1 CZK otherwise\nend\n'
+                 'line l "L" = sum of t over members where member.sex is present\n') == ["E0313"]
+    assert codes('line l "L" = sum of (if member.sex = "F" then 2 CZK else 1 CZK) over members '
+                 'where member.sex is present\n') == []
+    # an earlier tier entry that applies when the field is missing guards the later ones
+    tier = ('tier t:\n    3 CZK when member.enrolled_from is missing\n    2 CZK when member.enrolled_from <= '
+            '2010-06-30\n    1 CZK otherwise\nend\nline l "L" = sum of t over members\n')
+    assert codes(tier) == []
+    assert codes(tier.replace("is missing", "is present")) == ["E0313"]
+    # so does an earlier entry of a `combine first` modifier, but not of `highest`
+    mod = ('modifier m combine {}:\n    1.5 when member.sex is missing\n    1.2 when member.sex = "F"\n'
+           '    1 otherwise\nend\nline l "L" = sum of m * 1 CZK over members\n')
+    assert codes(mod.format("first")) == []
+    assert codes(mod.format("highest")) == ["E0313"]
+    # a value is guarded by its own condition
+    assert codes('modifier m combine highest:\n    1.5 when member.sex is present and member.sex = "F"\n'
+                 '    1 otherwise\nend\nline l "L" = sum of m * 1 CZK over members\n') == []
+    # a definition is checked on its own, and reported once however often it is used
+    diags = errors('define early = member.enrolled_from <= 2010-12-31\n'
+                   'line l "L" = sum of 1 CZK over members where member.enrolled_from is present and early\n'
+                   'line k "K" = sum of 1 CZK over members where early\n')
+    assert [d.code for d in diags] == ["E0313"] and diags[0].span.line == 5
+
+
+def test_reading_an_optional_field_as_a_value_needs_a_test():
+    diags = errors('schedule s by member.sex:\n    "F": 1 CZK\n    otherwise: 0 CZK\nend\n'
+                   'line l "L" = sum of s over members\n')
+    assert [d.code for d in diags] == ["E0313"]
+    assert diags[0].hint == "test it first: `if member.sex is present then … else …`"
+    assert codes('schedule s by (if member.sex is present then member.sex else "U"):\n    "F": 1 CZK\n'
+                 '    otherwise: 0 CZK\nend\nline l "L" = sum of s over members\n') == []
+
+
+def test_the_shipped_contracts_and_examples_need_no_test():
+    """Exposure reads empty enrolment dates itself; `enrolled from` in an example is data."""
+    assert codes('line l "L" = sum of 1 CZK over members\nexample "E":\n    period 2011-03\n'
+                 '    member M1 of P1 born 1950-01-01 enrolled from 2011-01-01 with sex = "F"\n'
+                 '    expect P1 l = 1.00 CZK\nend\n') == []
+
+
+OPTIONAL_EXAMPLE = HEADER.replace("CZK", "USD") + """\
+tier since:
+    3 USD when member.enrolled_from is missing
+    2 USD when member.enrolled_from <= 2010-06-30
+    1 USD otherwise
+end
+
+line cap "Cap" = sum of since over members
+line women "Women" = sum of 1 USD over members where member.sex is present and member.sex = "F"
+line unknown "Unknown patient" = sum of 1 USD over events where event.member is missing
+
+example "Empty optional fields":
+    period 2011-03
+    member M1 of P1 born 1950-01-01
+    member M2 of P1 born 1950-01-01 enrolled from 2010-01-01 with sex = "F"
+    member M3 of P1 born 1950-01-01 enrolled from 2011-01-01 with sex = "M"
+    2 events of P1 code "A" on 2011-03-10
+    1 events of P1 code "A" on 2011-03-10 with member = "M1"
+    expect P1 cap = 6.00 USD
+    expect P1 women = 1.00 USD
+    expect P1 unknown = 2.00 USD
+end
+"""
+
+
+@pytest.mark.parametrize("engine", ["python", "duckdb"])
+def test_optional_fields_in_an_embedded_example(engine):
+    """`is missing` works on every optional field on both engines; an example's events
+    `with member = "M1"` set `event.member` (they were read as empty)."""
+    from capdsl.examples import run_example
+    from capdsl.lower import lower
+
+    checked = run(OPTIONAL_EXAMPLE, header=False)
+    outcome = run_example(lower(checked), checked.contract.examples[0], checked.source, engine)
+    assert outcome.error is None and outcome.failures == [] and outcome.checks == 3
 
 
 # ─────────────────────────────── payouts ───────────────────────────────

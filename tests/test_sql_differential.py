@@ -1,15 +1,18 @@
 """Differential tests: random programs (arithmetic, bands, tiers, min/max,
 guarded and unguarded division, measures, line references, pools with
-installments; every rounding mode, exposure and age rule) on random panels,
+installments, pools reading pools; every rounding mode, exposure and age rule) on random panels,
 evaluated by the reference interpreter and by DuckDB: identical to the cent,
 or the same error. CAPDSL_HYPOTHESIS_EXAMPLES raises the example count."""
 
 from __future__ import annotations
 
+import csv
 import os
 from datetime import date
 from decimal import Decimal
+from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -88,6 +91,11 @@ def line_amount(previous: list[str]):
     return st.recursive(leaves, lambda ch: combinators(ch, practice_conds), max_leaves=4)
 
 
+reads_pool = st.builds(lambda op, v: t.Cmp(op, t.LineRef("pool"), const(v)), st.sampled_from([">", "<=", "="]), small)
+pool_reading_pool = st.recursive(st.one_of(st.just(t.LineRef("pool")), practice_leaf),
+                                 lambda ch: combinators(ch, reads_pool), max_leaves=3)
+
+
 @st.composite
 def programs(draw):
     n = draw(st.integers(1, 3))
@@ -107,6 +115,10 @@ def programs(draw):
             "=", t.Coalesce(t.Measure("ok", "bool", "year"), t.Const(False, "bool")), t.Const(True, "bool"))))))
         lines.append(line("pool", pool_amount, applies=draw(st.none() | practice_conds), kind="pool",
                           installments=insts))
+        if draw(st.booleans()):  # a pool reading the first: what it paid in the year (tree.LineRef)
+            lines.append(line("pool2", draw(pool_reading_pool), applies=draw(st.none() | reads_pool), kind="pool",
+                              installments=(t.Installment(2, D("0.5"), draw(st.none() | reads_pool)),
+                                            t.Installment(4, None, draw(st.none() | reads_pool)))))
     return program(lines, exposure=draw(st.sampled_from(["first_day", "any_day", "pro_rata"])),
                    age_rule=draw(st.sampled_from(["month_start", "month_end", "year_start"])),
                    mode=draw(st.sampled_from(["half_up", "half_even", "down", "up"])),
@@ -163,3 +175,159 @@ def test_duckdb_equals_the_interpreter(prog, panel, period, k):
         assert got[1] in {"E0801", "E0803"}
     else:
         assert got == want
+
+
+# ───────────────────── optional fields: empty values, guarded ─────────────────────
+# member.enrolled_from / enrolled_to / sex and event.member may be empty. The checker makes every
+# use say what an empty value does (E0313); these are the forms it accepts, on members and events
+# with empty values, where SQL's three-valued logic (NOT, AND, OR of a NULL) could part from the
+# interpreter's if a guard did not protect the comparison.
+
+ENROLLED_FROM, ENROLLED_TO = t.Col("member", "enrolled_from", "date"), t.Col("member", "enrolled_to", "date")
+SEX, PATIENT = t.Col("member", "sex", "text"), t.Col("event", "member_id", "text")
+
+
+def _compared(col, values):
+    ops = st.sampled_from(["<", "<=", ">", ">=", "=", "!="] if col.kind == "date" else ["=", "!="])
+    cmp = st.builds(lambda op, v: t.Cmp(op, col, t.Const(v, col.kind)), ops, values)
+    listed = st.lists(values, min_size=1, max_size=2).map(lambda vs: t.In(col, tuple(t.Const(v, col.kind) for v in vs)))
+    return cmp | listed if col.kind == "text" else cmp
+
+
+def guarded(col, values):
+    """`x is missing or C`, `x is present and C`, `if x is present then C else b`, `not (…)` of those."""
+    use = _compared(col, values)
+    missing = t.Not(t.Present(col))
+    forms = st.one_of(
+        use.map(lambda c: t.Or((missing, c))),
+        use.map(lambda c: t.And((t.Present(col), c))),
+        st.builds(lambda c, b: t.Case(((t.Present(col), c),), t.Const(b, "bool")), use, st.booleans()),
+        st.builds(lambda c, b: t.Case(((missing, t.Const(b, "bool")),), c), use, st.booleans()),
+        st.just(missing), st.just(t.Present(col)))
+    return st.one_of(forms, forms.map(t.Not))
+
+
+texts = st.sampled_from(["F", "M", "X"])
+member_optional = st.one_of(guarded(ENROLLED_FROM, days), guarded(ENROLLED_TO, days), guarded(SEX, texts))
+member_optional_conds = st.recursive(
+    member_optional | member_conds,
+    lambda ch: st.one_of(ch.map(t.Not), st.builds(lambda a, b: t.And((a, b)), ch, ch),
+                         st.builds(lambda a, b: t.Or((a, b)), ch, ch)), max_leaves=4)
+patients = st.sampled_from(["M0", "M1", "M2"])
+event_optional_conds = st.recursive(
+    guarded(PATIENT, patients) | st.just(t.In(CODE, (t.Const("A", "text"),))),
+    lambda ch: st.one_of(ch.map(t.Not), st.builds(lambda a, b: t.And((a, b)), ch, ch),
+                         st.builds(lambda a, b: t.Or((a, b)), ch, ch)), max_leaves=3)
+
+
+def _tier(d):
+    """A tier whose first entry takes the empty dates, so the later ones may compare them."""
+    return t.Case(((t.Not(t.Present(ENROLLED_FROM)), const(D(3))), (t.Cmp("<=", ENROLLED_FROM, t.Const(d, "date")),
+                                                                     const(D(2)))), const(D(1)), "since")
+
+
+optional_values = st.one_of(
+    member_expr, days.map(_tier),
+    st.builds(lambda c, a, b: t.Case(((c, a),), b), member_optional_conds, member_expr, member_expr))
+optional_aggs = st.one_of(
+    st.builds(lambda e, w: t.Agg("sum", "members", e, w), optional_values, st.none() | member_optional_conds),
+    st.builds(lambda w: t.Agg("count", "members", None, w), member_optional_conds),
+    st.builds(lambda e, w: t.Agg("sum", "events", e, w), event_expr, event_optional_conds),
+    st.builds(lambda w: t.Agg("count", "events", None, w), event_optional_conds))
+
+
+@st.composite
+def optional_programs(draw):
+    lines = [line(f"l{i}", draw(st.recursive(optional_aggs, lambda ch: combinators(ch, practice_conds),
+                                             max_leaves=3)))
+             for i in range(draw(st.integers(1, 3)))]
+    return program(lines, exposure=draw(st.sampled_from(["first_day", "any_day", "pro_rata"])),
+                   params={"k": ("decimal", D(3), "", "")}, measures={"m": ("decimal", None, "")})
+
+
+@st.composite
+def panels_with_empty_fields(draw):
+    """`panels()` with a sex on some members and a patient on some events (the others empty)."""
+    p = draw(panels())
+    for m in p.members:
+        m["sex"] = draw(st.none() | texts)
+    for e in p.events:
+        e["member_id"] = draw(st.none() | patients)
+    return p
+
+
+@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))
+@given(optional_programs(), panels_with_empty_fields(), st.sampled_from(PERIODS), small)
+def test_duckdb_equals_the_interpreter_on_empty_optional_fields(prog, panel, period, k):
+    per = parse_period(period)
+    want = outcome(lambda: interpret(prog, panel.rows(), per.months, {"k": k}))
+    got = outcome(lambda: evaluate(prog, panel.duckdb(), per, {"k": k}))
+    if want[0] == "error" and got[0] == "error":
+        assert got[1] in {"E0801", "E0803"}
+    else:
+        assert got == want
+
+
+def _examples_panel_run(text: str, engine: str, period: str = "2011-03"):
+    from capdsl.errors import Source
+    from capdsl.pipeline import Run, compile_source
+    from capdsl.pipeline import evaluate as run
+
+    root = Path(__file__).resolve().parent.parent / "examples"
+    program = compile_source(Source(text, "t.cap"))[1]
+    result, panel = run(program, Run(files={"members": str(root / "members.csv")}, period=period, engine=engine))
+    panel.close()
+    return {s.practice_id: s.lines[0].amount for s in result.statements}
+
+
+REPRO = 'contract "R":\n    currency USD\nend\n\nline l "L" = sum of 1 USD over members where {}\n'
+
+
+def test_an_empty_enrolled_from_in_a_comparison_on_both_engines():
+    """The issue's reproduction on the bundled panel (4,407 members without `enrolled_from`): the
+    interpreter raised TypeError and DuckDB dropped those members. The comparison is now E0313,
+    and its rewrite counts them, as the docs promise (empty = enrolled since always), on both."""
+    from capdsl.errors import CheckError
+
+    with pytest.raises(CheckError) as info:
+        _examples_panel_run(REPRO.format("member.enrolled_from <= 2010-12-31"), "python")
+    assert [d.code for d in info.value.diagnostics] == ["E0313"]
+    fixed = REPRO.format("member.enrolled_from is missing or member.enrolled_from <= 2010-12-31")
+    python, duckdb = _examples_panel_run(fixed, "python"), _examples_panel_run(fixed, "duckdb")
+    assert python == duckdb
+    # independently: members exposed on 2011-03-01 (first_day) whose enrolment starts by 2010-12-31
+    want: dict[str, int] = {}
+    with open(Path(__file__).resolve().parent.parent / "examples" / "members.csv", encoding="utf-8") as f:
+        for row in csv.DictReader(f):
+            start, end = row["enrolled_from"] or None, row["enrolled_to"] or None
+            exposed = row["birth_date"] <= "2011-03-01" and (start is None or start <= "2011-03-01") \
+                and (end is None or end >= "2011-03-01")
+            if exposed and (start is None or start <= "2010-12-31"):
+                want[row["practice_id"]] = want.get(row["practice_id"], 0) + 1
+    assert python == {pid: D(n) for pid, n in want.items()} and sum(want.values()) > 4000
+    both = REPRO.format("member.enrolled_from is present and member.enrolled_from <= 2010-12-31")
+    assert _examples_panel_run(both, "python") == _examples_panel_run(both, "duckdb")
+
+
+@settings(max_examples=max(20, EXAMPLES // 2), deadline=None, suppress_health_check=list(HealthCheck))
+@given(st.randoms(use_true_random=False), panels_with_empty_fields(), st.sampled_from(PERIODS))
+def test_checked_optional_field_conditions_agree_on_both_engines(r, panel, period):
+    """Through the real checker: the fuzz generator's guarded conditions on the optional fields
+    check, lower, and give the same statement on both engines; its unguarded ones are E0313."""
+    import fuzz_support as F
+    from capdsl.errors import CheckError, Source
+    from capdsl.pipeline import compile_source
+
+    field = r.choice(["member.enrolled_from", "member.enrolled_to", "member.sex"])
+    text = ('contract "O":\n    currency USD\nend\n\n'
+            f'line m "M" = sum of 1 USD over members where {F.optional_cond(r, field)}\n'
+            f'line e "E" = sum of 1 USD over events where {F.optional_cond(r, "event.member")}\n')
+    prog = compile_source(Source(text, "o.cap"))[1]
+    per = parse_period(period)
+    assert outcome(lambda: evaluate(prog, panel.duckdb(), per, {})) == \
+        outcome(lambda: interpret(prog, panel.rows(), per.months, {}))
+    bare = text.splitlines()
+    bare[4] = f'line m "M" = sum of 1 USD over members where {F.optional_cond(r, field, guarded=False)}'
+    with pytest.raises(CheckError) as info:
+        compile_source(Source("\n".join(bare) + "\n", "o.cap"))
+    assert {d.code for d in info.value.diagnostics} == {"E0313"}
