@@ -32,6 +32,14 @@ ROUNDING = ["half_up", "half_even", "down", "up"]
 COMBINE = ["highest", "lowest", "multiply", "add", "first"]
 NAMES = ["base", "rate", "index", "bonus", "cap", "fee", "akord", "x", "y", "základná_sadzba", "díjszabás",
          "stawka", "age_index", "weight", "hours_", "quality"]
+#: Names an author may well choose that look like capdsl's own words: the engines' internal columns
+#: and names that begin with a scope or keyword (the grammar must end a keyword at a word boundary).
+RESERVED_LOOKING = ["weight", "month", "count", "period", "quantity", "value", "id", "n", "row", "label",
+                    "amount", "basis", "total", "paid", "year", "rest", "code", "age", "points_total"]
+SCOPE_PREFIXED = ["membership_fee", "members_count", "practiced", "practice_fee", "eventual", "events_x",
+                  "parameter_value", "param_x", "measured_rate", "measures", "sum_of", "counted", "overhead",
+                  "tiered", "lines", "defined", "bandsx", "pooled", "ifx", "orx", "notable", "isx", "and_",
+                  "when_due", "otherwise_", "true_value", "false_start", "within", "format"]
 KEYWORDS = ["contract", "end", "payer", "provider", "currency", "period", "age", "as", "of", "exposure",
             "rounding", "per", "line", "report", "in", "at", "ref", "inputs", "member", "practice", "event",
             "measure", "param", "define", "bands", "by", "to", "under", "and", "over", "tier", "when",
@@ -258,10 +266,21 @@ def _range_list(r: random.Random, sc: Scope) -> list[str]:
     return out
 
 
+def _name(r: random.Random, used: set[str], suffix: str) -> str:
+    """A fresh name: usually an ordinary one, sometimes one that looks like capdsl's own words."""
+    pick = r.random()
+    pool = RESERVED_LOOKING if pick < 0.15 else SCOPE_PREFIXED if pick < 0.3 else []
+    bare = [x for x in pool if x not in used]
+    name = r.choice(bare) if bare else f"{r.choice(NAMES)}{suffix}"
+    used.add(name)
+    return name
+
+
 def contract(r: random.Random) -> str:
     """A random contract built from the grammar's constructs; usually checks, sometimes not."""
     cur = r.choice(CURRENCIES)
     sc = Scope(cur)
+    used = {"quality"}
     out: list[str] = []
     if r.random() < 0.3:
         out.append("# a generated contract")
@@ -293,7 +312,7 @@ def contract(r: random.Random) -> str:
             out.append("    measure quality: percent")
         for i in range(r.randint(1, 5)):
             scope = r.choice(["member", "practice", "event", "measure", "param"])
-            name = f"{r.choice(NAMES)}_{i}"
+            name = _name(r, used, f"_{i}")
             if tame:
                 typ = r.choice(["bool", "number", "money", cur])
                 if scope in ("event", "measure"):
@@ -321,7 +340,7 @@ def contract(r: random.Random) -> str:
     for i in range(r.randint(1, 7)):
         kind = r.choice(["define", "define", "dated", "bands", "tier", "modifier", "schedule", "line",
                          "line", "line_block", "pool", "example", "comment"])
-        name = f"{r.choice(NAMES)}{i}"
+        name = _name(r, used, str(i))
         if kind == "define":
             want = r.choice(["money", "number"]) if tame else "money"
             out.append(f"define {name} = {typed(r, sc, want) if tame else expr(r, sc)}{_ref(r)}")

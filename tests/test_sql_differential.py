@@ -177,6 +177,66 @@ def test_duckdb_equals_the_interpreter(prog, panel, period, k):
         assert got == want
 
 
+# ───────────────────── names that look like capdsl's own ─────────────────────
+# The same random programs with every author-chosen name (inputs, measures, the parameter and the
+# lines) replaced by one that looks like an engine's internal column or begins with a scope word.
+
+AUTHOR_NAMES = {("member", "score"), ("member", "flag"), ("practice", "hours"), ("practice", "rate"),
+                ("practice", "akord")}
+LOOKALIKES = ["weight", "month", "count", "period", "quantity", "value", "n", "row", "label", "amount", "total",
+              "basis", "year", "paid", "rest", "membership_fee", "practiced", "eventual", "measured_rate",
+              "parameter_value", "sum_of", "pool_share", "line_total", "members", "events"]
+
+
+def _renamed(node, names):
+    """`node` with every author name replaced through `names` (keyed (table, name), ('measure', m), …)."""
+    import dataclasses
+
+    if isinstance(node, tuple):
+        return tuple(_renamed(x, names) for x in node)
+    if isinstance(node, dict):
+        return {names.get(("definition", k), k): _renamed(v, names) for k, v in node.items()}
+    if not dataclasses.is_dataclass(node) or isinstance(node, type):
+        return node
+    changes = {f.name: _renamed(getattr(node, f.name), names) for f in dataclasses.fields(node)}
+    if isinstance(node, (t.Col, t.Column)):
+        changes["name"] = names.get((node.table, node.name), node.name)
+    elif isinstance(node, (t.Measure, t.Param, t.LineRef, t.LineDef)):
+        scope = {t.Measure: "measure", t.Param: "param"}.get(type(node), "line")
+        changes["name"] = names.get((scope, node.name), node.name)
+    if isinstance(node, t.Program):
+        changes["line_order"] = tuple(names.get(("line", x), x) for x in node.line_order)
+        changes["measures"] = {names.get(("measure", k), k): v for k, v in node.measures.items()}
+        changes["params"] = {names.get(("param", k), k): v for k, v in node.params.items()}
+    return dataclasses.replace(node, **changes)
+
+
+@settings(max_examples=max(20, EXAMPLES // 2), deadline=None, suppress_health_check=list(HealthCheck))
+@given(programs(), panels(), st.sampled_from(PERIODS), small, st.permutations(LOOKALIKES))
+def test_duckdb_equals_the_interpreter_on_names_like_internal_columns(prog, panel, period, k, lookalikes):
+    keys = sorted(AUTHOR_NAMES) + [("measure", "m"), ("measure", "ok"), ("param", "k")] \
+        + [("line", x.name) for x in prog.lines]
+    names = dict(zip(keys, lookalikes))
+    prog = _renamed(prog, names)
+    for table, rows, attrs in (("member", panel.members, panel.member_attrs),
+                               ("practice", panel.practices, panel.practice_attrs)):
+        for row in rows:
+            for key in [x for x in row if (table, x) in names]:
+                row[names[table, key]] = row.pop(key)
+        for key in [x for x in attrs if (table, x) in names]:
+            attrs[names[table, key]] = attrs.pop(key)
+    panel.measures = [(pid, per, names.get(("measure", m), m), v) for pid, per, m, v in panel.measures]
+    panel.measure_kinds = {names.get(("measure", m), m): v for m, v in panel.measure_kinds.items()}
+    per = parse_period(period)
+    params = {names["param", "k"]: k}
+    want = outcome(lambda: interpret(prog, panel.rows(), per.months, params))
+    got = outcome(lambda: evaluate(prog, panel.duckdb(), per, params))
+    if want[0] == "error" and got[0] == "error":
+        assert got[1] in {"E0801", "E0803"}
+    else:
+        assert got == want
+
+
 # ───────────────────── optional fields: empty values, guarded ─────────────────────
 # member.enrolled_from / enrolled_to / sex and event.member may be empty. The checker makes every
 # use say what an empty value does (E0313); these are the forms it accepts, on members and events
