@@ -308,7 +308,7 @@ def bench_duckdb(files: dict, repeat: int) -> dict:
     """capdsl DuckDB in-process vs the hand-written DuckDB query, both contracts."""
     import duckdb
 
-    from capdsl.periods import parse_period
+    from capdsl.evaluation.periods import parse_period
     from capdsl.pipeline import compile_file
     from capdsl.sql.duckdb_engine import evaluate_files
 
@@ -341,9 +341,9 @@ def bench_duckdb(files: dict, repeat: int) -> dict:
 
 def bench_interpreter(sub: int, data: Path, main_members: int, capdsl_times: dict) -> None:
     """(b) The reference interpreter on a subsample panel, extrapolated per member-month."""
-    from capdsl.interpret import evaluate
-    from capdsl.panel import load_panel, parse_params
-    from capdsl.periods import parse_period
+    from capdsl.evaluation.interpret import evaluate
+    from capdsl.data.panel import load_panel, parse_params
+    from capdsl.evaluation.periods import parse_period
     from capdsl.pipeline import compile_file, panel_rows, requirements
     from capdsl.sql.compile import run_months
 
@@ -417,7 +417,7 @@ def march_contexts(files: dict) -> list[dict]:
 
 def bench_rules(sub: int, data: Path, main_members: int, capdsl_vzp) -> None:
     """(c) Per-row rules engines on the subsample (capitation line only), extrapolated."""
-    from capdsl.periods import parse_period
+    from capdsl.evaluation.periods import parse_period
     from capdsl.pipeline import compile_file
     from capdsl.sql.duckdb_engine import evaluate_files
 
@@ -573,7 +573,7 @@ def csv_panel(files: dict) -> dict:
 
 def bench_spark(files: dict, repeat: int) -> None:
     """capdsl on Spark vs the hand-written query on Spark, same session (local[2]), after a warm-up."""
-    from capdsl.periods import parse_period
+    from capdsl.evaluation.periods import parse_period
     from capdsl.pipeline import compile_file
     from capdsl.sql.compile import Options
     from capdsl.sql.spark_engine import run, spark_session

@@ -56,9 +56,9 @@ def main(argv=None) -> int:
     parser.add_argument("--months", type=int, default=1, help="1 (March) or 12 (the year)")
     args = parser.parse_args(argv)
 
-    from capdsl.interpret import evaluate
+    from capdsl.evaluation.interpret import evaluate
     from capdsl.pipeline import compile_file, panel_rows, requirements
-    from capdsl.panel import load_panel
+    from capdsl.data.panel import load_panel
 
     with tempfile.TemporaryDirectory() as tmp:
         paths = generate(args.members, Path(tmp), "parquet")

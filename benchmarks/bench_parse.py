@@ -66,9 +66,9 @@ def main(argv=None) -> int:
     parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args(argv)
 
-    from capdsl.check import check
+    from capdsl.language.check import check
     from capdsl.errors import Source
-    from capdsl.syntax import parse, parser as build_parser
+    from capdsl.language.syntax import parse, parser as build_parser
 
     build_parser()
     text = generate_contract(args.lines)

@@ -1,6 +1,6 @@
 """`python -m capdsl …`: the same command line as the `capdsl` script."""
 
-from .launch import main
+from capdsl.tools.launch import main
 
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -8,11 +8,11 @@ capdsl's own code (the name, size and modification time of every module and
 of the grammar), so editing either makes a new entry. Only contracts that
 check without errors are stored; a broken contract is parsed every time and
 reports its errors every time. A contract is two entries: `contract-…`
-holds the warnings and the outline (capdsl/outline.py), `tree-…` the tree,
+holds the warnings and the outline (capdsl/evaluation/layout.py), `tree-…` the tree,
 so a run that needs no tree reads none. `sql.query` keeps compiled queries
 here too (`query-…` entries, keyed by the contract's entry or the tree, the
 period, the parameters and the rest of what the SQL depends on), and the
-panel loader the answers of its checks (`panel-…`, capdsl/panel_memo.py).
+panel loader the answers of its checks (`panel-…`, capdsl/data/memo.py).
 
 The format is not pickle: loading an entry can only build the dataclasses of
 `tree`, `errors`, `outline` and `sql.query` (by name, from an allow-list) and plain
@@ -217,7 +217,7 @@ def store(entry: str, value) -> None:
     where = directory()
     if where is None:
         return
-    from .atomic import atomic_write
+    from capdsl.outputs import atomic_write
 
     try:
         where.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -299,19 +299,19 @@ def _remove(path: Path) -> bool:
 # The only modules whose dataclasses an entry may build: the evaluation tree, diagnostics, the
 # outline and compiled queries. A module is imported only when an entry names one of its classes,
 # so reading an outline or a query never imports the tree.
-MODULES = ("capdsl.tree", "capdsl.errors", "capdsl.outline", "capdsl.sql.query")
+MODULES = ("capdsl.evaluation.tree", "capdsl.errors", "capdsl.evaluation.layout", "capdsl.sql.query")
 
 
 def _module(name: str):
     """One of MODULES, imported by a fixed statement (never by a name read from an entry)."""
-    if name == "capdsl.tree":
-        from . import tree as mod
+    if name == "capdsl.evaluation.tree":
+        from capdsl.evaluation import tree as mod
     elif name == "capdsl.errors":
-        from . import errors as mod
-    elif name == "capdsl.outline":
-        from . import outline as mod
+        from capdsl import errors as mod
+    elif name == "capdsl.evaluation.layout":
+        from capdsl.evaluation import layout as mod
     elif name == "capdsl.sql.query":
-        from .sql import query as mod
+        from capdsl.sql import query as mod
     else:
         raise KeyError(f"{name} is not a module the cache may build from")
     return mod

@@ -14,12 +14,12 @@ from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .errors import MAX_SOURCE_BYTES, BackendError, Diagnostic, EvalError, Source, load_source
-from .outline import Outline, outline
+from capdsl.errors import MAX_SOURCE_BYTES, BackendError, Diagnostic, EvalError, Source, load_source
+from capdsl.evaluation.layout import Outline, outline
 
 if TYPE_CHECKING:
-    from . import nodes
-    from . import tree as t
+    from capdsl.language import ast_nodes as nodes
+    from capdsl.evaluation import tree as t
 
 
 @dataclass
@@ -29,7 +29,7 @@ class Loaded:
 
 
 def load(path: str | Path, max_bytes: int = MAX_SOURCE_BYTES) -> Loaded:
-    from .syntax import parse
+    from capdsl.language.syntax import parse
 
     source = load_source(path, max_bytes)
     return Loaded(source, parse(source))
@@ -37,22 +37,22 @@ def load(path: str | Path, max_bytes: int = MAX_SOURCE_BYTES) -> Loaded:
 
 def check_file(path: str | Path):
     """Parse and check one file; returns `check.Checked` or raises `CapError`."""
-    from .check import check
+    from capdsl.language.check import check
 
     loaded = load(path)
     return check(loaded.contract, loaded.source)
 
 
 def check_source(source: Source):
-    from .check import check
-    from .syntax import parse
+    from capdsl.language.check import check
+    from capdsl.language.syntax import parse
 
     return check(parse(source), source)
 
 
 def compile_file(path: str | Path) -> tuple[object, t.Program]:
     """Parse, check and lower: the program every backend runs."""
-    from .lower import lower
+    from capdsl.evaluation.lower import lower
 
     checked = check_file(path)
     return checked, lower(checked)
@@ -73,7 +73,8 @@ class Runnable:
     @property
     def program(self) -> t.Program:
         if self._program is None:
-            from . import cache, tree
+            from capdsl import cache
+            from capdsl.evaluation import tree
 
             found = cache.load(_tree_entry(self.key)) if self.key else None
             if isinstance(found, tree.Program):
@@ -94,7 +95,7 @@ def runnable_file(path: str | Path) -> Runnable:
     cache (capdsl/cache.py) when neither the contract nor capdsl has changed. The cache keeps the
     warnings and the outline in one entry and the tree in another, so that a run whose query is
     cached too never reads (or imports) the tree."""
-    from . import cache
+    from capdsl import cache
 
     source = load_source(path)
     entry = cache.key(source.text, source.path)
@@ -110,7 +111,7 @@ def runnable_file(path: str | Path) -> Runnable:
 
 
 def compile_source(source: Source) -> tuple[object, t.Program]:
-    from .lower import lower
+    from capdsl.evaluation.lower import lower
 
     checked = check_source(source)
     return checked, lower(checked)
@@ -118,7 +119,7 @@ def compile_source(source: Source) -> tuple[object, t.Program]:
 
 def requirements(program: t.Program | Outline):
     """What the program reads from the panel, in the panel loader's terms."""
-    from .panel import ColumnSpec, Requirements
+    from capdsl.data.panel import ColumnSpec, Requirements
 
     shape = outline(program)
     cols = {"member": [], "practice": [], "event": []}
@@ -153,9 +154,9 @@ class Run:
 def evaluate(program: t.Program | Runnable, run: Run):
     """Load the panel, evaluate with the chosen engine, build statements. Given a `Runnable`, the
     evaluation tree is read only if the engine needs it (not for a query found in the cache)."""
-    from .panel import load_panel, parse_params
-    from .periods import parse_period
-    from .statement import build
+    from capdsl.data.panel import load_panel, parse_params
+    from capdsl.evaluation.periods import parse_period
+    from capdsl.evaluation.statements import build
 
     period = parse_period(run.period)
     shape = program.outline if isinstance(program, Runnable) else outline(program)
@@ -179,13 +180,13 @@ def evaluate(program: t.Program | Runnable, run: Run):
 
 
 def member_detail(program: t.Program, run: Run, *, source=None, redact: bool = False):
-    """Member-month detail from the reference interpreter (see capdsl/detail.py)."""
+    """Member-month detail from the reference interpreter (see capdsl/evaluation/detail.py)."""
     import hashlib
 
-    from .detail import member_detail as detail
-    from .lower import source_text
-    from .panel import load_panel, parse_params
-    from .periods import parse_period
+    from capdsl.evaluation.detail import member_detail as detail
+    from capdsl.evaluation.lower import source_text
+    from capdsl.data.panel import load_panel, parse_params
+    from capdsl.evaluation.periods import parse_period
 
     period = parse_period(run.period)
     reqs = requirements(program)
@@ -209,7 +210,7 @@ def member_detail(program: t.Program, run: Run, *, source=None, redact: bool = F
 def run_engine(program: t.Program | Runnable, panel, period, params: dict, engine: str, *, spark_master=None,
                tracer=None, only_practice=None):
     if engine == "duckdb" and isinstance(program, Runnable) and program.key:
-        from .sql import duckdb_engine
+        from capdsl.sql import duckdb_engine
 
         runnable = program
         return duckdb_engine.evaluate_keyed(runnable.key, lambda: runnable.program, runnable.outline.quantum,
@@ -217,11 +218,11 @@ def run_engine(program: t.Program | Runnable, panel, period, params: dict, engin
     if isinstance(program, Runnable):
         program = program.program
     if engine == "python":
-        from .interpret import evaluate as interpret
+        from capdsl.evaluation.interpret import evaluate as interpret
 
         return interpret(program, panel_rows(program, panel), period.months, params, tracer=tracer,
                          only_practice=only_practice)
-    from . import sql
+    from capdsl import sql
 
     label = _row_label(panel) if hasattr(panel, "member_label") else None
     if engine == "spark":
@@ -244,7 +245,7 @@ def _row_label(panel):
 
 def panel_rows(program: t.Program, panel):
     """The panel as Python rows for the interpreter."""
-    from .interpret import Rows
+    from capdsl.evaluation.interpret import Rows
 
     member_cols = ["member_id", "practice_id", "birth_date", "enrolled_from", "enrolled_to", "_row"]
     member_cols += [c.name for c in program.columns if c.table == "member" and c.name not in member_cols]

@@ -647,7 +647,7 @@ def check_diagnostics(exc, text: str) -> None:
 
 def structure(contract) -> tuple:
     """The AST for comparison (header clauses as a set: fmt writes them in a fixed order)."""
-    from capdsl import nodes as n
+    from capdsl.language import ast_nodes as n
 
     return tuple(dataclasses.replace(d, written=tuple(sorted(d.written))) if isinstance(d, n.Header) else d
                  for d in contract.decls)
@@ -658,11 +658,11 @@ def run_one(text: str, limit: float = 10.0) -> str:
 
     Raises AssertionError (broken invariant), Hang, or whatever crashed.
     """
-    from capdsl.check import check
+    from capdsl.language.check import check
     from capdsl.errors import CapError, Source
-    from capdsl.fmt import format_source, format_text
-    from capdsl.lower import lower
-    from capdsl.syntax import parse
+    from capdsl.language.fmt import format_source, format_text
+    from capdsl.evaluation.lower import lower
+    from capdsl.language.syntax import parse
 
     with time_limit(limit):
         source = Source(text, "<fuzz>")

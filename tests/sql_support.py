@@ -11,8 +11,8 @@ from decimal import Decimal
 import duckdb
 import pyarrow as pa
 
-from capdsl import tree as t
-from capdsl.interpret import Rows
+from capdsl.evaluation import tree as t
+from capdsl.evaluation.interpret import Rows
 
 D = Decimal
 DEC = "DECIMAL(38,10)"

@@ -10,7 +10,7 @@ import textwrap
 
 import pytest
 
-from capdsl.atomic import atomic_path, atomic_write
+from capdsl.outputs import atomic_path, atomic_write
 
 
 def leftovers(directory):
@@ -78,7 +78,7 @@ def test_sigint_during_write_leaves_no_file(tmp_path):
     script = textwrap.dedent(f"""
         import os, signal, sys, time
         signal.signal(signal.SIGINT, signal.default_int_handler)
-        from capdsl.atomic import atomic_path
+        from capdsl.outputs import atomic_path
         with atomic_path({str(target)!r}) as tmp:
             tmp.write_text("partial")
             print("ready", flush=True)

@@ -20,7 +20,7 @@ from typing import Callable
 import pytest
 from click.testing import CliRunner
 
-from capdsl.cli import main
+from capdsl.tools.cli import main
 
 CONTRACT = """\
 contract "bad data":
@@ -295,7 +295,8 @@ def test_unusual_but_valid_input_gives_the_same_statements(tmp_path, case, engin
 
 def test_the_catalogue_covers_every_panel_error_code():
     """Every E07xx error code documented as in use has at least one case here."""
-    from capdsl import panel, panel_read
+    from capdsl.data import panel
+    from capdsl.data import read as panel_read
 
     codes = set(re.findall(r'"(E07[0-9]{2})"', Path(panel.__file__).read_text(encoding="utf-8")
                            + Path(panel_read.__file__).read_text(encoding="utf-8")))

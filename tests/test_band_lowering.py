@@ -1,5 +1,5 @@
 """Bands lower to a first-match Case that leaves out lower-bound tests the order
-already guarantees (capdsl.lower._bands). Property: the lowered Case picks, for
+already guarantees (capdsl.evaluation.lower._bands). Property: the lowered Case picks, for
 every key, the band a reader of the table would pick: the first whose range
 contains the key, else `otherwise`, else no band (E0801)."""
 
@@ -10,7 +10,7 @@ from decimal import Decimal
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from capdsl import tree as t
+from capdsl.evaluation import tree as t
 from capdsl.errors import CapError, Source
 from capdsl.pipeline import compile_source
 

@@ -15,8 +15,8 @@ from click.testing import CliRunner
 
 import capdsl.pipeline as pipeline
 from capdsl import cache
-from capdsl.cli import main
-from capdsl.outline import outline
+from capdsl.tools.cli import main
+from capdsl.evaluation.layout import outline
 from validation_helpers import BASE, variant, write_panel
 
 # BASE with a tier entry the checker proves unreachable: a warning that must be reported on every run
@@ -303,7 +303,7 @@ CONTRACTS = sorted((Path(__file__).resolve().parent.parent / "contracts").glob("
 def test_every_contract_survives_the_entry_format(path):
     """Decoded, the program is the same tree (spans included, which `==` ignores), with the same nodes
     shared, and compiles to the same SQL."""
-    from capdsl import tree as t
+    from capdsl.evaluation import tree as t
     from capdsl.sql import compile_program
 
     checked, program = pipeline.compile_file(path)
@@ -334,11 +334,11 @@ def test_an_entry_cannot_name_a_class_outside_the_tree():
 
 RUN_AND_REPORT_SQLGLOT = """
 import sys
-from capdsl.cli import main
+from capdsl.tools.cli import main
 try:
     main(sys.argv[1:], standalone_mode=False)
 finally:
-    for name in ("sqlglot", "lark", "capdsl.tree", "capdsl.interpret"):
+    for name in ("sqlglot", "lark", "capdsl.evaluation.tree", "capdsl.evaluation.interpret"):
         print(name, "loaded:", name in sys.modules, file=sys.stderr)
 """
 
@@ -357,7 +357,7 @@ def test_a_cached_query_runs_without_loading_the_compiler(setup, tmp_path):
     second = subprocess.run(cmd, capture_output=True, text=True, env=env, check=True)
     assert "sqlglot loaded: True" in first.stderr
     # nor the parser, the evaluation tree (the outline is enough) or the interpreter
-    for name in ("sqlglot", "lark", "capdsl.tree", "capdsl.interpret"):
+    for name in ("sqlglot", "lark", "capdsl.evaluation.tree", "capdsl.evaluation.interpret"):
         assert f"{name} loaded: False" in second.stderr
     assert second.stdout == first.stdout and first.stdout.count("\n") > 3
     assert len(entries(where, "query")) == 1
@@ -410,7 +410,7 @@ def test_the_query_key_covers_everything_the_sql_depends_on():
     """A stale query would pay wrong amounts silently: every input of the compiler is in its key."""
     from decimal import Decimal
 
-    from capdsl.periods import parse_period
+    from capdsl.evaluation.periods import parse_period
     from capdsl.sql.query import Options, _entry
 
     _checked, program = pipeline.compile_file(CONTRACTS[0])
@@ -433,7 +433,7 @@ def test_the_keyed_query_entry_covers_the_contract_and_everything_else(setup, mo
     capdsl's code) and the rest of the compiler's inputs."""
     from decimal import Decimal
 
-    from capdsl.periods import parse_period
+    from capdsl.evaluation.periods import parse_period
     from capdsl.sql import query as q
 
     _checked, program = pipeline.compile_file(CONTRACTS[0])

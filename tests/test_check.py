@@ -12,12 +12,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from capdsl import nodes as n
-from capdsl import units as u
-from capdsl.check import Checked, Symbol, check
+from capdsl.language import ast_nodes as n
+from capdsl.language import units as u
+from capdsl.language.check import Checked, Symbol, check
 from capdsl.errors import CheckError, Source
-from capdsl.syntax import parse
-from capdsl.units import Level
+from capdsl.language.syntax import parse
+from capdsl.language.units import Level
 
 ROOT = Path(__file__).resolve().parent.parent
 PUBLISHED = ROOT / "tests" / "fixtures" / "published"
@@ -602,8 +602,8 @@ end
 def test_optional_fields_in_an_embedded_example(engine):
     """`is missing` works on every optional field on both engines; an example's events
     `with member = "M1"` set `event.member` (they were read as empty)."""
-    from capdsl.examples import run_example
-    from capdsl.lower import lower
+    from capdsl.tools.examples import run_example
+    from capdsl.evaluation.lower import lower
 
     checked = run(OPTIONAL_EXAMPLE, header=False)
     outcome = run_example(lower(checked), checked.contract.examples[0], checked.source, engine)

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from capdsl.cli import main
+from capdsl.tools.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
 VZP = str(ROOT / "contracts" / "cz_vzp_2011_adult.cap")
@@ -132,7 +132,7 @@ def test_test_command_runs_embedded_examples():
 
 def test_help_is_fast_enough_to_import_lazily():
     """`capdsl --help` must not import the heavy stages (duckdb, pyarrow, pydantic)."""
-    code = ("import sys; import capdsl.cli; "
+    code = ("import sys; import capdsl.tools.cli; "
             "print(','.join(m for m in ('duckdb', 'pyarrow', 'pydantic', 'lark') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == ""
@@ -174,7 +174,7 @@ def test_eval_detail_redact_and_parquet(tmp_path):
 
 
 def test_explain_text_highlights_source_on_a_terminal_and_orders_groups_naturally():
-    from capdsl.explain import explain, render_text
+    from capdsl.tools.explain import explain, render_text
     from capdsl.pipeline import Run, compile_file
 
     checked, program = compile_file(VZP)
@@ -189,12 +189,12 @@ def test_explain_text_highlights_source_on_a_terminal_and_orders_groups_naturall
     assert "0E-" not in plain and ".000000000000" not in plain
 
 
-# The console script's fast exit (capdsl/launch.py): the command's own atexit handlers still run,
+# The console script's fast exit (capdsl/tools/launch.py): the command's own atexit handlers still run,
 # open panels are closed (DuckDB removes what it spilled), stdout is complete, exit codes unchanged.
 FAST_EXIT_PROBE = """
 import atexit, os, sys
-import capdsl.cli as cli
-import capdsl.panel as panel
+import capdsl.tools.cli as cli
+import capdsl.data.panel as panel
 marker = sys.argv[1]
 real_close = panel.Panel.close
 def close(self):
@@ -215,7 +215,7 @@ def main(*args, **kwargs):
             open(marker, "a").write(f"spilled {len(os.listdir(os.environ['PROBE_SPILL']))}\\n")
     return real_main(*args, **kwargs)
 cli.main = main
-from capdsl.launch import main as launch
+from capdsl.tools.launch import main as launch
 sys.argv = ["capdsl"] + sys.argv[2:]
 launch()
 """
@@ -266,11 +266,11 @@ def test_fast_exit_keeps_the_exit_code_and_messages(tmp_path, args, code):
 GC_PROBE = """
 import gc, sys
 import click
-import capdsl.cli as cli
-import capdsl.lsp as lsp
+import capdsl.tools.cli as cli
+import capdsl.tools.lsp as lsp
 lsp.serve = lambda: print("server: collector", gc.isenabled())
 cli.main.add_command(click.Command("probe", callback=lambda: print("command: collector", gc.isenabled())))
-from capdsl.launch import main
+from capdsl.tools.launch import main
 sys.argv = ["capdsl", sys.argv[1]]
 main()
 """

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from capdsl.cli import main
-from capdsl.fmt import format_source
+from capdsl.tools.cli import main
+from capdsl.language.fmt import format_source
 from capdsl.errors import Source
 from capdsl.pipeline import check_file
 

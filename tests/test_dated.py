@@ -10,11 +10,11 @@ from decimal import Decimal
 import pytest
 from click.testing import CliRunner
 
-from capdsl.diff import diff
+from capdsl.tools.impact import diff
 from capdsl.errors import CapError
-from capdsl.interpret import Rows, evaluate
+from capdsl.evaluation.interpret import Rows, evaluate
 from capdsl.pipeline import Run
-from capdsl.statement import build
+from capdsl.evaluation.statements import build
 from validation_helpers import compile_text, write, write_panel
 
 D = Decimal
@@ -109,8 +109,8 @@ def test_diff_of_parameter_settings(panel):
 
 
 def test_cli_new_period_and_new_set(panel, tmp_path):
-    from capdsl.cli import main
-    from capdsl.diffcmd import register
+    from capdsl.tools.cli import main
+    from capdsl.tools.diff_command import register
 
     register(main)
     path = write(tmp_path / "dated.cap", DATED)

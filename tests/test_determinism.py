@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from capdsl.cli import main
+from capdsl.tools.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
 CONTRACTS = ["cz_vzp_2011_adult", "cz_vzp_2011_paediatric", "hu_gp", "sk_paediatric_gp_dovera", "us_pmpm",

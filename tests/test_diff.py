@@ -8,7 +8,7 @@ from decimal import Decimal
 import pytest
 from click.testing import CliRunner
 
-from capdsl.diff import diff, nearest_rank, pct
+from capdsl.tools.impact import diff, nearest_rank, pct
 from capdsl.errors import CapError
 from capdsl.pipeline import Run
 from validation_helpers import BASE, BASE_EUR, compile_text, variant, write, write_panel
@@ -150,8 +150,8 @@ def test_json_round_trips_with_decimal_strings(panel):
 
 @pytest.fixture()
 def cli():
-    from capdsl.cli import main
-    from capdsl.diffcmd import register
+    from capdsl.tools.cli import main
+    from capdsl.tools.diff_command import register
 
     register(main)
     register(main)  # idempotent

@@ -14,9 +14,9 @@ from decimal import Decimal
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from capdsl.diff import Grouper, group_contributions
+from capdsl.tools.impact import Grouper, group_contributions
 from capdsl.errors import Source
-from capdsl.interpret import Rows, Tracer, evaluate, member_age
+from capdsl.evaluation.interpret import Rows, Tracer, evaluate, member_age
 from capdsl.pipeline import compile_source
 
 AGE_RULES = ["month_start", "month_end", "year_start"]

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from capdsl.errors import Source
-from capdsl.fmt import format_source
+from capdsl.language.fmt import format_source
 
 ROOT = Path(__file__).resolve().parent.parent
 BLOCK = re.compile(r"```cap\n(.*?)```", re.S)

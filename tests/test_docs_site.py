@@ -40,7 +40,7 @@ def test_every_docs_page_is_in_the_nav():
 
 
 def test_cli_reference_lists_every_command(site):
-    from capdsl.cli import main
+    from capdsl.tools.cli import main
 
     page = html.unescape((site / "cli" / "index.html").read_text(encoding="utf-8"))
     assert main.commands, "the click group has no commands"

@@ -14,10 +14,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from capdsl import nodes as n
+from capdsl.language import ast_nodes as n
 from capdsl.errors import Source, SyntaxError_
-from capdsl.fmt import expr, format_diff, format_source, format_text, ident, quote
-from capdsl.syntax import parse_text
+from capdsl.language.fmt import expr, format_diff, format_source, format_text, ident, quote
+from capdsl.language.syntax import parse_text
 
 ROOT = Path(__file__).resolve().parent.parent
 GOLDEN = ROOT / "tests" / "golden" / "fmt"

@@ -150,7 +150,7 @@ def test_edge_case(name):
 def test_regression_quadratic_previous_word_on_a_long_line():
     """syntax._previous_word ran a `[^\\s]+$` search over the whole text before an error: quadratic,
     a minute on a 100k-character word (benchmarks/fuzz.py: nul+longline)."""
-    from capdsl.syntax import _previous_word, parse
+    from capdsl.language.syntax import _previous_word, parse
 
     text = header + "define x = " + "a" * 100_000 + "\x00\n"
     start = time.monotonic()
@@ -168,7 +168,7 @@ def test_run_one_is_the_invariant():
     assert run(header + 'line l "L" = 1 CZK\n') == "ok"
     assert run("contract") == "syntax"
     with pytest.raises(CapError):
-        from capdsl.syntax import parse
+        from capdsl.language.syntax import parse
         parse(Source("contract"))
 
 
@@ -176,8 +176,8 @@ def test_regression_nested_ifs_format_within_the_nesting_limit():
     """101 `if`s nested in `then` branches parsed (tree depth under 300), but fmt parenthesises each
     nested `if`, giving 101 parentheses: its own output failed E0104. Now E0104 counts if/sum/count
     forms too, so what parses formats to what parses."""
-    from capdsl.fmt import format_text
-    from capdsl.syntax import parse_text
+    from capdsl.language.fmt import format_text
+    from capdsl.language.syntax import parse_text
 
     def nested(k: int) -> str:
         return header + "define x = " + "if true then " * k + "1 CZK" + " else 2 CZK" * k + "\n"

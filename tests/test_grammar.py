@@ -16,9 +16,9 @@ import pytest
 from lark import Lark
 
 from capdsl.errors import Source
-from capdsl.interpret import Rows, evaluate
+from capdsl.evaluation.interpret import Rows, evaluate
 from capdsl.pipeline import compile_source
-from capdsl.syntax import grammar_text
+from capdsl.language.syntax import grammar_text
 from test_lalr import agree
 
 

@@ -10,7 +10,7 @@ import pytest
 from pygments.lexers import get_lexer_by_name, get_lexer_for_filename
 from pygments.token import Comment, Error, Keyword, Literal, Name, Number, Operator, String
 
-from capdsl.highlight import CapLexer, highlight_lines, to_ansi
+from capdsl.language.highlight import CapLexer, highlight_lines, to_ansi
 
 ROOT = Path(__file__).resolve().parent.parent
 CONTRACTS = sorted((ROOT / "contracts").rglob("*.cap")) + sorted((ROOT / "tests" / "golden" / "fmt").glob("*.cap"))

@@ -11,9 +11,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from capdsl.errors import EvalError, Source
-from capdsl.interpret import Rows, completed_years, evaluate, exposure_weight, round_to
+from capdsl.evaluation.interpret import Rows, completed_years, evaluate, exposure_weight, round_to
 from capdsl.pipeline import compile_source
-from capdsl.statement import build
+from capdsl.evaluation.statements import build
 
 D = Decimal
 
@@ -123,8 +123,8 @@ def test_member_in_no_band_is_an_error_naming_the_table():
     so a program lowered without the coverage check cannot pay a member silently."""
     from types import SimpleNamespace
 
-    from capdsl.lower import lower
-    from capdsl.syntax import parse
+    from capdsl.evaluation.lower import lower
+    from capdsl.language.syntax import parse
 
     text = BANDS.format(rule="month_start").replace("65 and over: 2", "65 to 99: 2")
     source = Source(text, "t.cap")
@@ -275,8 +275,8 @@ def test_statement_properties(spec, exposure, rnd):
 @given(st.decimals(min_value=D("0.01"), max_value=D("10000000"), places=2),
        st.lists(st.integers(min_value=1, max_value=60), min_size=1, max_size=4))
 def test_installments_always_sum_to_the_pool(pool_amount, shares):
-    from capdsl import tree as t
-    from capdsl.interpret import split_installments
+    from capdsl.evaluation import tree as t
+    from capdsl.evaluation.interpret import split_installments
 
     total = sum(shares)
     parts = [D(s) / D(total) for s in shares]
@@ -289,7 +289,7 @@ def test_installments_always_sum_to_the_pool(pool_amount, shares):
 
 def test_interpreter_throughput_is_not_silly():
     """Not a timing test: a guard that memoisation still collapses members to groups."""
-    from capdsl.interpret import Tracer
+    from capdsl.evaluation.interpret import Tracer
 
     program = program_of(PROPERTY_CONTRACT.format(exposure="first_day"))
     rows = _rows([("P1", date(1950 + i % 60, 1 + i % 12, 1), i % 2 == 0, None) for i in range(3000)])
@@ -341,9 +341,9 @@ def test_months_read_only_for_pools_do_not_evaluate_other_lines(engine, tmp_path
     from types import SimpleNamespace
 
     from capdsl.errors import CapError
-    from capdsl.lower import lower
+    from capdsl.evaluation.lower import lower
     from capdsl.pipeline import Run, evaluate as run_pipeline
-    from capdsl.syntax import parse
+    from capdsl.language.syntax import parse
 
     text = ('contract "Gap":\n    currency CZK\nend\n'
             'bands idx by member.age:\n    0 to 64: 1\n    66 and over: 2\nend\n'
@@ -370,7 +370,7 @@ def test_months_read_only_for_pools_do_not_evaluate_other_lines(engine, tmp_path
        mode=st.sampled_from(["half_up", "half_even", "down", "up"]))
 def test_rounder_is_round_to(value, quantum, mode):
     """The statement builder's fast rounding (one quantize for a power-of-ten quantum) is round_to."""
-    from capdsl.interpret import rounder, round_to
+    from capdsl.evaluation.interpret import rounder, round_to
 
     q = Decimal(quantum)
     fast, slow = rounder(q, mode)(value), round_to(value, q, mode)

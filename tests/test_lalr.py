@@ -1,4 +1,4 @@
-"""The fast LALR driver (capdsl.lalr) against Lark's own driver and tree.
+"""The fast LALR driver (capdsl.language.lalr) against Lark's own driver and tree.
 
 The fast path may decline an input (it then goes through Lark), but it must
 never accept an input Lark rejects, and what it accepts must be the same
@@ -15,9 +15,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import fuzz_support as F
-from capdsl import syntax
+from capdsl.language import syntax
 from capdsl.errors import Source, SyntaxError_
-from capdsl.lalr import Fallback
+from capdsl.language.lalr import Fallback
 
 ROOT = Path(__file__).resolve().parent.parent
 LIBRARY = sorted((ROOT / "contracts").glob("*.cap"))

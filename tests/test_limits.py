@@ -25,10 +25,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from capdsl.cli import main
+from capdsl.tools.cli import main
 from capdsl.errors import CapError, Source
 from capdsl.pipeline import compile_source
-from capdsl.syntax import MAX_DEFINITIONS, MAX_NESTING, MAX_SOURCE_BYTES, parse
+from capdsl.language.syntax import MAX_DEFINITIONS, MAX_NESTING, MAX_SOURCE_BYTES, parse
 
 ROOT = Path(__file__).resolve().parent.parent
 HEADER = 'contract "limits":\n    currency CZK\nend\n\n'
@@ -338,7 +338,7 @@ def test_ctrl_c_turned_into_an_error_by_duckdb_is_still_exit_130(monkeypatch, tm
 
 _CHILD = """
 import os, signal, sys, threading, time
-from capdsl.cli import handle_errors
+from capdsl.tools.cli import handle_errors
 
 @handle_errors
 def run():
@@ -363,10 +363,10 @@ def test_ctrl_c_while_a_native_module_is_imported_is_still_exit_130():
 
 
 def test_importing_is_seen_from_a_frame_inside_an_import(tmp_path, monkeypatch):
-    from capdsl.cli import importing
+    from capdsl.tools.cli import importing
 
     (tmp_path / "probe_import_frame.py").write_text(
-        "import sys\nfrom capdsl.cli import importing\nSEEN = importing(sys._getframe())\n")
+        "import sys\nfrom capdsl.tools.cli import importing\nSEEN = importing(sys._getframe())\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     import probe_import_frame
 

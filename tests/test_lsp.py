@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 
 from capdsl.errors import Source
-from capdsl.fmt import format_source
-from capdsl.lsp import (analyse, attributes_in_text, build_index, completions, format_edit, grammar_keywords,
+from capdsl.language.fmt import format_source
+from capdsl.tools.lsp import (analyse, attributes_in_text, build_index, completions, format_edit, grammar_keywords,
                         hover_markdown, names_in_text, outline)
-from capdsl.syntax import parse_text
+from capdsl.language.syntax import parse_text
 
 ROOT = Path(__file__).resolve().parent.parent
 ADULT = ROOT / "contracts" / "cz_vzp_2011_adult.cap"
@@ -206,7 +206,7 @@ def test_format_edit():
 
 
 def test_a_failing_handler_answers_nothing(caplog):
-    from capdsl.lsp import _safe
+    from capdsl.tools.lsp import _safe
 
     @_safe
     def handler(ls, params):

@@ -17,7 +17,7 @@ import duckdb
 import pytest
 
 from capdsl.errors import InputError, UsageError
-from capdsl.panel import (LIMIT, ColumnSpec, MeasureSpec, ParamSpec, Requirements, load_panel,
+from capdsl.data.panel import (LIMIT, ColumnSpec, MeasureSpec, ParamSpec, Requirements, load_panel,
                           parse_params, redact_id)
 
 DATA = Path(__file__).parent / "data" / "panel"
@@ -181,7 +181,7 @@ def test_percentages_in_number_columns(tmp_path):
 
 
 def test_age_warning_is_judged_at_the_period_start(tmp_path):
-    from capdsl.periods import parse_period
+    from capdsl.evaluation.periods import parse_period
 
     members = M_HEAD + "M1,P1,1901-03-01,,,,\n"
     files = panel_files(tmp_path, members=(".csv", members))
@@ -557,7 +557,7 @@ def test_member_id_pass_agrees_with_sets(members, events):
     """The sorted pass behind E0706 (duplicated member_id) and W0715 (event naming no member)."""
     import duckdb
 
-    from capdsl.panel import _member_ids
+    from capdsl.data.panel import _member_ids
 
     con = duckdb.connect()
     for table, ids in (("members", members), ("events", events)):
@@ -658,7 +658,7 @@ def test_an_engine_failure_on_bad_data_reports_the_data(tmp_path):
 @pytest.fixture
 def small_chunks(monkeypatch):
     """Chunks of 64 bytes, so that a test file spans many of them."""
-    import capdsl.panel_read as panel_read
+    import capdsl.data.read as panel_read
 
     monkeypatch.setattr(panel_read, "_CSV_CHUNK", 64)
 
@@ -725,7 +725,7 @@ _TEXTS = st.one_of(
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(_TEXTS, min_size=1, max_size=20))
 def test_a_valid_text_types_the_same_without_the_validity_test(texts):
-    from capdsl.panel import _typed, _valid
+    from capdsl.data.panel import _typed, _valid
 
     con = duckdb.connect()
     con.execute("CREATE TABLE t AS SELECT unnest(?) AS v", [texts])

@@ -1,4 +1,4 @@
-"""The panel-check memo (capdsl/panel_memo.py): a second load of unchanged files replays the
+"""The panel-check memo (capdsl/data/memo.py): a second load of unchanged files replays the
 checks' answers instead of scanning, and reports exactly what a first load reports; a changed,
 fresh or failing file is never replayed."""
 
@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from test_panel import BAD, M_HEAD, TODAY, WARNED, panel_files, requirements
 
-from capdsl import panel_memo
+from capdsl.data import memo as panel_memo
 from capdsl.errors import InputError
-from capdsl.panel import load_panel
+from capdsl.data.panel import load_panel
 
 
 @pytest.fixture

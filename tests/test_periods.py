@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from capdsl.errors import UsageError
-from capdsl.periods import (Period, is_quarter_end, measure_periods_for_month, month_end, months_of_year,
+from capdsl.evaluation.periods import (Period, is_quarter_end, measure_periods_for_month, month_end, months_of_year,
                             parse_period, quarter_of, try_parse_period)
 
 

@@ -11,13 +11,13 @@ from decimal import Decimal
 
 import pytest
 
-from capdsl import tree as t
+from capdsl.evaluation import tree as t
 from capdsl.errors import CapError, EvalError, Source
-from capdsl.interpret import evaluate as interpret
-from capdsl.periods import parse_period
+from capdsl.evaluation.interpret import evaluate as interpret
+from capdsl.evaluation.periods import parse_period
 from capdsl.pipeline import Run, check_source, compile_source, evaluate as run_pipeline
 from capdsl.sql import DIALECTS, compile_program, evaluate as sql_evaluate
-from capdsl.statement import to_jsonable
+from capdsl.evaluation.statements import to_jsonable
 from sql_support import Panel, line, program
 
 D = Decimal
@@ -276,8 +276,8 @@ def test_the_documented_worked_example_holds(engine):
     """docs/language.md's pools-reading-pools contract: its `example` block's amounts, on both engines."""
     from pathlib import Path
 
-    from capdsl.examples import run_example
-    from capdsl.lower import lower
+    from capdsl.tools.examples import run_example
+    from capdsl.evaluation.lower import lower
 
     text = (Path(__file__).resolve().parent.parent / "docs" / "language.md").read_text(encoding="utf-8")
     (block,) = [b for b in re.findall(r"```cap\n(.*?)```", text, re.S) if "Pools reading pools" in b]
@@ -291,7 +291,7 @@ def test_the_documented_worked_example_holds(engine):
 # ─────────────────────────────── explain ───────────────────────────────
 
 def test_explain_shows_what_the_pool_read(tmp_path):
-    from capdsl.explain import explain, render_text
+    from capdsl.tools.explain import explain, render_text
 
     source = Source(CHAIN, "t.cap")
     out = explain(compile_source(source)[1], source, Run(files=files(tmp_path), period="2011",

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from capdsl.cli import main
-from capdsl.panel import redact_id
+from capdsl.tools.cli import main
+from capdsl.data.panel import redact_id
 
 SECRET = "M_SECRET_4711"
 SECRET_BIRTH = "1977-07-17"

@@ -10,9 +10,9 @@ import tempfile
 
 import pytest
 
-from capdsl.diff import diff
+from capdsl.tools.impact import diff
 from capdsl.pipeline import Run
-from capdsl.report import render_html, write_report
+from capdsl.tools.report import render_html, write_report
 from validation_helpers import BASE, compile_text, variant, write_panel
 
 NEW = variant(BASE, ("65 and over: 2.00", "65 and over: 2.40"), ("45 CZK otherwise", "40 CZK otherwise"),
@@ -58,7 +58,7 @@ def test_escaping(impact):
 def test_written_atomically(impact, tmp_path, monkeypatch):
     target = tmp_path / "r.html"
     target.write_text("previous")
-    import capdsl.report as report
+    import capdsl.tools.report as report
 
     def boom(_impact):
         raise RuntimeError("render failed")

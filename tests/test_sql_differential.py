@@ -16,10 +16,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from capdsl import tree as t
+from capdsl.evaluation import tree as t
 from capdsl.errors import EvalError
-from capdsl.interpret import evaluate as interpret
-from capdsl.periods import parse_period
+from capdsl.evaluation.interpret import evaluate as interpret
+from capdsl.evaluation.periods import parse_period
 from capdsl.sql import evaluate
 from sql_support import AGE, Panel, line, program
 

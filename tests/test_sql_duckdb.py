@@ -10,10 +10,10 @@ from decimal import Decimal
 import pytest
 import sqlglot
 
-from capdsl import tree as t
+from capdsl.evaluation import tree as t
 from capdsl.errors import EvalError
-from capdsl.interpret import evaluate as interpret, fix, round_to
-from capdsl.periods import parse_period
+from capdsl.evaluation.interpret import evaluate as interpret, fix, round_to
+from capdsl.evaluation.periods import parse_period
 from capdsl.sql import DIALECTS, compile_program, evaluate
 from capdsl.sql.duckdb_engine import evaluate_files
 from sql_support import (AGE, MARCH, Panel, ar, c, count_members, line, pcol, pool_dividing_by_a_monthly_line,
@@ -296,7 +296,7 @@ CONTRACTS = sorted(__import__("pathlib").Path(__file__).resolve().parent.parent.
 
 @pytest.mark.parametrize("contract", CONTRACTS, ids=lambda p: p.stem)
 def test_bundled_contracts_on_the_sample_panel_every_period_kind(contract):
-    from capdsl.panel import load_panel, parse_params
+    from capdsl.data.panel import load_panel, parse_params
     from capdsl.pipeline import compile_file, requirements, run_engine
 
     examples = contract.parent.parent / "examples"
@@ -540,7 +540,7 @@ def named_like_columns_panel(tmp_path):
 def test_inputs_named_like_internal_columns_are_the_authors_columns(tmp_path, period):
     """`member weight` is the author's column, not the exposure weight, and `month_start`, `n`,
     `reported` … never meet the query's own columns (E0922 binder errors before, or wrong amounts)."""
-    from capdsl.panel import load_panel, parse_params
+    from capdsl.data.panel import load_panel, parse_params
     from capdsl.pipeline import compile_file, requirements, run_engine
 
     files = named_like_columns_panel(tmp_path)

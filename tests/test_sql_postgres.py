@@ -9,10 +9,10 @@ from decimal import Decimal
 
 import pytest
 
-from capdsl import tree as t
+from capdsl.evaluation import tree as t
 from capdsl.errors import EvalError
-from capdsl.interpret import evaluate as interpret, fix, round_to
-from capdsl.periods import parse_period
+from capdsl.evaluation.interpret import evaluate as interpret, fix, round_to
+from capdsl.evaluation.periods import parse_period
 from capdsl.sql import evaluate
 from sql_support import AGE, Panel, Postgres, ar, c, line, pg_evaluate, program, sum_members
 from test_sql_duckdb import DIVISIONS, MODES, ROUNDING_CASES, czech_like, division_program, member_rules_panel, \

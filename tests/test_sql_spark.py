@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from capdsl import tree as t
+from capdsl.evaluation import tree as t
 from capdsl.errors import BackendError, EvalError, InputError
-from capdsl.interpret import evaluate as interpret, fix, round_to
-from capdsl.periods import parse_period
+from capdsl.evaluation.interpret import evaluate as interpret, fix, round_to
+from capdsl.evaluation.periods import parse_period
 from capdsl.sql import evaluate
-from capdsl.panel import redact_id
+from capdsl.data.panel import redact_id
 from capdsl.pipeline import requirements
 from capdsl.sql import Options
 from capdsl.sql.spark_engine import available, run
@@ -212,7 +212,7 @@ def test_checked_cluster_tables_pay_what_the_loaded_files_pay(spark, pmpm, tmp_p
     empty columns their defaults; so must `run`."""
     import duckdb
 
-    from capdsl.panel import load_panel
+    from capdsl.data.panel import load_panel
 
     (tmp_path / "members.csv").write_text("member_id,practice_id,birth_date\nM1,P1,1970-05-01\nM2,P1,1900-01-01\n"
                                           "M3,P2,2011-02-10\n")
@@ -359,7 +359,7 @@ def closed_port() -> int:
 def test_an_unreachable_master_is_one_line_before_any_jvm_starts(tmp_path):
     from click.testing import CliRunner
 
-    from capdsl.cli import main
+    from capdsl.tools.cli import main
 
     port = closed_port()
     examples = ROOT / "examples"

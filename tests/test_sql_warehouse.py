@@ -19,11 +19,11 @@ import sqlglot
 from click.testing import CliRunner
 from sqlglot import exp
 
-from capdsl.cli import main
+from capdsl.tools.cli import main
 from capdsl.errors import InputError
-from capdsl.interpret import fix, round_to
-from capdsl.panel import load_panel, parse_params
-from capdsl.periods import parse_period
+from capdsl.evaluation.interpret import fix, round_to
+from capdsl.data.panel import load_panel, parse_params
+from capdsl.evaluation.periods import parse_period
 from capdsl.pipeline import compile_file, requirements, run_engine
 from capdsl.sql import compile_program
 from capdsl.sql.compile import Options, compile_query

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from capdsl.errors import InputError, UsageError
-from capdsl.panel import ColumnSpec, Requirements, load_panel
-from capdsl.synthea import from_synthea
+from capdsl.data.panel import ColumnSpec, Requirements, load_panel
+from capdsl.data.synthea import from_synthea
 
 DATA = Path(__file__).parent / "data" / "synthea"
 AS_OF = date(2011, 1, 1)
@@ -156,7 +156,7 @@ def test_cli_panel_from_synthea_then_eval_polish_contract(tmp_path, folder):
 
     from click.testing import CliRunner
 
-    from capdsl.cli import main
+    from capdsl.tools.cli import main
 
     out = tmp_path / "panel.parquet"
     runner = CliRunner()
@@ -178,7 +178,7 @@ def test_cli_panel_from_synthea_then_eval_polish_contract(tmp_path, folder):
 def test_cli_panel_from_synthea_bad_date_is_a_usage_error(tmp_path):
     from click.testing import CliRunner
 
-    from capdsl.cli import main
+    from capdsl.tools.cli import main
 
     result = CliRunner().invoke(main, ["panel", "from-synthea", str(DATA / "edge" / "patients.csv"), "-o",
                                        str(tmp_path / "m.csv"), "--as-of", "2011-02-30"])

@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from capdsl import nodes as n
+from capdsl.language import ast_nodes as n
 from capdsl.errors import Source
-from capdsl.examples import run_example
-from capdsl.syntax import parse
-from capdsl.testgen import Atom, generate, vectors
+from capdsl.tools.examples import run_example
+from capdsl.language.syntax import parse
+from capdsl.tools.testgen import Atom, generate, vectors
 from validation_helpers import BASE, compile_path, compile_text, variant, write
 
 CONTRACTS = sorted(Path(__file__).resolve().parent.parent.glob("contracts/*.cap"))
@@ -87,8 +87,8 @@ def test_bundled_contracts(path):
 
 
 def test_cli_generate_print_append_and_test(tmp_path):
-    from capdsl.cli import main
-    from capdsl.diffcmd import register
+    from capdsl.tools.cli import main
+    from capdsl.tools.diff_command import register
 
     register(main)
     path = write(tmp_path / "c.cap", BASE)

@@ -6,9 +6,9 @@ from decimal import Decimal
 
 import pytest
 
-from capdsl import nodes as n
-from capdsl import units as u
-from capdsl.units import Level, Type
+from capdsl.language import ast_nodes as n
+from capdsl.language import units as u
+from capdsl.language.units import Level, Type
 
 
 def q(text: str, word: str | None = None, per: str | None = None) -> n.Quantity:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from capdsl import highlight
+from capdsl.language import highlight
 
 ROOT = Path(__file__).resolve().parent.parent
 EXT = ROOT / "editors" / "vscode"

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Callable, Mapping
 
-from ..errors import UsageError, error
-from ..periods import Period, parse_period
-from .query import Options, Query, prepare
+from capdsl.errors import UsageError, error
+from capdsl.evaluation.periods import Period, parse_period
+from capdsl.sql.query import Options, Query, prepare
 
 if TYPE_CHECKING:
-    from .. import tree as t
+    from capdsl.evaluation import tree as t
 
 __all__ = ["compile_program", "compile_query", "evaluate", "prepare", "Compiled", "Query", "Options", "DIALECTS",
            "run_months"]
@@ -26,11 +26,11 @@ __all__ = ["compile_program", "compile_query", "evaluate", "prepare", "Compiled"
 def __getattr__(name: str):
     """The compiler's names, imported on first use: a run whose query is cached never loads sqlglot."""
     if name in ("Compiled", "compile_query", "run_months"):
-        from . import compile as compiler
+        from capdsl.sql import compile as compiler
 
         return getattr(compiler, name)
     if name == "DIALECTS":
-        from .dialects import DIALECTS
+        from capdsl.sql.dialects import DIALECTS
 
         return DIALECTS
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
@@ -50,7 +50,7 @@ def compile_program(program: t.Program, period, dialect: str = "duckdb", tables:
     """Readable SQL computing the statements' rows from warehouse tables (docs/sql.md); `tables` maps
     members/practices/events/measures to the warehouse's names. Parameters without a value or
     default are left as `:name` placeholders. Spark SQL starts with the `SET` statements it needs."""
-    from .compile import compile_query
+    from capdsl.sql.compile import compile_query
 
     defaults = Options(row_column=None, measure_values="text", inputs="warehouse") if options is None else options
     text = compile_query(program, _period(period), dialect, tables, params, defaults).sql(pretty=True) + ";\n"
@@ -65,11 +65,11 @@ def evaluate(program: t.Program, con, period, params: dict, engine: str = "duckd
     `cached` (DuckDB): the query may come from the compiled-contract cache."""
     period = _period(period)
     if engine == "duckdb":
-        from . import duckdb_engine
+        from capdsl.sql import duckdb_engine
 
         return duckdb_engine.evaluate(program, con, period, params, member_label=member_label, cached=cached)
     if engine == "spark":
-        from . import spark_engine
+        from capdsl.sql import spark_engine
 
         return spark_engine.evaluate(program, con, period, params, master=master, spark=spark,
                                      member_label=member_label)

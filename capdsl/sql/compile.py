@@ -45,11 +45,11 @@ from typing import Mapping
 
 from sqlglot import exp
 
-from .. import tree as t
-from ..errors import BackendError, UsageError, error
-from ..periods import Period, month_end, months_of_year
-from .dialects import DEC, Dialect, cast, dec, get, num
-from .query import FAIL_TAG, FailSite, Options, Query  # noqa: F401  (Options: re-exported)
+from capdsl.evaluation import tree as t
+from capdsl.errors import BackendError, UsageError, error
+from capdsl.evaluation.periods import Period, month_end, months_of_year
+from capdsl.sql.dialects import DEC, Dialect, cast, dec, get, num
+from capdsl.sql.query import FAIL_TAG, FailSite, Options, Query  # noqa: F401  (Options: re-exported)
 
 TABLES = ("members", "practices", "events", "measures")
 _SQL_TYPE = {"bool": "BOOLEAN", "text": "VARCHAR", "date": "DATE", "integer": "BIGINT", "decimal": DEC}
@@ -1257,7 +1257,7 @@ _CANONICAL = {  # docs/inputs.md: (table, column) -> (kind, default, may be abse
     ("events", "date"): ("date", None, False), ("events", "code"): ("text", None, False),
     ("events", "points"): ("decimal", None, True), ("events", "quantity"): ("decimal", Decimal(1), True),
 }
-# The panel loader's value rules (capdsl/panel.py), as anchored regular expressions every dialect
+# The panel loader's value rules (capdsl/data/panel.py), as anchored regular expressions every dialect
 # reads alike: no backslashes (string escapes differ), `[.]` for a dot.
 _NUMBER = "^[+-]?([0-9]+[.]?[0-9]*|[.][0-9]+)([eE][+-]?[0-9]+)?$"
 _PERCENT = "^[+-]?([0-9]{1,15}[.]?[0-9]*|[.][0-9]+) *%$"

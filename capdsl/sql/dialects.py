@@ -261,7 +261,7 @@ class Snowflake(Dialect):
 
 
 def _no_files(engine: str, path: str):
-    from ..errors import UsageError, error
+    from capdsl.errors import UsageError, error
 
     return UsageError(error("E0912", f"{engine} cannot read a file ({path!r}): the query reads tables",
                             hint="load the file into a table (docs/sql.md) and pass --table NAME=schema.table; "
@@ -281,7 +281,7 @@ def get(name: str) -> Dialect:
     try:
         return DIALECTS[name]
     except KeyError:
-        from ..errors import UsageError, error
+        from capdsl.errors import UsageError, error
 
         raise UsageError(error("E0920", f"unknown SQL dialect {name!r}",
                                hint="use one of: " + ", ".join(DIALECTS))) from None

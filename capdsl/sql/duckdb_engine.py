@@ -7,13 +7,13 @@ import os
 from decimal import Decimal
 from typing import TYPE_CHECKING, Callable, Mapping
 
-from ..amounts import MonthlyResult
-from ..periods import Period
-from .engine import collect_wide, translate
-from .query import Options, Query, prepare, prepare_keyed
+from capdsl.evaluation.amounts import MonthlyResult
+from capdsl.evaluation.periods import Period
+from capdsl.sql.engine import collect_wide, translate
+from capdsl.sql.query import Options, Query, prepare, prepare_keyed
 
 if TYPE_CHECKING:
-    from .. import tree as t
+    from capdsl.evaluation import tree as t
 
 # Empty stand-ins for tables a run on files does not provide.
 _EMPTY = {

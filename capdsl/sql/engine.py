@@ -11,12 +11,12 @@ from contextlib import contextmanager
 from decimal import Decimal
 from typing import TYPE_CHECKING, Callable
 
-from ..amounts import ONE, MonthlyResult, quantum_places
-from ..errors import BackendError, EvalError, InputError, Note, error
-from .query import FAIL_TAG, Query
+from capdsl.evaluation.amounts import ONE, MonthlyResult, quantum_places
+from capdsl.errors import BackendError, EvalError, InputError, Note, error
+from capdsl.sql.query import FAIL_TAG, Query
 
 if TYPE_CHECKING:
-    from .. import tree as t
+    from capdsl.evaluation import tree as t
 
 _PAYLOAD = re.compile(re.escape(FAIL_TAG) + r"\|(\d+)\|(\w+)\|(.*?)\|" + re.escape("capdsl-end"), re.S)
 _OVERFLOW = re.compile(r"overflow|out of range|NUMERIC_VALUE_OUT_OF_RANGE|DECIMAL_PRECISION|cannot be represented",

@@ -12,12 +12,12 @@ from dataclasses import dataclass
 from datetime import date
 from typing import TYPE_CHECKING, Callable
 
-from .. import cache
-from ..errors import Span
-from ..periods import Period
+from capdsl import cache
+from capdsl.errors import Span
+from capdsl.evaluation.periods import Period
 
 if TYPE_CHECKING:
-    from .. import tree as t
+    from capdsl.evaluation import tree as t
 
 FAIL_TAG = "capdsl-fail"
 
@@ -95,7 +95,7 @@ def _cached_or_compiled(entry: str | None, load: Callable[[], t.Program], period
         hit = cache.load(entry)
         if isinstance(hit, Query):
             return hit
-    from .compile import compile_query
+    from capdsl.sql.compile import compile_query
 
     query = compile_query(load(), period, dialect, tables=tables, params=params, options=options).runnable()
     if entry is not None:

@@ -1,4 +1,4 @@
-"""The panel loader's checks (capdsl/panel.py) as Spark SQL, for tables that already live in a
+"""The panel loader's checks (capdsl/data/panel.py) as Spark SQL, for tables that already live in a
 cluster (`spark_engine.run`).
 
 `capdsl eval --engine spark` validates its files with the DuckDB loader before Spark sees them;
@@ -31,11 +31,11 @@ from datetime import date
 from decimal import Decimal
 from typing import Callable
 
-from ..errors import Diagnostic, InputError, error, warning
-from ..panel import _KIND_WORD, ColumnSpec, Requirements, _columns_for, _plural, redact_id
-from ..panel_read import LIMIT, _Problems
-from ..periods import Period
-from .query import Options
+from capdsl.errors import Diagnostic, InputError, error, warning
+from capdsl.data.panel import _KIND_WORD, ColumnSpec, Requirements, _columns_for, _plural, redact_id
+from capdsl.data.read import LIMIT, _Problems
+from capdsl.evaluation.periods import Period
+from capdsl.sql.query import Options
 
 _SPARK_TYPE = {"bool": "BOOLEAN", "text": "STRING", "date": "DATE", "integer": "BIGINT",
                "decimal": "DECIMAL(38, 10)"}
@@ -100,7 +100,7 @@ def prepare(spark, program, tables: dict[str, str], options: Options, period: Pe
     """Check the tables for `program` (raising the loader's InputError) and prepare them for its
     query. `scan=False` checks only the schemas. `sql` runs a query and returns its rows (default:
     `spark.sql(...).collect()`)."""
-    from ..pipeline import requirements
+    from capdsl.pipeline import requirements
 
     run_sql = sql or (lambda text: [tuple(r) for r in spark.sql(text).collect()])
     reqs = requirements(program)
@@ -165,7 +165,7 @@ def _specs(name: str, reqs: Requirements, options: Options) -> list[ColumnSpec]:
 
 def _schema(spark, name: str, given: str, src: str, probs: _Problems) -> dict[str, tuple[str, str]] | None:
     """The table's columns (no data read); None, with E0701, when Spark cannot find it."""
-    from .spark_engine import message, spark_error
+    from capdsl.sql.spark_engine import message, spark_error
 
     try:
         fields = spark.sql(f"SELECT * FROM {src}").schema.fields
@@ -261,7 +261,7 @@ def _empty(specs: list[ColumnSpec]) -> str:
 
 def _view(spark, name: str, select: str) -> str:
     """A temporary view of `select`, named by its text (the same tables give the same view)."""
-    from .spark_engine import spark_error
+    from capdsl.sql.spark_engine import spark_error
 
     view = f"capdsl_{name}_" + hashlib.sha256(select.encode("utf-8")).hexdigest()[:12]
     try:

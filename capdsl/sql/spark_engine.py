@@ -21,12 +21,12 @@ from datetime import date
 from typing import Callable
 from urllib.parse import urlsplit
 
-from .. import tree as t
-from ..errors import BackendError, CapError, error
-from ..amounts import MonthlyResult
-from ..periods import Period
-from .query import Options, prepare
-from .engine import collect_wide, translate
+from capdsl.evaluation import tree as t
+from capdsl.errors import BackendError, CapError, error
+from capdsl.evaluation.amounts import MonthlyResult
+from capdsl.evaluation.periods import Period
+from capdsl.sql.query import Options, prepare
+from capdsl.sql.engine import collect_wide, translate
 
 CONF = {
     "spark.sql.decimalOperations.allowPrecisionLoss": "false",  # exact DECIMAL(38, s) arithmetic
@@ -170,7 +170,7 @@ def run(program: t.Program, spark, period: Period, params: dict, tables: dict, o
     `options` default (`CLUSTER`): no `_row` column, measure values as text, the tables read by the
     loader's rules (docs/sql.md, the warehouse tables); without a practices table the practices
     are those named by members and events."""
-    from .spark_checks import prepare as prepare_tables
+    from capdsl.sql.spark_checks import prepare as prepare_tables
 
     for key, value in CONF.items():
         spark.conf.set(key, value)

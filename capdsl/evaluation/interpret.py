@@ -1,0 +1,595 @@
+"""The reference interpreter: exact `Decimal` evaluation of a `tree.Program`.
+
+It is the semantic oracle every other backend is tested against, so it is
+written for clarity first; it is fast enough because member- and
+event-level values are memoised per practice-month on the columns they
+read (a practice of 1,500 members has a few hundred distinct
+(age, flags) combinations, not 1,500).
+
+Input rows come from `panel.Panel` accessors (typed Python values); output
+is a `MonthlyResult` that `capdsl.evaluation.statements` turns into statements. With a
+`Tracer`, the same evaluator records every step for `capdsl explain`.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import date
+from decimal import ROUND_HALF_UP, Decimal
+
+from capdsl.evaluation import tree as t
+from capdsl.evaluation.amounts import _CTX, _MODES, ONE, Q12, ZERO, MonthlyResult, fix, quantum_places, round_to, rounder  # noqa: F401
+from capdsl.errors import EvalError, Note, error
+from capdsl.evaluation.periods import month_end, months_of_year
+
+# ─────────────────────────────── periods ─────────────────────────────────
+
+def completed_years(born: date, on: date) -> int:
+    return on.year - born.year - ((on.month, on.day) < (born.month, born.day))
+
+
+def age_reference(rule: str, m: date) -> date:
+    if rule == "month_end":
+        return month_end(m)
+    if rule == "year_start":
+        return date(m.year, 1, 1)
+    return m
+
+
+def member_age(rule: str, m: date, born: date) -> int:
+    """A member's age in month `m` under the contract's age rule. Never negative: a member born after
+    the reference day but counted in the month is a newborn, age 0."""
+    return max(0, completed_years(born, age_reference(rule, m)))
+
+
+def exposure_weight(rule: str, m: date, born: date, start: date | None, end: date | None):
+    """How much of month `m` a member counts for (0 when not at all)."""
+    first = born if start is None or start < born else start
+    if rule == "first_day":
+        return 1 if first <= m and (end is None or end >= m) else 0
+    last_day = month_end(m)
+    lo = max(first, m)
+    hi = last_day if end is None or end > last_day else end
+    if hi < lo:
+        return 0
+    if rule == "any_day":
+        return 1
+    days = (hi - lo).days + 1
+    total = last_day.day
+    if days == total:
+        return 1
+    return (Decimal(days) / Decimal(total)).quantize(Q12, rounding=ROUND_HALF_UP, context=_CTX)
+
+
+# ─────────────────────────────── tracing ─────────────────────────────────
+
+@dataclass
+class Step:
+    """One recorded evaluation step for `explain`."""
+
+    kind: str  # ref | case | agg | line | round | measure | param
+    name: str
+    value: object
+    detail: str = ""
+    origin: object = None
+    depth: int = 0
+
+
+@dataclass
+class Group:
+    """Rows of an aggregate that share the columns it reads, hence one value."""
+
+    key: dict
+    weight: Decimal
+    value: object
+    subtotal: Decimal
+    steps: list
+
+
+class Tracer:
+    """Records evaluation steps for `explain`, bucketed by (month, line)."""
+
+    def __init__(self):
+        self.scope: tuple = (None, None)
+        self.steps: dict[tuple, list[Step]] = defaultdict(list)
+        self.groups: dict[tuple, list[Group]] = {}
+        self.lines: dict[tuple, tuple] = {}
+        self.depth = 0
+        self._stack: list[list[Step]] = []
+
+    def add(self, kind, name, value, detail="", origin=None):
+        step = Step(kind, name, value, detail, origin, self.depth)
+        if self._stack:
+            self._stack[-1].append(step)
+        else:
+            self.steps[self.scope].append(step)
+
+    def capture(self) -> list[Step]:
+        bucket: list[Step] = []
+        self._stack.append(bucket)
+        return bucket
+
+    def release(self) -> None:
+        self._stack.pop()
+
+
+# ─────────────────────────────── evaluator ───────────────────────────────
+
+class _Env:
+    __slots__ = ("month", "practice", "member", "event", "params", "aggs", "lines", "measures", "year_level",
+                 "year_values", "memo", "agg_rows")
+
+    def __init__(self, params):
+        self.month = None
+        self.practice = None
+        self.member = None
+        self.event = None
+        self.params = params
+        self.aggs = {}
+        self.lines = {}
+        self.measures = {}
+        self.year_level = False
+        self.year_values = None
+        self.memo = {}
+        self.agg_rows = ((), (), ())
+
+
+class _Fail(Exception):
+    def __init__(self, node: t.Fail):
+        self.node = node
+
+
+class Interpreter:
+    """Evaluates a program over Python rows. One instance per run."""
+
+    def __init__(self, program: t.Program, params: dict, tracer: Tracer | None = None):
+        self.program = program
+        self.params = params
+        self.tracer = tracer
+        self.defs = program.definitions
+        # per aggregate: the row columns it reads and how far its values can be reused
+        self._agg_keys: dict[int, tuple[tuple[str, ...], str]] = {}
+        self._memo: dict[tuple, dict] = {}
+        self._pools = frozenset(line.name for line in program.lines if line.kind == "pool")
+
+    # --- expression evaluation -------------------------------------------------
+    def ev(self, node: t.Node, env: _Env):
+        cls = type(node)
+        if cls is t.Const:
+            return node.value
+        if cls is t.Ref:
+            return self._ref(node, env)
+        if cls is t.Col:
+            if node.table == "member":
+                return env.member[node.name]
+            if node.table == "event":
+                return env.event[node.name]
+            return env.practice[node.name]
+        if cls is t.Arith:
+            a = self.ev(node.left, env)
+            b = self.ev(node.right, env)
+            op = node.op
+            if op == "+":
+                return a + b
+            if op == "-":
+                return a - b
+            if op == "*":
+                return fix(_CTX.multiply(a, b))
+            if b == 0:
+                raise EvalError(error("E0803", "division by zero", node.origin,
+                                      hint="guard the division with `if … then … else`"))
+            return fix(_CTX.divide(a, b))
+        if cls is t.Cmp:
+            a = self.ev(node.left, env)
+            b = self.ev(node.right, env)
+            op = node.op
+            if op == "=":
+                return a == b
+            if op == "!=":
+                return a != b
+            if op == "<":
+                return a < b
+            if op == "<=":
+                return a <= b
+            if op == ">":
+                return a > b
+            return a >= b
+        if cls is t.Case:
+            return self._case(node, env)
+        if cls is t.And:
+            for item in node.items:
+                if not self.ev(item, env):
+                    return False
+            return True
+        if cls is t.Or:
+            for item in node.items:
+                if self.ev(item, env):
+                    return True
+            return False
+        if cls is t.Not:
+            return not self.ev(node.operand, env)
+        if cls is t.Neg:
+            return -self.ev(node.operand, env)
+        if cls is t.MinMax:
+            values = [self.ev(a, env) for a in node.args]
+            return min(values) if node.op == "min" else max(values)
+        if cls is t.Abs:
+            return abs(self.ev(node.operand, env))
+        if cls is t.In:
+            v = self.ev(node.operand, env)
+            return any(v == self.ev(o, env) for o in node.options)
+        if cls is t.Param:
+            return env.params[node.name]
+        if cls is t.Measure:
+            return self._measure(node, env)
+        if cls is t.Present:
+            return self.ev(node.operand, env) is not None
+        if cls is t.Coalesce:
+            v = self.ev(node.operand, env)
+            return self.ev(node.default, env) if v is None else v
+        if cls is t.MonthStart:
+            return env.month
+        if cls is t.Round:
+            return round_to(self.ev(node.operand, env), node.quantum, node.mode)
+        if cls is t.Agg:
+            hit = env.aggs.get(id(node))
+            if hit is None:  # evaluated on first use: a line that does not apply never reads its aggregates
+                members, weights, events = env.agg_rows
+                is_members = node.source == "members"
+                hit = env.aggs[id(node)] = self.aggregate(node, members if is_members else events, env,
+                                                          weights if is_members else None)
+            return hit
+        if cls is t.LineRef:
+            if self.tracer is not None and node.name in self._pools:
+                self.tracer.add("line", node.name, env.lines[node.name], "paid in the year")
+            return env.lines[node.name]
+        if cls is t.YearSum:
+            return env.year_values[id(node)]
+        if cls is t.Fail:
+            raise _Fail(node)
+        raise EvalError(error("E0899", f"the interpreter has no rule for {cls.__name__}"))  # pragma: no cover
+
+    def _ref(self, node: t.Ref, env: _Env):
+        definition = self.defs[node.name]
+        if self.tracer is None:
+            return self.ev(definition.expr, env)
+        self.tracer.depth += 1
+        value = self.ev(definition.expr, env)
+        self.tracer.depth -= 1
+        self.tracer.add("ref", node.name, value, definition.ref or "", definition.origin)
+        return value
+
+    def _case(self, node: t.Case, env: _Env):
+        for index, (cond, value) in enumerate(node.whens):
+            if self.ev(cond, env):
+                result = self.ev(value, env)
+                if self.tracer is not None and node.table:
+                    label = node.labels[index] if index < len(node.labels) else ""
+                    self.tracer.add("case", node.table, result, label, node.origin)
+                return result
+        result = self.ev(node.otherwise, env)
+        if self.tracer is not None and node.table:
+            self.tracer.add("case", node.table, result, "otherwise", node.origin)
+        return result
+
+    def _measure(self, node: t.Measure, env: _Env):
+        rows = env.measures.get(node.name)
+        if not rows:
+            value = None
+        else:
+            m = env.month
+            year = str(m.year)
+            if env.year_level or node.period == "year":
+                value = rows.get(year)
+            else:
+                q = f"{year}-Q{(m.month - 1) // 3 + 1}"
+                month = f"{year}-{m.month:02d}"
+                value = rows.get(month, rows.get(q, rows.get(year)))
+        if self.tracer is not None:
+            self.tracer.add("measure", node.name, value)
+        return value
+
+    # --- aggregates --------------------------------------------------------------
+    def _agg_info(self, agg: t.Agg) -> tuple[tuple[str, ...], str]:
+        """The row columns an aggregate reads (through definitions), and how widely
+        a value computed for one combination of them can be reused:
+        "run" (reads nothing practice- or month-specific), "practice" or "month"."""
+        cached = self._agg_keys.get(id(agg))
+        if cached is not None:
+            return cached
+        table = "member" if agg.source == "members" else "event"
+        cols: set[str] = set()
+        seen: set[str] = set()
+        scope = "run"
+        stack = [x for x in (agg.expr, agg.where) if x is not None]
+        while stack:
+            cur = stack.pop()
+            if isinstance(cur, t.Col):
+                if cur.table == table:
+                    cols.add(cur.name)
+                elif cur.table == "practice" and scope == "run":
+                    scope = "practice"
+            elif isinstance(cur, (t.Measure, t.MonthStart, t.LineRef, t.Agg)):
+                scope = "month"
+            elif isinstance(cur, t.Ref) and cur.name not in seen:
+                seen.add(cur.name)
+                stack.append(self.defs[cur.name].expr)
+            stack.extend(t.children(cur))
+        info = (tuple(sorted(cols)), scope)
+        self._agg_keys[id(agg)] = info
+        return info
+
+    def _groups(self, key_cols: tuple[str, ...], rows: list[dict], weights: list | None, env: _Env) -> dict:
+        """Rows grouped by (values of key_cols, weight or quantity) → (count, first row)."""
+        cache_key = (weights is None, key_cols)
+        hit = env.memo.get(cache_key)
+        if hit is not None:
+            return hit
+        groups: dict = {}
+        if weights is not None:
+            for row, w in zip(rows, weights):
+                key = (tuple([row[c] for c in key_cols]), w)
+                g = groups.get(key)
+                if g is None:
+                    groups[key] = [1, row]
+                else:
+                    g[0] += 1
+        else:
+            for row in rows:
+                key = (tuple([row[c] for c in key_cols]), row["quantity"])
+                g = groups.get(key)
+                if g is None:
+                    groups[key] = [1, row]
+                else:
+                    g[0] += 1
+        env.memo[cache_key] = groups
+        return groups
+
+    def aggregate(self, agg: t.Agg, rows: list[dict], env: _Env, weights: list | None) -> Decimal:
+        """Σ weight × expr over rows where `where` holds.
+
+        Rows are grouped by the columns the expression reads (and their weight),
+        the value is computed once per group — and reused across practices and
+        months when it cannot differ — then multiplied by the group's size.
+        Σ fix(w × v) over a group of n equal (w, v) is exactly n × fix(w × v)."""
+        key_cols, scope = self._agg_info(agg)
+        is_members = agg.source == "members"
+        slot = "member" if is_members else "event"
+        scope_key = () if scope == "run" else (env.practice["practice_id"],) if scope == "practice" \
+            else (env.practice["practice_id"], env.month)
+        memo = self._memo.setdefault((id(agg), scope_key), {}) if self.tracer is None else {}
+        tracer = self.tracer
+        traced: dict = {}
+        total = ZERO
+        for (key, w), (count, row) in self._groups(key_cols, rows, weights if is_members else None, env).items():
+            hit = memo.get(key)
+            if hit is None:
+                setattr(env, slot, row)
+                steps = tracer.capture() if tracer is not None else None
+                try:
+                    ok = agg.where is None or self.ev(agg.where, env)
+                    if not ok:
+                        value = None
+                    elif agg.kind == "count":
+                        value = ONE
+                    else:
+                        value = self.ev(agg.expr, env)
+                except _Fail as failure:
+                    raise self._row_failure(failure.node, row, is_members, env) from None
+                finally:
+                    if tracer is not None:
+                        tracer.release()
+                hit = (value, steps)
+                memo[key] = hit
+            value = hit[0]
+            if value is None:
+                continue
+            if is_members:
+                part = value if w == 1 else fix(_CTX.multiply(w, value))
+                weight = w * count
+            elif agg.kind == "count":
+                part, weight = w, count  # w is the event's quantity
+            else:
+                part, weight = value, count
+            subtotal = part * count
+            total += subtotal
+            if tracer is not None:
+                g = traced.get(key)
+                if g is None:
+                    traced[key] = Group(dict(zip(key_cols, key)), weight, value, subtotal, hit[1] or [])
+                else:
+                    g.weight += weight
+                    g.subtotal += subtotal
+        setattr(env, slot, None)
+        if tracer is not None:
+            tracer.groups[(env.month, id(agg))] = list(traced.values())
+        return total
+
+    def _row_failure(self, node: t.Fail, row: dict, is_members: bool, env: _Env) -> EvalError:
+        who = f"member at row {row.get('_row', '?')} ({row.get('_label', 'id hidden')}, aged {row.get('age')})" \
+            if is_members else f"event at row {row.get('_row', '?')} (code {row.get('code')!r})"
+        return EvalError(error(node.code, f"{node.message}: {who} in practice {env.practice['practice_id']}",
+                               node.origin,
+                               hint="add the missing band/entry, or an `otherwise:` entry",
+                               notes=[Note("the table is declared here", node.origin)]))
+
+    # --- a practice-month ------------------------------------------------------
+    def month_aggs(self, program_aggs: list[t.Agg], members: list[dict], weights: list, events: list[dict],
+                   env: _Env) -> None:
+        """Make the month's rows available; each aggregate is computed when first read."""
+        env.aggs = {}
+        env.agg_rows = (members, weights, events)
+
+    def eval_practice_level(self, node: t.Node, env: _Env):
+        try:
+            return self.ev(node, env)
+        except _Fail as failure:
+            raise EvalError(error(failure.node.code, f"{failure.node.message} (practice {env.practice['practice_id']})",
+                                  failure.node.origin)) from None
+
+
+def collect_aggs(program: t.Program) -> tuple[list[t.Agg], list[t.YearSum]]:
+    """Every distinct Agg and YearSum node reachable from the lines (through definitions)."""
+    aggs: dict[int, t.Agg] = {}
+    years: dict[int, t.YearSum] = {}
+    seen: set[str] = set()
+    roots = []
+    for line in program.lines:
+        roots += [x for x in (line.amount, line.applies, line.basis) if x is not None]
+        roots += [i.when for i in line.installments if i.when is not None]
+    stack = list(roots)
+    while stack:
+        cur = stack.pop()
+        if isinstance(cur, t.Agg):
+            aggs.setdefault(id(cur), cur)
+        elif isinstance(cur, t.YearSum):
+            years.setdefault(id(cur), cur)
+        elif isinstance(cur, t.Ref) and cur.name not in seen:
+            seen.add(cur.name)
+            stack.append(program.definitions[cur.name].expr)
+        stack.extend(t.children(cur))
+    return list(aggs.values()), list(years.values())
+
+
+# ─────────────────────────────── the driver ───────────────────────────────
+
+@dataclass
+class Rows:
+    """A panel as typed Python rows (what `panel.Panel` hands the interpreter)."""
+
+    practices: list[dict]
+    members: list[dict]
+    events: list[dict] = field(default_factory=list)
+    measures: list[tuple] = field(default_factory=list)  # (practice_id, period, measure, value)
+
+
+def evaluate(program: t.Program, rows: Rows, months: tuple[date, ...], params: dict, *,
+             tracer: Tracer | None = None, only_practice: str | None = None) -> MonthlyResult:
+    """Evaluate every practice for the given months (one calendar year at most)."""
+    interp = Interpreter(program, params, tracer)
+    aggs, years = collect_aggs(program)
+    pools = [line for line in program.lines if line.kind == "pool"]
+    year = months[0].year
+    due = sorted({(m.month - 1) // 3 + 1 for m in months if m.month % 3 == 0})
+    run_months = list(months_of_year(year)) if pools and due else list(months)
+    reported = set(months)
+    year_lines = t.year_closure(program)[0] if pools and due else frozenset()
+
+    members_by_practice: dict[str, list[dict]] = defaultdict(list)
+    for row in rows.members:
+        members_by_practice[row["practice_id"]].append(row)
+    events_by_key: dict[tuple[str, date], list[dict]] = defaultdict(list)
+    for row in rows.events:
+        d = row["date"]
+        events_by_key[(row["practice_id"], date(d.year, d.month, 1))].append(row)
+    measures: dict[str, dict[str, dict[str, object]]] = defaultdict(lambda: defaultdict(dict))
+    for pid, period_text, name, value in rows.measures:
+        measures[pid][name][period_text] = value
+
+    if rows.practices:
+        practices = sorted(rows.practices, key=lambda p: p["practice_id"])
+    else:
+        ids = sorted({r["practice_id"] for r in rows.members} | {r["practice_id"] for r in rows.events})
+        practices = [{"practice_id": pid} for pid in ids]
+    if only_practice is not None:
+        practices = [p for p in practices if p["practice_id"] == only_practice]
+
+    result = MonthlyResult(practices=[p["practice_id"] for p in practices])
+    monthly = [program.line(name) for name in program.line_order if program.line(name).kind == "line"]
+    pool_order = [program.line(name) for name in program.line_order if program.line(name).kind == "pool"]
+    rule, exposure = program.age_rule, program.exposure
+    quantum, mode = program.quantum, program.rounding_mode
+
+    for practice in practices:
+        pid = practice["practice_id"]
+        env = _Env(params)
+        env.practice = practice
+        env.measures = measures.get(pid, {})
+        plist = members_by_practice.get(pid, [])
+        year_sums = {id(y): ZERO for y in years}
+        for m in run_months:
+            env.month = m
+            env.aggs = {}
+            env.lines = {}
+            env.memo = {}
+            ref_day = age_reference(rule, m)
+            ref_year, ref_md = ref_day.year, (ref_day.month, ref_day.day)
+            active, weights = [], []
+            for row in plist:
+                born = row["birth_date"]
+                if exposure == "first_day":
+                    start, end = row["enrolled_from"], row["enrolled_to"]
+                    w = 1 if born <= m and (start is None or start <= m) and (end is None or end >= m) else 0
+                else:
+                    w = exposure_weight(exposure, m, born, row["enrolled_from"], row["enrolled_to"])
+                if w:
+                    # born after the age reference day but exposed this month: a newborn, age 0
+                    row["age"] = max(0, ref_year - born.year - (ref_md < (born.month, born.day)))
+                    active.append(row)
+                    weights.append(w)
+            events = events_by_key.get((pid, m), [])
+            if tracer is not None:
+                tracer.scope = (m, None)
+                tracer.add("month", m.isoformat(), len(active), f"{len(events)} events")
+            interp.month_aggs(aggs, active, weights, events, env)
+            for line in monthly:
+                if m not in reported and line.name not in year_lines:
+                    continue  # a month evaluated only for the pools' year sums
+                if tracer is not None:
+                    tracer.scope = (m, line.name)
+                applied = line.applies is None or bool(interp.eval_practice_level(line.applies, env))
+                raw = interp.eval_practice_level(line.amount, env) if applied else ZERO
+                amount = round_to(raw, quantum, mode) if applied else ZERO
+                env.lines[line.name] = amount
+                if m in reported:
+                    basis = interp.eval_practice_level(line.basis, env) if line.basis is not None else None
+                    result.rows.append((pid, m, line.name, amount, applied, basis))
+                    if tracer is not None:
+                        tracer.lines[(m, line.name)] = (raw, amount, applied, basis)
+            if pools and due:  # year sums feed pools only
+                for ys in years:
+                    year_sums[id(ys)] += interp.eval_practice_level(ys.operand, env)
+        if not (pools and due):
+            continue
+        env.year_level = True
+        env.month = date(year, 12, 1)
+        env.year_values = year_sums
+        env.aggs = {}
+        for pool in pool_order:
+            if tracer is not None:
+                tracer.scope = (None, pool.name)
+            applied = pool.applies is None or bool(interp.eval_practice_level(pool.applies, env))
+            raw = interp.eval_practice_level(pool.amount, env) if applied else ZERO
+            amount = round_to(raw, quantum, mode) if applied else ZERO
+            if tracer is not None:
+                tracer.lines[(None, pool.name)] = (raw, amount, applied, None)
+            result.pools.append((pid, pool.name, year, amount, applied))
+            paid_in_year = ZERO
+            for quarter, inst_amount, paid in split_installments(pool, amount, quantum, mode,
+                                                                 lambda node: interp.eval_practice_level(node, env)):
+                paid_in_year += inst_amount
+                if quarter in due:
+                    result.installments.append((pid, pool.name, year, quarter, inst_amount, paid))
+                    if tracer is not None:
+                        tracer.add("installment", f"{pool.name} Q{quarter}", inst_amount,
+                                   "paid" if paid else "withheld", pool.origin)
+            # what a later pool reads of this one (tree.LineRef): paid, not the annual amount
+            env.lines[pool.name] = paid_in_year
+    return result
+
+
+def split_installments(pool: t.LineDef, amount: Decimal, quantum: Decimal, mode: str, evaluate_condition):
+    """Installments exact to the cent: each share is rounded, and the `rest`
+    installment (or, without one, the last installment listed) takes the pool
+    minus the others, so they always add up to the pool.
+
+    Yields (quarter, amount, paid). A withheld installment still counts toward
+    the split (the others do not change) but is paid as 0."""
+    taker = next((i for i in pool.installments if i.share is None), pool.installments[-1])
+    shares = {id(i): round_to(fix(_CTX.multiply(i.share, amount)), quantum, mode)
+              for i in pool.installments if i is not taker}
+    shares[id(taker)] = amount - sum(shares.values(), ZERO)
+    for inst in pool.installments:
+        paid = inst.when is None or bool(evaluate_condition(inst.when))
+        yield inst.quarter, (shares[id(inst)] if paid else ZERO), paid

@@ -1,0 +1,794 @@
+"""The `capdsl` command line: a thin front door over `capdsl.pipeline`.
+
+Every command turns `CapError`s into rendered diagnostics and exit code 1;
+an unexpected exception prints one line (the traceback only with --debug)
+and exits 2. Heavy modules are imported inside commands so `--help` is fast.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from capdsl import __version__
+from capdsl.errors import CapError, Diagnostic, UsageError, error
+
+EXAMPLES = {
+    "check": "  capdsl check contracts/cz_vzp_2011_adult.cap\n  capdsl check contracts/ --format json",
+    "fmt": "  capdsl fmt contracts/            # rewrite in place\n  capdsl fmt --check contracts/    # CI: exit 1 if a file would change\n  capdsl fmt --diff my.cap",
+    "eval": "  capdsl eval contracts/cz_vzp_2011_adult.cap --members examples/members.csv \\\n      --practices examples/practices.csv --period 2011-03\n  capdsl eval C.cap --members m.parquet --period 2011 --format json -o out.json",
+    "explain": "  capdsl explain C.cap --members m.csv --practices p.csv --period 2011-03 --practice P001\n  capdsl explain C.cap ... --practice P001 --line capitation --member M0042",
+}
+
+
+def _epilog(name: str) -> str:
+    return "\b\nExamples:\n" + EXAMPLES[name]
+
+
+class _Ctx:
+    debug = False
+    color = None
+    # Set by the console script (capdsl.tools.launch), which ends the process with a fast exit: a finished
+    # command's panel is kept here for that exit to close only if it must (panel.close_all).
+    panels_left_to_exit: list | None = None
+
+
+def leave_panels_to_exit() -> None:
+    """Keep the panels of finished commands open until the process exits (see `_Ctx`)."""
+    _Ctx.panels_left_to_exit = []
+
+
+def _stderr_color() -> bool:
+    if os.environ.get("NO_COLOR"):
+        return False
+    return sys.stderr.isatty()
+
+
+def report(diags: list[Diagnostic], source=None) -> None:
+    from capdsl.errors import render_all
+
+    if diags:
+        click.echo(render_all(diags, source, color=_stderr_color()), err=True)
+
+
+def importing(frame) -> bool:
+    """Whether Python is in the middle of importing a module (importlib's frames are on the stack)."""
+    while frame is not None:
+        if frame.f_code.co_filename.startswith("<frozen importlib"):
+            return True
+        frame = frame.f_back
+    return False
+
+
+def _redeliver_sigint(delay: float = 0.05) -> None:
+    import signal
+    import threading
+
+    timer = threading.Timer(delay, os.kill, (os.getpid(), signal.SIGINT))
+    timer.daemon = True
+    timer.start()
+
+
+def pipe_closed() -> None:
+    """The reader of our output went away (`capdsl … | head`): stop quietly with 141 (128 + SIGPIPE),
+    as Unix tools do. Standard output is pointed at /dev/null so the exit's flush cannot fail again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # stdout already gone or not a real file (tests)
+        pass
+    sys.exit(141)
+
+
+def handle_errors(fn):
+    """CapError → rendered diagnostics, exit 1; anything else → one line, exit 2."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        import signal
+
+        # DuckDB turns Ctrl-C during a query into `RuntimeError: Query interrupted` (and an engine may
+        # wrap that in a CapError): remember that SIGINT arrived, so any error after it is exit 130.
+        interrupted: list[int] = []
+
+        def on_sigint(signum, frame):
+            interrupted.append(signum)
+            if importing(frame):
+                # An exception raised while a native module initialises aborts the whole process
+                # (DuckDB's nanobind: "Critical nanobind error", SIGABRT). Deliver it again once
+                # the import is over.
+                _redeliver_sigint()
+                return
+            raise KeyboardInterrupt
+
+        try:
+            previous = signal.signal(signal.SIGINT, on_sigint)
+        except ValueError:  # not the main thread (embedded use): leave signals alone
+            previous = None
+
+        def exit_interrupted():
+            # A native engine may re-raise the interrupt once we are on our way out
+            # (DuckDB does, at random): ignore it, or it replaces our exit 130 with
+            # Python's own death-by-SIGINT.
+            if previous is not None:
+                signal.signal(signal.SIGINT, signal.SIG_IGN)
+            click.echo("interrupted; no output was written", err=True)
+            sys.exit(130)
+
+        try:
+            return fn(*args, **kwargs)
+        except KeyboardInterrupt:
+            exit_interrupted()
+        except CapError as exc:
+            if interrupted:
+                exit_interrupted()
+            click.echo(exc.render(color=_stderr_color()), err=True)
+            sys.exit(1)
+        except BrokenPipeError:
+            pipe_closed()
+        except click.exceptions.Exit:
+            raise
+        except (click.ClickException, click.exceptions.Abort):
+            raise
+        except Exception as exc:  # noqa: BLE001 - the last line of defence
+            if interrupted:
+                exit_interrupted()
+            if _Ctx.debug:
+                raise
+            click.echo(f"capdsl: internal error: {type(exc).__name__}: {exc}\n"
+                       "  this is a bug in capdsl; rerun with --debug for the traceback and report it", err=True)
+            sys.exit(2)
+        finally:
+            # Always put the caller's handler back (in-process callers and tests run on after us;
+            # an ignored SIGINT would even be inherited by their child processes). In the
+            # `capdsl` process that is capdsl.tools.launch's handler, which exits 130 at once.
+            if previous is not None:
+                signal.signal(signal.SIGINT, previous)
+
+    return wrapper
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="capdsl")
+@click.option("--debug", is_flag=True, help="Show Python tracebacks for internal errors.")
+def main(debug: bool) -> None:
+    """capdsl — capitation contracts as code.
+
+    Write contracts in .cap files, check them, and run them against member
+    panels, exact to the cent. Start with `capdsl check FILE` and
+    `capdsl eval FILE --members ... --period 2011-03`.
+    """
+    _Ctx.debug = debug
+
+
+def _cap_files(paths: tuple[str, ...]) -> list[Path]:
+    files: list[Path] = []
+    for raw in paths:
+        p = Path(raw)
+        if raw == "-":  # standard input (errors.load_source)
+            files.append(p)
+        elif p.is_dir():
+            files.extend(sorted(x for x in p.rglob("*.cap") if x.is_file()))
+        else:
+            files.append(p)
+    if not files:
+        raise UsageError(error("E0916", "no .cap files found in " + ", ".join(paths)))
+    return files
+
+
+# ─────────────────────────────── check ───────────────────────────────────
+
+@main.command(epilog=_epilog("check"))
+@click.argument("paths", nargs=-1, required=True, type=click.Path())
+@click.option("--format", "fmt", type=click.Choice(["human", "gnu", "json"]), default="human",
+              help="human (with carets), gnu (one line each) or json (for editors and CI).")
+@handle_errors
+def check(paths: tuple[str, ...], fmt: str) -> None:
+    """Check contracts for errors: syntax, names, types and units, band gaps and
+    overlaps, tiers, payout splits. Exit 0 when clean (warnings are printed),
+    1 when any file has an error."""
+    import json as _json
+
+    from capdsl.errors import render_gnu
+    from capdsl.pipeline import check_file
+
+    failed = False
+    out: list[dict] = []
+    for path in _cap_files(paths):
+        try:
+            checked = check_file(path)
+            diags, source = list(checked.warnings), checked.source
+        except CapError as exc:
+            diags, source = exc.diagnostics, exc.source
+            failed = failed or any(d.is_error for d in diags)
+        if fmt == "json":
+            out.extend(d.to_dict(source) | ({"path": str(path)} if d.path is None else {}) for d in diags)
+        elif fmt == "gnu":
+            for d in diags:
+                click.echo(render_gnu(d, source) if source else render_gnu(d, None))
+        else:
+            report(diags, source)
+            if not diags:
+                click.echo(f"{path}: ok", err=True)
+    if fmt == "json":
+        click.echo(_json.dumps(out, ensure_ascii=False, indent=2))
+    sys.exit(1 if failed else 0)
+
+
+# ─────────────────────────────── fmt ─────────────────────────────────────
+
+@main.command(epilog=_epilog("fmt"))
+@click.argument("paths", nargs=-1, required=True, type=click.Path())
+@click.option("--check", "check_only", is_flag=True, help="Do not write; exit 1 if a file would change.")
+@click.option("--diff", "show_diff", is_flag=True, help="Do not write; print a unified diff of the changes.")
+@handle_errors
+def fmt(paths: tuple[str, ...], check_only: bool, show_diff: bool) -> None:
+    """Format contracts in the canonical layout (comments kept, idempotent). `-` formats standard input
+    to standard output."""
+    from capdsl.outputs import atomic_write
+    from capdsl.errors import load_source
+    from capdsl.language.fmt import format_diff, format_source
+    from capdsl.language.syntax import MAX_SOURCE_BYTES
+
+    changed = []
+    for path in _cap_files(paths):
+        source = load_source(path, MAX_SOURCE_BYTES)
+        new = format_source(source)
+        if str(path) == "-" and not (check_only or show_diff):
+            click.echo(new, nl=False)  # a filter: the formatted contract on standard output
+            continue
+        if new == source.text:
+            continue
+        changed.append(path)
+        if show_diff:
+            click.echo(format_diff(source.path, source.text, new), nl=False)
+        elif check_only:
+            click.echo(f"would reformat {source.path}", err=True)
+        else:
+            atomic_write(path, new)
+            click.echo(f"reformatted {path}", err=True)
+    if (check_only or show_diff) and changed:
+        sys.exit(1)
+
+
+# ─────────────────────────────── eval ────────────────────────────────────
+
+def panel_options(fn):
+    for opt in reversed([
+        click.option("--members", type=click.Path(), required=True, help="Members table (CSV, Parquet or JSON Lines)."),
+        click.option("--practices", type=click.Path(), help="Practices table."),
+        click.option("--events", type=click.Path(), help="Service events table."),
+        click.option("--measures", type=click.Path(), help="Measures table (practice, period, measure, value)."),
+        click.option("--input-format", "input_format", type=click.Choice(["csv", "parquet", "jsonl"]),
+                     help="Read every table in this format, whatever its extension."),
+        click.option("--set", "assignments", multiple=True, metavar="NAME=VALUE", help="A contract parameter."),
+        click.option("--params", "params_file", type=click.Path(), help="Parameters from a JSON file."),
+        click.option("--period", required=True, help="2011-03 (month), 2011-Q2 (quarter) or 2011 (year)."),
+        click.option("--engine", type=click.Choice(["duckdb", "python", "spark"]), default="duckdb",
+                     show_default=True, help="duckdb (fast), python (the exact reference interpreter) or spark."),
+        click.option("--master", "spark_master", help="Spark master URL for --engine spark (default local[*])."),
+        click.option("--show-ids", is_flag=True, help="Show member ids in messages (hidden by default: health data)."),
+    ]):
+        fn = opt(fn)
+    return fn
+
+
+def _run(contract: str, members, practices, events, measures, input_format, assignments, params_file, period,
+         engine, spark_master, show_ids):
+    from capdsl.pipeline import Run
+
+    files = {"members": members}
+    for name, value in (("practices", practices), ("events", events), ("measures", measures)):
+        if value:
+            files[name] = value
+    formats = {name: input_format for name in files} if input_format else None
+    return Run(files=files, period=period, assignments=tuple(assignments), params_file=params_file,
+               formats=formats, engine=engine, show_ids=show_ids, spark_master=spark_master)
+
+
+@contextlib.contextmanager
+def standard_input(run):
+    """A panel file given as `-` is standard input: spooled to a private temporary file (DuckDB reads
+    files), typed by --input-format or by its first bytes, and named <stdin> in every message."""
+    import dataclasses
+    import shutil
+    import tempfile
+
+    dashes = [table for table, path in run.files.items() if path == "-"]
+    if not dashes:
+        yield run
+        return
+    if len(dashes) > 1:
+        raise UsageError(error("E0931", "only one panel file can be read from standard input, not "
+                                        + " and ".join(f"--{t}" for t in dashes),
+                               hint="pass the others as files"))
+    table = dashes[0]
+    if sys.stdin is None or sys.stdin.isatty():
+        raise UsageError(error("E0931", f"--{table} - reads standard input, which is a terminal",
+                               hint=f"pipe the file in: capdsl eval … --{table} - < {table}.csv"))
+    folder = tempfile.mkdtemp(prefix="capdsl-stdin-")
+    try:
+        head = sys.stdin.buffer.peek(64)[:64] if hasattr(sys.stdin.buffer, "peek") else b""
+        fmt = (run.formats or {}).get(table) or _sniff(head)
+        spooled = os.path.join(folder, f"{table}.{fmt}")
+        with open(spooled, "wb") as out:
+            shutil.copyfileobj(sys.stdin.buffer, out)
+
+        def named(diag):
+            rename = lambda text: text.replace(spooled, "<stdin>") if text else text  # noqa: E731
+            return dataclasses.replace(diag, message=rename(diag.message), hint=rename(diag.hint),
+                                       path="<stdin>" if diag.path == spooled else diag.path)
+
+        try:
+            yield dataclasses.replace(run, files={**run.files, table: spooled},
+                                      formats={**(run.formats or {}), table: fmt})
+        except CapError as exc:
+            exc.diagnostics = [named(d) for d in exc.diagnostics]
+            raise
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def stdin_named(text: str, run, piped) -> str:
+    """A message about the spooled copy of standard input, naming it <stdin>."""
+    for table, given in run.files.items():
+        if given == "-":
+            text = text.replace(str(piped.files[table]), "<stdin>")
+    return text
+
+
+def _sniff(head: bytes) -> str:
+    """A piped panel's format from its first bytes (Parquet's magic, a JSON bracket), else CSV."""
+    if head.startswith(b"PAR1"):
+        return "parquet"
+    stripped = head.lstrip(b"\xef\xbb\xbf \t\r\n")
+    if stripped.startswith(b"["):
+        return "json"
+    if stripped.startswith(b"{"):
+        return "jsonl"
+    return "csv"
+
+
+STATEMENT_FORMATS = {".csv": "csv", ".json": "json", ".parquet": "parquet", ".pq": "parquet", ".txt": "table"}
+
+
+@main.command("eval", epilog=_epilog("eval"))
+@click.argument("contract", type=click.Path())
+@panel_options
+@click.option("--format", "out_format", type=click.Choice(["table", "csv", "json", "parquet"]), default=None,
+              help="table (terminal), csv, json or parquet (default: from -o's extension, else table).")
+@click.option("-o", "--output", type=click.Path(), help="Write to this file (atomically) instead of stdout; - is "
+                                                        "stdout.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress or warnings on stderr.")
+@click.option("--detail", type=click.Choice(["member"]), default=None,
+              help="Instead of statements, one row per member and month: age, exposure weight and the member's "
+                   "contribution to every member-level aggregate (computed by the reference interpreter).")
+@click.option("--redact", is_flag=True, help="With --detail: hash member ids.")
+@handle_errors
+def eval_(contract, members, practices, events, measures, input_format, assignments, params_file, period, engine,
+          spark_master, show_ids, out_format, output, quiet, detail, redact):
+    """Evaluate a contract on a panel and print the payment statements."""
+    from capdsl.pipeline import evaluate, member_detail, runnable_file
+
+    from capdsl.outputs import output_format
+
+    target, out_format = output_format(output, out_format, STATEMENT_FORMATS, "table")
+    _parquet_needs_a_file(out_format, target, "detail.parquet" if detail else "statements.parquet")
+    checked = runnable_file(contract)
+    run = _run(contract, members, practices, events, measures, input_format, assignments, params_file, period,
+               engine, spark_master, show_ids)
+    with _progress(quiet, f"evaluating {Path(contract).name} for {period} ({'detail' if detail else engine})"), \
+            standard_input(run) as piped:
+        if detail:
+            table, warnings = member_detail(checked.program, piped, source=checked.source, redact=redact)
+        else:
+            result, _panel = evaluate(checked, piped)  # reads the tree only if the query is not cached
+            warnings = result.warnings = [stdin_named(w, run, piped) for w in result.warnings]
+        warnings = [stdin_named(w, run, piped) for w in warnings]
+    if not quiet:
+        for w in checked.warnings:
+            report([w], checked.source)
+        for w in warnings:
+            click.echo(w, err=True)
+    if detail:
+        emit_detail(table, out_format, output)
+    else:
+        emit(result, out_format, output)
+        if _Ctx.panels_left_to_exit is not None:
+            _Ctx.panels_left_to_exit.append(_panel)
+
+
+def _parquet_needs_a_file(out_format: str, target, example: str) -> None:
+    """Parquet is binary: to a file, a pipe or a device, never to a terminal."""
+    if out_format != "parquet":
+        return
+    if target is None or (target.kind == "stdout" and sys.stdout.isatty()):
+        raise UsageError(error("E0917", "--format parquet is not printed to a terminal",
+                               hint=f"add -o {example}, or -o - and a pipe"))
+
+
+def _progress(quiet: bool, what: str):
+    """A spinner on stderr while a run works — only on a terminal and without --quiet."""
+    import contextlib
+
+    if quiet or not sys.stderr.isatty():
+        return contextlib.nullcontext()
+    from rich.console import Console
+
+    return Console(stderr=True).status(what + " …", spinner="dots")
+
+
+def emit_detail(table, out_format: str, output: str | None) -> None:
+    from capdsl.tools import render
+
+    _emit(out_format, output, lambda path: render.write_detail_parquet(table, path),
+          lambda console: render.detail_table(table, console),
+          lambda: render.detail_to_json(table) if out_format == "json" else render.detail_to_csv(table))
+
+
+def emit(result, out_format: str, output: str | None) -> None:
+    from capdsl.tools import render
+
+    _emit(out_format, output, lambda path: render.write_parquet(result, path),
+          lambda console: render.table(result, console),
+          lambda: render.to_json(result) if out_format == "json" else render.to_csv(result))
+
+
+def _emit(out_format: str, output: str | None, write_parquet, draw_table, text) -> None:
+    """Print or write (atomically; `-` is standard output) in the chosen format."""
+    from capdsl.outputs import STDOUT, atomic_write
+
+    to_file = output is not None and output != STDOUT
+    if out_format == "parquet":
+        write_parquet(output)
+        return
+    if out_format == "table":
+        from rich.console import Console
+
+        if to_file:
+            with open(os.devnull, "w") as sink:
+                buf = Console(record=True, width=160, file=sink)
+                draw_table(buf)
+            atomic_write(output, buf.export_text())
+        else:
+            draw_table(Console())
+        return
+    if to_file:
+        atomic_write(output, text())
+    else:
+        click.echo(text(), nl=False)
+
+
+# ─────────────────────────────── explain ─────────────────────────────────
+
+@main.command(epilog=_epilog("explain"))
+@click.argument("contract", type=click.Path())
+@panel_options
+@click.option("--practice", "practice_id", required=True, help="The practice to explain.")
+@click.option("--line", "line_id", help="Only this line.")
+@click.option("--member", "member_id", help="Also show how one member's values were computed.")
+@click.option("--format", "out_format", type=click.Choice(["text", "json"]), default="text")
+@click.option("--redact", is_flag=True, help="Hash member ids in the output.")
+@handle_errors
+def explain(contract, members, practices, events, measures, input_format, assignments, params_file, period, engine,
+            spark_master, show_ids, practice_id, line_id, member_id, out_format, redact):
+    """Explain every amount of one practice's statement: the rule, its file:line,
+    the band or tier that matched, the inputs and the rounding."""
+    from capdsl.tools.explain import explain as run_explain
+    from capdsl.tools.explain import render_json, render_text
+    from capdsl.pipeline import runnable_file
+
+    checked = runnable_file(contract)
+    run = _run(contract, members, practices, events, measures, input_format, assignments, params_file, period,
+               "python", None, show_ids)
+    explanation = run_explain(checked.program, checked.source, run, practice_id, line_id=line_id, member_id=member_id,
+                              redact=redact)
+    if out_format == "json":
+        click.echo(render_json(explanation), nl=False)
+    else:  # source lines highlighted on a terminal (pygments lexer for .cap), plain text otherwise
+        color = sys.stdout.isatty() and not os.environ.get("NO_COLOR")
+        click.echo(render_text(explanation, checked.source if color else None), nl=False)
+
+
+# ─────────────────────────────── test ────────────────────────────────────
+
+@main.command("test", epilog="\b\nExamples:\n  capdsl test contracts/\n  capdsl test contracts/ --format junit -o report.xml")
+@click.argument("paths", nargs=-1, type=click.Path())
+@click.option("--format", "out_format", type=click.Choice(["text", "junit"]), default=None,
+              help="text or junit (default: from -o's extension, .xml is junit; else text).")
+@click.option("-o", "--output", type=click.Path(), help="Write the report to this file (atomically); - is stdout.")
+@click.option("--engine", type=click.Choice(["python", "duckdb", "spark"]), default="python", show_default=True,
+              help="Engine the examples run on.")
+@click.option("-k", "keyword", help="Only examples whose name contains this text.")
+@handle_errors
+def test_cmd(paths, out_format, output, engine, keyword):
+    """Run the examples embedded in contracts and compare every expected amount.
+    Exit 1 when any expectation fails."""
+    from capdsl.outputs import STDOUT, atomic_write, output_format
+    from capdsl.tools.examples import junit, run_example
+    from capdsl.pipeline import compile_file
+
+    target, out_format = output_format(output, out_format, {".xml": "junit", ".txt": "text"}, "text")
+    outcomes = []
+    broken = []
+    for path in _cap_files(paths or ("contracts",)):
+        try:
+            checked, program = compile_file(path)
+        except CapError as exc:
+            broken.append(exc)
+            continue
+        for example in checked.contract.examples:
+            if keyword and keyword not in example.name:
+                continue
+            outcomes.append((checked.source, run_example(program, example, checked.source, engine)))
+    to_file = output is not None and output != STDOUT
+    if out_format == "junit":
+        text = junit([o for _, o in outcomes])
+    else:
+        from capdsl.errors import render
+
+        color = not to_file and sys.stdout.isatty() and not os.environ.get("NO_COLOR")
+        lines = []
+        for source, o in outcomes:
+            mark = click.style("PASS", fg="green") if o.passed else click.style("FAIL", fg="red")
+            lines.append(f"{mark if color else click.unstyle(mark)} {o.path}:{o.span.line} {o.name} "
+                         f"({o.checks} checks)")
+            for f in o.failures:
+                lines.append(f"     {o.path}:{f.span.line}: {f.message}")
+                lines.append(f"     | {source.line_text(f.span.line).strip()}")
+            if o.error is not None:
+                lines.append("     " + render(o.error, source).replace("\n", "\n     "))
+        text = "".join(line + "\n" for line in lines)
+    if to_file:
+        atomic_write(output, text)
+    else:
+        click.echo(text, nl=False)
+    for exc in broken:
+        click.echo(exc.render(color=_stderr_color()), err=True)
+    passed = sum(1 for _, o in outcomes if o.passed)
+    failed = len(outcomes) - passed
+    summary = f"{passed} passed, {failed} failed" + (f", {len(broken)} contracts with errors" if broken else "")
+    click.echo(summary, err=out_format == "junit" or to_file)
+    sys.exit(1 if failed or broken else 0)
+
+
+# ─────────────────────────────── compile ─────────────────────────────────
+
+@main.command("compile", epilog="\b\nExamples:\n  capdsl compile C.cap --sql --dialect postgres --period 2011-03 \\\n"
+              "      --table members=claims.members --set \"national_average_drug_cost=250 CZK per member\"\n"
+              "  capdsl compile C.cap --tree")
+@click.argument("contract", type=click.Path())
+@click.option("--sql", "as_sql", is_flag=True, help="Print the SQL that computes the statements.")
+@click.option("--tree", "as_tree", is_flag=True, help="Print the evaluation tree (what every backend runs).")
+@click.option("--dialect", type=click.Choice(["duckdb", "spark", "postgres", "snowflake", "bigquery"]),
+              default="duckdb", show_default=True)
+@click.option("--period", default=None, help="The period the SQL computes (required with --sql): 2011-03 (month), "
+                                             "2011-Q2 (quarter) or 2011 (year).")
+@click.option("--table", "tables", multiple=True, metavar="NAME=TABLE",
+              help="A table's name in your warehouse, NAME one of members, practices, events, measures, "
+                   "e.g. --table members=claims.members.")
+@click.option("--set", "assignments", multiple=True, metavar="NAME=VALUE",
+              help="A contract parameter, inlined in the SQL as a literal (repeatable).")
+@click.option("--params", "params_file", type=click.Path(), help="Parameters from a JSON file.")
+@click.option("-o", "--output", type=click.Path(), help="Write to this file (atomically) instead of stdout; - is "
+                                                        "stdout.")
+@handle_errors
+def compile_cmd(contract, as_sql, as_tree, dialect, period, tables, assignments, params_file, output):
+    """Compile a contract: the evaluation tree, or SQL for a warehouse (docs/sql.md says what its
+    tables must hold)."""
+    from capdsl.evaluation import tree as t
+    from capdsl.outputs import STDOUT, atomic_write, check_output
+    from capdsl.pipeline import runnable_file
+
+    if output:
+        check_output(output)
+    parts: list[str] = []
+    program = runnable_file(contract).program
+    if as_tree or not as_sql:
+        for name, definition in program.definitions.items():
+            parts.append(f"define {name} ({definition.level}, {definition.kind})")
+            parts.append(t.dump(definition.expr, 1))
+        for line in program.lines:
+            parts.append(f"{line.kind} {line.name} \"{line.label}\"")
+            parts.append(t.dump(line.amount, 1))
+            if line.applies is not None:
+                parts.append("  applies when")
+                parts.append(t.dump(line.applies, 2))
+    text = "".join(p + "\n" for p in parts)
+    if as_sql:
+        text += _compiled_sql(program, dialect, period, tables, assignments, params_file)
+    if output and output != STDOUT:
+        atomic_write(output, text)
+    else:
+        click.echo(text, nl=False)
+
+
+def _compiled_sql(program, dialect, period, tables, assignments, params_file) -> str:
+    from capdsl import sql
+    from capdsl.data.panel import parse_params
+    from capdsl.evaluation.periods import parse_period
+    from capdsl.pipeline import requirements
+
+    if period is None:
+        raise UsageError(error("E0901", "compile --sql needs --period: the SQL computes the statements of one period",
+                               hint="e.g. --period 2011-03 (a month), 2011-Q2 (a quarter) or 2011 (a year)"))
+    when = parse_period(period)
+    params = parse_params(list(assignments), params_file, requirements(program))
+    mapping = _pairs(tables, "--table", "NAME=TABLE", "E0912")
+    return sql.compile_program(program, when, dialect=dialect, tables=mapping or None, params=params)
+
+
+# ─────────────────────────────── panel ───────────────────────────────────
+
+@main.group()
+def panel() -> None:
+    """Build member panels from other data sets."""
+
+
+@panel.command("from-synthea", epilog="\b\nExamples:\n  capdsl panel from-synthea patients.csv conditions.csv "
+                                      "-o panel.parquet --as-of 2011-01-01\n"
+                                      "  capdsl panel from-synthea patients.csv conditions.csv -o members.csv "
+                                      "--practices 40 --practice-attr weekly_hours=30")
+@click.argument("patients", type=click.Path())
+@click.argument("conditions", type=click.Path(), required=False)
+@click.option("-o", "--output", required=True, type=click.Path(),
+              help="The members file (.csv or .parquet); the practices table is written beside it.")
+@click.option("--as-of", "as_of", default=None, help="Snapshot date YYYY-MM-DD for ages and condition flags "
+                                                     "(default: today).")
+@click.option("--practices", "n_practices", default=10, show_default=True, type=int,
+              help="How many practices to spread the patients over (stable hash of the patient id).")
+@click.option("--practice-attr", "practice_attrs", multiple=True, metavar="NAME=VALUE",
+              help="A column every practice gets (repeatable), e.g. weekly_hours=30.")
+@click.option("--format", "out_format", type=click.Choice(["csv", "parquet"]), default=None,
+              help="Output format (default: from the file extension).")
+@click.option("--json", "as_json", is_flag=True, help="Print the conversion report as JSON.")
+@handle_errors
+def from_synthea_cmd(patients, conditions, output, as_of, n_practices, practice_attrs, out_format, as_json):
+    """Convert a Synthea export (patients.csv, optionally conditions.csv) into a members table and a
+    practices table. Diabetes and cardiovascular flags come from conditions active on the as-of date;
+    patients not yet born are excluded and the deceased kept with enrolled_to = death date — all counted
+    in the report."""
+    import json as _json
+    from datetime import date
+
+    from capdsl.data.synthea import from_synthea
+
+    try:
+        snapshot = date.fromisoformat(as_of) if as_of else date.today()
+    except ValueError:
+        raise UsageError(error("E0915", f"--as-of takes a date YYYY-MM-DD, not {as_of!r}")) from None
+    attrs = _pairs(practice_attrs, "--practice-attr", "NAME=VALUE", "E0915")
+    report = from_synthea(patients, conditions, output, as_of=snapshot, practices=n_practices, fmt=out_format,
+                          practice_attrs=attrs or None)
+    if as_json:
+        click.echo(_json.dumps(report.to_dict(), indent=2))
+    else:
+        for line in report.lines():
+            click.echo(line)
+
+
+# ─────────────────────────────── cache ───────────────────────────────────
+
+@main.group("cache")
+def cache_group() -> None:
+    """Where compiled contracts, queries and panel checks are remembered, and how much space they take."""
+
+
+def _cache_directory():
+    """The cache's directory, or None (having said so) when the cache is off."""
+    from capdsl import cache
+
+    where = cache.directory()
+    if where is None:
+        click.echo("the cache is off (CAPDSL_NO_CACHE is set)")
+    return where
+
+
+def _size(n: int) -> str:
+    for unit in ("bytes", "KiB", "MiB"):
+        if n < 1024 or unit == "MiB":
+            return f"{n} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1024
+    return ""  # pragma: no cover
+
+
+@cache_group.command("info", epilog="\b\nExamples:\n  capdsl cache info\n"
+                                     "  CAPDSL_CACHE_DIR=/scratch/capdsl capdsl cache info")
+@handle_errors
+def cache_info() -> None:
+    """Print the cache's directory, its entries by kind and their size."""
+    from collections import Counter
+
+    from capdsl import cache
+
+    where = _cache_directory()
+    if where is None:
+        return
+    entries = [(name, size) for name, size, _ in cache.listing(where) if name.endswith(".json")]
+    kinds = Counter(name.split("-", 1)[0] if "-" in name else "other" for name, _ in entries)  # (older capdsl)
+    click.echo(f"directory: {where}")
+    click.echo(f"entries:   {len(entries)} ({_size(sum(size for _, size in entries))}; the least recently used "
+               f"are removed beyond {cache.max_bytes() // 2**20} MiB, CAPDSL_CACHE_MAX_MB)")
+    if kinds:
+        click.echo("by kind:   " + ", ".join(f"{kind} {n}" for kind, n in sorted(kinds.items())))
+
+
+@cache_group.command("clear", epilog="\b\nExamples:\n  capdsl cache clear\n"
+                                      "  CAPDSL_CACHE_MAX_MB=64 capdsl eval ...   (or bound it instead)")
+@handle_errors
+def cache_clear() -> None:
+    """Remove every entry (always safe: the next runs compile and check again)."""
+    from capdsl import cache
+
+    where = _cache_directory()
+    if where is None:
+        return
+    before = sum(size for _, size, _ in cache.listing(where))
+    removed = cache.prune(where, 0)  # a bound of 0: every entry goes (a writer's fresh temporary file stays)
+    freed = before - sum(size for _, size, _ in cache.listing(where))
+    click.echo(f"removed {removed} {'file' if removed == 1 else 'files'} ({_size(freed)}) from {where}")
+
+
+# ─────────────────────────────── schema ──────────────────────────────────
+
+@main.command()
+@click.option("--output", "-o", type=click.Path(), help="Write the schema to this file (atomically); - is stdout.")
+@handle_errors
+def schema(output):
+    """Print the JSON Schema of `capdsl eval --format json` output."""
+    import json as _json
+
+    from capdsl.outputs import atomic_write, check_output
+    from capdsl.evaluation.statements import json_schema
+
+    if output:
+        check_output(output)  # the path is checked before the work
+    text = _json.dumps(json_schema(), indent=2) + "\n"
+    if output and output != "-":
+        atomic_write(output, text)
+    else:
+        click.echo(text, nl=False)
+
+
+def _pairs(items, option: str, form: str, code: str) -> dict[str, str]:
+    """Repeated `NAME=VALUE` options as a dict; a malformed one is a usage error."""
+    out = {}
+    for item in items:
+        if "=" not in item:
+            raise UsageError(error(code, f"{option} takes {form}, not {item!r}"))
+        key, value = item.split("=", 1)
+        out[key.strip()] = value.strip()
+    return out
+
+
+def _register_commands() -> None:
+    """Commands owned by their own modules (kept out of this file to keep it thin)."""
+    from capdsl.tools.diff_command import register as register_validation
+
+    register_validation(main)
+
+
+@main.command("lsp")
+def lsp_cmd() -> None:
+    """Start the language server on stdio (for editors; needs the `lsp` extra)."""
+    try:
+        import pygls  # noqa: F401
+    except ImportError:
+        raise click.ClickException("the language server needs pygls: pip install 'capdsl[lsp]'") from None
+    import gc
+
+    from capdsl.tools.lsp import serve  # imported here: the server pulls in the whole front end
+
+    gc.enable()  # the console script turns it off for short commands; a server runs for hours
+    serve()
+
+
+_register_commands()
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
