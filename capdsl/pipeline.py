@@ -128,9 +128,8 @@ def requirements(program: t.Program | Outline):
                         "quantity") and col.needed_by == "built-in":
             continue
         cols[col.table].append(ColumnSpec(col.name, col.kind, col.required, col.default, col.needed_by))
-    measures = {name: (kind, default, needed_by) for name, (kind, default, needed_by) in shape.measures.items()}
-    params = {name: (kind, default, needed_by, unit) for name, (kind, default, unit, needed_by)
-              in shape.params.items()}
+    measures = {name: (d.kind, d.default, d.needed_by) for name, d in shape.measures.items()}
+    params = {name: (d.kind, d.default, d.needed_by, d.unit) for name, d in shape.params.items()}
     return Requirements(members=cols["member"], practices=cols["practice"], events=cols["event"],
                         measures=measures, params=params, needs_practices=bool(cols["practice"]),
                         needs_events=shape.needs_events, needs_measures=bool(measures))

@@ -26,7 +26,8 @@ def program(lines, definitions=None, *, exposure="first_day", age_rule="month_st
         name="test", path="t.cap", currency="CZK", age_rule=age_rule, exposure=exposure, rounding_mode=mode,
         quantum=D(quantum), report_currency=None, report_rate=None, definitions=dict(definitions or {}),
         lines=lines, line_order=tuple(order or [line.name for line in lines]), columns=tuple(columns),
-        measures=dict(measures or {}), params=dict(params or {}))
+        measures={k: v if isinstance(v, t.MeasureDecl) else t.MeasureDecl(*v) for k, v in (measures or {}).items()},
+        params={k: v if isinstance(v, t.ParamDecl) else t.ParamDecl(*v) for k, v in (params or {}).items()})
 
 
 def line(name, amount, applies=None, basis=None, kind="line", installments=()):

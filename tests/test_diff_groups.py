@@ -16,7 +16,8 @@ from hypothesis import strategies as st
 
 from capdsl.tools.impact import Grouper, group_contributions
 from capdsl.errors import Source
-from capdsl.evaluation.interpret import Rows, Tracer, evaluate, member_age
+from capdsl.evaluation.interpret import Rows, Tracer, evaluate
+from capdsl.evaluation.months import member_age
 from capdsl.pipeline import compile_source
 
 AGE_RULES = ["month_start", "month_end", "year_start"]

@@ -11,7 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from capdsl.errors import EvalError, Source
-from capdsl.evaluation.interpret import Rows, completed_years, evaluate, exposure_weight, round_to
+from capdsl.evaluation.interpret import Rows, evaluate, round_to
+from capdsl.evaluation.months import completed_years, exposure_weight
 from capdsl.pipeline import compile_source
 from capdsl.evaluation.statements import build
 

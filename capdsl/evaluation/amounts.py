@@ -16,13 +16,13 @@ SCALE = 12  # fractional digits of every intermediate value (tree.py states the 
 Q12 = Decimal(1).scaleb(-SCALE)
 ZERO = Decimal(0)
 ONE = Decimal(1)
-_CTX = Context(prec=80, traps=[InvalidOperation, DivisionByZero])
-_MODES = {"half_up": ROUND_HALF_UP, "half_even": ROUND_HALF_EVEN, "down": ROUND_DOWN, "up": ROUND_UP}
+CONTEXT = Context(prec=80, traps=[InvalidOperation, DivisionByZero])
+MODES = {"half_up": ROUND_HALF_UP, "half_even": ROUND_HALF_EVEN, "down": ROUND_DOWN, "up": ROUND_UP}
 
 
 def fix(value: Decimal) -> Decimal:
     """Round to the fixed-point scale (half away from zero), as SQL's DECIMAL(38,12) cast does."""
-    return value.quantize(Q12, rounding=ROUND_HALF_UP, context=_CTX)
+    return value.quantize(Q12, rounding=ROUND_HALF_UP, context=CONTEXT)
 
 
 def quantum_places(quantum: Decimal) -> Decimal | None:
@@ -35,11 +35,11 @@ def quantum_places(quantum: Decimal) -> Decimal | None:
 def round_to(value: Decimal, quantum: Decimal, mode: str) -> Decimal:
     """Round to a multiple of `quantum` (0.01, 0.05, 1, …) with an explicit mode."""
     value = value if isinstance(value, Decimal) else Decimal(value)
-    steps = (value / quantum).quantize(ONE, rounding=_MODES[mode], context=_CTX) if quantum != ONE else \
-        value.quantize(ONE, rounding=_MODES[mode], context=_CTX)
+    steps = (value / quantum).quantize(ONE, rounding=MODES[mode], context=CONTEXT) if quantum != ONE else \
+        value.quantize(ONE, rounding=MODES[mode], context=CONTEXT)
     result = steps * quantum
     places = quantum_places(quantum)
-    return result.quantize(places, context=_CTX) if places is not None else result
+    return result.quantize(places, context=CONTEXT) if places is not None else result
 
 
 def rounder(quantum: Decimal, mode: str):
@@ -48,8 +48,8 @@ def rounder(quantum: Decimal, mode: str):
     ten only moves the exponent)."""
     shape = quantum.as_tuple()
     if shape.digits == (1,) and isinstance(shape.exponent, int) and shape.exponent <= 0 and shape.sign == 0:
-        rounding = _MODES[mode]
-        return lambda value: value.quantize(quantum, rounding=rounding, context=_CTX)
+        rounding = MODES[mode]
+        return lambda value: value.quantize(quantum, rounding=rounding, context=CONTEXT)
     return lambda value: round_to(value, quantum, mode)
 
 

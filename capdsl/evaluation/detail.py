@@ -17,7 +17,8 @@ from datetime import date
 from decimal import Decimal
 
 from capdsl.evaluation import tree as t
-from capdsl.evaluation.interpret import Interpreter, Rows, _CTX, _Env, _Fail, exposure_weight, fix, member_age
+from capdsl.evaluation.interpret import Interpreter, Rows, CONTEXT, _Env, _Fail, fix
+from capdsl.evaluation.months import exposure_weight, member_age
 
 
 @dataclass(frozen=True)
@@ -89,7 +90,7 @@ def member_detail(program: t.Program, rows: Rows, months: tuple[date, ...], para
                     value = Decimal(1) if agg.kind == "count" else interp.ev(agg.expr, env)
                 except _Fail as failure:
                     raise interp._row_failure(failure.node, row, True, env) from None
-                values.append(value if w == 1 else fix(_CTX.multiply(w, value)))
+                values.append(value if w == 1 else fix(CONTEXT.multiply(w, value)))
             out.append((pid, label(row["member_id"]), m.isoformat()[:7], age, w, *values))
     columns = ("practice_id", "member", "month", "age", "weight", *(name for name, _ in aggs))
     return DetailTable(columns, out, {name: describe(agg) for name, agg in aggs})

@@ -19,48 +19,10 @@ from datetime import date
 from decimal import ROUND_HALF_UP, Decimal
 
 from capdsl.evaluation import tree as t
-from capdsl.evaluation.amounts import _CTX, _MODES, ONE, Q12, ZERO, MonthlyResult, fix, quantum_places, round_to, rounder  # noqa: F401
+from capdsl.evaluation.amounts import CONTEXT, MODES, ONE, Q12, ZERO, MonthlyResult, fix, quantum_places, round_to, rounder  # noqa: F401
 from capdsl.errors import EvalError, Note, error
+from capdsl.evaluation.months import exposure_weight, reference_day
 from capdsl.evaluation.periods import month_end, months_of_year
-
-# ─────────────────────────────── periods ─────────────────────────────────
-
-def completed_years(born: date, on: date) -> int:
-    return on.year - born.year - ((on.month, on.day) < (born.month, born.day))
-
-
-def age_reference(rule: str, m: date) -> date:
-    if rule == "month_end":
-        return month_end(m)
-    if rule == "year_start":
-        return date(m.year, 1, 1)
-    return m
-
-
-def member_age(rule: str, m: date, born: date) -> int:
-    """A member's age in month `m` under the contract's age rule. Never negative: a member born after
-    the reference day but counted in the month is a newborn, age 0."""
-    return max(0, completed_years(born, age_reference(rule, m)))
-
-
-def exposure_weight(rule: str, m: date, born: date, start: date | None, end: date | None):
-    """How much of month `m` a member counts for (0 when not at all)."""
-    first = born if start is None or start < born else start
-    if rule == "first_day":
-        return 1 if first <= m and (end is None or end >= m) else 0
-    last_day = month_end(m)
-    lo = max(first, m)
-    hi = last_day if end is None or end > last_day else end
-    if hi < lo:
-        return 0
-    if rule == "any_day":
-        return 1
-    days = (hi - lo).days + 1
-    total = last_day.day
-    if days == total:
-        return 1
-    return (Decimal(days) / Decimal(total)).quantize(Q12, rounding=ROUND_HALF_UP, context=_CTX)
-
 
 # ─────────────────────────────── tracing ─────────────────────────────────
 
@@ -175,11 +137,11 @@ class Interpreter:
             if op == "-":
                 return a - b
             if op == "*":
-                return fix(_CTX.multiply(a, b))
+                return fix(CONTEXT.multiply(a, b))
             if b == 0:
                 raise EvalError(error("E0803", "division by zero", node.origin,
                                       hint="guard the division with `if … then … else`"))
-            return fix(_CTX.divide(a, b))
+            return fix(CONTEXT.divide(a, b))
         if cls is t.Cmp:
             a = self.ev(node.left, env)
             b = self.ev(node.right, env)
@@ -386,7 +348,7 @@ class Interpreter:
             if value is None:
                 continue
             if is_members:
-                part = value if w == 1 else fix(_CTX.multiply(w, value))
+                part = value if w == 1 else fix(CONTEXT.multiply(w, value))
                 weight = w * count
             elif agg.kind == "count":
                 part, weight = w, count  # w is the event's quantity
@@ -513,7 +475,7 @@ def evaluate(program: t.Program, rows: Rows, months: tuple[date, ...], params: d
             env.aggs = {}
             env.lines = {}
             env.memo = {}
-            ref_day = age_reference(rule, m)
+            ref_day = reference_day(rule, m)
             ref_year, ref_md = ref_day.year, (ref_day.month, ref_day.day)
             active, weights = [], []
             for row in plist:
@@ -587,7 +549,7 @@ def split_installments(pool: t.LineDef, amount: Decimal, quantum: Decimal, mode:
     Yields (quarter, amount, paid). A withheld installment still counts toward
     the split (the others do not change) but is paid as 0."""
     taker = next((i for i in pool.installments if i.share is None), pool.installments[-1])
-    shares = {id(i): round_to(fix(_CTX.multiply(i.share, amount)), quantum, mode)
+    shares = {id(i): round_to(fix(CONTEXT.multiply(i.share, amount)), quantum, mode)
               for i in pool.installments if i is not taker}
     shares[id(taker)] = amount - sum(shares.values(), ZERO)
     for inst in pool.installments:

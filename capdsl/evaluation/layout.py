@@ -71,8 +71,8 @@ class Outline:
     rounding_mode: str
     lines: tuple[LineOutline, ...]
     columns: tuple[ColumnOutline, ...]
-    measures: dict[str, tuple[str, object, str]]
-    params: dict[str, tuple[str, object, str, str]]
+    measures: dict[str, t.MeasureDecl]
+    params: dict[str, t.ParamDecl]
     needs_events: bool  # some line aggregates events
 
 

@@ -202,12 +202,12 @@ class _Lowering:
                 elif isinstance(node, t.Measure) and node.name not in measures:
                     decl = self.inputs.get(("measure", node.name))
                     default = self._const_value(decl.default) if decl is not None and decl.default is not None else None
-                    measures[node.name] = (node.kind, default, self._needed_by(decl) if decl else "")
+                    measures[node.name] = t.MeasureDecl(node.kind, default, self._needed_by(decl) if decl else "")
                 elif isinstance(node, t.Param) and node.name not in params:
                     decl = self.inputs[("param", node.name)]
                     default = self._const_value(decl.default) if decl.default is not None else None
-                    params[node.name] = (node.kind, default, unit_text(decl.type, self.header.currency),
-                                         self._needed_by(decl))
+                    params[node.name] = t.ParamDecl(node.kind, default, unit_text(decl.type, self.header.currency),
+                                                self._needed_by(decl))
         return tuple(columns.values()), measures, params
 
     def _const_value(self, expr: n.Expr):

@@ -289,6 +289,25 @@ class Column:
 
 
 @dataclass(frozen=True, slots=True)
+class MeasureDecl:
+    """A measure the program reads, with the default an absent value takes."""
+
+    kind: str
+    default: object = None
+    needed_by: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ParamDecl:
+    """A parameter the program reads: its default (None: it must be given) and display unit."""
+
+    kind: str
+    default: object = None
+    unit: str = ""
+    needed_by: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class Program:
     """Everything a backend needs to evaluate a contract."""
 
@@ -305,8 +324,8 @@ class Program:
     lines: tuple[LineDef, ...]  # in contract order
     line_order: tuple[str, ...]  # dependency order for evaluation
     columns: tuple[Column, ...]
-    measures: dict[str, tuple[str, object, str]]  # name -> (kind, default, needed_by)
-    params: dict[str, tuple[str, object, str, str]]  # name -> (kind, default, unit, needed_by)
+    measures: dict[str, MeasureDecl]
+    params: dict[str, ParamDecl]
     payer: str | None = None
     provider: str | None = None
 

@@ -620,8 +620,8 @@ class _Compiler:
         if node.name in self.params and self.params[node.name] is not None:
             return lit(self.params[node.name])
         declared = self.p.params.get(node.name)
-        if declared is not None and declared[1] is not None:
-            return lit(declared[1])
+        if declared is not None and declared.default is not None:
+            return lit(declared.default)
         return exp.Placeholder(this=node.name)
 
     def column(self, node: t.Col, s: _Scope) -> exp.Expression:

@@ -146,7 +146,8 @@ def build_rows(program: t.Program, example: n.Example, source: Source):
             practices[row["practice_id"]] = {"practice_id": row["practice_id"],
                                              **fill("practice", (), practice_cols, example.span,
                                                     f"practice {row['practice_id']}")}
-    for name, (kind, default, _unit, needed_by) in program.params.items():
+    for name, decl in program.params.items():
+        kind, default, needed_by = decl.kind, decl.default, decl.needed_by
         if name not in params:
             if default is None:
                 raise CheckError(error("E0604", f"example '{example.name}' needs a value for parameter `{name}`",

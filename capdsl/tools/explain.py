@@ -164,7 +164,8 @@ def _line_source(source: Source, line: t.LineDef) -> str:
 
 def _explain_member(program, source, rows, period, params, practice_id, member_id, redact) -> dict:
     """One member's values per month: age, weight, and each member-level aggregate's value."""
-    from capdsl.evaluation.interpret import Interpreter, _Env, exposure_weight, member_age
+    from capdsl.evaluation.interpret import Interpreter, _Env
+    from capdsl.evaluation.months import exposure_weight, member_age
 
     row = next((r for r in rows.members if r["member_id"] == member_id), None)
     if row is None or row["practice_id"] != practice_id:

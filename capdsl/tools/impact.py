@@ -401,7 +401,7 @@ class Grouper:
         return label
 
     def key(self, attrs: dict, m: date) -> tuple:
-        from capdsl.evaluation.interpret import member_age
+        from capdsl.evaluation.months import member_age
 
         age = member_age(self.rule, m, attrs["birth_date"])
         return (self.band(age),) + tuple(bool(attrs.get(f)) for f in self.flags)
@@ -430,7 +430,8 @@ def group_contributions(program: t.Program, rows, months, params: dict, grouper:
     """Σ over practice-months of each monthly line evaluated on each group's members alone (unrounded).
 
     Returns ({(line, group): amount}, {group: member-months})."""
-    from capdsl.evaluation.interpret import Interpreter, _Env, collect_aggs, exposure_weight, member_age
+    from capdsl.evaluation.interpret import Interpreter, _Env, collect_aggs
+    from capdsl.evaluation.months import exposure_weight, member_age
 
     interp = Interpreter(program, params)
     aggs, _ = collect_aggs(program)

@@ -418,7 +418,7 @@ def generate(program: t.Program, contract: n.Contract, source: Source, *, period
     parsed = parse_period(period)
     start, year = parsed.months[0], str(parsed.year)
     params = [f"    set {name} = {inputs.literal('param', name, default)}"
-              for name, (_kind, default, _unit, _by) in program.params.items() if default is not None]
+              for name, default in ((n, d.default) for n, d in program.params.items()) if default is not None]
     cases, skipped = collect_cases(contract, inputs, source)
     probe_text = "\n".join(_block(f"capdsl-generate probe {i}", period,
                                   _case_lines(c, "G", inputs, start, year), params)

@@ -1,0 +1,134 @@
+"""The language's built-in vocabulary in one table: the attributes every panel provides, the panel
+columns with a fixed meaning, the age rules and the exposure rules.
+
+The checker, the lowering, the panel loader's requirements, the language server and the SQL
+compiler read these tables; `capdsl.evaluation.months` gives the age and exposure rules their
+meaning for every engine. A new built-in is added here and nowhere else.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+
+#: The panel file each scope's attributes come from.
+TABLE_OF_SCOPE = {"member": "members", "practice": "practices", "event": "events", "measure": "measures"}
+
+
+@dataclass(frozen=True, slots=True)
+class Builtin:
+    """An attribute a contract reads without declaring it (`member.age`, `event.code`)."""
+
+    scope: str
+    name: str
+    kind: str  # the evaluation tree's kind: text | date | integer | decimal
+    column: str | None  # the panel column read; None for a value capdsl derives (member.age)
+    doc: str
+    #: For an optional field, what an empty value means; None: the value is always there.
+    missing: str | None = None
+
+    @property
+    def written(self) -> str:
+        return f"{self.scope}.{self.name}"
+
+
+@dataclass(frozen=True, slots=True)
+class StandardColumn:
+    """A panel column with a meaning of its own. A contract reads it through `read_as` (a built-in
+    or, for `points`, a declared input of the given type), never under the column's name."""
+
+    table: str
+    name: str
+    kind: str
+    required: bool = False
+    default: Decimal | None = None
+    read_as: str | None = None  # how a contract reads it, e.g. "member.id"; None: not at all
+    doc: str = ""
+
+
+BUILTIN_LIST = (
+    Builtin("member", "id", "text", "member_id", "the member's id"),
+    Builtin("member", "age", "integer", None, "the member's age in completed years on the contract's age day"),
+    Builtin("member", "birth_date", "date", "birth_date", "the member's date of birth"),
+    Builtin("member", "sex", "text", "sex", "the member's sex", missing="the member's sex is not recorded"),
+    Builtin("member", "enrolled_from", "date", "enrolled_from", "the first day of the member's registration",
+            missing="the member has been enrolled since always"),
+    Builtin("member", "enrolled_to", "date", "enrolled_to", "the last day of the member's registration",
+            missing="the member is still enrolled"),
+    Builtin("practice", "id", "text", "practice_id", "the practice's id"),
+    Builtin("event", "code", "text", "code", "the service's code in the fee schedule"),
+    Builtin("event", "date", "date", "date", "the day the service was given"),
+    Builtin("event", "quantity", "decimal", "quantity", "how many times the service was given (1 when empty)"),
+    Builtin("event", "member", "text", "member_id", "the event's patient",
+            missing="the event's patient is not known"),
+)
+BUILTINS: dict[tuple[str, str], Builtin] = {(b.scope, b.name): b for b in BUILTIN_LIST}
+#: Built-ins whose value may be empty, so that a contract must say what an empty value does.
+OPTIONAL_FIELDS: dict[tuple[str, str], str] = {k: b.missing for k, b in BUILTINS.items() if b.missing}
+
+_C = StandardColumn
+STANDARD_COLUMNS: dict[str, tuple[StandardColumn, ...]] = {
+    "members": (_C("members", "member_id", "text", True, read_as="member.id"),
+                _C("members", "practice_id", "text", True, read_as="practice.id",
+                   doc="the practice the member is registered with"),
+                _C("members", "birth_date", "date", True, read_as="member.birth_date"),
+                _C("members", "sex", "text", read_as="member.sex"),
+                _C("members", "enrolled_from", "date", read_as="member.enrolled_from"),
+                _C("members", "enrolled_to", "date", read_as="member.enrolled_to")),
+    "practices": (_C("practices", "practice_id", "text", True, read_as="practice.id"),),
+    "events": (_C("events", "practice_id", "text", True, read_as="practice.id",
+                  doc="the practice the event is paid to"),
+               _C("events", "member_id", "text", read_as="event.member"),
+               _C("events", "date", "date", True, read_as="event.date"),
+               _C("events", "code", "text", True, read_as="event.code"),
+               _C("events", "points", "decimal", doc="fee-schedule points"),
+               _C("events", "quantity", "decimal", default=Decimal(1), read_as="event.quantity")),
+    "measures": (_C("measures", "practice_id", "text", True), _C("measures", "period", "text", True),
+                 _C("measures", "measure", "text", True), _C("measures", "value", "text", True)),
+}
+#: Standard columns a contract may declare as an input of its own, with the type it must have.
+DECLARABLE_COLUMNS: dict[tuple[str, str], str] = {("event", "points"): "fee-schedule points"}
+
+
+def standard_column(scope: str, name: str) -> StandardColumn | None:
+    """The standard column a declared input `scope.name` would read, if it is one."""
+    for c in STANDARD_COLUMNS.get(TABLE_OF_SCOPE.get(scope, ""), ()):
+        if c.name == name:
+            return c
+    return None
+
+
+# ───────────────────────────── age and exposure rules ─────────────────────────────
+
+@dataclass(frozen=True, slots=True)
+class AgeRule:
+    """`age as of <name>`: the day in a month's period on which a member's age is taken."""
+
+    name: str
+    period: str  # the period whose first or last day it is: month | year
+    end: str  # start | end
+    doc: str
+
+
+@dataclass(frozen=True, slots=True)
+class ExposureRule:
+    """`exposure <name>`: whether a member counts in a month, and for how much."""
+
+    name: str
+    counts: str  # first_day: enrolled on the month's first day; any_day: on at least one day of it
+    weight: str  # whole: 1 for a month counted; days: the share of the month's days enrolled
+    doc: str
+
+
+AGE_RULES: dict[str, AgeRule] = {r.name: r for r in (
+    AgeRule("month_start", "month", "start", "the age on the first day of the month"),
+    AgeRule("month_end", "month", "end", "the age on the last day of the month"),
+    AgeRule("year_start", "year", "start", "the age on 1 January of the month's year"),
+)}
+EXPOSURE_RULES: dict[str, ExposureRule] = {r.name: r for r in (
+    ExposureRule("first_day", "first_day", "whole", "a member counts for a month enrolled on its first day"),
+    ExposureRule("any_day", "any_day", "whole", "a member counts for a month enrolled on any day of it"),
+    ExposureRule("pro_rata", "any_day", "days", "a member counts for the share of the month's days enrolled"),
+)}
+DEFAULT_AGE_RULE = "month_start"
+DEFAULT_EXPOSURE = "first_day"
