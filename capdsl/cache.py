@@ -1,397 +1,99 @@
 """The compiled-contract cache: a contract is parsed, checked and lowered once,
-not on every run (Jinja2's bytecode cache, for the same reason).
+not on every run, and its SQL compiled once per period, dialect and parameters.
 
-An entry is the evaluation tree (`tree.Program`) and the checker's warnings,
-as JSON, under a key that is a SHA-256 of everything they depend on: the
-contract's text, the path it is reported under, the Python version and
-capdsl's own code (the name, size and modification time of every module and
-of the grammar), so editing either makes a new entry. Only contracts that
-check without errors are stored; a broken contract is parsed every time and
-reports its errors every time. A contract is two entries: `contract-…`
-holds the warnings and the outline (capdsl/evaluation/layout.py), `tree-…` the tree,
-so a run that needs no tree reads none. `sql.query` keeps compiled queries
-here too (`query-…` entries, keyed by the contract's entry or the tree, the
-period, the parameters and the rest of what the SQL depends on), and the
-panel loader the answers of its checks (`panel-…`, capdsl/data/memo.py).
+Entries live in the signed store (capdsl/store.py: where, trust, size bound,
+`CAPDSL_NO_CACHE=1`). Only contracts that check without errors are stored; a
+broken contract is parsed every time and reports its errors every time. A
+contract is three kinds of entries, so that a run reads only what it needs:
 
-The format is not pickle: loading an entry can only build the dataclasses of
-`tree`, `errors`, `outline` and `sql.query` (by name, from an allow-list) and plain
-values, never run code. Nodes shared in the tree stay shared (a node seen twice is written once
-and referred to by number), because the backends key memos and deduplication
-on node identity.
+- `contract-…` (`contract_entry`): the checker's warnings and the layout
+  (capdsl/evaluation/layout.py), keyed by the contract's text and the path
+  statements name it by;
+- `tree-…` (`tree_entry`): the evaluation tree, read only when an engine
+  needs it;
+- `query-…` (`query_entry`): a compiled query, keyed by the contract's entry
+  (or, for a tree with no contract entry, the encoded tree), the period, the
+  dialect, the tables, the parameters and the options.
 
-Where: `$CAPDSL_CACHE_DIR`, else `$XDG_CACHE_HOME/capdsl`, else
-`~/.cache/capdsl`; `CAPDSL_NO_CACHE=1` turns it off. The directory is created
-private (0700), and an entry is read only if the current user owns it and no
-one else can write it. Entries are written atomically. Any failure to read or
-write the cache only means compiling again.
-
-Every entry carries an HMAC-SHA256 of its name and its payload, keyed by the
-directory's own secret (`SECRET`: 32 random bytes, 0600, made by the first
-store). An entry whose digest does not match (edited, damaged, truncated, of
-an older format, copied under another name or from another cache directory)
-is a miss: the caller compiles again and its store replaces the entry. The
-threat model is the user's own private directory: the digest makes sure that
-corruption or a hand edit is never trusted (a payer's amounts come from the
-contract, not from a JSON file), not that someone who can read the secret,
-the user or root, cannot forge an entry. A plain SHA-256 would catch
-corruption too, but neither an edit whose author recomputed it nor an entry
-copied from another cache.
-
-Every new capdsl version, edited contract and monthly panel makes new
-entries, so the cache is bounded (`CAPDSL_CACHE_MAX_MB`, default 256): a
-store that finds it over the bound removes the least recently used entries
-(a hit touches its entry) down to 80 % of it, and temporary files left by a
-killed writer.
+Every key also covers capdsl's code and the compilers' versions
+(`store.entry_key`), so editing either makes new entries.
+`CompiledContract` (capdsl/pipeline.py) decides when each is read and written.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import functools
-import hashlib
-import hmac
 import json
-import os
-import stat
-import sys
-import tempfile
-import time
-from datetime import date
-from decimal import Decimal
-from pathlib import Path
 
-FORMAT = b"capdsl-cache-3\n"
-# the directory's HMAC key: not an entry (`listing` sees only .json and .tmp files), so eviction and
-# `capdsl cache clear` keep it
-SECRET = "secret.key"
-_SECRET_BYTES = 32
-_DIGEST_CHARS = 64  # a hex SHA-256, on the line after FORMAT
+from capdsl import store
+
+# The only modules whose dataclasses a cache entry may build: the evaluation tree, diagnostics, the
+# layout and compiled queries.
 
 
-def directory() -> Path | None:
-    if os.environ.get("CAPDSL_NO_CACHE", "") not in ("", "0"):
-        return None
-    if os.environ.get("CAPDSL_CACHE_DIR"):
-        return Path(os.environ["CAPDSL_CACHE_DIR"])
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "capdsl"
+def _tree():
+    from capdsl.evaluation import tree
+    return tree
 
 
-# The libraries whose version can change what capdsl compiles: the parser and the SQL generator.
-COMPILERS = ("lark", "sqlglot")
+def _errors():
+    from capdsl import errors
+    return errors
 
 
-@functools.lru_cache(maxsize=1)
-def code_fingerprint() -> bytes:
-    """Names, sizes and modification times of capdsl's modules and grammar files, and the installed
-    versions of the libraries in COMPILERS (read from their dist-info names: importing or asking
-    importlib.metadata would cost more than the cache saves)."""
-    package = Path(__file__).resolve().parent
-    h = hashlib.sha256(FORMAT + sys.version.encode())
-    files = sorted([*package.rglob("*.py"), *package.rglob("*.lark"), *package.parent.glob("grammar/*.lark")])
-    for f in files:
-        try:
-            st = f.stat()
-        except OSError:
-            continue
-        h.update(f"{f}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
-    for name in COMPILERS:
-        h.update(_installed(name).encode() + b"\n")
-    return h.digest()
+def _layout():
+    from capdsl.evaluation import layout
+    return layout
 
 
-def _installed(name: str) -> str:
-    """`name`'s location, dist-info directory (its version) and the mtime of its top module."""
-    import importlib.util
-
-    try:
-        spec = importlib.util.find_spec(name)
-        origin = Path(spec.origin)
-        site = origin.parent.parent
-        dists = sorted(d for d in os.listdir(site) if d.lower().startswith(name + "-") and d.endswith(".dist-info"))
-        return f"{origin}\0{origin.stat().st_mtime_ns}\0{','.join(dists)}"
-    except Exception:  # noqa: BLE001 - not found: the key says so
-        return f"{name}: not found"
+def _query():
+    from capdsl.sql import query
+    return query
 
 
-def entry_key(kind: str, data: bytes) -> str:
-    """The name of a `kind` entry (contract, query) for `data`, everything the entry depends on
-    beyond capdsl's code and the compilers, which every key covers."""
-    return f"{kind}-" + hashlib.sha256(code_fingerprint() + kind.encode() + b"\0" + data).hexdigest()
-
-
-def key(text: str, path: str) -> str:
-    """A contract's entry: its text and the path statements name it by."""
-    return entry_key("contract", path.encode("utf-8", "surrogateescape") + b"\0" + text.encode("utf-8"))
-
-
-def _trusted(st: os.stat_result) -> bool:
-    owner = not hasattr(os, "getuid") or st.st_uid == os.getuid()
-    return owner and stat.S_ISREG(st.st_mode) and not st.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
-
-
-def _digest(secret: bytes, entry: str, payload: bytes) -> bytes:
-    """The hex HMAC that binds `payload` to the entry's name (and the format) in this directory."""
-    mac = hmac.new(secret, FORMAT + entry.encode("utf-8", "surrogateescape") + b"\0", hashlib.sha256)
-    mac.update(payload)
-    return mac.hexdigest().encode("ascii")
-
-
-def _read_secret(where: Path) -> bytes | None:
-    """The directory's secret, or None if it is absent or unusable (not ours, readable or writable
-    by others, or not 32 bytes)."""
-    try:
-        with open(where / SECRET, "rb") as f:
-            st = os.fstat(f.fileno())
-            data = f.read(_SECRET_BYTES + 1)
-    except OSError:
-        return None
-    if not _trusted(st) or st.st_mode & 0o077 or len(data) != _SECRET_BYTES:
-        return None
-    return data
-
-
-def _secret(where: Path) -> bytes:
-    """The directory's secret, made if there is none. A new one appears complete and only once: it is
-    written to a private temporary file and hard-linked into place, which fails if another process
-    got there first (its secret is then everyone's). An unusable one is replaced, so the entries
-    made with it become misses."""
-    found = _read_secret(where)
-    if found is not None:
-        return found
-    fresh = os.urandom(_SECRET_BYTES)
-    fd, tmp = tempfile.mkstemp(prefix=f".{SECRET}.", suffix=".tmp", dir=where)  # 0600
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(fresh)
-            f.flush()
-            os.fsync(f.fileno())
-        try:
-            os.link(tmp, where / SECRET)
-        except FileExistsError:
-            found = _read_secret(where)
-            if found is not None:
-                return found
-            os.replace(tmp, where / SECRET)
-        except OSError:  # a file system without hard links
-            os.replace(tmp, where / SECRET)
-    finally:
-        try:
-            os.unlink(tmp)
-        except OSError:  # renamed into place
-            pass
-    return fresh
+CODEC = store.Codec({"capdsl.evaluation.tree": _tree, "capdsl.errors": _errors,
+                     "capdsl.evaluation.layout": _layout, "capdsl.sql.query": _query})
+MODULES = tuple(CODEC.modules)
 
 
 def load(entry: str):
-    """The value stored under `entry`, or None (absent, untrusted, unreadable, not matching its
-    digest, or off)."""
-    where = directory()
-    if where is None:
-        return None
-    path = where / f"{entry}.json"
-    try:
-        with open(path, "rb") as f:
-            if not _trusted(os.fstat(f.fileno())):
-                return None
-            data = f.read()
-        start = len(FORMAT) + _DIGEST_CHARS + 1
-        if not data.startswith(FORMAT) or data[start - 1:start] != b"\n":
-            return None
-        secret = _read_secret(where)
-        payload = data[start:]
-        if secret is None or not hmac.compare_digest(data[len(FORMAT):start - 1], _digest(secret, entry, payload)):
-            return None
-        value = decode(json.loads(payload))
-    except Exception:  # noqa: BLE001 - a bad entry is a miss
-        return None
-    try:
-        os.utime(path)  # recently used: the last to be evicted
-    except OSError:
-        pass
-    return value
+    """The value of a cache entry, or None (a miss: absent, damaged, untrusted, or the cache is off)."""
+    return store.load(entry, CODEC)
 
 
-def store(entry: str, value) -> None:
-    where = directory()
-    if where is None:
-        return
-    from capdsl.outputs import atomic_write
-
-    try:
-        where.mkdir(mode=0o700, parents=True, exist_ok=True)
-        payload = json.dumps(encode(value), separators=(",", ":")).encode()
-        digest = _digest(_secret(where), entry, payload)
-        atomic_write(where / f"{entry}.json", FORMAT + digest + b"\n" + payload, private=True)
-        prune(where, max_bytes(), keep=f"{entry}.json")
-    except Exception:  # noqa: BLE001 - a cache that cannot be written is only slower
-        return
-
-
-# ─────────────────────────────── its size ───────────────────────────────
-
-DEFAULT_MAX_MB = 256
-# a writer's temporary file older than this was left by a killed process (atomic.atomic_path)
-_STALE_TMP_NS = 3600 * 10**9
-
-
-def max_bytes() -> int:
-    """The bound on the cache's size: `$CAPDSL_CACHE_MAX_MB` (a whole number of MiB), else 256."""
-    raw = os.environ.get("CAPDSL_CACHE_MAX_MB", "").strip()
-    mb = int(raw) if raw.isdigit() else DEFAULT_MAX_MB
-    return mb * 2**20
-
-
-def listing(where: Path) -> list[tuple[str, int, int]]:
-    """(name, size, mtime_ns) of the cache's entries and writers' temporary files."""
-    found = []
-    try:
-        with os.scandir(where) as it:
-            for e in it:
-                if e.name.endswith((".json", ".tmp")) and e.is_file(follow_symlinks=False):
-                    try:
-                        st = e.stat(follow_symlinks=False)
-                    except OSError:  # removed meanwhile (another capdsl pruning)
-                        continue
-                    found.append((e.name, st.st_size, st.st_mtime_ns))
-    except OSError:
-        return []
-    return found
-
-
-def prune(where: Path, limit: int, keep: str | None = None) -> int:
-    """Remove stale temporary files and, if the entries exceed `limit` bytes, the least recently
-    used down to 80 % of it (so that the next stores do not prune again at once). `keep`, the entry
-    just written, stays. Returns how many files were removed."""
-    now = time.time_ns()
-    entries, total, removed = [], 0, 0
-    for name, size, mtime in listing(where):
-        if name.endswith(".tmp"):
-            if now - mtime > _STALE_TMP_NS and _remove(where / name):
-                removed += 1
-            continue
-        total += size
-        if name != keep:
-            entries.append((mtime, name, size))
-    if total <= limit:
-        return removed
-    entries.sort()
-    for _mtime, name, size in entries:
-        if total <= limit * 0.8:
-            break
-        if _remove(where / name):
-            total -= size
-            removed += 1
-    return removed
-
-
-def _remove(path: Path) -> bool:
-    try:
-        path.unlink()
-        return True
-    except OSError:  # already gone (another capdsl pruning) or not ours to remove
-        return False
-
-
-# ─────────────────────────── the entry format ───────────────────────────
-
-# The only modules whose dataclasses an entry may build: the evaluation tree, diagnostics, the
-# outline and compiled queries. A module is imported only when an entry names one of its classes,
-# so reading an outline or a query never imports the tree.
-MODULES = ("capdsl.evaluation.tree", "capdsl.errors", "capdsl.evaluation.layout", "capdsl.sql.query")
-
-
-def _module(name: str):
-    """One of MODULES, imported by a fixed statement (never by a name read from an entry)."""
-    if name == "capdsl.evaluation.tree":
-        from capdsl.evaluation import tree as mod
-    elif name == "capdsl.errors":
-        from capdsl import errors as mod
-    elif name == "capdsl.evaluation.layout":
-        from capdsl.evaluation import layout as mod
-    elif name == "capdsl.sql.query":
-        from capdsl.sql import query as mod
-    else:
-        raise KeyError(f"{name} is not a module the cache may build from")
-    return mod
-
-
-@functools.lru_cache(maxsize=None)
-def _classes(module: str) -> dict[str, type]:
-    mod = _module(module)
-    return {name: obj for name, obj in vars(mod).items()
-            if isinstance(obj, type) and dataclasses.is_dataclass(obj) and obj.__module__ == module}
-
-
-def _class(name: str) -> type:
-    module, _, short = name.rpartition(".")
-    return _classes(module)[short]  # KeyError for anything outside the allow-list
-
-
-def _name(cls: type) -> str | None:
-    module = cls.__module__
-    if module in MODULES and _classes(module).get(cls.__name__) is cls:
-        return f"{module}.{cls.__name__}"
-    return None
+def save(entry: str, value) -> None:
+    store.save(entry, value, CODEC)
 
 
 def encode(value) -> object:
-    """JSON-ready data for a value made of tree/errors dataclasses, Decimals, dates and containers."""
-    names: dict[type, str | None] = {}
-    seen: dict[int, int] = {}
-
-    def go(v):
-        if v is None or isinstance(v, (bool, int, str)):
-            return v
-        if isinstance(v, Decimal):
-            return {"d": str(v)}
-        if isinstance(v, date):
-            return {"t": v.isoformat()}
-        if isinstance(v, (tuple, list, frozenset)):
-            items = sorted(v, key=repr) if isinstance(v, frozenset) else v
-            return {"T" if isinstance(v, tuple) else "L" if isinstance(v, list) else "F": [go(x) for x in items]}
-        if isinstance(v, dict):
-            return {"D": [[go(k), go(x)] for k, x in v.items()]}
-        cls = type(v)
-        if cls not in names:
-            names[cls] = _name(cls)
-        name = names[cls]
-        if name is None:
-            raise TypeError(f"the cache cannot store a {type(v).__name__}")
-        if id(v) in seen:
-            return {"r": seen[id(v)]}
-        seen[id(v)] = index = len(seen)
-        return {"c": name, "i": index, "f": [go(getattr(v, f.name)) for f in dataclasses.fields(v)]}
-
-    return go(value)
+    return CODEC.encode(value)
 
 
 def decode(data) -> object:
-    built: dict[int, object] = {}
+    return CODEC.decode(data)
 
-    def go(v):
-        if not isinstance(v, dict):
-            return [go(x) for x in v] if isinstance(v, list) else v
-        (tag, body), *rest = v.items()
-        if tag == "d":
-            return Decimal(body)
-        if tag == "t":
-            return date.fromisoformat(body)
-        if tag in ("T", "L", "F"):
-            items = [go(x) for x in body]
-            return tuple(items) if tag == "T" else items if tag == "L" else frozenset(items)
-        if tag == "D":
-            return {go(k): go(x) for k, x in body}
-        if tag == "r":
-            return built[body]
-        cls = _class(body)  # tag "c": KeyError for a class outside the allow-list
-        index, fields = v["i"], v["f"]
-        names = [f.name for f in dataclasses.fields(cls)]
-        if len(fields) != len(names):
-            raise ValueError(f"{body}: {len(fields)} fields, expected {len(names)}")
-        obj = cls(**dict(zip(names, (go(x) for x in fields))))
-        built[index] = obj
-        return obj
 
-    return go(data)
+def contract_entry(text: str, path: str) -> str:
+    """A contract's entry: its text and the path statements name it by."""
+    return store.entry_key("contract", path.encode("utf-8", "surrogateescape") + b"\0" + text.encode("utf-8"))
+
+
+def tree_entry(contract: str) -> str:
+    """The entry of the tree of the contract whose entry is `contract`."""
+    return "tree-" + contract.removeprefix("contract-")
+
+
+def tree_identity(program) -> bytes:
+    """What names a tree that has no contract entry (one built in memory): its encoding."""
+    return json.dumps(encode(program), separators=(",", ":")).encode()
+
+
+def query_entry(contract: bytes, period, dialect: str, tables, params, options) -> str | None:
+    """The entry of the query for `contract` (a contract entry's name or `tree_identity`) and
+    everything else the compiler reads; None when a parameter value cannot be written (such a
+    query is compiled every time)."""
+    try:
+        described = encode((period.text, tuple(period.months), dialect, sorted((tables or {}).items()),
+                            sorted((params or {}).items()), options))
+    except TypeError:
+        return None
+    return store.entry_key("query", contract + b"\0" + json.dumps(described, separators=(",", ":")).encode())

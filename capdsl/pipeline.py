@@ -1,8 +1,10 @@
 """The pipeline: chains the stages so each command stops where it needs to.
 
-  load_source → syntax.parse → check.check → lower.lower → backend → statement.build
+  load_source → syntax.parse → check.check → lower.lower → backend → statements.build
 
-Commands call these functions and nothing deeper; imports of heavy stages
+`CompiledContract` is the compiled stage, cached (capdsl/cache.py): commands
+ask it for the layout, the requirements, the tree or a query. Commands call
+these functions and nothing deeper; imports of heavy stages
 (DuckDB, Spark) happen inside the functions that need them, so `capdsl
 --help` and `capdsl check` start fast.
 """
@@ -16,10 +18,12 @@ from typing import TYPE_CHECKING
 
 from capdsl.errors import MAX_SOURCE_BYTES, BackendError, Diagnostic, EvalError, Source, load_source
 from capdsl.evaluation.layout import Outline, outline
+from capdsl.data.requirements import requirements  # noqa: F401  (callers import it from here)
 
 if TYPE_CHECKING:
     from capdsl.language import ast_nodes as nodes
     from capdsl.evaluation import tree as t
+    from capdsl.sql.query import Query
 
 
 @dataclass
@@ -58,56 +62,93 @@ def compile_file(path: str | Path) -> tuple[object, t.Program]:
     return checked, lower(checked)
 
 
-@dataclass
-class Runnable:
-    """What a command that runs a contract needs: its text (for messages), the checker's warnings,
-    its outline and, read only when needed, its evaluation tree (`program`). `key` names its
-    compiled-contract cache entry (None when the cache is off)."""
+@dataclass(eq=False)
+class CompiledContract:
+    """A checked and lowered contract, as the commands that run it ask for it: its text (for
+    messages), the checker's warnings, the statements' `layout`, the panel `requirements()`, the
+    evaluation `tree` and the `query` for a period, dialect and parameters.
 
-    source: Source
+    Each part comes from the compiled-contract cache (capdsl/cache.py) when it is there and is
+    made only when asked for: the warnings and the layout come with the contract's entry
+    (`entry`, None when the cache is off or the tree was built in memory), the tree is read from
+    its own entry or compiled on first use, and a query is read from its entry or compiled from
+    the tree. A run whose query is cached so neither reads the tree's entry nor compiles anything."""
+
+    source: Source | None
     warnings: tuple[Diagnostic, ...]
-    outline: Outline
-    key: str | None = None
-    _program: t.Program | None = field(default=None, repr=False)
+    layout: Outline
+    entry: str | None = None
+    _tree: t.Program | None = field(default=None, repr=False)
+
+    @classmethod
+    def of(cls, program: t.Program, source: Source | None = None) -> CompiledContract:
+        """A tree built in memory (an embedded example, a test): it has no contract entry, so its
+        queries are cached under the encoded tree."""
+        return cls(source, (), outline(program), None, program)
 
     @property
-    def program(self) -> t.Program:
-        if self._program is None:
+    def tree(self) -> t.Program:
+        if self._tree is None:
             from capdsl import cache
             from capdsl.evaluation import tree
 
-            found = cache.load(_tree_entry(self.key)) if self.key else None
+            found = cache.load(cache.tree_entry(self.entry)) if self.entry else None
             if isinstance(found, tree.Program):
-                self._program = found
+                self._tree = found
             else:
-                self._program = compile_source(self.source)[1]
-                if self.key:
-                    cache.store(_tree_entry(self.key), self._program)
-        return self._program
+                self._tree = compile_source(self.source)[1]
+                if self.entry:
+                    cache.save(cache.tree_entry(self.entry), self._tree)
+        return self._tree
+
+    def requirements(self):
+        """What the contract reads from the panel, in the panel loader's terms."""
+        return requirements(self.layout)
+
+    def query(self, period, dialect: str, *, tables=None, params=None, options=None) -> Query:
+        """The compiled query over `period` in `dialect` (for `tables`, `params` and `options`,
+        default `query.Options()`), read from the cache when it was compiled before."""
+        from capdsl import cache, store
+        from capdsl.sql.query import Options, Query
+
+        options = Options() if options is None else options
+        entry = None
+        if store.directory() is not None:
+            identity = self.entry.encode() if self.entry else cache.tree_identity(self.tree)
+            entry = cache.query_entry(identity, period, dialect, tables, params, options)
+        if entry is not None:
+            hit = cache.load(entry)
+            if isinstance(hit, Query):
+                return hit
+        from capdsl.sql.compile import compile_query
+
+        query = compile_query(self.tree, period, dialect, tables=tables, params=params, options=options).runnable()
+        if entry is not None:
+            cache.save(entry, query)
+        return query
 
 
-def _tree_entry(contract_entry: str) -> str:
-    return "tree-" + contract_entry.removeprefix("contract-")
-
-
-def runnable_file(path: str | Path) -> Runnable:
-    """`compile_file` for eval, explain, compile and diff, served from the compiled-contract
-    cache (capdsl/cache.py) when neither the contract nor capdsl has changed. The cache keeps the
-    warnings and the outline in one entry and the tree in another, so that a run whose query is
-    cached too never reads (or imports) the tree."""
-    from capdsl import cache
+def compiled_file(path: str | Path) -> CompiledContract:
+    """The compiled contract of a file, for eval, explain, compile and diff: read from the
+    compiled-contract cache when neither the contract nor capdsl has changed, else compiled (and
+    its contract and tree entries stored). Only a contract without errors is stored."""
+    from capdsl import cache, store
 
     source = load_source(path)
-    entry = cache.key(source.text, source.path)
-    key = entry if cache.directory() else None
+    entry = cache.contract_entry(source.text, source.path)
     hit = cache.load(entry)
     if isinstance(hit, tuple) and len(hit) == 2 and isinstance(hit[1], Outline):
-        return Runnable(source, tuple(hit[0]), hit[1], key)
+        return CompiledContract(source, tuple(hit[0]), hit[1], entry)
     checked, program = compile_source(source)
-    shape = outline(program)
-    cache.store(_tree_entry(entry), program)
-    cache.store(entry, (tuple(checked.warnings), shape))
-    return Runnable(source, tuple(checked.warnings), shape, key, program)
+    layout = outline(program)
+    cache.save(cache.tree_entry(entry), program)
+    cache.save(entry, (tuple(checked.warnings), layout))
+    return CompiledContract(source, tuple(checked.warnings), layout, entry if store.directory() else None, program)
+
+
+def _compiled(contract: CompiledContract | t.Program) -> CompiledContract:
+    """The entry points below also take a bare tree (tests and tools that lower in memory)."""
+    return contract if isinstance(contract, CompiledContract) else CompiledContract.of(contract)
 
 
 def compile_source(source: Source) -> tuple[object, t.Program]:
@@ -115,24 +156,6 @@ def compile_source(source: Source) -> tuple[object, t.Program]:
 
     checked = check_source(source)
     return checked, lower(checked)
-
-
-def requirements(program: t.Program | Outline):
-    """What the program reads from the panel, in the panel loader's terms."""
-    from capdsl.data.panel import ColumnSpec, Requirements
-
-    shape = outline(program)
-    cols = {"member": [], "practice": [], "event": []}
-    for col in shape.columns:
-        if col.name in ("member_id", "practice_id", "birth_date", "enrolled_from", "enrolled_to", "code", "date",
-                        "quantity") and col.needed_by == "built-in":
-            continue
-        cols[col.table].append(ColumnSpec(col.name, col.kind, col.required, col.default, col.needed_by))
-    measures = {name: (d.kind, d.default, d.needed_by) for name, d in shape.measures.items()}
-    params = {name: (d.kind, d.default, d.needed_by, d.unit) for name, d in shape.params.items()}
-    return Requirements(members=cols["member"], practices=cols["practice"], events=cols["event"],
-                        measures=measures, params=params, needs_practices=bool(cols["practice"]),
-                        needs_events=shape.needs_events, needs_measures=bool(measures))
 
 
 @dataclass
@@ -150,35 +173,35 @@ class Run:
     spark_master: str | None = None
 
 
-def evaluate(program: t.Program | Runnable, run: Run):
-    """Load the panel, evaluate with the chosen engine, build statements. Given a `Runnable`, the
-    evaluation tree is read only if the engine needs it (not for a query found in the cache)."""
+def evaluate(contract: CompiledContract | t.Program, run: Run):
+    """Load the panel, evaluate with the chosen engine, build statements. The evaluation tree is
+    read only if the engine needs it (not for a query found in the cache)."""
     from capdsl.data.panel import load_panel, parse_params
     from capdsl.evaluation.periods import parse_period
     from capdsl.evaluation.statements import build
 
+    contract = _compiled(contract)
     period = parse_period(run.period)
-    shape = program.outline if isinstance(program, Runnable) else outline(program)
-    reqs = requirements(shape)
+    reqs = contract.requirements()
     params = parse_params(list(run.assignments), run.params_file, reqs)
     panel = load_panel(run.files, reqs, formats=run.formats, today=run.today, show_ids=run.show_ids,
                        period=period, checks_in_background=True)
     try:
-        monthly = run_engine(program, panel, period, params, run.engine, spark_master=run.spark_master)
+        monthly = run_engine(contract, panel, period, params, run.engine, spark_master=run.spark_master)
     except Exception as exc:
         panel.finish_checks()  # a problem in the data explains a failure better than the failure does
-        if isinstance(exc, (EvalError, BackendError)) and exc.source is None and isinstance(program, Runnable):
-            exc.source = program.source  # its spans are in the contract: show the line and a caret
+        if isinstance(exc, (EvalError, BackendError)) and exc.source is None and contract.source is not None:
+            exc.source = contract.source  # its spans are in the contract: show the line and a caret
         raise
     except BaseException:  # Ctrl-C: stop the checks, do not wait for them
         panel.close()
         raise
     panel.finish_checks()
     warnings = [_warning_text(w) for w in panel.warnings]
-    return build(shape, monthly, period.text, period.months, run.engine, warnings), panel
+    return build(contract.layout, monthly, period.text, period.months, run.engine, warnings), panel
 
 
-def member_detail(program: t.Program, run: Run, *, source=None, redact: bool = False):
+def member_detail(contract: CompiledContract | t.Program, run: Run, *, redact: bool = False):
     """Member-month detail from the reference interpreter (see capdsl/evaluation/detail.py)."""
     import hashlib
 
@@ -187,8 +210,10 @@ def member_detail(program: t.Program, run: Run, *, source=None, redact: bool = F
     from capdsl.data.panel import load_panel, parse_params
     from capdsl.evaluation.periods import parse_period
 
+    contract = _compiled(contract)
+    program, source = contract.tree, contract.source
     period = parse_period(run.period)
-    reqs = requirements(program)
+    reqs = contract.requirements()
     params = parse_params(list(run.assignments), run.params_file, reqs)
     panel = load_panel(run.files, reqs, formats=run.formats, today=run.today, show_ids=run.show_ids,
                        period=period)
@@ -206,33 +231,32 @@ def member_detail(program: t.Program, run: Run, *, source=None, redact: bool = F
     return detail(program, rows, period.months, params, label=label, describe=describe), warnings
 
 
-def run_engine(program: t.Program | Runnable, panel, period, params: dict, engine: str, *, spark_master=None,
-               tracer=None, only_practice=None):
-    if engine == "duckdb" and isinstance(program, Runnable) and program.key:
-        from capdsl.sql import duckdb_engine
-
-        runnable = program
-        return duckdb_engine.evaluate_keyed(runnable.key, lambda: runnable.program, runnable.outline.quantum,
-                                            panel.con, period, params, member_label=_row_label(panel))
-    if isinstance(program, Runnable):
-        program = program.program
+def run_engine(contract: CompiledContract | t.Program, panel, period, params: dict, engine: str, *,
+               spark_master=None, tracer=None, only_practice=None):
+    """The contract's `MonthlyResult` on a loaded panel: the interpreter reads the tree, DuckDB
+    runs the contract's (cached) query, Spark compiles the tree for the tables it registers."""
+    contract = _compiled(contract)
+    label = _row_label(panel) if hasattr(panel, "member_label") else None
     if engine == "python":
         from capdsl.evaluation.interpret import evaluate as interpret
 
+        program = contract.tree
         return interpret(program, panel_rows(program, panel), period.months, params, tracer=tracer,
                          only_practice=only_practice)
-    from capdsl import sql
-
-    label = _row_label(panel) if hasattr(panel, "member_label") else None
     if engine == "spark":
-        return sql.evaluate(program, panel.con, period, params, engine="spark", master=spark_master,
+        from capdsl import sql
+
+        return sql.evaluate(contract.tree, panel.con, period, params, engine="spark", master=spark_master,
                             member_label=label)
-    return sql.evaluate(program, panel.con, period, params, engine="duckdb", member_label=label, cached=True)
+    from capdsl.sql import duckdb_engine
+
+    query = contract.query(period, "duckdb", params=params, options=duckdb_engine.panel_options(panel.con))
+    return duckdb_engine.run(query, panel.con, contract.layout.quantum, member_label=label)
 
 
 def _row_label(panel):
     """The SQL engines name a failing member by its file row (`_row`): label it by its id, as the
-    interpreter does (hashed unless --show-ids). Labelling the row number itself hashed the wrong value."""
+    interpreter does (hashed unless --show-ids), not by the row number."""
     def label(row) -> str:
         try:
             found = panel.con.execute("SELECT member_id FROM members WHERE _row = ?", [int(str(row))]).fetchall()

@@ -1,5 +1,6 @@
-"""The compiled-contract cache (capdsl/cache.py): a hit skips parse, check and lower
-and changes nothing a user sees; anything that could make an entry wrong is a miss."""
+"""The compiled-contract cache (capdsl/cache.py, in the signed store capdsl/store.py, asked by
+`pipeline.CompiledContract`): a hit skips parse, check and lower and changes nothing a user sees;
+anything that could make an entry wrong is a miss."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import pytest
 from click.testing import CliRunner
 
 import capdsl.pipeline as pipeline
-from capdsl import cache
+from capdsl import cache, store
 from capdsl.tools.cli import main
 from capdsl.evaluation.layout import outline
 from validation_helpers import BASE, variant, write_panel
@@ -80,7 +81,7 @@ def test_the_same_text_under_another_path_is_another_entry(setup):
     evaluate(contract, args)
     evaluate(other, args, "--format", "json")
     assert len(entries(where)) == 2
-    assert cache.key("x", "a.cap") != cache.key("x", "b.cap") != cache.key("y", "b.cap")
+    assert cache.contract_entry("x", "a.cap") != cache.contract_entry("x", "b.cap") != cache.contract_entry("y", "b.cap")
 
 
 def test_a_broken_contract_is_never_stored(setup):
@@ -173,14 +174,14 @@ VALUE = ({"a": (Decimal("10.00"), date(2011, 3, 1))}, "Flat fee")
 
 
 def test_a_stored_entry_is_read_back(private_cache):
-    cache.store("query-a", VALUE)
+    cache.save("query-a", VALUE)
     assert cache.load("query-a") == VALUE
 
 
 def test_an_entry_under_another_name_is_a_miss(private_cache):
     """The digest covers the entry's name: a valid entry copied over another (the query of another
     period, say) is not that other entry."""
-    cache.store("query-a", VALUE)
+    cache.save("query-a", VALUE)
     shutil.copy(private_cache / "query-a.json", private_cache / "query-b.json")
     assert cache.load("query-b") is None
     assert cache.load("query-a") == VALUE
@@ -188,16 +189,16 @@ def test_an_entry_under_another_name_is_a_miss(private_cache):
 
 def test_an_entry_from_another_cache_directory_is_a_miss(private_cache, monkeypatch, tmp_path):
     """Each directory has its own secret: an entry copied from another cache is not trusted."""
-    cache.store("query-a", VALUE)
+    cache.save("query-a", VALUE)
     monkeypatch.setenv("CAPDSL_CACHE_DIR", str(tmp_path / "other"))
-    cache.store("query-b", 1)
+    cache.save("query-b", 1)
     shutil.copy(private_cache / "query-a.json", tmp_path / "other" / "query-a.json")
     assert cache.load("query-a") is None and cache.load("query-b") == 1
 
 
 @pytest.mark.parametrize("damage", ["no digest", "older format", "digest of other bytes", "flipped byte"])
 def test_an_entry_whose_digest_does_not_match_is_a_miss(private_cache, damage):
-    cache.store("query-a", VALUE)
+    cache.save("query-a", VALUE)
     path = private_cache / "query-a.json"
     data = path.read_bytes()
     head, digest, payload = data.split(b"\n", 2)
@@ -211,24 +212,24 @@ def test_an_entry_whose_digest_does_not_match_is_a_miss(private_cache, damage):
         data = data.replace(b"Flat fee", b"Flat fef")
     path.write_bytes(data)
     assert cache.load("query-a") is None
-    cache.store("query-a", VALUE)  # what the caller does after a miss: the entry is good again
+    cache.save("query-a", VALUE)  # what the caller does after a miss: the entry is good again
     assert cache.load("query-a") == VALUE
 
 
 def test_the_secret_is_private_and_made_only_by_a_store(private_cache):
     assert cache.load("query-a") is None
     assert not private_cache.exists()  # a lookup writes nothing
-    cache.store("query-a", VALUE)
-    secret = private_cache / cache.SECRET
+    cache.save("query-a", VALUE)
+    secret = private_cache / store.SECRET
     assert secret.stat().st_mode & 0o777 == 0o600 and len(secret.read_bytes()) == 32
-    cache.store("query-b", VALUE)
+    cache.save("query-b", VALUE)
     assert len(list(private_cache.iterdir())) == 3  # the same secret serves every entry
 
 
 @pytest.mark.parametrize("damage", ["removed", "short", "readable by others"])
 def test_a_lost_or_exposed_secret_makes_every_entry_a_miss_and_is_replaced(private_cache, damage):
-    cache.store("query-a", VALUE)
-    secret = private_cache / cache.SECRET
+    cache.save("query-a", VALUE)
+    secret = private_cache / store.SECRET
     before = secret.read_bytes()
     if damage == "removed":
         secret.unlink()
@@ -237,7 +238,7 @@ def test_a_lost_or_exposed_secret_makes_every_entry_a_miss_and_is_replaced(priva
     else:
         os.chmod(secret, 0o644)
     assert cache.load("query-a") is None
-    cache.store("query-b", VALUE)  # a new secret, private again
+    cache.save("query-b", VALUE)  # a new secret, private again
     assert secret.read_bytes() != before and secret.stat().st_mode & 0o777 == 0o600
     assert cache.load("query-b") == VALUE and cache.load("query-a") is None
 
@@ -250,7 +251,7 @@ def test_concurrent_first_stores_agree_on_one_secret(private_cache):
     for _round in range(5):
         shutil.rmtree(private_cache, ignore_errors=True)
         with ThreadPoolExecutor(8) as pool:
-            list(pool.map(lambda i: cache.store(f"query-{i}", i), range(16)))
+            list(pool.map(lambda i: cache.save(f"query-{i}", i), range(16)))
         assert [cache.load(f"query-{i}") for i in range(16)] == list(range(16))
 
 
@@ -280,20 +281,20 @@ def test_the_key_covers_capdsl_code_and_grammar():
         seen.append(self)
         return real_stat(self, *a, **kw)
 
-    cache.code_fingerprint.cache_clear()
+    store.code_fingerprint.cache_clear()
     try:
         with pytest.MonkeyPatch.context() as m:
             m.setattr(Path, "stat", spy)
-            cache.code_fingerprint()
+            store.code_fingerprint()
     finally:
-        cache.code_fingerprint.cache_clear()
+        store.code_fingerprint.cache_clear()
     names = {p.name for p in seen}
-    assert {"compile.py", "lower.py", "check.py", "syntax.py", "cache.py"} <= names
+    assert {"compile.py", "lower.py", "check.py", "syntax.py", "cache.py", "store.py"} <= names
     assert any(p.suffix == ".lark" for p in seen)
     assert any(p.parent.name == "sql" and package in p.parents for p in seen)
     # and the installed parser and SQL generator: upgrading either may change what is compiled
-    for name in cache.COMPILERS:
-        assert f"{name}-" in cache._installed(name) and ".dist-info" in cache._installed(name)
+    for name in store.COMPILERS:
+        assert f"{name}-" in store.installed(name) and ".dist-info" in store.installed(name)
 
 
 CONTRACTS = sorted((Path(__file__).resolve().parent.parent / "contracts").glob("*.cap"))
@@ -411,7 +412,10 @@ def test_the_query_key_covers_everything_the_sql_depends_on():
     from decimal import Decimal
 
     from capdsl.evaluation.periods import parse_period
-    from capdsl.sql.query import Options, _entry
+    from capdsl.sql.query import Options
+
+    def _entry(program, *rest):
+        return cache.query_entry(cache.tree_identity(program), *rest)
 
     _checked, program = pipeline.compile_file(CONTRACTS[0])
     other_program = pipeline.compile_file(CONTRACTS[1])[1]
@@ -429,8 +433,8 @@ def test_the_query_key_covers_everything_the_sql_depends_on():
 
 
 def test_the_keyed_query_entry_covers_the_contract_and_everything_else(setup, monkeypatch):
-    """`prepare_keyed` names the query by the contract's entry (which covers its text, path and
-    capdsl's code) and the rest of the compiler's inputs."""
+    """`CompiledContract.query` names the query by the contract's entry (which covers its text, path
+    and capdsl's code) and the rest of the compiler's inputs."""
     from decimal import Decimal
 
     from capdsl.evaluation.periods import parse_period
@@ -438,7 +442,7 @@ def test_the_keyed_query_entry_covers_the_contract_and_everything_else(setup, mo
 
     _checked, program = pipeline.compile_file(CONTRACTS[0])
     stored: list[str] = []
-    monkeypatch.setattr(q.cache, "store", lambda entry, value: stored.append(entry))
+    monkeypatch.setattr(cache, "save", lambda entry, value: stored.append(entry))
     march, q1 = parse_period("2011-03"), parse_period("2011-Q1")
     calls = [("contract-a", march, "duckdb", None, {"x": Decimal(1)}, q.Options()),
              ("contract-b", march, "duckdb", None, {"x": Decimal(1)}, q.Options()),
@@ -448,7 +452,8 @@ def test_the_keyed_query_entry_covers_the_contract_and_everything_else(setup, mo
              ("contract-a", march, "duckdb", None, {"x": Decimal(2)}, q.Options()),
              ("contract-a", march, "duckdb", None, {"x": Decimal(1)}, q.Options(practices="derive"))]
     for key, period, dialect, tables, params, options in calls + calls[:1]:
-        q.prepare_keyed(key, lambda: program, period, dialect, tables, params, options)
+        contract = pipeline.CompiledContract(None, (), outline(program), key, program)
+        contract.query(period, dialect, tables=tables, params=params, options=options)
     assert len(set(stored)) == len(calls) and stored[0] == stored[-1]
 
 
@@ -466,8 +471,8 @@ def _fill(where: Path, names_sizes, start_ns: int = 1_000_000_000_000_000_000) -
 def test_the_least_recently_used_entries_go_first_down_to_80_percent(tmp_path):
     where = tmp_path / "cache"
     _fill(where, [(f"query-{i}.json", 1000) for i in range(10)])
-    assert cache.prune(where, 10_000) == 0  # at the bound: nothing goes
-    assert cache.prune(where, 9_999, keep="query-0.json") == 3  # 10 000 → 7 000 ≤ 80 % of 9 999
+    assert store.prune(where, 10_000) == 0  # at the bound: nothing goes
+    assert store.prune(where, 9_999, keep="query-0.json") == 3  # 10 000 → 7 000 ≤ 80 % of 9 999
     left = sorted(p.name for p in where.iterdir())
     # the oldest (0) was just written and is kept; 1, 2 and 3 were the least recently used
     assert left == ["query-0.json"] + [f"query-{i}.json" for i in range(4, 10)]
@@ -497,7 +502,7 @@ def test_a_store_keeps_the_cache_within_its_bound(setup, monkeypatch):
 @pytest.mark.parametrize("raw, expected", [("", 256), ("64", 64), ("0", 0), ("lots", 256), ("-5", 256)])
 def test_the_bound_comes_from_the_environment(monkeypatch, raw, expected):
     monkeypatch.setenv("CAPDSL_CACHE_MAX_MB", raw)
-    assert cache.max_bytes() == expected * 2**20
+    assert store.max_bytes() == expected * 2**20
 
 
 def test_a_killed_writers_temporary_file_is_removed_once_stale(tmp_path):
@@ -507,7 +512,7 @@ def test_a_killed_writers_temporary_file_is_removed_once_stale(tmp_path):
     stale.write_bytes(b"partial")
     fresh.write_bytes(b"being written")
     os.utime(stale, ns=(1, 1))
-    assert cache.prune(where, 2**20) == 1
+    assert store.prune(where, 2**20) == 1
     assert not stale.exists() and fresh.exists() and (where / "query-a.json").exists()
 
 
@@ -533,3 +538,41 @@ def test_cache_commands_when_the_cache_is_off(setup, monkeypatch):
     for sub in ("info", "clear"):
         result = CliRunner().invoke(main, ["cache", sub])
         assert result.exit_code == 0 and "the cache is off" in result.output
+
+
+# ─────────────────────────── the store's allow-list ───────────────────────────
+
+def test_each_user_of_the_store_names_the_classes_it_may_build(private_cache):
+    """The allow-list belongs to the caller: the panel memo's plain codec builds no dataclass, so an
+    entry holding a tree node is a miss for it even though the compiled-contract cache reads it."""
+    from capdsl.evaluation import tree as t
+
+    value = {"rows": [(1, Decimal("2.50"), date(2011, 3, 1))], "node": t.ParamDecl("money")}
+    cache.save("panel-x", value)
+    assert cache.load("panel-x") == value
+    assert store.load("panel-x") is None  # store.PLAIN: no module allowed
+    store.save("panel-y", {"rows": [(1, "a")]})
+    assert store.load("panel-y") == {"rows": [(1, "a")]}
+    with pytest.raises(TypeError):
+        store.PLAIN.encode(value)
+    assert set(cache.MODULES) == {"capdsl.evaluation.tree", "capdsl.errors", "capdsl.evaluation.layout",
+                                  "capdsl.sql.query"}
+
+
+def test_a_tree_in_memory_has_its_queries_cached_under_the_tree(private_cache, monkeypatch):
+    """`CompiledContract.of(program)` (no contract entry) keys its queries by the encoded tree: the
+    second ask reads the query, a changed tree compiles its own."""
+    import capdsl.sql.compile as compiler
+    from capdsl.evaluation.periods import parse_period
+
+    program = pipeline.compile_file(CONTRACTS[0])[1]
+    march = parse_period("2011-03")
+    first = pipeline.CompiledContract.of(program).query(march, "duckdb")
+    compiled = []
+    real = compiler.compile_query
+    monkeypatch.setattr(compiler, "compile_query", lambda *a, **kw: compiled.append(1) or real(*a, **kw))
+    again = pipeline.CompiledContract.of(program).query(march, "duckdb")
+    assert again == first and compiled == []
+    other = pipeline.compile_file(CONTRACTS[1])[1]
+    pipeline.CompiledContract.of(other).query(march, "duckdb")
+    assert compiled == [1]

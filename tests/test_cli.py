@@ -231,11 +231,24 @@ def _probe(tmp_path, *args, env=None):
 def test_fast_exit_runs_handlers_and_keeps_stdout(tmp_path):
     proc, events = _probe(tmp_path, "eval", VZP, *SAMPLE, "--period", "2011-03", "--format", "csv")
     assert proc.returncode == 0, proc.stderr
-    # neither panel wrote a file, so neither is closed: the exit frees their memory
+    # eval's own panel is released when the command returns; the probe's, still referenced, wrote no
+    # file, so the exit leaves it open and frees its memory
     assert events == ["handler ran"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["marker.txt"]  # no DuckDB .tmp left behind
     expected = run("eval", VZP, *SAMPLE, "--period", "2011-03", "--format", "csv").stdout
     assert proc.stdout == expected and proc.stdout.count("\n") > 10
+
+
+def test_eval_keeps_no_panel_open_once_it_returns():
+    """No panel outlives its command for the exit to close: eval's is released when eval returns."""
+    import gc
+
+    from capdsl.data import panel
+
+    before = len(panel._OPEN)
+    assert run("eval", VZP, *SAMPLE, "--period", "2011-03", "--format", "csv").exit_code == 0
+    gc.collect()
+    assert len(panel._OPEN) <= before
 
 
 def test_fast_exit_closes_a_panel_that_spilled_to_disk(tmp_path):

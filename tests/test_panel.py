@@ -33,10 +33,10 @@ def requirements() -> Requirements:
         events=[ColumnSpec("points", "decimal", False, None, "t.cap:6 (event points)")],
         measures={"quality_met": MeasureSpec("bool", None, "t.cap:7"),
                   "drug_cost": MeasureSpec("decimal", None, "t.cap:8")},
-        params={"avg_cost": ParamSpec("decimal", None, "t.cap:9", "CZK per member"),
-                "share": ParamSpec("decimal", D("0.1"), "t.cap:10", "%"),
-                "year_start": ParamSpec("date", date(2011, 1, 1), "t.cap:11"),
-                "akord": ParamSpec("bool", None, "t.cap:12")},
+        params={"avg_cost": ParamSpec("decimal", None, unit="CZK per member", needed_by="t.cap:9"),
+                "share": ParamSpec("decimal", D("0.1"), unit="%", needed_by="t.cap:10"),
+                "year_start": ParamSpec("date", date(2011, 1, 1), needed_by="t.cap:11"),
+                "akord": ParamSpec("bool", None, needed_by="t.cap:12")},
         needs_practices=True, needs_events=True, needs_measures=True)
 
 
@@ -411,7 +411,8 @@ def test_params_are_typed_and_defaults_filled():
 
 
 def test_plain_number_params_accept_percentages():
-    req = Requirements(params={"coef": ("decimal", None, "t.cap:1", ""), "days": ("integer", None, "t.cap:2", "days")})
+    req = Requirements(params={"coef": ParamSpec("decimal", None, unit="", needed_by="t.cap:1"),
+                               "days": ParamSpec("integer", None, unit="days", needed_by="t.cap:2")})
     assert parse_params(["coef=15%", "days=2 days"], None, req) == {"coef": D("0.15"), "days": 2}
     assert parse_params(["coef=1.35", "days=2"], None, req) == {"coef": D("1.35"), "days": 2}
 

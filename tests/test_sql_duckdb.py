@@ -125,6 +125,25 @@ def test_exposure_and_age_rules_match_the_interpreter(exposure, age_rule):
     same(prog, member_rules_panel(), "2012-02")  # a leap February: the 29 February birthday
 
 
+@pytest.mark.parametrize("exposure", ["first_day", "any_day", "pro_rata"])
+@pytest.mark.parametrize("age_rule", ["month_start", "month_end", "year_start"])
+def test_member_months_are_the_member_month_rules(exposure, age_rule):
+    """`member_months` runs the query's member-month CTE alone: every member-month counted, with the
+    age and weight `capdsl.evaluation.months` gives it (a leap February included)."""
+    from capdsl.evaluation.months import exposure_weight, member_age
+    from capdsl.sql.members import member_months
+
+    panel = member_rules_panel()
+    prog = program([line("n", count_members())], exposure=exposure, age_rule=age_rule)
+    for period in ("2011-Q1", "2012-02"):
+        want = sorted((m["practice_id"], m["member_id"], month, member_age(age_rule, month, m["birth_date"]), w)
+                      for month in parse_period(period).months for m in panel.members
+                      if (w := exposure_weight(exposure, month, m["birth_date"], m["enrolled_from"],
+                                               m["enrolled_to"])) != 0)
+        got = member_months(prog, panel.duckdb(), period)
+        assert got == want
+
+
 def test_feb_29_birthday_turns_older_on_march_1():
     p = Panel()
     p.member("M1", "P1", date(2000, 2, 29))
@@ -377,9 +396,9 @@ def band_by_age():
 ])
 @pytest.mark.parametrize("period", ["2011-03", "2011-Q2", "2011-11"])
 def test_year_sums_match_the_interpreter_whether_or_not_months_are_summed_per_practice(operand, spread, period):
-    from capdsl.sql.compile import _affine
+    from capdsl.sql.analysis import affine
 
-    assert _affine(operand()) is spread
+    assert affine(operand()) is spread
     bonus = line("bonus", ar("*", c("0.15"), t.YearSum(operand())), kind="pool",
                  installments=(t.Installment(1, D("0.25")), t.Installment(2, D("0.25")), t.Installment(3, D("0.25")),
                                t.Installment(4, None)))
@@ -453,9 +472,9 @@ def test_the_long_result_and_the_engines_wide_rows_read_the_same(period):
 
 
 def test_a_product_of_bands_behind_an_absent_measure_does_not_overflow():
-    """Found by the differential test: with the bands' failure deferred (the `if` is not always
-    taken), its NULL was typed DECIMAL(38, 12), so band × band became DECIMAL(38, 24), and the
-    pro-rata weight's multiplication overflowed (E0808) where the interpreter paid 0."""
+    """With the bands' failure deferred (the `if` is not always taken), its NULL keeps the band's own
+    narrow type: typed DECIMAL(38, 12), band × band would be DECIMAL(38, 24), and the pro-rata
+    weight's multiplication would overflow (E0808) where the interpreter pays 0."""
     def band(value):
         return t.Case(((t.Cmp("<", AGE, c(18)), c(value)), (t.Cmp("<", AGE, c(90)), c(0))),
                       t.Fail("E0801", "no band of 'idx' covers the value"), table="idx")
@@ -472,9 +491,9 @@ def test_a_product_of_bands_behind_an_absent_measure_does_not_overflow():
 
 
 def test_an_if_between_sums_of_different_scales_keeps_the_cents():
-    """Found by the differential test: `if present(m) then sum of (band) else sum of 0.01` put a
-    DECIMAL(38, 1) and a DECIMAL(38, 2) in one CASE, which DuckDB types DECIMAL(38, 1): 0.01 paid
-    as 0.00. Values of unknown types are now cast to DECIMAL(38, 12) (and so are min/max args)."""
+    """`if present(m) then sum of (band) else sum of 0.01` puts a DECIMAL(38, 1) and a DECIMAL(38, 2)
+    in one CASE, which DuckDB types DECIMAL(38, 1) (0.01 would pay 0.00): values of unknown types are
+    cast to DECIMAL(38, 12), and so are min/max arguments."""
     band = t.Case(((t.Cmp("<", AGE, c(90)), c(0)),), c("0.5"), table="idx")
     measure = t.Measure("m", "decimal")
     amount = t.Case(((t.Present(measure), sum_members(band)),), sum_members(c("0.01")))

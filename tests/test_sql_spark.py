@@ -178,7 +178,7 @@ def test_every_check_of_the_loader_runs_on_cluster_tables(spark, pmpm):
     tables = {"members": members, "practices": practices, "events": events, "measures": measures}
     with pytest.raises(InputError) as info:
         run(pmpm, spark, MARCH, {}, tables, Options(row_column=None, measure_values="text"), today=TODAY)
-    declared = requirements(pmpm).measures["quality_score"][2]
+    declared = requirements(pmpm).measures["quality_score"].needed_by
     m = lambda mid: redact_id(mid)  # noqa: E731
     assert diagnostics(info.value) == [
         ("E0705", members, f"1 row: column member_id is empty; it is required {STANDARD}"),

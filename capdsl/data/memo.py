@@ -22,8 +22,9 @@ Two guards close the gaps:
 
 An entry also depends on the contract's requirements, the reference dates,
 the DuckDB version and capdsl's code. Only loads that find no error are
-remembered. Entries live in the compiled-contract cache (capdsl/cache.py: the
-same directory, trust rules and `CAPDSL_NO_CACHE=1` switch).
+remembered. Entries are `panel-…` entries of the signed store (capdsl/store.py:
+the compiled-contract cache's directory, trust rules and `CAPDSL_NO_CACHE=1`
+switch); they hold plain values only.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-from capdsl import cache
+from capdsl import store
 
 # how long a file must have been left alone before its checks' answers are kept
 SETTLE_NS = 2_000_000_000
@@ -67,14 +68,14 @@ class Memo:
         or a file cannot be looked at (the load reports that)."""
         started = time.time_ns()
         files = {t: (p, _identity(p)) for t, p in sorted(paths.items())}
-        if cache.directory() is None or any(ident is None for _, ident in files.values()):
+        if store.directory() is None or any(ident is None for _, ident in files.values()):
             return cls(None, files, {}, started)
         import duckdb
 
         data = json.dumps([duckdb.__version__, [[t, str(p), os.path.realpath(p), list(ident)]
                                                for t, (p, ident) in files.items()], repr(list(context))])
-        entry = cache.entry_key("panel", data.encode("utf-8", "surrogateescape"))
-        found = cache.load(entry)
+        entry = store.entry_key("panel", data.encode("utf-8", "surrogateescape"))
+        found = store.load(entry)
         answers = found if isinstance(found, dict) else {}
         return cls(entry, files, answers, started)
 
@@ -88,7 +89,7 @@ class Memo:
         for path, ident in self.files.values():
             if _identity(path) != ident or max(ident[3], ident[4]) > self.started_ns - SETTLE_NS:
                 return
-        cache.store(self.entry, self.answers)
+        store.save(self.entry, self.answers)
 
 
 class _Answer:

@@ -35,95 +35,22 @@ from typing import Any, Iterable, Sequence
 
 import duckdb
 
-from capdsl.errors import Diagnostic, InputError, error, warning
 from capdsl.data.memo import Memo
-from capdsl.data.read import LIMIT, _Problems, _q, _Raw, _read, _x, detect_format, unreadable_parquet  # noqa: F401
+from capdsl.data.params import parse_params  # noqa: F401  (re-exported: parameters are a panel input too)
+from capdsl.data.read import (LIMIT, Problems, RawTable, detect_format, fetch_all, native_kind, quote_name,
+                              read_table, unreadable_parquet)
+from capdsl.data.requirements import (CANONICAL, ColumnSpec, MeasureSpec, ParamSpec,  # noqa: F401
+                                      Requirements, columns_for)
+from capdsl.errors import Diagnostic, InputError, error, warning
 from capdsl.evaluation.periods import Period
 
-KINDS = ("bool", "text", "date", "integer", "decimal")
-TABLES = ("members", "practices", "events", "measures")
+TABLES = tuple(CANONICAL)  # members, practices, events, measures
 DEC = "DECIMAL(38,10)"
 _SQL_TYPE = {"bool": "BOOLEAN", "text": "VARCHAR", "date": "DATE", "integer": "BIGINT", "decimal": DEC}
 _PRIVATE = {("members", "member_id"), ("members", "birth_date"), ("events", "member_id")}
-
-
-# ───────────────────────────── requirements ─────────────────────────────
-
-@dataclass(frozen=True, slots=True)
-class ColumnSpec:
-    """One column a table must (or may) have. `needed_by` names the contract line, for errors."""
-
-    name: str
-    kind: str  # bool | text | date | integer | decimal
-    required: bool = False
-    default: Any = None
-    needed_by: str = "every contract (a standard column)"
-
-    def __post_init__(self) -> None:
-        if self.kind not in KINDS:
-            raise ValueError(f"column {self.name}: unknown kind {self.kind!r}")
-
-
-@dataclass(frozen=True, slots=True)
-class MeasureSpec:
-    """A declared measure: how its `value` text is typed; `default` applies when a row is absent."""
-
-    kind: str
-    default: Any = None
-    needed_by: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class ParamSpec:
-    """A declared parameter. `unit` is the declared unit text ("CZK per member", "%"), if any."""
-
-    kind: str
-    default: Any = None
-    needed_by: str = ""
-    unit: str | None = None
-
-
-@dataclass(slots=True)
-class Requirements:
-    """What a contract reads from the panel; built by the caller from the contract's inputs."""
-
-    members: list[ColumnSpec] = field(default_factory=list)
-    practices: list[ColumnSpec] = field(default_factory=list)
-    events: list[ColumnSpec] = field(default_factory=list)
-    measures: dict[str, MeasureSpec] = field(default_factory=dict)
-    params: dict[str, ParamSpec] = field(default_factory=dict)
-    needs_practices: bool = False
-    needs_events: bool = False
-    needs_measures: bool = False
-
-
-_C = ColumnSpec
-CANONICAL: dict[str, list[ColumnSpec]] = {
-    "members": [_C("member_id", "text", True), _C("practice_id", "text", True),
-                _C("birth_date", "date", True), _C("sex", "text"),
-                _C("enrolled_from", "date"), _C("enrolled_to", "date")],
-    "practices": [_C("practice_id", "text", True)],
-    "events": [_C("practice_id", "text", True), _C("member_id", "text"), _C("date", "date", True),
-               _C("code", "text", True), _C("points", "decimal"),
-               _C("quantity", "decimal", False, Decimal(1))],
-    "measures": [_C("practice_id", "text", True), _C("period", "text", True),
-                 _C("measure", "text", True), _C("value", "text", True)],
-}
 _ORDER = {"members": "practice_id, member_id, _row", "practices": "practice_id, _row",
           "events": "practice_id, date, code, member_id NULLS FIRST, _row",
           "measures": "practice_id, period, measure, _row"}
-
-
-def _as_spec(value: Any, cls: type) -> Any:
-    """Accept the dataclass or the plain tuple form `(kind, default, needed_by[, unit])`."""
-    return value if isinstance(value, cls) else cls(*value)
-
-
-def _columns_for(table: str, req: Requirements) -> list[ColumnSpec]:
-    """Canonical columns overridden by the contract's declarations of the same name."""
-    declared = {c.name: c for c in getattr(req, table, [])} if table != "measures" else {}
-    out = [declared.pop(c.name, c) for c in CANONICAL[table]]
-    return out + list(declared.values())
 
 
 # ───────────────────────────── privacy ─────────────────────────────
@@ -138,7 +65,8 @@ def redact_id(value: Any, show_ids: bool = False) -> str:
     return "id:" + hashlib.sha256(text.encode("utf-8")).hexdigest()[:6]
 
 
-def _plural(n: int, word: str) -> str:
+def plural(n: int, word: str) -> str:
+    """"1 row", "3 rows"."""
     return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
 
@@ -209,13 +137,14 @@ _HINTS = {
     "integer": "write a whole number, e.g. 3",
     "bool": "write true or false (1/0 and yes/no are accepted too)",
 }
-_KIND_WORD = {"date": "date", "decimal": "number", "integer": "whole number", "bool": "boolean",
+#: What messages call a value of each kind ("is not a valid whole number").
+KIND_WORD = {"date": "date", "decimal": "number", "integer": "whole number", "bool": "boolean",
               "text": "text"}
 
 
 # ───────────────────────────── typing and checks ─────────────────────────────
 
-def _missing_column(spec: ColumnSpec, raw: _Raw, table: str) -> Diagnostic:
+def _missing_column(spec: ColumnSpec, raw: RawTable, table: str) -> Diagnostic:
     have = list(raw.columns)
     close = difflib.get_close_matches(spec.name, have, n=1, cutoff=0.6)
     close += [h for h in have if h.lower() == spec.name.lower() and h not in close]
@@ -223,14 +152,12 @@ def _missing_column(spec: ColumnSpec, raw: _Raw, table: str) -> Diagnostic:
         f"the file's columns are: {', '.join(have[:15])}{' …' if len(have) > 15 else ''}")
     if len(have) == 1 and any(sep in have[0] for sep in ";\t|"):
         hint = "the header looks separated by ';', tab or '|'; capdsl reads comma-separated CSV"
-    return error("E0703", f"the {table} file has no column {spec.name!r} ({_KIND_WORD[spec.kind]}), "
+    return error("E0703", f"the {table} file has no column {spec.name!r} ({KIND_WORD[spec.kind]}), "
                           f"needed by {spec.needed_by}", path=raw.path, hint=hint)
 
 
 def _native_cast(c: str, native_type: str | None, kind: str) -> str | None:
     """SQL typing a natively typed column without text, or None to take the text path."""
-    from capdsl.data.read import native_kind
-
     have = native_kind(native_type) if native_type else None
     if have is None:
         return None
@@ -243,12 +170,12 @@ def _native_cast(c: str, native_type: str | None, kind: str) -> str | None:
     return None
 
 
-def _type_table(con, table: str, raw: _Raw | None, specs: list[ColumnSpec], probs: _Problems,
+def _type_table(con, table: str, raw: RawTable | None, specs: list[ColumnSpec], probs: Problems,
                  show_ids: bool) -> None:
     """Check every column's values in one aggregate query, then create the typed table."""
     if raw is None:
-        cols = ", ".join(f"CAST(NULL AS {_SQL_TYPE[s.kind]}) AS {_q(s.name)}" for s in specs)
-        _x(con, f"CREATE TABLE {table} AS SELECT CAST(NULL AS BIGINT) AS _row, {cols} LIMIT 0")
+        cols = ", ".join(f"CAST(NULL AS {_SQL_TYPE[s.kind]}) AS {quote_name(s.name)}" for s in specs)
+        fetch_all(con, f"CREATE TABLE {table} AS SELECT CAST(NULL AS BIGINT) AS _row, {cols} LIMIT 0")
         return
     if _typed_view(con, table, raw, specs, probs, show_ids):
         return
@@ -269,7 +196,7 @@ def _type_table(con, table: str, raw: _Raw | None, specs: list[ColumnSpec], prob
             if spec.required and spec.default is None:
                 probs.add(_missing_column(spec, raw, table))
             continue
-        typed_null = f"{_q(spec.name)} IS NULL"
+        typed_null = f"{quote_name(spec.name)} IS NULL"
         if native is not None:  # a typed Parquet column: no text round trip
             shown = f"CAST({c} AS VARCHAR)"
             if spec.required and spec.default is None:
@@ -288,7 +215,7 @@ def _type_table(con, table: str, raw: _Raw | None, specs: list[ColumnSpec], prob
     try:
         aggs = [f"count_if({checks[i][2]})" for i in on_raw] + [f"count_if({_UNTIDY.format(c=c)})"
                                                                for c in text_columns]
-        found = _x(con, f"SELECT {', '.join(aggs)} FROM raw_{table}")[0] if aggs else ()
+        found = fetch_all(con, f"SELECT {', '.join(aggs)} FROM raw_{table}")[0] if aggs else ()
         counts.update(zip(on_raw, found))
         tidy = {c for c, n in zip(text_columns, found[len(on_raw):]) if not n}
         invalid = {ch[1].name for i, ch in enumerate(checks) if ch[0] == "bad" and counts[i]}
@@ -296,7 +223,7 @@ def _type_table(con, table: str, raw: _Raw | None, specs: list[ColumnSpec], prob
                             for spec, c, native in plan]
         # no ORDER BY: raw tables are built in _row order and DuckDB keeps insertion order; readers
         # order by key
-        _x(con, f"CREATE TABLE {table} AS SELECT {', '.join(exprs)} FROM raw_{table}")
+        fetch_all(con, f"CREATE TABLE {table} AS SELECT {', '.join(exprs)} FROM raw_{table}")
     except duckdb.Error:
         if not raw.view:
             raise
@@ -306,24 +233,24 @@ def _type_table(con, table: str, raw: _Raw | None, specs: list[ColumnSpec], prob
         return
     on_typed = [i for i, ch in enumerate(checks) if ch[4] is not None]
     if on_typed:
-        counts.update(zip(on_typed, _x(con, "SELECT " + ", ".join(f"count_if({checks[i][4]})" for i in on_typed)
+        counts.update(zip(on_typed, fetch_all(con, "SELECT " + ", ".join(f"count_if({checks[i][4]})" for i in on_typed)
                                             + f" FROM {table}")[0]))
     _report_checks(con, table, [ch[:4] for ch in checks], [counts[i] for i in range(len(checks))], probs,
                    show_ids, raw.path)
 
 
-def _text(c: str, raw: _Raw) -> str:
+def _text(c: str, raw: RawTable) -> str:
     """SQL: a raw column's text as a reader sees it (trimmed; empty is NULL)."""
     return f"NULLIF(trim({c}), '')" if c not in raw.native else f"NULLIF(trim(CAST({c} AS VARCHAR)), '')"
 
 
-def _typed_column(spec: ColumnSpec, c: str | None, native: str | None, raw: _Raw, tidy: bool,
+def _typed_column(spec: ColumnSpec, c: str | None, native: str | None, raw: RawTable, tidy: bool,
                   invalid: bool) -> str:
     """SQL: one column of the typed table. `tidy`: no value is empty or has a space at either end
     (trimming would change nothing); `invalid`: some value failed its validity test (so each value
     must pass it again, or be NULL)."""
     if c is None:
-        return f"{_lit(spec.default, spec.kind)} AS {_q(spec.name)}"
+        return f"{_lit(spec.default, spec.kind)} AS {quote_name(spec.name)}"
     if native is not None:
         typed = native
     else:
@@ -332,7 +259,7 @@ def _typed_column(spec: ColumnSpec, c: str | None, native: str | None, raw: _Raw
             else _typed(v, spec.kind)
     if spec.default is not None:
         typed = f"COALESCE({typed}, {_lit(spec.default, spec.kind)})"
-    return f"{typed} AS {_q(spec.name)}"
+    return f"{typed} AS {quote_name(spec.name)}"
 
 
 # members and events are the large tables; practices and measures stay copies (measures is rebuilt)
@@ -341,11 +268,11 @@ _VIEWABLE = ("members", "events")
 _UNTIDY = "({c} = '' OR starts_with({c}, ' ') OR ends_with({c}, ' '))"
 
 
-def _typed_view(con, table: str, raw: _Raw, specs: list[ColumnSpec], probs: _Problems, show_ids: bool) -> bool:
+def _typed_view(con, table: str, raw: RawTable, specs: list[ColumnSpec], probs: Problems, show_ids: bool) -> bool:
     """Members or events from Parquet whose columns the file already types: a typed *view* over the
     file instead of a typed copy, checked in one aggregate scan that decodes every column it keeps
     (so a garbled data page is found here, as E0711, not in the payment query). Text is trimmed only
-    if some value needs it. Copying a million members cost more than all the checks together.
+    if some value needs it. A copy of the large tables would cost more than all their checks.
     Returns False, having done nothing, when a column needs the text round trip."""
     if not (raw.view and raw.select and table in _VIEWABLE):
         return False
@@ -367,7 +294,7 @@ def _typed_view(con, table: str, raw: _Raw, specs: list[ColumnSpec], probs: _Pro
             aggs.append(f"count_if({_UNTIDY.format(c=c)})" if native is None else
                         f"count_if({c} IS NOT NULL AND {native} IS NULL)" if native != c else "0")
     try:
-        found = _x(con, f"SELECT {', '.join(aggs) or '0'} FROM raw_{table}")[0]
+        found = fetch_all(con, f"SELECT {', '.join(aggs) or '0'} FROM raw_{table}")[0]
     except duckdb.Error:  # the footer was readable, a data page is not
         probs.add(unreadable_parquet(raw.path))
         _type_table(con, table, None, specs, probs, show_ids)
@@ -380,7 +307,7 @@ def _typed_view(con, table: str, raw: _Raw, specs: list[ColumnSpec], probs: _Pro
         if c is None:
             if spec.required and spec.default is None:
                 probs.add(_missing_column(spec, raw, table))
-            exprs.append(f"{_lit(spec.default, spec.kind)} AS {_q(spec.name)}")
+            exprs.append(f"{_lit(spec.default, spec.kind)} AS {quote_name(spec.name)}")
             continue
         nulls, other = found[i], found[i + 1]
         i += 2
@@ -389,7 +316,7 @@ def _typed_view(con, table: str, raw: _Raw, specs: list[ColumnSpec], probs: _Pro
             typed = f"NULLIF(trim({c}), '')" if other else c
             if required:
                 checks.append(("null", spec, f"{typed} IS NULL", typed))
-                counts.append(_x(con, f"SELECT count_if({typed} IS NULL) FROM raw_{table}")[0][0] if other
+                counts.append(fetch_all(con, f"SELECT count_if({typed} IS NULL) FROM raw_{table}")[0][0] if other
                               else nulls)
         else:
             typed = native
@@ -401,19 +328,19 @@ def _typed_view(con, table: str, raw: _Raw, specs: list[ColumnSpec], probs: _Pro
                 counts.append(other)
         if spec.default is not None:
             typed = f"COALESCE({typed}, {_lit(spec.default, spec.kind)})"
-        exprs.append(f"{typed} AS {_q(spec.name)}")
-    _x(con, f"CREATE VIEW {table} AS SELECT {', '.join(exprs)} FROM ({raw.select})")
+        exprs.append(f"{typed} AS {quote_name(spec.name)}")
+    fetch_all(con, f"CREATE VIEW {table} AS SELECT {', '.join(exprs)} FROM ({raw.select})")
     _report_checks(con, table, checks, counts, probs, show_ids, raw.path)
     return True
 
 
-def _report_checks(con, table: str, checks, counts: list[int], probs: _Problems, show_ids: bool,
+def _report_checks(con, table: str, checks, counts: list[int], probs: Problems, show_ids: bool,
                    path: str) -> None:
     """E0705/E0704 with the first offending rows of every check that counted any."""
     for (problem, spec, cond, v), n in zip(checks, counts):
         if not n:
             continue
-        found = _x(con, f"SELECT _row, {v} FROM raw_{table} WHERE {cond} ORDER BY _row "
+        found = fetch_all(con, f"SELECT _row, {v} FROM raw_{table} WHERE {cond} ORDER BY _row "
                         f"LIMIT {LIMIT}")
         if problem == "null":
             probs.rows("E0705", path, found, n, f"rows with an empty {spec.name}",
@@ -423,10 +350,10 @@ def _report_checks(con, table: str, checks, counts: list[int], probs: _Problems,
             probs.rows("E0704", path, found, n, f"rows with a bad {spec.name}",
                        lambda r, s=spec: f"row {r[0]}, column {s.name}: "
                                          f"{_show(table, s.name, r[1], show_ids)} is not a valid "
-                                         f"{_KIND_WORD[s.kind]}", hint=_HINTS[spec.kind])
+                                         f"{KIND_WORD[s.kind]}", hint=_HINTS[spec.kind])
 
 
-def _add_measure_columns(con, measures: dict[str, MeasureSpec], path: str | None, probs: _Problems) -> None:
+def _add_measure_columns(con, measures: dict[str, MeasureSpec], path: str | None, probs: Problems) -> None:
     """Normalise the period, derive its dates and type `value` per measure kind."""
     p = "upper(period)"
     y = f"try_cast(substr({p}, 1, 4) AS INTEGER)"
@@ -440,17 +367,17 @@ def _add_measure_columns(con, measures: dict[str, MeasureSpec], path: str | None
            "WHEN 'quarter' THEN last_day(CAST(period_start + INTERVAL 2 MONTH AS DATE)) "
            "WHEN 'year' THEN make_date(year(period_start), 12, 31) END")
     values = ", ".join(f"{_typed('value', k)} AS value_{k}" for k in ("bool", "integer", "decimal", "date"))
-    # a view over the typed table, not a second table: creating a table costs ~15 ms even for a few
-    # rows, a view ~1 ms, and the few rows are read again cheaply (no ORDER BY: _row's order is kept)
-    _x(con, "ALTER TABLE measures RENAME TO measures_typed")
-    _x(con, f"CREATE VIEW measures AS SELECT _row, practice_id, period, period_kind, period_start, "
+    # a view over the typed table, not a second table: creating a table costs far more than a view
+    # even for a few rows, and the few rows are read again cheaply (no ORDER BY: _row's order is kept)
+    fetch_all(con, "ALTER TABLE measures RENAME TO measures_typed")
+    fetch_all(con, f"CREATE VIEW measures AS SELECT _row, practice_id, period, period_kind, period_start, "
             f"CAST({end} AS DATE) AS period_end, measure, value, value_bool, value_integer, "
             f"value_decimal, value_date FROM (SELECT *, {start} AS period_start FROM ("
             f"SELECT _row, practice_id, {p} AS period, measure, value, {kind} AS period_kind, {values} "
             f"FROM measures_typed))")
     if path is None:
         return
-    bad = _x(con, "SELECT _row, period FROM measures WHERE period IS NOT NULL AND "
+    bad = fetch_all(con, "SELECT _row, period FROM measures WHERE period IS NOT NULL AND "
                       "(period_kind IS NULL OR NOT (year(period_start) BETWEEN 1800 AND 2999)) ORDER BY _row")
     probs.rows("E0704", path, bad, len(bad), "rows with a bad period",
                lambda r: f"row {r[0]}, column period: {r[1]!r} is not a period",
@@ -459,26 +386,26 @@ def _add_measure_columns(con, measures: dict[str, MeasureSpec], path: str | None
         if spec.kind == "text":
             continue
         cond = f"measure = ? AND value IS NOT NULL AND NOT {_valid('value', spec.kind)}"
-        n = _x(con, f"SELECT count(*) FROM measures WHERE {cond}", [name])[0][0]
+        n = fetch_all(con, f"SELECT count(*) FROM measures WHERE {cond}", [name])[0][0]
         if n:
-            found = _x(con, f"SELECT _row, value FROM measures WHERE {cond} ORDER BY _row LIMIT {LIMIT}",
+            found = fetch_all(con, f"SELECT _row, value FROM measures WHERE {cond} ORDER BY _row LIMIT {LIMIT}",
                                 [name])
             probs.rows("E0704", path, found, n, f"bad values of measure {name}",
                        lambda r, nm=name, s=spec: f"row {r[0]}, column value: {_show('measures', 'value', r[1], False)}"
-                                                  f" is not a valid {_KIND_WORD[s.kind]} (measure {nm}, "
+                                                  f" is not a valid {KIND_WORD[s.kind]} (measure {nm}, "
                                                   f"declared at {s.needed_by})", hint=_HINTS[spec.kind])
     declared = list(measures)
-    unknown = _x(
+    unknown = fetch_all(
         con, "SELECT measure, count(*), min(_row) FROM measures WHERE measure IS NOT NULL AND NOT "
         "list_contains(?, measure) GROUP BY measure ORDER BY min(_row)", [declared])
     for name, n, first in unknown:
         close = difflib.get_close_matches(name, declared, n=1)
-        probs.add(warning("W0712", f"measure {name!r} ({_plural(n, 'row')}, first on row {first}) is not "
+        probs.add(warning("W0712", f"measure {name!r} ({plural(n, 'row')}, first on row {first}) is not "
                                    f"declared by the contract and is ignored", path=path,
                           hint=f"did you mean {close[0]!r}?" if close else None))
 
 
-def _duplicates(con, table: str, keys: Sequence[str], path: str, label, probs: _Problems,
+def _duplicates(con, table: str, keys: Sequence[str], path: str, label, probs: Problems,
                 known_present: bool | None = None) -> None:
     """E0706 for keys that appear more than once. `known_present` is the answer
     of a cheap pass already run (see `_member_ids`); None runs it here."""
@@ -486,11 +413,11 @@ def _duplicates(con, table: str, keys: Sequence[str], path: str, label, probs: _
     not_null = " AND ".join(f"{c} IS NOT NULL" for c in keys)
     # a cheap pass first (most panels have no duplicates); the row lists only for the duplicated keys
     if known_present is None:
-        known_present = bool(_x(con, f"SELECT 1 FROM {table} WHERE {not_null} GROUP BY {k} "
+        known_present = bool(fetch_all(con, f"SELECT 1 FROM {table} WHERE {not_null} GROUP BY {k} "
                                      f"HAVING count(*) > 1 LIMIT 1"))
     if not known_present:
         return
-    found = _x(
+    found = fetch_all(
         con, f"WITH d AS (SELECT {k}, list(_row ORDER BY _row) AS rows_, count(*) AS n FROM {table} "
         f"WHERE {not_null} GROUP BY {k} HAVING count(*) > 1) "
         f"SELECT *, count(*) OVER () FROM d ORDER BY rows_[1] LIMIT {LIMIT}")
@@ -506,9 +433,9 @@ def _member_ids(con) -> tuple[bool, bool]:
     """(is a member_id duplicated, does an event name no member) in one pass over both tables'
     member ids, sorted with each id's members first: a member right after a member with the same id
     is a duplicate; an event right after a row with another id belongs to an id with no member.
-    (A hash aggregate over the same ids measured ~20 % slower on a fresh connection at 1 M members;
-    two separate checks ~70 % slower.)"""
-    row = _x(con, "SELECT count_if(m AND prev_m AND prev_id = member_id) > 0, "
+    One sorted pass answers both questions, where a check for each would scan both tables twice
+    (and a hash aggregate over the same ids is slower on large panels)."""
+    row = fetch_all(con, "SELECT count_if(m AND prev_m AND prev_id = member_id) > 0, "
                   "count_if(NOT m AND prev_id IS DISTINCT FROM member_id) > 0 FROM ("
                   "SELECT member_id, m, lag(m) OVER w AS prev_m, lag(member_id) OVER w AS prev_id FROM ("
                   "SELECT member_id, true AS m FROM members WHERE member_id IS NOT NULL UNION ALL "
@@ -517,30 +444,30 @@ def _member_ids(con) -> tuple[bool, bool]:
     return bool(row[0]), bool(row[1])
 
 
-def _orphans(con, table: str, known: str, path: str, against: str, probs: _Problems,
+def _orphans(con, table: str, known: str, path: str, against: str, probs: Problems,
              code: str = "E0707") -> None:
     """Rows whose practice_id is not among `known` (a SQL query of practice ids), grouped by id."""
-    found = _x(
+    found = fetch_all(
         con, f"WITH o AS (SELECT practice_id, count(*) AS n, min(_row) AS first FROM {table} t "
         f"WHERE practice_id IS NOT NULL AND practice_id NOT IN ({known}) GROUP BY practice_id) "
         f"SELECT *, count(*) OVER () FROM o ORDER BY first LIMIT {LIMIT}")
     if found:
         probs.rows(code, path, found, found[0][-1], "unknown practices",
-                   lambda r: f"practice_id {r[0]!r} ({_plural(r[1], 'row')}, first on row {r[2]}) "
+                   lambda r: f"practice_id {r[0]!r} ({plural(r[1], 'row')}, first on row {r[2]}) "
                              f"is not in {against}",
                    hint="add the practice to the practices file or correct the practice_id")
 
 
 def _row_check(con, table: str, cond: str, cols: str, path: str, code: str, what: str, describe,
-               probs: _Problems, severity: str = "error", hint: str | None = None, params=None) -> None:
-    n = _x(con, f"SELECT count(*) FROM {table} WHERE {cond}", params or [])[0][0]
+               probs: Problems, severity: str = "error", hint: str | None = None, params=None) -> None:
+    n = fetch_all(con, f"SELECT count(*) FROM {table} WHERE {cond}", params or [])[0][0]
     if n:
-        found = _x(con, f"SELECT _row, {cols} FROM {table} WHERE {cond} ORDER BY _row LIMIT {LIMIT}",
+        found = fetch_all(con, f"SELECT _row, {cols} FROM {table} WHERE {cond} ORDER BY _row LIMIT {LIMIT}",
                             params or [])
         probs.rows(code, path, found, n, what, describe, severity, hint)
 
 
-def _cross_checks(con, raws: dict[str, _Raw | None], given: set[str], probs: _Problems,
+def _cross_checks(con, raws: dict[str, RawTable | None], given: set[str], probs: Problems,
                   today: date, ref_day: date, show_ids: bool) -> None:
     """Checks across rows and tables, in SQL over the typed tables."""
     mp = raws["members"].path if raws.get("members") else "members"
@@ -637,8 +564,8 @@ class Panel:
             if c not in known and c != "_row":
                 raise KeyError(f"the {table} table has no column {c!r} (known: {', '.join(known)})")
         decimal_at = [i for i, c in enumerate(cols) if known.get(c) == "decimal"]
-        select = ", ".join(_DEC_TEXT.format(_q(c)) if known.get(c) == "decimal" else _q(c) for c in cols)
-        rows = _x(self.con, f"SELECT {select or '1'} FROM {table} ORDER BY {_ORDER[table]}")
+        select = ", ".join(_DEC_TEXT.format(quote_name(c)) if known.get(c) == "decimal" else quote_name(c) for c in cols)
+        rows = fetch_all(self.con, f"SELECT {select or '1'} FROM {table} ORDER BY {_ORDER[table]}")
         if decimal_at:
             out = []
             for row in rows:
@@ -662,7 +589,7 @@ class Panel:
 
     def measure_rows(self) -> list[tuple[str, str, str, Any]]:
         """(practice_id, period, measure, value typed per its declaration); undeclared measures as text."""
-        rows = _x(self.con, f"SELECT practice_id, period, measure, value, value_bool, value_integer, "
+        rows = fetch_all(self.con, f"SELECT practice_id, period, measure, value, value_bool, value_integer, "
                             f"{_DEC_TEXT.format('value_decimal')}, value_date FROM measures "
                             f"ORDER BY {_ORDER['measures']}")
         pick = {"bool": 4, "integer": 5, "decimal": 6, "date": 7, "text": 3}
@@ -678,7 +605,7 @@ class Panel:
         return redact_id(member_id, self.show_ids)
 
     def count(self, table: str) -> int:
-        return _x(self.con, f"SELECT count(*) FROM {table}")[0][0]
+        return fetch_all(self.con, f"SELECT count(*) FROM {table}")[0][0]
 
     def __post_init__(self) -> None:
         _OPEN.add(self)
@@ -708,7 +635,7 @@ _OPEN: weakref.WeakSet[Panel] = weakref.WeakSet()
 def close_all(only_if_needed: bool = False) -> None:
     """Close every panel still open: DuckDB then removes anything it spilled to disk.
     `only_if_needed` (a process about to `os._exit`): leave alone a panel with no checks running
-    and no files written, whose closing (~10 ms) would only free memory."""
+    and no files written, whose closing would only free memory."""
     for panel in list(_OPEN):
         if not only_if_needed or panel.pending is not None or panel.wrote_files():
             panel.close()
@@ -738,7 +665,7 @@ def load_panel(files: dict[str, str | Path | None], requirements: Requirements |
     today = today or date.today()
     ref_day = period.start if period else today
     paths = {t: Path(p) for t, p in files.items() if p is not None}
-    probs = _Problems()
+    probs = Problems()
     fmts = {}
     for t, p in paths.items():
         fmts[t] = detect_format(p, (formats or {}).get(t))
@@ -750,18 +677,18 @@ def load_panel(files: dict[str, str | Path | None], requirements: Requirements |
     try:
         if "members" not in paths:
             probs.add(error("E0701", "no members file was given", hint="pass --members FILE"))
-        raws: dict[str, _Raw | None] = {t: (_read(con, t, paths[t], fmts[t], probs) if t in paths else None)
+        raws: dict[str, RawTable | None] = {t: (read_table(con, t, paths[t], fmts[t], probs) if t in paths else None)
                                         for t in TABLES}
         if raws["members"] is not None and raws["members"].rows == 0 and not allow_no_members:
             probs.add(error("E0702", "the members file has a header but no rows", path=raws["members"].path))
-        specs = {t: _columns_for(t, req) for t in TABLES}
+        specs = {t: columns_for(t, req) for t in TABLES}
         for t in ("members", "events", "measures"):
             _type_table(con, t, raws[t], specs[t], probs, show_ids)
         if raws["practices"] is not None:
             _type_table(con, "practices", raws["practices"], specs["practices"], probs, show_ids)
         else:
             _derive_practices(con, specs["practices"], "practices" in paths, probs)
-        measure_specs = {n: _as_spec(s, MeasureSpec) for n, s in req.measures.items()}
+        measure_specs = dict(req.measures)
         _add_measure_columns(con, measure_specs, raws["measures"].path if raws["measures"] else None, probs)
         cross = functools.partial(_cross_checks, raws=raws, given=set(paths), today=today, ref_day=ref_day,
                                   show_ids=show_ids)
@@ -778,7 +705,7 @@ def load_panel(files: dict[str, str | Path | None], requirements: Requirements |
             late = []
         for t in TABLES:
             for stmt in raws[t].drop() if raws[t] is not None else [f"DROP TABLE IF EXISTS raw_{t}"]:
-                _x(con, stmt)
+                fetch_all(con, stmt)
     except BaseException:
         if pending is not None:
             pending.stop()
@@ -803,7 +730,7 @@ class _Background:
 
     def __init__(self, con, checks) -> None:
         self.cursor = con.cursor()
-        self.problems = _Problems()
+        self.problems = Problems()
         self.failure: BaseException | None = None
         self.thread = threading.Thread(target=self._run, args=(checks,), name="capdsl-panel-checks", daemon=True)
         self.thread.start()
@@ -814,7 +741,7 @@ class _Background:
         except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread by join()
             self.failure = exc
 
-    def join(self) -> _Problems:
+    def join(self) -> Problems:
         self.thread.join()
         self.cursor.close()
         if self.failure is not None:
@@ -831,7 +758,7 @@ class _Background:
         self.cursor.close()
 
 
-def _derive_practices(con, specs: list[ColumnSpec], file_given: bool, probs: _Problems) -> None:
+def _derive_practices(con, specs: list[ColumnSpec], file_given: bool, probs: Problems) -> None:
     """Without a practices file, every practice named in the other tables, with default attributes.
 
     (When a file was given but could not be read, its error is already reported.)
@@ -840,13 +767,11 @@ def _derive_practices(con, specs: list[ColumnSpec], file_given: bool, probs: _Pr
         for s in specs:
             if s.name != "practice_id" and s.required and s.default is None:
                 probs.add(error("E0703", f"no practices file was given, but column {s.name!r} "
-                                         f"({_KIND_WORD[s.kind]}) is needed by {s.needed_by}",
+                                         f"({KIND_WORD[s.kind]}) is needed by {s.needed_by}",
                                 hint="pass --practices FILE with a practice_id column and this column"))
-    cols = ", ".join(f"{_lit(s.default, s.kind)} AS {_q(s.name)}" for s in specs if s.name != "practice_id")
-    _x(con, "CREATE TABLE practices AS SELECT CAST(NULL AS BIGINT) AS _row, practice_id"
+    cols = ", ".join(f"{_lit(s.default, s.kind)} AS {quote_name(s.name)}" for s in specs if s.name != "practice_id")
+    fetch_all(con, "CREATE TABLE practices AS SELECT CAST(NULL AS BIGINT) AS _row, practice_id"
             + (f", {cols}" if cols else "")
             + " FROM (SELECT practice_id FROM members UNION SELECT practice_id FROM events "
                   "UNION SELECT practice_id FROM measures) WHERE practice_id IS NOT NULL ORDER BY practice_id")
 
-
-from capdsl.data.params import parse_params  # noqa: E402,F401  (re-exported: parameters are a panel input too)

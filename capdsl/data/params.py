@@ -16,6 +16,7 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any, Iterable
 
+from capdsl.data.requirements import ParamSpec, Requirements
 from capdsl.errors import Diagnostic, UsageError, error
 
 _NUMBER = re.compile(r"([+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+))\s*(.*)", re.S)
@@ -93,8 +94,8 @@ def _suggest(name: str, known: Iterable[str]) -> str | None:
     return f"did you mean {close[0]!r}?" if close else None
 
 
-def _example(spec) -> str:
-    unit = getattr(spec, "unit", None)
+def _example(spec: ParamSpec) -> str:
+    unit = spec.unit
     sample = {"bool": "true", "date": "2011-01-01", "text": "value", "integer": "1"}.get(spec.kind, "1")
     if _is_percent(unit):
         sample = "10%"
@@ -124,16 +125,15 @@ def _read_params_file(path: str | Path, diags: list[Diagnostic]) -> dict[str, An
     return data
 
 
-def parse_params(assignments: Iterable[str], params_file: str | Path | None, requirements) -> dict[str, Any]:
+def parse_params(assignments: Iterable[str], params_file: str | Path | None,
+                 requirements: Requirements) -> dict[str, Any]:
     """Every declared parameter's value: given (`--set` over the file) or its default.
 
     Raises one UsageError with every problem: E0902 unknown name (with a
     suggestion), E0903 a parameter without default not given, E0904 a bad
     value, E0905 an unreadable parameters file.
     """
-    from capdsl.data.panel import ParamSpec, _as_spec
-
-    specs = {n: _as_spec(s, ParamSpec) for n, s in requirements.params.items()}
+    specs = requirements.params
     diags: list[Diagnostic] = []
     given: dict[str, tuple[Any, str]] = {}  # name -> (raw value, where it came from)
     if params_file is not None:

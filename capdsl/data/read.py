@@ -1,4 +1,4 @@
-"""Reading panel files as text tables in DuckDB (split from `capdsl.data.panel`, which types and checks them).
+"""Reading panel files as text tables in DuckDB (`capdsl.data.panel` types and checks them).
 
 Each reader leaves a table `raw_<name>` with `_row` (the row number people
 see, see `capdsl.data.panel`) and the file's columns as VARCHAR named c0..cN, so
@@ -27,7 +27,7 @@ _FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet", ".jsonl": "j
             ".ndjson": "jsonl", ".json": "json"}
 
 
-def _x(con, sql: str, params: Sequence[Any] | None = None) -> list[tuple]:
+def fetch_all(con, sql: str, params: Sequence[Any] | None = None) -> list[tuple]:
     """Run one statement and fetch it completely (the connection allows one open result)."""
     return con.execute(sql, list(params or [])).fetchall()
 
@@ -36,7 +36,8 @@ def _lit_str(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def _q(name: str) -> str:
+def quote_name(name: str) -> str:
+    """A SQL identifier for `name`, whatever it holds."""
     return '"' + name.replace('"', '""') + '"'
 
 
@@ -48,7 +49,7 @@ def _more(code: str, n: int, what: str, path: str, severity: str = "error") -> D
 # ───────────────────────────── reading ─────────────────────────────
 
 @dataclass(slots=True)
-class _Raw:
+class RawTable:
     """One file read as text: table `raw_<name>` with `_row` and c0..cN, and the header map."""
 
     table: str
@@ -69,7 +70,7 @@ class _Raw:
         return [f"DROP {'VIEW' if self.view else 'TABLE'} IF EXISTS raw_{self.table}"]
 
 
-class _Problems:
+class Problems:
     """Collects diagnostics for one load; errors raise together at the end."""
 
     def __init__(self) -> None:
@@ -121,7 +122,7 @@ _PARQUET_ENDS = 4096
 _CSV_CHUNK = 1 << 20
 
 
-def _check_file(path: Path, probs: _Problems, ends_only: bool = False, head_only: bool = False) -> bytes | None:
+def _check_file(path: Path, probs: Problems, ends_only: bool = False, head_only: bool = False) -> bytes | None:
     """The file's bytes if it exists and is readable and not empty (E0701, E0702); with `ends_only`,
     a large file's first and last `_PARQUET_ENDS` bytes instead of all of them; with `head_only`,
     its first `_CSV_CHUNK` bytes (and, if those are blank, whether anything else is not)."""
@@ -158,7 +159,7 @@ def _check_file(path: Path, probs: _Problems, ends_only: bool = False, head_only
     return data
 
 
-def _check_utf8(data: bytes, path: str, probs: _Problems) -> str | None:
+def _check_utf8(data: bytes, path: str, probs: Problems) -> str | None:
     """Decoded text, or E0710 naming the byte offset and line of the first bad byte."""
     if data[:2] in (b"\xff\xfe", b"\xfe\xff"):
         probs.add(error("E0710", "the file is UTF-16, not UTF-8", path=path,
@@ -172,7 +173,7 @@ def _check_utf8(data: bytes, path: str, probs: _Problems) -> str | None:
         return None
 
 
-def _not_utf8(path: Path, probs: _Problems) -> bool:
+def _not_utf8(path: Path, probs: Problems) -> bool:
     """Stream the file (one chunk in memory) and report E0710 at its first byte that is not UTF-8,
     as `_check_utf8` does for a file read whole. False if every byte is UTF-8."""
     base = lines = 0  # file offset of buf[0]; newlines before it
@@ -214,7 +215,7 @@ def _utf8_error(byte: int, offset: int, line: int, path: str) -> Diagnostic:
                  path=path, hint="save the file as UTF-8 (CSV UTF-8 in spreadsheet programs)")
 
 
-def _header_map(names: list[str], path: str, probs: _Problems) -> dict[str, str] | None:
+def _header_map(names: list[str], path: str, probs: Problems) -> dict[str, str] | None:
     cols: dict[str, str] = {}
     for i, name in enumerate(names):
         name = name.strip() or f"(unnamed column {i + 1})"  # trailing commas are common
@@ -225,7 +226,7 @@ def _header_map(names: list[str], path: str, probs: _Problems) -> dict[str, str]
     return cols
 
 
-def _read_csv(con, name: str, path: Path, head: bytes, probs: _Problems) -> _Raw | None:
+def _read_csv(con, name: str, path: Path, head: bytes, probs: Problems) -> RawTable | None:
     """The file as text columns, read by DuckDB (in parallel, never whole into Python): `head` is
     its first bytes, for the header; bytes that are not UTF-8 are located only if DuckDB finds some."""
     p = str(path)
@@ -251,7 +252,7 @@ def _read_csv(con, name: str, path: Path, head: bytes, probs: _Problems) -> _Raw
         return None
     spec = "{" + ", ".join(f"'{c}': 'VARCHAR'" for c in cols.values()) + "}"
     try:
-        _x(con, f"CREATE TABLE _src_{name} AS SELECT * FROM read_csv(?, header=true, "
+        fetch_all(con, f"CREATE TABLE _src_{name} AS SELECT * FROM read_csv(?, header=true, "
                     f"auto_detect=false, columns={spec}, delim=',', quote='\"', escape='\"')", [p])
     except duckdb.Error as exc:
         msg = str(exc)
@@ -268,10 +269,10 @@ def _read_csv(con, name: str, path: Path, head: bytes, probs: _Problems) -> _Raw
                         hint="every row needs as many comma-separated fields as the header; "
                              "quote values that contain commas or line breaks with \"…\""))
         return None
-    # a view, not a copy (copying a million rows cost a quarter of a second): rowid is the order
+    # a view, not a copy (a large file would be copied once more for nothing): rowid is the order
     # DuckDB read the records in, the file's; row 1 is the header
-    _x(con, f"CREATE VIEW raw_{name} AS SELECT CAST(rowid + 2 AS BIGINT) AS _row, * FROM _src_{name}")
-    return _Raw(name, p, cols, _x(con, f"SELECT count(*) FROM _src_{name}")[0][0], backing=f"_src_{name}")
+    fetch_all(con, f"CREATE VIEW raw_{name} AS SELECT CAST(rowid + 2 AS BIGINT) AS _row, * FROM _src_{name}")
+    return RawTable(name, p, cols, fetch_all(con, f"SELECT count(*) FROM _src_{name}")[0][0], backing=f"_src_{name}")
 
 
 PARQUET_UNREADABLE = "the Parquet file is truncated or corrupt (it cannot be read)"
@@ -282,15 +283,15 @@ def unreadable_parquet(path: str):
     return error("E0711", PARQUET_UNREADABLE, path=path, hint=PARQUET_HINT)
 
 
-def _read_parquet(con, name: str, path: Path, data: bytes, probs: _Problems) -> _Raw | None:
+def _read_parquet(con, name: str, path: Path, data: bytes, probs: Problems) -> RawTable | None:
     """Raw columns as a view over the file: the checks and the typed table read it
-    straight from Parquet (materialising it first cost as much as both)."""
+    straight from Parquet, so the file is never materialised as text."""
     p = str(path)
     if len(data) < 12 or data[:4] != b"PAR1" or data[-4:] != b"PAR1":
         probs.add(unreadable_parquet(p))
         return None
     try:
-        desc = _x(con, "DESCRIBE SELECT * FROM read_parquet(?)", [p])
+        desc = fetch_all(con, "DESCRIBE SELECT * FROM read_parquet(?)", [p])
     except duckdb.Error:
         probs.add(unreadable_parquet(p))
         return None
@@ -300,7 +301,7 @@ def _read_parquet(con, name: str, path: Path, data: bytes, probs: _Problems) -> 
     parts = []
     native = {}
     for (col, typ, *_), c in zip(desc, cols.values()):
-        src = _q(col)
+        src = quote_name(col)
         if typ.upper().startswith("TIMESTAMP") and "TIME ZONE" not in typ.upper():
             parts.append(f"CASE WHEN CAST({src} AS TIME) = TIME '00:00:00' THEN CAST(CAST({src} AS DATE) "
                          f"AS VARCHAR) ELSE CAST({src} AS VARCHAR) END AS {c}")
@@ -313,11 +314,11 @@ def _read_parquet(con, name: str, path: Path, data: bytes, probs: _Problems) -> 
     select = (f"SELECT CAST(file_row_number + 1 AS BIGINT) AS _row, {', '.join(parts) or 'NULL AS _none'} "
               f"FROM read_parquet({_lit_str(p)}, file_row_number = true)")
     try:
-        _x(con, f"CREATE VIEW raw_{name} AS {select}")
+        fetch_all(con, f"CREATE VIEW raw_{name} AS {select}")
     except duckdb.Error:
         probs.add(unreadable_parquet(p))
         return None
-    return _Raw(name, p, cols, _x(con, f"SELECT count(*) FROM raw_{name}")[0][0], native, view=True, select=select)
+    return RawTable(name, p, cols, fetch_all(con, f"SELECT count(*) FROM raw_{name}")[0][0], native, view=True, select=select)
 
 
 _INTEGER_TYPES = {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT", "UINTEGER",
@@ -354,7 +355,7 @@ def _json_text(value: Any) -> str | None:
     return json.dumps(value, ensure_ascii=False)
 
 
-def _read_json(con, name: str, path: Path, data: bytes, fmt: str, probs: _Problems) -> _Raw | None:
+def _read_json(con, name: str, path: Path, data: bytes, fmt: str, probs: Problems) -> RawTable | None:
     """JSON Lines (or a JSON array) parsed in Python so numbers keep every digit (no floats).
 
     The lines are parsed in one call (fast); only if that fails is each line
@@ -417,12 +418,13 @@ def _read_json(con, name: str, path: Path, data: bytes, fmt: str, probs: _Proble
             values = [_json_text(v) for v in values]
         arrays[f"c{i}"] = pa.array(values, pa.string())
     con.register(f"_src_{name}", pa.table(arrays))
-    _x(con, f"CREATE TABLE raw_{name} AS SELECT * FROM _src_{name}")
+    fetch_all(con, f"CREATE TABLE raw_{name} AS SELECT * FROM _src_{name}")
     con.unregister(f"_src_{name}")
-    return _Raw(name, p, cols, len(records))
+    return RawTable(name, p, cols, len(records))
 
 
-def _read(con, name: str, path: Path, fmt: str, probs: _Problems) -> _Raw | None:
+def read_table(con, name: str, path: Path, fmt: str, probs: Problems) -> RawTable | None:
+    """The file as table `raw_<name>` (see the module's docstring), or None with its problem in `probs`."""
     data = _check_file(path, probs, ends_only=fmt == "parquet", head_only=fmt == "csv")
     if data is None:
         return None

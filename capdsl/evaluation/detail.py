@@ -11,14 +11,14 @@ sums (before rounding) to the line.
 
 from __future__ import annotations
 
-from collections import defaultdict
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
 
 from capdsl.evaluation import tree as t
-from capdsl.evaluation.interpret import Interpreter, Rows, CONTEXT, _Env, _Fail, fix
-from capdsl.evaluation.months import exposure_weight, member_age
+from capdsl.evaluation.amounts import CONTEXT, fix
+from capdsl.evaluation.interpret import Env, Interpreter
+from capdsl.evaluation.months import Frames, Rows
 
 
 @dataclass(frozen=True)
@@ -57,40 +57,24 @@ def member_aggregates(program: t.Program, describe) -> list[tuple[str, t.Agg]]:
 
 def member_detail(program: t.Program, rows: Rows, months: tuple[date, ...], params: dict, *,
                   label=lambda member_id: str(member_id), describe=lambda agg: "") -> DetailTable:
+    """One row per counted member-month of the period, ordered by month, practice and member."""
     interp = Interpreter(program, params, None)
     aggs = member_aggregates(program, describe)
-    practices = {p["practice_id"]: p for p in rows.practices}
-    measures: dict[str, dict[str, dict[str, object]]] = defaultdict(lambda: defaultdict(dict))
-    for pid, period_text, name, value in rows.measures:
-        measures[pid][name][period_text] = value
+    frames = Frames(program, rows)
+    env = Env(params)
     out = []
-    members = sorted(rows.members, key=lambda r: (r["practice_id"], str(r["member_id"])))
     for m in months:
-        for row in members:
-            weight = exposure_weight(program.exposure, m, row["birth_date"], row.get("enrolled_from"),
-                                     row.get("enrolled_to"))
-            if not weight:
-                continue
-            pid = row["practice_id"]
-            env = _Env(params)
-            env.practice = practices.get(pid, {"practice_id": pid})
-            env.measures = measures.get(pid, {})
-            env.month = m
-            env.aggs, env.lines, env.memo = {}, {}, {}
-            age = member_age(program.age_rule, m, row["birth_date"])
-            env.member = dict(row, age=age)
-            w = Decimal(weight)
-            values = []
-            for _, agg in aggs:
-                try:
-                    included = agg.where is None or interp.ev(agg.where, env)
-                    if not included:
-                        values.append(None)
-                        continue
-                    value = Decimal(1) if agg.kind == "count" else interp.ev(agg.expr, env)
-                except _Fail as failure:
-                    raise interp._row_failure(failure.node, row, True, env) from None
-                values.append(value if w == 1 else fix(CONTEXT.multiply(w, value)))
-            out.append((pid, label(row["member_id"]), m.isoformat()[:7], age, w, *values))
+        for practice in frames.practices:
+            frame = frames.month(practice, m)
+            env.enter(frame)
+            pid = practice["practice_id"]
+            counted = sorted(zip(frame.members, frame.weights), key=lambda mw: str(mw[0]["member_id"]))
+            for row, weight in counted:
+                w = Decimal(weight)
+                values = []
+                for _, agg in aggs:
+                    value = interp.member_value(agg, env, row)
+                    values.append(None if value is None else value if w == 1 else fix(CONTEXT.multiply(w, value)))
+                out.append((pid, label(row["member_id"]), m.isoformat()[:7], row["age"], w, *values))
     columns = ("practice_id", "member", "month", "age", "weight", *(name for name, _ in aggs))
     return DetailTable(columns, out, {name: describe(agg) for name, agg in aggs})

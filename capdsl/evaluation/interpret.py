@@ -6,23 +6,29 @@ event-level values are memoised per practice-month on the columns they
 read (a practice of 1,500 members has a few hundred distinct
 (age, flags) combinations, not 1,500).
 
-Input rows come from `panel.Panel` accessors (typed Python values); output
-is a `MonthlyResult` that `capdsl.evaluation.statements` turns into statements. With a
-`Tracer`, the same evaluator records every step for `capdsl explain`.
+Input rows come from `panel.Panel` accessors (typed Python values) and are
+walked practice-month by practice-month through `capdsl.evaluation.months`
+(which months run, who counts, at what age and weight); output is a
+`MonthlyResult` that `capdsl.evaluation.statements` turns into statements.
+With a `Tracer`, the same evaluator records every step for `capdsl explain`.
+
+The public pieces other tools evaluate with: `Interpreter` (`ev`,
+`eval_practice_level`, `member_value`), `Env` (entered with a
+`months.PracticeMonth`) and `Failure` (a `tree.Fail` reached).
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import Decimal
 
 from capdsl.evaluation import tree as t
 from capdsl.evaluation.amounts import CONTEXT, MODES, ONE, Q12, ZERO, MonthlyResult, fix, quantum_places, round_to, rounder  # noqa: F401
 from capdsl.errors import EvalError, Note, error
-from capdsl.evaluation.months import exposure_weight, reference_day
-from capdsl.evaluation.periods import month_end, months_of_year
+# Rows, the interpreter's input, is defined with the frames built from it and importable from here too
+from capdsl.evaluation.months import Frames, PracticeMonth, Rows, run_plan, visible_measure  # noqa: F401
 
 # ─────────────────────────────── tracing ─────────────────────────────────
 
@@ -78,7 +84,10 @@ class Tracer:
 
 # ─────────────────────────────── evaluator ───────────────────────────────
 
-class _Env:
+class Env:
+    """What an expression is evaluated against: the practice-month (`enter`), the member or event
+    row an aggregate is at, the parameters, and the lines already computed in the month."""
+
     __slots__ = ("month", "practice", "member", "event", "params", "aggs", "lines", "measures", "year_level",
                  "year_values", "memo", "agg_rows")
 
@@ -96,8 +105,22 @@ class _Env:
         self.memo = {}
         self.agg_rows = ((), (), ())
 
+    def enter(self, frame: PracticeMonth) -> None:
+        """Evaluate in `frame` from now on: its rows feed the aggregates (each computed when first
+        read), and no line or aggregate of another month is seen."""
+        self.practice = frame.practice
+        self.measures = frame.measures
+        self.month = frame.month
+        self.aggs = {}
+        self.lines = {}
+        self.memo = {}
+        self.agg_rows = (frame.members, frame.weights, frame.events)
 
-class _Fail(Exception):
+
+class Failure(Exception):
+    """A `tree.Fail` reached (no band or tier entry applies): raised through the evaluation to the
+    row or practice it happened at, which names it in the EvalError."""
+
     def __init__(self, node: t.Fail):
         self.node = node
 
@@ -116,7 +139,7 @@ class Interpreter:
         self._pools = frozenset(line.name for line in program.lines if line.kind == "pool")
 
     # --- expression evaluation -------------------------------------------------
-    def ev(self, node: t.Node, env: _Env):
+    def ev(self, node: t.Node, env: Env):
         cls = type(node)
         if cls is t.Const:
             return node.value
@@ -209,10 +232,10 @@ class Interpreter:
         if cls is t.YearSum:
             return env.year_values[id(node)]
         if cls is t.Fail:
-            raise _Fail(node)
+            raise Failure(node)
         raise EvalError(error("E0899", f"the interpreter has no rule for {cls.__name__}"))  # pragma: no cover
 
-    def _ref(self, node: t.Ref, env: _Env):
+    def _ref(self, node: t.Ref, env: Env):
         definition = self.defs[node.name]
         if self.tracer is None:
             return self.ev(definition.expr, env)
@@ -222,7 +245,7 @@ class Interpreter:
         self.tracer.add("ref", node.name, value, definition.ref or "", definition.origin)
         return value
 
-    def _case(self, node: t.Case, env: _Env):
+    def _case(self, node: t.Case, env: Env):
         for index, (cond, value) in enumerate(node.whens):
             if self.ev(cond, env):
                 result = self.ev(value, env)
@@ -235,19 +258,8 @@ class Interpreter:
             self.tracer.add("case", node.table, result, "otherwise", node.origin)
         return result
 
-    def _measure(self, node: t.Measure, env: _Env):
-        rows = env.measures.get(node.name)
-        if not rows:
-            value = None
-        else:
-            m = env.month
-            year = str(m.year)
-            if env.year_level or node.period == "year":
-                value = rows.get(year)
-            else:
-                q = f"{year}-Q{(m.month - 1) // 3 + 1}"
-                month = f"{year}-{m.month:02d}"
-                value = rows.get(month, rows.get(q, rows.get(year)))
+    def _measure(self, node: t.Measure, env: Env):
+        value = visible_measure(env.measures.get(node.name), env.month, env.year_level or node.period == "year")
         if self.tracer is not None:
             self.tracer.add("measure", node.name, value)
         return value
@@ -282,7 +294,7 @@ class Interpreter:
         self._agg_keys[id(agg)] = info
         return info
 
-    def _groups(self, key_cols: tuple[str, ...], rows: list[dict], weights: list | None, env: _Env) -> dict:
+    def _groups(self, key_cols: tuple[str, ...], rows: list[dict], weights: list | None, env: Env) -> dict:
         """Rows grouped by (values of key_cols, weight or quantity) → (count, first row)."""
         cache_key = (weights is None, key_cols)
         hit = env.memo.get(cache_key)
@@ -308,7 +320,7 @@ class Interpreter:
         env.memo[cache_key] = groups
         return groups
 
-    def aggregate(self, agg: t.Agg, rows: list[dict], env: _Env, weights: list | None) -> Decimal:
+    def aggregate(self, agg: t.Agg, rows: list[dict], env: Env, weights: list | None) -> Decimal:
         """Σ weight × expr over rows where `where` holds.
 
         Rows are grouped by the columns the expression reads (and their weight),
@@ -337,7 +349,7 @@ class Interpreter:
                         value = ONE
                     else:
                         value = self.ev(agg.expr, env)
-                except _Fail as failure:
+                except Failure as failure:
                     raise self._row_failure(failure.node, row, is_members, env) from None
                 finally:
                     if tracer is not None:
@@ -368,7 +380,7 @@ class Interpreter:
             tracer.groups[(env.month, id(agg))] = list(traced.values())
         return total
 
-    def _row_failure(self, node: t.Fail, row: dict, is_members: bool, env: _Env) -> EvalError:
+    def _row_failure(self, node: t.Fail, row: dict, is_members: bool, env: Env) -> EvalError:
         who = f"member at row {row.get('_row', '?')} ({row.get('_label', 'id hidden')}, aged {row.get('age')})" \
             if is_members else f"event at row {row.get('_row', '?')} (code {row.get('code')!r})"
         return EvalError(error(node.code, f"{node.message}: {who} in practice {env.practice['practice_id']}",
@@ -376,17 +388,24 @@ class Interpreter:
                                hint="add the missing band/entry, or an `otherwise:` entry",
                                notes=[Note("the table is declared here", node.origin)]))
 
-    # --- a practice-month ------------------------------------------------------
-    def month_aggs(self, program_aggs: list[t.Agg], members: list[dict], weights: list, events: list[dict],
-                   env: _Env) -> None:
-        """Make the month's rows available; each aggregate is computed when first read."""
-        env.aggs = {}
-        env.agg_rows = (members, weights, events)
+    def member_value(self, agg: t.Agg, env: Env, row: dict):
+        """One member's value in a member-level aggregate, before its exposure weight: None when the
+        aggregate's `where` leaves it out. `env` has entered the member's practice-month."""
+        env.member = row
+        try:
+            if agg.where is not None and not self.ev(agg.where, env):
+                return None
+            return ONE if agg.kind == "count" else self.ev(agg.expr, env)
+        except Failure as failure:
+            raise self._row_failure(failure.node, row, True, env) from None
+        finally:
+            env.member = None
 
-    def eval_practice_level(self, node: t.Node, env: _Env):
+    # --- a practice-month ------------------------------------------------------
+    def eval_practice_level(self, node: t.Node, env: Env):
         try:
             return self.ev(node, env)
-        except _Fail as failure:
+        except Failure as failure:
             raise EvalError(error(failure.node.code, f"{failure.node.message} (practice {env.practice['practice_id']})",
                                   failure.node.origin)) from None
 
@@ -416,87 +435,32 @@ def collect_aggs(program: t.Program) -> tuple[list[t.Agg], list[t.YearSum]]:
 
 # ─────────────────────────────── the driver ───────────────────────────────
 
-@dataclass
-class Rows:
-    """A panel as typed Python rows (what `panel.Panel` hands the interpreter)."""
-
-    practices: list[dict]
-    members: list[dict]
-    events: list[dict] = field(default_factory=list)
-    measures: list[tuple] = field(default_factory=list)  # (practice_id, period, measure, value)
-
-
 def evaluate(program: t.Program, rows: Rows, months: tuple[date, ...], params: dict, *,
              tracer: Tracer | None = None, only_practice: str | None = None) -> MonthlyResult:
     """Evaluate every practice for the given months (one calendar year at most)."""
     interp = Interpreter(program, params, tracer)
-    aggs, years = collect_aggs(program)
-    pools = [line for line in program.lines if line.kind == "pool"]
-    year = months[0].year
-    due = sorted({(m.month - 1) // 3 + 1 for m in months if m.month % 3 == 0})
-    run_months = list(months_of_year(year)) if pools and due else list(months)
-    reported = set(months)
-    year_lines = t.year_closure(program)[0] if pools and due else frozenset()
+    _, years = collect_aggs(program)
+    plan = run_plan(program, months)
+    frames = Frames(program, rows, only_practice=only_practice)
 
-    members_by_practice: dict[str, list[dict]] = defaultdict(list)
-    for row in rows.members:
-        members_by_practice[row["practice_id"]].append(row)
-    events_by_key: dict[tuple[str, date], list[dict]] = defaultdict(list)
-    for row in rows.events:
-        d = row["date"]
-        events_by_key[(row["practice_id"], date(d.year, d.month, 1))].append(row)
-    measures: dict[str, dict[str, dict[str, object]]] = defaultdict(lambda: defaultdict(dict))
-    for pid, period_text, name, value in rows.measures:
-        measures[pid][name][period_text] = value
-
-    if rows.practices:
-        practices = sorted(rows.practices, key=lambda p: p["practice_id"])
-    else:
-        ids = sorted({r["practice_id"] for r in rows.members} | {r["practice_id"] for r in rows.events})
-        practices = [{"practice_id": pid} for pid in ids]
-    if only_practice is not None:
-        practices = [p for p in practices if p["practice_id"] == only_practice]
-
-    result = MonthlyResult(practices=[p["practice_id"] for p in practices])
+    result = MonthlyResult(practices=[p["practice_id"] for p in frames.practices])
     monthly = [program.line(name) for name in program.line_order if program.line(name).kind == "line"]
     pool_order = [program.line(name) for name in program.line_order if program.line(name).kind == "pool"]
-    rule, exposure = program.age_rule, program.exposure
     quantum, mode = program.quantum, program.rounding_mode
 
-    for practice in practices:
+    for practice in frames.practices:
         pid = practice["practice_id"]
-        env = _Env(params)
-        env.practice = practice
-        env.measures = measures.get(pid, {})
-        plist = members_by_practice.get(pid, [])
+        env = Env(params)
         year_sums = {id(y): ZERO for y in years}
-        for m in run_months:
-            env.month = m
-            env.aggs = {}
-            env.lines = {}
-            env.memo = {}
-            ref_day = reference_day(rule, m)
-            ref_year, ref_md = ref_day.year, (ref_day.month, ref_day.day)
-            active, weights = [], []
-            for row in plist:
-                born = row["birth_date"]
-                if exposure == "first_day":
-                    start, end = row["enrolled_from"], row["enrolled_to"]
-                    w = 1 if born <= m and (start is None or start <= m) and (end is None or end >= m) else 0
-                else:
-                    w = exposure_weight(exposure, m, born, row["enrolled_from"], row["enrolled_to"])
-                if w:
-                    # born after the age reference day but exposed this month: a newborn, age 0
-                    row["age"] = max(0, ref_year - born.year - (ref_md < (born.month, born.day)))
-                    active.append(row)
-                    weights.append(w)
-            events = events_by_key.get((pid, m), [])
+        for frame in frames.months(practice, plan.run):
+            m = frame.month
+            reported = plan.reports(m)
+            env.enter(frame)
             if tracer is not None:
                 tracer.scope = (m, None)
-                tracer.add("month", m.isoformat(), len(active), f"{len(events)} events")
-            interp.month_aggs(aggs, active, weights, events, env)
+                tracer.add("month", m.isoformat(), len(frame.members), f"{len(frame.events)} events")
             for line in monthly:
-                if m not in reported and line.name not in year_lines:
+                if not plan.evaluates(line.name, m):
                     continue  # a month evaluated only for the pools' year sums
                 if tracer is not None:
                     tracer.scope = (m, line.name)
@@ -504,18 +468,19 @@ def evaluate(program: t.Program, rows: Rows, months: tuple[date, ...], params: d
                 raw = interp.eval_practice_level(line.amount, env) if applied else ZERO
                 amount = round_to(raw, quantum, mode) if applied else ZERO
                 env.lines[line.name] = amount
-                if m in reported:
+                if reported:
                     basis = interp.eval_practice_level(line.basis, env) if line.basis is not None else None
                     result.rows.append((pid, m, line.name, amount, applied, basis))
                     if tracer is not None:
                         tracer.lines[(m, line.name)] = (raw, amount, applied, basis)
-            if pools and due:  # year sums feed pools only
+            if plan.pools_due:  # year sums feed pools only
                 for ys in years:
                     year_sums[id(ys)] += interp.eval_practice_level(ys.operand, env)
-        if not (pools and due):
+        if not plan.pools_due:
             continue
+        env.practice, env.measures = practice, frames.measures_of(pid)
         env.year_level = True
-        env.month = date(year, 12, 1)
+        env.month = plan.year_month
         env.year_values = year_sums
         env.aggs = {}
         for pool in pool_order:
@@ -526,13 +491,13 @@ def evaluate(program: t.Program, rows: Rows, months: tuple[date, ...], params: d
             amount = round_to(raw, quantum, mode) if applied else ZERO
             if tracer is not None:
                 tracer.lines[(None, pool.name)] = (raw, amount, applied, None)
-            result.pools.append((pid, pool.name, year, amount, applied))
+            result.pools.append((pid, pool.name, plan.year, amount, applied))
             paid_in_year = ZERO
             for quarter, inst_amount, paid in split_installments(pool, amount, quantum, mode,
                                                                  lambda node: interp.eval_practice_level(node, env)):
                 paid_in_year += inst_amount
-                if quarter in due:
-                    result.installments.append((pid, pool.name, year, quarter, inst_amount, paid))
+                if quarter in plan.due:
+                    result.installments.append((pid, pool.name, plan.year, quarter, inst_amount, paid))
                     if tracer is not None:
                         tracer.add("installment", f"{pool.name} Q{quarter}", inst_amount,
                                    "paid" if paid else "withheld", pool.origin)

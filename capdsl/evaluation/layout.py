@@ -1,14 +1,13 @@
 """A compiled contract's outline: what running it needs besides its query.
 
-`capdsl eval` on a contract and period it has run before finds the SQL in
-the cache (capdsl/sql/query.py). What remains is to know which panel
-columns, measures and parameters to load and check, and how to lay out the
-statements. The outline keeps exactly that, so such a run neither imports
-nor decodes the evaluation tree (its 28 frozen dataclasses cost ~40 ms of a
-0.6 s run); the tree is read only when a query has to be compiled.
-
-`statement.build` and `pipeline.requirements` read an outline or a
-`tree.Program` alike: the outline's fields have the program's names.
+A statement is laid out from the contract's header and lines
+(`statements.build` takes an `Outline`), and the panel loader is told which
+columns, measures and parameters to read and check
+(`pipeline.requirements`). The outline keeps exactly that, so a run whose
+query is in the compiled-contract cache (`pipeline.CompiledContract`) reads
+this small entry and neither decodes nor imports the evaluation tree; the
+tree is read only when a query has to be compiled or the interpreter runs.
+`outline(program)` is the one place an outline is made from a tree.
 """
 
 from __future__ import annotations

@@ -13,26 +13,16 @@ from __future__ import annotations
 import functools
 from decimal import ROUND_HALF_UP, Decimal
 
-from capdsl.language import ast_nodes as n
-from capdsl.evaluation import tree as t
 from capdsl.errors import CheckError, Source, Span, error
+from capdsl.evaluation import tree as t
+from capdsl.language import ast_nodes as n
+from capdsl.language.builtins import BUILTINS
 
 Q = Decimal(1).scaleb(-t.SCALE)
 
-# Built-in attributes: (scope, name) → (column, kind)
-BUILTINS = {
-    ("member", "age"): ("age", "integer"),
-    ("member", "id"): ("member_id", "text"),
-    ("member", "birth_date"): ("birth_date", "date"),
-    ("member", "sex"): ("sex", "text"),
-    ("member", "enrolled_from"): ("enrolled_from", "date"),
-    ("member", "enrolled_to"): ("enrolled_to", "date"),
-    ("practice", "id"): ("practice_id", "text"),
-    ("event", "code"): ("code", "text"),
-    ("event", "date"): ("date", "date"),
-    ("event", "quantity"): ("quantity", "decimal"),
-    ("event", "member"): ("member_id", "text"),
-}
+#: The columns of the values capdsl derives rather than reads (`member.age`): no panel column holds them.
+_DERIVED = frozenset((b.scope, b.tree_column) for b in BUILTINS.values() if b.column is None)
+_AGE = BUILTINS[("member", "age")]
 
 _KIND_OF_TYPE = {"bool": "bool", "text": "text", "date": "date", "integer": "integer",
                  "days": "integer", "day": "integer", "members": "integer", "member": "integer"}
@@ -54,7 +44,7 @@ def unit_text(type_expr: n.TypeExpr, currency: str) -> str:
 
 @functools.lru_cache(maxsize=4)
 def _lines(text: str) -> list[str]:
-    """Split once per source: splitting per call was quadratic (a 10,000-band table took a minute)."""
+    """Split once per source: `source_text` is called for every band, tier and line of a contract."""
     return text.splitlines()
 
 
@@ -190,7 +180,7 @@ class _Lowering:
             for node in t.walk(root):
                 if isinstance(node, t.Col):
                     key = (node.table, node.name)
-                    if key in columns or key == ("member", "age"):  # age is computed, not read
+                    if key in columns or key in _DERIVED:  # computed, not read
                         continue
                     decl = self.inputs.get(key)
                     if decl is not None:
@@ -314,7 +304,7 @@ class _Lowering:
         # upper bound, so a band starting there needs no lower test either: `age <= 14`, not
         # `age >= 5 AND age <= 14` (member sums evaluate this once per member-month).
         # A member's age is never negative (both backends clamp it), so `0 to 4` starts the chain.
-        floor = Decimal(0) if key == t.Col("member", "age", "integer") else None
+        floor = Decimal(0) if key == t.Col(_AGE.scope, _AGE.tree_column, _AGE.kind) else None
         reached: tuple[str, Decimal] | None = (">=", floor) if floor is not None else None
         whens, labels, otherwise = [], [], None
         for entry in decl.entries:
@@ -465,7 +455,7 @@ class _Lowering:
             return self.ref(e.name, e.span, False)
         builtin = BUILTINS.get((e.scope, e.name))
         if builtin is not None:
-            return t.Col(e.scope, builtin[0], builtin[1])
+            return t.Col(e.scope, builtin.tree_column, builtin.kind)
         decl = self.inputs.get((e.scope, e.name))
         if decl is None:
             raise CheckError(error("E0206", f"'{e.scope}.{e.name}' is not declared in inputs", e.span), self.source)

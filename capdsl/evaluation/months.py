@@ -1,16 +1,39 @@
-"""The member-month rules, stated once: the day a member's age is taken on, how much of a month a
-member counts for, and the age itself. Every engine and every tool reads them from here; the SQL
+"""The member-month rules, stated once: which months a run evaluates and reports, the day a
+member's age is taken on, how much of a month a member counts for, and what a practice sees in a
+month (its counted members, its events, its measures). The interpreter, `diff`'s group
+re-evaluation, `explain` and `--detail member` all walk practice-months through `Frames`; the SQL
 compiler derives its member-month query from the same rules (`capdsl.language.builtins` names
-them)."""
+them).
+
+    plan = run_plan(program, months)
+    frames = Frames(program, rows)
+    for practice in frames.practices:
+        for frame in frames.months(practice, plan.run):
+            ...  # frame.members (each with its "age"), frame.weights, frame.events, frame.measures
+"""
 
 from __future__ import annotations
 
+from collections import defaultdict
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
 from datetime import date
 from decimal import ROUND_HALF_UP, Decimal
 
+from capdsl.evaluation import tree as t
 from capdsl.evaluation.amounts import CONTEXT, Q12
-from capdsl.evaluation.periods import month_end
+from capdsl.evaluation.periods import month_end, months_of_year
 from capdsl.language.builtins import AGE_RULES, EXPOSURE_RULES
+
+
+@dataclass
+class Rows:
+    """A panel as typed Python rows (what `panel.Panel` hands the interpreter)."""
+
+    practices: list[dict]
+    members: list[dict]
+    events: list[dict] = field(default_factory=list)
+    measures: list[tuple] = field(default_factory=list)  # (practice_id, period, measure, value)
 
 
 def completed_years(born: date, on: date) -> int:
@@ -51,3 +74,154 @@ def exposure_weight(rule: str, month: date, born: date, start: date | None, end:
     if days == last_day.day:
         return 1
     return (Decimal(days) / Decimal(last_day.day)).quantize(Q12, rounding=ROUND_HALF_UP, context=CONTEXT)
+
+
+def counted_members(rule: str, exposure: str, members: list[dict], month: date) -> tuple[list[dict], list]:
+    """The members counted in `month` and their exposure weights. Each counted row's "age" is set to
+    its age in `month` (the row is reused, not copied: the age holds until the next month is built).
+
+    The same rules as `member_age` and `exposure_weight`, with the common case (first-day exposure)
+    and the age written out inline: this loop runs once per member-month."""
+    ref_day = reference_day(rule, month)
+    ref_year, ref_md = ref_day.year, (ref_day.month, ref_day.day)
+    active: list[dict] = []
+    weights: list = []
+    first_day = EXPOSURE_RULES[exposure].counts == "first_day"
+    for row in members:
+        born = row["birth_date"]
+        if first_day:
+            start, end = row["enrolled_from"], row["enrolled_to"]
+            w = 1 if born <= month and (start is None or start <= month) and (end is None or end >= month) else 0
+        else:
+            w = exposure_weight(exposure, month, born, row["enrolled_from"], row["enrolled_to"])
+        if w:
+            row["age"] = max(0, ref_year - born.year - (ref_md < (born.month, born.day)))
+            active.append(row)
+            weights.append(w)
+    return active, weights
+
+
+# ─────────────────────────────── the run's months ───────────────────────────────
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """Which months a run evaluates, which it reports, and which pool installments fall due.
+
+    A period with a quarter end in it pays pool installments, and a pool is a year sum: then every
+    month of the year is evaluated, the months outside the period only for the monthly lines and
+    aggregates the year sums read (`year_lines`)."""
+
+    year: int
+    reported: tuple[date, ...]  # the period's months, in order
+    run: tuple[date, ...]  # the months evaluated, in order
+    due: tuple[int, ...]  # the quarters whose installments the period pays
+    pools_due: bool  # the program has pools and the period pays installments of them
+    year_lines: frozenset[str]  # monthly lines a year sum reads (evaluated in every run month)
+    _reported: frozenset[date] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self):
+        object.__setattr__(self, "_reported", frozenset(self.reported))
+
+    def reports(self, month: date) -> bool:
+        return month in self._reported
+
+    def evaluates(self, line: str, month: date) -> bool:
+        """Whether monthly line `line` is evaluated in `month`: in a reported month, or for a year sum."""
+        return month in self._reported or line in self.year_lines
+
+    @property
+    def year_month(self) -> date:
+        """The month a pool (a year-level amount) is evaluated in: December of the year."""
+        return date(self.year, 12, 1)
+
+
+def run_plan(program: t.Program, months: Iterable[date]) -> Plan:
+    """The plan of a run of `program` over `months` (one calendar year at most)."""
+    months = tuple(months)
+    year = months[0].year
+    due = tuple(sorted({(m.month - 1) // 3 + 1 for m in months if m.month % 3 == 0}))
+    pools_due = bool(due) and any(line.kind == "pool" for line in program.lines)
+    run = months_of_year(year) if pools_due else months
+    year_lines = t.year_closure(program)[0] if pools_due else frozenset()
+    return Plan(year, months, tuple(run), due, pools_due, year_lines)
+
+
+# ─────────────────────────────── practice-months ───────────────────────────────
+
+@dataclass(slots=True)
+class PracticeMonth:
+    """What a practice sees in a month: its row, its counted members (each row's "age" is the age
+    in this month) with their exposure weights, its events dated in the month, and its measures
+    (name → period text → value; `visible_measure` picks the month's)."""
+
+    practice: dict
+    month: date
+    members: list[dict]
+    weights: list
+    events: list[dict]
+    measures: dict
+
+
+class Frames:
+    """A panel's rows indexed by practice, to build each practice-month's frame."""
+
+    def __init__(self, program: t.Program, rows: Rows, *, only_practice: str | None = None):
+        self.rule, self.exposure = program.age_rule, program.exposure
+        members: dict[str, list[dict]] = defaultdict(list)
+        for row in rows.members:
+            members[row["practice_id"]].append(row)
+        events: dict[tuple[str, date], list[dict]] = defaultdict(list)
+        for row in rows.events:
+            d = row["date"]
+            events[(row["practice_id"], date(d.year, d.month, 1))].append(row)
+        measures: dict[str, dict[str, dict[str, object]]] = defaultdict(lambda: defaultdict(dict))
+        for pid, period_text, name, value in rows.measures:
+            measures[pid][name][period_text] = value
+        self._members, self._events, self._measures = members, events, measures
+        if rows.practices:
+            practices = sorted(rows.practices, key=lambda p: p["practice_id"])
+        else:  # no practices file: the practices members and events name
+            ids = sorted({r["practice_id"] for r in rows.members} | {r["practice_id"] for r in rows.events})
+            practices = [{"practice_id": pid} for pid in ids]
+        if only_practice is not None:
+            practices = [p for p in practices if p["practice_id"] == only_practice]
+        #: The practices evaluated, by id.
+        self.practices: list[dict] = practices
+
+    def members_of(self, practice_id: str) -> list[dict]:
+        """Every member registered with the practice, counted in a month or not."""
+        return self._members.get(practice_id, [])
+
+    def measures_of(self, practice_id: str) -> dict:
+        return self._measures.get(practice_id, {})
+
+    def month(self, practice: dict, month: date) -> PracticeMonth:
+        pid = practice["practice_id"]
+        active, weights = counted_members(self.rule, self.exposure, self._members.get(pid, []), month)
+        return PracticeMonth(practice, month, active, weights, self._events.get((pid, month), []),
+                             self._measures.get(pid, {}))
+
+    def months(self, practice: dict, months: Iterable[date]) -> Iterator[PracticeMonth]:
+        for m in months:
+            yield self.month(practice, m)
+
+
+def practice_months(program: t.Program, rows: Rows, months: Iterable[date], *,
+                    only_practice: str | None = None) -> Iterator[PracticeMonth]:
+    """Every practice-month of `months`, practice by practice (by id), month by month."""
+    frames = Frames(program, rows, only_practice=only_practice)
+    months = tuple(months)
+    for practice in frames.practices:
+        yield from frames.months(practice, months)
+
+
+def visible_measure(periods: dict[str, object] | None, month: date, whole_year: bool):
+    """The value of a measure a practice-month sees: the month's, else its quarter's, else its year's;
+    only the year's for a year-level amount (a pool) or a measure declared per year. None: not reported."""
+    if not periods:
+        return None
+    year = str(month.year)
+    if whole_year:
+        return periods.get(year)
+    return periods.get(f"{year}-{month.month:02d}",
+                       periods.get(f"{year}-Q{(month.month - 1) // 3 + 1}", periods.get(year)))

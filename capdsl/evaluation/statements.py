@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING, Literal
 from capdsl.evaluation.amounts import MonthlyResult, quantum_places, rounder
 
 if TYPE_CHECKING:
-    from capdsl.evaluation import tree as t
     from capdsl.evaluation.layout import Outline
 
 ZERO = Decimal(0)
@@ -32,8 +31,8 @@ def _doc(text: str, default=None, **kw):
 
 # Dataclasses, not pydantic models: building a statement is plain Python, and only the JSON writer
 # and `capdsl schema` load pydantic (a TypeAdapter over these classes; amounts are strings). Not
-# frozen: a statement is output, built once and never hashed, and a frozen __init__ took a third of
-# building a million-member panel's statements.
+# frozen: a statement is output, built once and never hashed, and a frozen __init__ (one
+# object.__setattr__ a field) is a large share of building a big panel's statements.
 
 @dataclass(slots=True, kw_only=True)
 class Installment:
@@ -110,12 +109,12 @@ class _Sum:
         self.amount, self.applied, self.months, self.basis = amount, int(applied), 1, basis
 
 
-def build(program: t.Program | Outline, monthly: MonthlyResult, period_text: str, months: tuple[date, ...],
+def build(layout: Outline, monthly: MonthlyResult, period_text: str, months: tuple[date, ...],
           engine: str, warnings: list[str] | None = None) -> Result:
-    """Sum monthly results over the period into statements (deterministic order). Reads only what
-    `outline.Outline` keeps of a program, so a cached outline serves as well as the tree."""
-    quantum, mode = program.quantum, program.rounding_mode
-    rate = program.report_rate
+    """Sum monthly results over the period into statements (deterministic order), laid out as
+    `layout` (`layout.outline(program)`, or the compiled contract's) says."""
+    quantum, mode = layout.quantum, layout.rounding_mode
+    rate = layout.report_rate
     _q = _quantizer(quantum)
     to_quantum = rounder(quantum, mode)
     # the same amounts recur across practices (fixed fees); equal amounts are also equally written
@@ -154,13 +153,13 @@ def build(program: t.Program | Outline, monthly: MonthlyResult, period_text: str
     bases: dict[Decimal, Decimal] = {}
     statements = []
     grand = ZERO
-    layout = [(line, f"{program.path}:{line.origin.line}",
-               "member-months" if line.basis_label == "members" and multi else line.basis_label)
-              for line in program.lines]
+    per_line = [(line, f"{layout.path}:{line.origin.line}",
+                 "member-months" if line.basis_label == "members" and multi else line.basis_label)
+                for line in layout.lines]
     for pid in monthly.practices:
         lines = []
         total = ZERO
-        for line, source, unit in layout:
+        for line, source, unit in per_line:
             name = line.name
             if line.kind == "line":
                 acc = sums.get((pid, name))
@@ -214,9 +213,9 @@ def build(program: t.Program | Outline, monthly: MonthlyResult, period_text: str
         grand += total
         statements.append(Statement(practice_id=pid, lines=lines, total=total, report_total=convert(total)))
     grand = _q(grand)
-    return Result(contract=program.name, path=program.path, period=period_text,
-                  months=[m.isoformat()[:7] for m in months], currency=program.currency,
-                  report_currency=program.report_currency, report_rate=rate, engine=engine,
+    return Result(contract=layout.name, path=layout.path, period=period_text,
+                  months=[m.isoformat()[:7] for m in months], currency=layout.currency,
+                  report_currency=layout.report_currency, report_rate=rate, engine=engine,
                   statements=statements, total=grand, report_total=convert(grand), warnings=warnings or [])
 
 

@@ -11,8 +11,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 
+#: The kinds of value the evaluation tree and the panel loader know (a declared input's type, as
+#: `capdsl.evaluation.lower.kind_of` maps it, is one of them).
+KINDS = ("bool", "text", "date", "integer", "decimal")
+#: The scopes an attribute is written in (`member.age`, `param.rate`), as the grammar's SCOPE spells them.
+SCOPES = ("member", "practice", "event", "measure", "param")
 #: The panel file each scope's attributes come from.
 TABLE_OF_SCOPE = {"member": "members", "practice": "practices", "event": "events", "measure": "measures"}
+#: The start of the names capdsl keeps for itself (its internal columns and tables): no author's name
+#: may begin with it (E0212).
+RESERVED_PREFIX = "_"
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,10 +34,22 @@ class Builtin:
     doc: str
     #: For an optional field, what an empty value means; None: the value is always there.
     missing: str | None = None
+    #: For an optional date, where an empty value sorts: -1 before every date (an enrolment open at its
+    #: start), 1 after every date (open at its end); 0: it has no place, a comparison has no answer.
+    open_end: int = 0
+    #: Whether an embedded example may set it on a member or event (`with sex = "F"`); the others are
+    #: given by the example's own clauses (`born`, `of`) or derived.
+    settable: bool = False
 
     @property
     def written(self) -> str:
         return f"{self.scope}.{self.name}"
+
+    @property
+    def tree_column(self) -> str:
+        """The name the evaluation tree's `Col` reads it under: its panel column, or for a value capdsl
+        derives, its own name (`Col("member", "age")`)."""
+        return self.column or self.name
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,26 +64,41 @@ class StandardColumn:
     default: Decimal | None = None
     read_as: str | None = None  # how a contract reads it, e.g. "member.id"; None: not at all
     doc: str = ""
+    #: Whether every evaluation reads it, whether a contract names it or not: the member-month and
+    #: event frames are built from it (enrolment, age, the practice), or, in measures, the lookup.
+    always_read: bool = True
+
+    @property
+    def meaning(self) -> str:
+        """What the column holds: its own description, or that of the built-in it is read as."""
+        if self.doc or self.read_as is None:
+            return self.doc
+        scope, name = self.read_as.split(".")
+        return BUILTINS[(scope, name)].doc
 
 
 BUILTIN_LIST = (
     Builtin("member", "id", "text", "member_id", "the member's id"),
     Builtin("member", "age", "integer", None, "the member's age in completed years on the contract's age day"),
     Builtin("member", "birth_date", "date", "birth_date", "the member's date of birth"),
-    Builtin("member", "sex", "text", "sex", "the member's sex", missing="the member's sex is not recorded"),
     Builtin("member", "enrolled_from", "date", "enrolled_from", "the first day of the member's registration",
-            missing="the member has been enrolled since always"),
+            missing="the member has been enrolled since always", open_end=-1),
     Builtin("member", "enrolled_to", "date", "enrolled_to", "the last day of the member's registration",
-            missing="the member is still enrolled"),
+            missing="the member is still enrolled", open_end=1),
+    Builtin("member", "sex", "text", "sex", "the member's sex", missing="the member's sex is not recorded",
+            settable=True),
     Builtin("practice", "id", "text", "practice_id", "the practice's id"),
     Builtin("event", "code", "text", "code", "the service's code in the fee schedule"),
     Builtin("event", "date", "date", "date", "the day the service was given"),
-    Builtin("event", "quantity", "decimal", "quantity", "how many times the service was given (1 when empty)"),
+    Builtin("event", "quantity", "decimal", "quantity", "how many times the service was given (1 when empty)",
+            settable=True),
     Builtin("event", "member", "text", "member_id", "the event's patient",
-            missing="the event's patient is not known"),
+            missing="the event's patient is not known", settable=True),
 )
 BUILTINS: dict[tuple[str, str], Builtin] = {(b.scope, b.name): b for b in BUILTIN_LIST}
-#: Built-ins whose value may be empty, so that a contract must say what an empty value does.
+#: Built-ins whose value may be empty, so that a contract must say what an empty value does (in the
+#: order messages list them). Declared inputs never are: without a default their column and every
+#: value are required; with one, an empty value takes the default.
 OPTIONAL_FIELDS: dict[tuple[str, str], str] = {k: b.missing for k, b in BUILTINS.items() if b.missing}
 
 _C = StandardColumn
@@ -72,7 +107,7 @@ STANDARD_COLUMNS: dict[str, tuple[StandardColumn, ...]] = {
                 _C("members", "practice_id", "text", True, read_as="practice.id",
                    doc="the practice the member is registered with"),
                 _C("members", "birth_date", "date", True, read_as="member.birth_date"),
-                _C("members", "sex", "text", read_as="member.sex"),
+                _C("members", "sex", "text", read_as="member.sex", always_read=False),
                 _C("members", "enrolled_from", "date", read_as="member.enrolled_from"),
                 _C("members", "enrolled_to", "date", read_as="member.enrolled_to")),
     "practices": (_C("practices", "practice_id", "text", True, read_as="practice.id"),),
@@ -81,13 +116,17 @@ STANDARD_COLUMNS: dict[str, tuple[StandardColumn, ...]] = {
                _C("events", "member_id", "text", read_as="event.member"),
                _C("events", "date", "date", True, read_as="event.date"),
                _C("events", "code", "text", True, read_as="event.code"),
-               _C("events", "points", "decimal", doc="fee-schedule points"),
+               _C("events", "points", "decimal", doc="fee-schedule points", always_read=False),
                _C("events", "quantity", "decimal", default=Decimal(1), read_as="event.quantity")),
     "measures": (_C("measures", "practice_id", "text", True), _C("measures", "period", "text", True),
                  _C("measures", "measure", "text", True), _C("measures", "value", "text", True)),
 }
-#: Standard columns a contract may declare as an input of its own, with the type it must have.
+#: Standard columns a contract may declare as an input of its own, as the number the panel checks
+#: them to be, with what they hold.
 DECLARABLE_COLUMNS: dict[tuple[str, str], str] = {("event", "points"): "fee-schedule points"}
+#: The functions an expression may call, with their least and greatest number of arguments (None:
+#: any number).
+FUNCTIONS: dict[str, tuple[int, int | None]] = {"min": (2, None), "max": (2, None), "clamp": (3, 3), "abs": (1, 1)}
 
 
 def standard_column(scope: str, name: str) -> StandardColumn | None:

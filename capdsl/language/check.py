@@ -19,16 +19,15 @@ import functools
 from dataclasses import dataclass
 from decimal import Decimal
 
+from capdsl.errors import CheckError, Diagnostic, Note, Source, Span, error, sort_key, warning
 from capdsl.language import ast_nodes as n
 from capdsl.language import coverage as tables
 from capdsl.language import units as u
-from capdsl.language.check_expr import (BUILTINS, CONST, OPEN_ENDS, OPTIONAL_FIELDS, STANDARD_COLUMNS, STANDARD_NUMBERS, Facts,
-                         combine, percent_text)
-from capdsl.errors import CheckError, Diagnostic, Note, Source, Span, error, sort_key, warning
+from capdsl.language.builtins import (BUILTINS, DECLARABLE_COLUMNS, OPTIONAL_FIELDS, RESERVED_PREFIX,
+                                      TABLE_OF_SCOPE, standard_column)
+from capdsl.language.check_expr import CONST, OPEN_ENDS, Facts, combine, kind_name, percent_text
 from capdsl.language.units import Level, Type
 
-#: Built-ins an example may set with `with name = value`.
-SETTABLE_BUILTINS = {("member", "sex"), ("event", "quantity"), ("event", "member")}
 MAX_SUGGESTIONS = 200  # difflib is linear in the candidates; bound the work on junk input
 
 
@@ -52,16 +51,6 @@ class Checked:
     warnings: tuple[Diagnostic, ...]
 
 
-KIND_NAMES = {n.Define: "definition", n.Dated: "dated value", n.Bands: "bands table", n.Tier: "tier",
-              n.Modifier: "modifier", n.Schedule: "schedule", n.InputDecl: "parameter"}
-
-
-def kind_name(decl) -> str:
-    if isinstance(decl, n.Line):
-        return decl.kind
-    return KIND_NAMES.get(type(decl), "definition")
-
-
 def check(contract: n.Contract, source: Source) -> Checked:
     """Check a parsed contract; raise `CheckError` with every diagnostic if any is an error."""
     checker = _Checker(contract, source)
@@ -70,6 +59,14 @@ def check(contract: n.Contract, source: Source) -> Checked:
     if any(d.is_error for d in diags):
         raise CheckError(diags, source)
     return Checked(contract, source, checker.header, checker.result_symbols(), checker.inputs, tuple(diags))
+
+
+def inferred_types(contract: n.Contract, source: Source) -> tuple[dict[str, Symbol], dict[tuple[str, str], Type]]:
+    """The symbols (with their types and levels) and the declared inputs' types the checker works
+    out, also for a contract with errors: an editor shows what is known while the author types."""
+    checker = _Checker(contract, source)
+    checker.run()
+    return checker.result_symbols(), dict(checker.input_types)
 
 
 def _kids(node) -> tuple:
@@ -195,12 +192,13 @@ class _Checker:
         return span
 
     def reserved(self, name: str, span: Span, what: str) -> None:
-        """E0212: names beginning with `_` are capdsl's (its internal columns and tables use them)."""
-        if name.startswith("_"):
-            better = name.lstrip("_") or "x"
-            self.report(error("E0212", f"the {what} name `{name}` begins with `_`, which is reserved for capdsl",
-                              self.name_span(name, span),
-                              hint=f"rename it without the leading `_`, e.g. `{better}`"))
+        """E0212: names beginning with `RESERVED_PREFIX` are capdsl's (its internal columns and tables
+        use them)."""
+        if name.startswith(RESERVED_PREFIX):
+            better = name.lstrip(RESERVED_PREFIX) or "x"
+            self.report(error("E0212", f"the {what} name `{name}` begins with `{RESERVED_PREFIX}`, which is "
+                                       f"reserved for capdsl", self.name_span(name, span),
+                              hint=f"rename it without the leading `{RESERVED_PREFIX}`, e.g. `{better}`"))
 
     def add_symbol(self, name: str, decl, span: Span) -> None:
         first = self.decls.get(name)
@@ -216,16 +214,17 @@ class _Checker:
     def add_input(self, d: n.InputDecl) -> None:
         key = (d.scope, d.name)
         self.reserved(d.name, d.span, "parameter" if d.scope == "param" else f"{d.scope} input")
-        if key in STANDARD_COLUMNS:
-            builtin, meaning = STANDARD_COLUMNS[key]
-            table = {"member": "members", "practice": "practices", "event": "events"}[d.scope]
-            self.report(error("E0210", f"`{d.scope}.{d.name}` would read the {table} file's `{d.name}` column, "
-                                       f"which is the built-in `{builtin}` ({meaning}), and cannot be declared",
+        column = standard_column(d.scope, d.name)
+        if column is not None and column.read_as is not None and column.read_as != f"{d.scope}.{d.name}":
+            self.report(error("E0210", f"`{d.scope}.{d.name}` would read the {column.table} file's `{d.name}` "
+                                       f"column, which is the built-in `{column.read_as}` ({column.meaning}), "
+                                       f"and cannot be declared",
                               self.name_span(d.name, d.span),
-                              hint=f"remove this line and write `{builtin}`"))
-        elif key in STANDARD_NUMBERS and u.of_type_expr(d.type, self.currency).kind not in ("integer", "number", "any"):
-            self.report(error("E0211", f"`{d.scope}.{d.name}` reads the events file's `{d.name}` column, which "
-                                       f"holds numbers ({STANDARD_NUMBERS[key]}), not {d.type.word} values",
+                              hint=f"remove this line and write `{column.read_as}`"))
+        elif key in DECLARABLE_COLUMNS and u.of_type_expr(d.type, self.currency).kind not in ("integer", "number", "any"):
+            self.report(error("E0211", f"`{d.scope}.{d.name}` reads the {TABLE_OF_SCOPE[d.scope]} file's `{d.name}` "
+                                       f"column, which holds numbers ({DECLARABLE_COLUMNS[key]}), not {d.type.word} "
+                                       f"values",
                               d.type.span, hint=f"declare it as a number: `{d.scope} {d.name}: points`"))
         if key in BUILTINS:
             self.report(error("E0210", f"`{d.scope}.{d.name}` is built in and cannot be declared", d.span,
@@ -843,7 +842,7 @@ class _Checker:
     def example_attrs(self, attrs, scope: str) -> None:
         for a in attrs:
             key = (scope, a.name)
-            if key not in self.inputs and key not in SETTABLE_BUILTINS:
+            if key not in self.inputs and not (key in BUILTINS and BUILTINS[key].settable):
                 names = [x for (s, x) in self.inputs if s == scope]
                 why = " (it is computed, not set)" if key in BUILTINS else self.suggest(a.name, names)
                 self.report(error("E0603", f"`{scope}.{a.name}` is not a declared input{why}", a.span,

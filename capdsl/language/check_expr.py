@@ -11,47 +11,32 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 
+from capdsl.errors import Note, Span, error, warning
 from capdsl.language import ast_nodes as n
 from capdsl.language import units as u
-from capdsl.errors import Note, Span, error, warning
+from capdsl.language.builtins import BUILTINS, FUNCTIONS, OPTIONAL_FIELDS
 from capdsl.language.units import Level, Type
 
 _ORDERED = ("<", "<=", ">", ">=")
+_FUNCTION_LIST = ", ".join(list(FUNCTIONS)[:-1]) + " and " + list(FUNCTIONS)[-1]  # "min, max, clamp and abs"
 _OP_WORD = {"+": "add", "-": "subtract"}
 
 
-BUILTINS: dict[tuple[str, str], Type] = {
-    ("member", "id"): u.TEXT, ("member", "age"): u.INTEGER, ("member", "birth_date"): u.DATE,
-    ("member", "sex"): u.TEXT, ("member", "enrolled_from"): u.DATE, ("member", "enrolled_to"): u.DATE,
-    ("practice", "id"): u.TEXT, ("event", "code"): u.TEXT, ("event", "date"): u.DATE,
-    ("event", "quantity"): u.NUMBER, ("event", "member"): u.TEXT,
-}
-FUNCTIONS = {"min": (2, None), "max": (2, None), "clamp": (3, 3), "abs": (1, 1)}
-
-#: Built-ins whose panel column is optional, so that a value may be empty when a contract is
-#: evaluated, with what an empty value means. Declared inputs never are (without a default
-#: their column and every value are required; with one, an empty value takes the default).
-OPTIONAL_FIELDS: dict[tuple[str, str], str] = {
-    ("member", "enrolled_from"): "the member has been enrolled since always",
-    ("member", "enrolled_to"): "the member is still enrolled",
-    ("member", "sex"): "the member's sex is not recorded",
-    ("event", "member"): "the event's patient is not known",
-}
+#: The type of every built-in attribute, from the vocabulary's table.
+BUILTIN_TYPES: dict[tuple[str, str], Type] = {key: u.of_kind(b.kind) for key, b in BUILTINS.items()}
 #: How an empty optional date compares: an open enrolment runs from -∞ / to +∞.
-OPEN_ENDS = {("member", "enrolled_from"): -1, ("member", "enrolled_to"): 1}
+OPEN_ENDS: dict[tuple[str, str], int] = {key: b.open_end for key, b in BUILTINS.items() if b.open_end}
 
-#: Standard panel columns that are built-in attributes under another name: an input declared
-#: with the column's name would read the same column as something else.
-STANDARD_COLUMNS: dict[tuple[str, str], tuple[str, str]] = {
-    ("member", "member_id"): ("member.id", "the member's id"),
-    ("member", "practice_id"): ("practice.id", "the practice the member is registered with"),
-    ("practice", "practice_id"): ("practice.id", "the practice's id"),
-    ("event", "practice_id"): ("practice.id", "the practice the event is paid to"),
-    ("event", "member_id"): ("event.member", "the event's patient"),
-}
-#: Standard panel columns that are not built-in attributes: a contract may declare them, as
-#: the number the panel checks them to be (kinds as `lower.kind_of` names them).
-STANDARD_NUMBERS = {("event", "points"): "fee-schedule points"}
+#: What the checker calls each kind of declaration in its messages.
+KIND_NAMES = {n.Define: "definition", n.Dated: "dated value", n.Bands: "bands table", n.Tier: "tier",
+              n.Modifier: "modifier", n.Schedule: "schedule", n.InputDecl: "parameter"}
+
+
+def kind_name(decl) -> str:
+    """"definition", "bands table", "pool": a declaration as the checker's messages name it."""
+    if isinstance(decl, n.Line):
+        return decl.kind
+    return KIND_NAMES.get(type(decl), "definition")
 
 
 @dataclass(frozen=True, slots=True)
@@ -268,7 +253,6 @@ def in_table(ck, node: n.InTable, t: Type) -> None:
         ck.report(error("E0203", f"there is no schedule named `{name}`{ck.suggest(name, ck.schedules())}",
                         node.table.span, hint="`x in name` needs a schedule; use `x in (\"a\", \"b\")` for a list"))
     elif not isinstance(decl, n.Schedule):
-        from capdsl.language.check import kind_name
         ck.report(error("E0208", f"`{name}` is a {kind_name(decl)}, not a schedule; `in` needs a schedule "
                                  f"or a list", node.table.span,
                         hint="write `x in (\"a\", \"b\")` for a list of values",
@@ -285,7 +269,7 @@ def call(ck, node: n.Call, types: list[Type]) -> Type:
         extra = f"; `{node.func}` is a value, not a function" if decl is not None else \
             ck.suggest(node.func, FUNCTIONS)
         ck.report(error("E0207", f"there is no function `{node.func}`{extra}", node.span,
-                        hint="the functions are min, max, clamp and abs"))
+                        hint=f"the functions are {_FUNCTION_LIST}"))
         return u.ANY
     lo, hi = spec
     if len(node.args) < lo or (hi is not None and len(node.args) > hi):
@@ -349,8 +333,8 @@ def attr_ref(ck, node: n.Attr):
                         hint=f"declare it in `inputs:` as `param {name}: …`"))
         return u.ANY, CONST
     key = (scope, name)
-    if key in BUILTINS:
-        t = BUILTINS[key]
+    if key in BUILTIN_TYPES:
+        t = BUILTIN_TYPES[key]
     elif key in ck.inputs:
         t = ck.types_of_inputs(key)
     else:

@@ -16,8 +16,9 @@ import math
 from dataclasses import dataclass
 from decimal import Decimal
 
-from capdsl.language import ast_nodes as n
 from capdsl.errors import Diagnostic, Note, Source, Span, error, warning
+from capdsl.language import ast_nodes as n
+from capdsl.language.builtins import BUILTINS
 
 INF = Decimal("Infinity")
 NEG_INF = Decimal("-Infinity")
@@ -476,11 +477,12 @@ def check_tables(ck) -> None:
 
 
 def _integral(ck):
-    from capdsl.language.check import BUILTINS
-
     def integral(key) -> bool:
         if isinstance(key, n.Attr):
-            t = BUILTINS.get((key.scope, key.name)) or ck.input_types.get((key.scope, key.name))
+            builtin = BUILTINS.get((key.scope, key.name))
+            if builtin is not None:
+                return builtin.kind == "integer"
+            t = ck.input_types.get((key.scope, key.name))
         else:
             t = ck.types.get(key.name)
         return t is not None and t.kind == "integer"

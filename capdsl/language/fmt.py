@@ -191,7 +191,8 @@ def _header(h: n.Header) -> list[PLine]:
     return _block(f"contract {quote(h.name)}:", [text[c]() for c in keys], keys)
 
 
-def _range(r: n.Range) -> str:
+def range_text(r: n.Range) -> str:
+    """A band's range as written in canonical form (`0 to 4`, `65 and over`)."""
     lo = quantity(r.low) if r.low is not None else ""
     hi = quantity(r.high) if r.high is not None else ""
     return {"to": f"{lo} to {hi}", "to_under": f"{lo} to under {hi}", "and_over": f"{lo} and over",
@@ -204,7 +205,8 @@ def _choice(c: n.Choice) -> str:
     return expr(c.value) if c.always else f"{expr(c.value)} otherwise"
 
 
-def _installment(i: n.Installment) -> str:
+def installment_text(i: n.Installment) -> str:
+    """A pool's installment as written in canonical form (`50% in Q2 when …`, `rest in Q4`)."""
     share = "rest" if i.share is None else quantity(i.share)
     when = f" when {expr(i.when)}" if i.when is not None else ""
     return f"{share} in Q{i.quarter}{when}"
@@ -222,7 +224,7 @@ def _line(line: n.Line) -> list[PLine]:
         label = f" {quote(line.basis_label)}" if line.basis_label is not None else ""
         clauses.append(("basis", f"basis {expr(line.basis)}{label}"))
     if line.paid:
-        clauses.append(("paid", "paid " + ", ".join(_installment(i) for i in line.paid)))
+        clauses.append(("paid", "paid " + ", ".join(installment_text(i) for i in line.paid)))
     if line.ref is not None:
         clauses.append(("ref", f"ref {quote(line.ref.text)}"))
     return _block(f"{line.kind} {line.name} {quote(line.label)}:", [c for _, c in clauses], [k for k, _ in clauses])
@@ -280,7 +282,7 @@ def print_decl(d) -> list[PLine]:
                       [f"{expr(e.value)} from {e.start.isoformat()}" for e in d.entries])
     if isinstance(d, n.Bands):
         return _block(f"bands {d.name} by {expr(d.key)}{_ref(d.ref)}:",
-                      [f"{_range(e.range) if e.range else 'otherwise'}: {expr(e.value)}" for e in d.entries])
+                      [f"{range_text(e.range) if e.range else 'otherwise'}: {expr(e.value)}" for e in d.entries])
     if isinstance(d, n.Tier):
         return _block(f"tier {d.name}{_ref(d.ref)}:", [_choice(c) for c in d.entries])
     if isinstance(d, n.Modifier):

@@ -127,7 +127,7 @@ _PAREN_OR_NEWLINE = re.compile(r"[()\n]")
 
 def _check_tree_depth(tree: Tree, source: Source) -> None:
     # `opened` counts if/sum/count forms on the path: fmt parenthesises them when nested, so more
-    # than MAX_NESTING would format to text that fails the parenthesis limit (found by fuzzing).
+    # than MAX_NESTING would format to text that fails the parenthesis limit.
     stack = [(tree, 1, 0)]
     while stack:
         node, depth, opened = stack.pop()

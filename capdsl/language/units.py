@@ -175,6 +175,15 @@ INTEGER = Type("integer")
 NUMBER = Type("number")
 
 
+#: The checker's type of a value of each of the evaluation tree's kinds (`builtins.KINDS`).
+_OF_KIND = {"bool": BOOL, "text": TEXT, "date": DATE, "integer": INTEGER, "decimal": NUMBER}
+
+
+def of_kind(kind: str) -> Type:
+    """The type of a built-in attribute or a panel column of the evaluation tree's `kind`."""
+    return _OF_KIND[kind]
+
+
 def money(currency: str | None) -> Type:
     return Type.of("number", {currency or NO_CURRENCY: 1})
 

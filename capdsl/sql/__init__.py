@@ -4,8 +4,10 @@ on DuckDB (embedded, the default), Spark, or any warehouse via the printed SQL.
     compile_program(program, period, dialect, tables) -> str   readable SQL
     evaluate(program, con, period, params, engine)    -> MonthlyResult
 
-`evaluate` returns the interpreter's `MonthlyResult`, so `statement.build`
-does not know which engine ran. See docs/sql.md.
+`evaluate` returns the interpreter's `MonthlyResult`, so `statements.build`
+does not know which engine ran. Nothing here caches: a run whose query is in
+the compiled-contract cache hands `duckdb_engine.run` the `Query`
+(`pipeline.CompiledContract.query`). See docs/sql.md.
 """
 
 from __future__ import annotations
@@ -14,17 +16,16 @@ from typing import TYPE_CHECKING, Callable, Mapping
 
 from capdsl.errors import UsageError, error
 from capdsl.evaluation.periods import Period, parse_period
-from capdsl.sql.query import Options, Query, prepare
+from capdsl.sql.query import Options, Query
 
 if TYPE_CHECKING:
     from capdsl.evaluation import tree as t
 
-__all__ = ["compile_program", "compile_query", "evaluate", "prepare", "Compiled", "Query", "Options", "DIALECTS",
-           "run_months"]
+__all__ = ["compile_program", "compile_query", "evaluate", "Compiled", "Query", "Options", "DIALECTS", "run_months"]
 
 
 def __getattr__(name: str):
-    """The compiler's names, imported on first use: a run whose query is cached never loads sqlglot."""
+    """The compiler's names, imported on first use: importing the package does not load sqlglot."""
     if name in ("Compiled", "compile_query", "run_months"):
         from capdsl.sql import compile as compiler
 
@@ -60,14 +61,13 @@ def compile_program(program: t.Program, period, dialect: str = "duckdb", tables:
 
 
 def evaluate(program: t.Program, con, period, params: dict, engine: str = "duckdb", *, master: str | None = None,
-             spark=None, member_label: Callable[[str], str] | None = None, cached: bool = False):
-    """Evaluate on a loaded panel's DuckDB connection with `engine` duckdb | spark.
-    `cached` (DuckDB): the query may come from the compiled-contract cache."""
+             spark=None, member_label: Callable[[str], str] | None = None):
+    """Evaluate on a loaded panel's DuckDB connection with `engine` duckdb | spark."""
     period = _period(period)
     if engine == "duckdb":
         from capdsl.sql import duckdb_engine
 
-        return duckdb_engine.evaluate(program, con, period, params, member_label=member_label, cached=cached)
+        return duckdb_engine.evaluate(program, con, period, params, member_label=member_label)
     if engine == "spark":
         from capdsl.sql import spark_engine
 

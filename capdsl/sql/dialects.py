@@ -65,10 +65,10 @@ class Dialect(ABC):
     # ROUND(decimal, places) rounds half away from zero (documented, and run by the rounding tests)
     round_half_away: bool = False
     # group the reported member-months by what their aggregates read before evaluating them
-    # (DuckDB: VZP 10 M 13.5 s -> 9.3 s); Spark's hash aggregate on (practice, age) costs more than
-    # the expressions it saves (10 M: 8.2–8.9 s vs 1.4 s for a band summed row by row), so not there
+    # (members.mg_query): DuckDB then evaluates each band once per group; Spark's hash aggregate on
+    # (practice, age) costs more than the expressions it saves, so not there (docs/performance.md)
     groups_member_months: bool = True
-    # a warehouse column with a default may be absent (`_Compiler.input_table`): needs a LATERAL
+    # a warehouse column with a default may be absent (`inputs.input_table`): needs a LATERAL
     # subquery that reads a column of the enclosing row
     absent_columns: bool = True
 

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Callable, Mapping
 from capdsl.evaluation.amounts import MonthlyResult
 from capdsl.evaluation.periods import Period
 from capdsl.sql.engine import collect_wide, translate
-from capdsl.sql.query import Options, Query, prepare, prepare_keyed
+from capdsl.sql.query import Options, Query
 
 if TYPE_CHECKING:
     from capdsl.evaluation import tree as t
@@ -33,30 +33,31 @@ def _practices_empty(con, table: str) -> bool:
     return con.execute(f"SELECT count(*) FROM (SELECT 1 FROM {table} LIMIT 1)").fetchall()[0][0] == 0
 
 
-def evaluate(program: t.Program, con, period: Period, params: dict, *,
-             member_label: Callable[[str], str] | None = None, cached: bool = False) -> MonthlyResult:
-    """Evaluate on a panel connection (typed tables members, practices, events, measures).
-    `cached`: the query may come from the compiled-contract cache (`query.prepare`)."""
-    return _run(con, lambda options: prepare(program, period, "duckdb", params=params, options=options,
-                                             cached=cached), program.quantum, member_label)
+def panel_options(con) -> Options:
+    """How the compiled query must read a panel connection's typed tables (members, practices,
+    events, measures): without practice rows, the practices are those its members and events name."""
+    return Options(practices="derive" if _practices_empty(con, "practices") else "table")
 
 
-def evaluate_keyed(contract_key: str, load: Callable[[], t.Program], quantum: Decimal, con, period: Period,
-                   params: dict, *, member_label: Callable[[str], str] | None = None) -> MonthlyResult:
-    """`evaluate` for a contract known by its cache entry: the tree is loaded (`load`) only if the
-    query is not in the cache (`query.prepare_keyed`)."""
-    return _run(con, lambda options: prepare_keyed(contract_key, load, period, "duckdb", params=params,
-                                                   options=options), quantum, member_label)
-
-
-def _run(con, query_for: Callable[[Options], Query], quantum: Decimal, member_label) -> MonthlyResult:
+def run(query: Query, con, quantum: Decimal, *, member_label: Callable[[str], str] | None = None) -> MonthlyResult:
+    """Run a compiled `query` (compiled with `panel_options(con)`) on a panel connection; amounts
+    are shown with `quantum`'s places, a failing member is named by `member_label`."""
     use_all_cores(con)
-    query = query_for(Options(practices="derive" if _practices_empty(con, "practices") else "table"))
     try:
         rows = con.execute(query.sql).fetchall()
     except Exception as exc:  # duckdb.Error: turned into the interpreter's error
         raise translate(query, exc, member_label) from None
     return collect_wide(query, quantum, rows)
+
+
+def evaluate(program: t.Program, con, period: Period, params: dict, *,
+             member_label: Callable[[str], str] | None = None) -> MonthlyResult:
+    """Compile `program` for a panel connection and run it (no cache: `pipeline.CompiledContract`
+    is the cached route)."""
+    from capdsl.sql.compile import compile_query
+
+    query = compile_query(program, period, "duckdb", params=params, options=panel_options(con)).runnable()
+    return run(query, con, program.quantum, member_label=member_label)
 
 
 def evaluate_files(program: t.Program, files: Mapping[str, str], period: Period, params: dict,
@@ -76,7 +77,9 @@ def evaluate_files(program: t.Program, files: Mapping[str, str], period: Period,
             tables[name] = f"capdsl_empty_{name}"
     options = Options(row_column=None, measure_values="text",
                       practices="table" if "practices" in files else "derive")
-    query = prepare(program, period, "duckdb", tables=tables, params=params, options=options)
+    from capdsl.sql.compile import compile_query
+
+    query = compile_query(program, period, "duckdb", tables=tables, params=params, options=options).runnable()
     try:
         rows = con.execute(query.sql).fetchall()
     except Exception as exc:

@@ -31,9 +31,10 @@ from datetime import date
 from decimal import Decimal
 from typing import Callable
 
+from capdsl.data.panel import KIND_WORD, plural, redact_id
+from capdsl.data.read import LIMIT, Problems
+from capdsl.data.requirements import ALWAYS_READ, CANONICAL, ColumnSpec, Requirements, columns_for, requirements
 from capdsl.errors import Diagnostic, InputError, error, warning
-from capdsl.data.panel import _KIND_WORD, ColumnSpec, Requirements, _columns_for, _plural, redact_id
-from capdsl.data.read import LIMIT, _Problems
 from capdsl.evaluation.periods import Period
 from capdsl.sql.query import Options
 
@@ -42,11 +43,6 @@ _SPARK_TYPE = {"bool": "BOOLEAN", "text": "STRING", "date": "DATE", "integer": "
 _INTEGERS = ("tinyint", "smallint", "int", "bigint")
 _DECIMAL = re.compile(r"decimal\((\d+),\s*(\d+)\)")
 MAX_SCALE = 12  # the compiled SQL computes in DECIMAL(38, 12)
-# canonical columns the compiled query reads whatever the contract declares
-_ALWAYS_READ = {"members": {"member_id", "practice_id", "birth_date", "enrolled_from", "enrolled_to"},
-                "practices": {"practice_id"},
-                "events": {"practice_id", "member_id", "date", "code", "quantity"},
-                "measures": {"practice_id", "period", "measure", "value"}}
 _PERIOD = "'^[0-9]{4}(-(0[1-9]|1[0-2])|-Q[1-4])?$'"
 _PERIOD_HINT = ("periods are written 2011-03 (month), 2011-Q2 (quarter) or 2011 (year); the query matches "
                 "the text exactly (2011-Q2, not 2011-q2)")
@@ -57,6 +53,23 @@ _VALUE_HINTS = {
     "integer": "write a whole number, e.g. 3",
     "bool": "write true or false (1/0 and yes/no are accepted too)",
 }
+
+
+#: Turns a failure of Spark's, and what was being done ("reading the members table t"), into the
+#: error to raise.
+Failure = Callable[[BaseException, str], BaseException]
+
+
+def _as_is(exc: BaseException, doing: str) -> BaseException:
+    return exc
+
+
+def _text(exc: BaseException) -> str:
+    """An exception's text, or "" when it cannot be had (a py4j error asks the JVM, which may be gone)."""
+    try:
+        return str(exc)
+    except Exception:  # noqa: BLE001
+        return ""
 
 
 def _blank(c: str) -> str:
@@ -95,16 +108,16 @@ def source_sql(given: str) -> tuple[str, str]:
 
 
 def prepare(spark, program, tables: dict[str, str], options: Options, period: Period, *, today: date | None = None,
-            show_ids: bool = False, scan: bool = True,
-            sql: Callable[[str], list] | None = None) -> Prepared:
+            show_ids: bool = False, scan: bool = True, sql: Callable[[str], list] | None = None,
+            failure: Failure | None = None) -> Prepared:
     """Check the tables for `program` (raising the loader's InputError) and prepare them for its
     query. `scan=False` checks only the schemas. `sql` runs a query and returns its rows (default:
-    `spark.sql(...).collect()`)."""
-    from capdsl.pipeline import requirements
-
+    `spark.sql(...).collect()`). `failure` turns a failure of Spark's, and what was being done, into
+    the error to raise (the engine's translation of Spark's errors; default: the failure itself)."""
     run_sql = sql or (lambda text: [tuple(r) for r in spark.sql(text).collect()])
+    fail = failure or _as_is
     reqs = requirements(program)
-    probs = _Problems()
+    probs = Problems()
     unknown = sorted(set(tables) - {"members", "practices", "events", "measures"})
     if unknown:
         raise ValueError(f"unknown panel tables: {', '.join(unknown)}")
@@ -119,19 +132,19 @@ def prepare(spark, program, tables: dict[str, str], options: Options, period: Pe
         specs = _specs(name, reqs, options)
         if name not in tables:
             if name in ("events", "measures"):
-                out[name] = _view(spark, name, _empty(specs))
+                out[name] = _view(spark, name, _empty(specs), fail)
                 reads = reqs.needs_events if name == "events" else reqs.needs_measures
                 if reads:
                     probs.add(warning("W0718", f"no {name} table was given; the contract reads {name}, "
                                                "which count as empty", hint=f'add "{name}": TABLE to the tables'))
             continue
         query_name, src = source_sql(tables[name])
-        columns = _schema(spark, name, tables[name], src, probs)
+        columns = _schema(spark, name, tables[name], src, probs, fail)
         if columns is None:
             continue
         table = _Table(name, tables[name], src, columns, specs)
         view = _shape(table, probs)
-        out[name] = _view(spark, name, view) if view else query_name
+        out[name] = _view(spark, name, view, fail) if view else query_name
         if view:
             table.source = out[name]
         found[name] = table
@@ -149,32 +162,31 @@ def prepare(spark, program, tables: dict[str, str], options: Options, period: Pe
 def _specs(name: str, reqs: Requirements, options: Options) -> list[ColumnSpec]:
     """The columns of `name` the query reads: the standard ones and the contract's."""
     if name == "measures":
-        specs = [ColumnSpec(c, "text", True) for c in ("practice_id", "period", "measure", "value")]
+        specs = list(CANONICAL["measures"])
         if options.measure_values == "text":
             return specs
-        kinds = sorted({kind for kind, _, _ in reqs.measures.values()} - {"text"})
+        kinds = sorted({m.kind for m in reqs.measures.values()} - {"text"})
         needed = "Options(measure_values='typed')"
         return specs + [ColumnSpec(f"value_{k}", k, True, None, needed) for k in kinds]
     declared = {c.name for c in getattr(reqs, name)}
-    specs = [s for s in _columns_for(name, reqs) if s.name in _ALWAYS_READ[name] or s.name in declared]
+    specs = [s for s in columns_for(name, reqs) if s.name in ALWAYS_READ[name] or s.name in declared]
     if options.row_column and name in ("members", "events"):
         specs.append(ColumnSpec(options.row_column, "integer", True, None,
                                 f"Options(row_column={options.row_column!r})"))
     return specs
 
 
-def _schema(spark, name: str, given: str, src: str, probs: _Problems) -> dict[str, tuple[str, str]] | None:
+def _schema(spark, name: str, given: str, src: str, probs: Problems,
+            fail: Failure) -> dict[str, tuple[str, str]] | None:
     """The table's columns (no data read); None, with E0701, when Spark cannot find it."""
-    from capdsl.sql.spark_engine import message, spark_error
-
     try:
         fields = spark.sql(f"SELECT * FROM {src}").schema.fields
     except Exception as exc:  # noqa: BLE001 - AnalysisException and py4j errors: a located error
-        if re.search(r"TABLE_OR_VIEW_NOT_FOUND|PATH_NOT_FOUND|Path does not exist", message(exc)[0]):
+        if re.search(r"TABLE_OR_VIEW_NOT_FOUND|PATH_NOT_FOUND|Path does not exist", _text(exc)):
             probs.add(error("E0701", f"no such {name} table: {given}", path=given,
                             hint="check the name (catalog.schema.table) or the Parquet path"))
             return None
-        raise spark_error(exc, spark, f"reading the {name} table {given}") from None
+        raise fail(exc, f"reading the {name} table {given}") from None
     return {f.name.lower(): (f.name, f.dataType.simpleString().lower()) for f in fields}
 
 
@@ -197,7 +209,7 @@ def _expected(kind: str) -> str:
             "decimal": f"DECIMAL with at most {MAX_SCALE} decimal places, or an integer type"}[kind]
 
 
-def _shape(table: _Table, probs: _Problems) -> str | None:
+def _shape(table: _Table, probs: Problems) -> str | None:
     """Check the columns; the SELECT of a view that gives missing or NULL columns their defaults, or
     None when the table serves as it is."""
     have = table.columns
@@ -217,7 +229,7 @@ def _shape(table: _Table, probs: _Problems) -> str | None:
             cast = _SPARK_TYPE[spec.kind] if spec.kind != "decimal" or typ not in ("double", "float") \
                 else "DECIMAL(38, 10)"
             why = "; floating point is not exact" if typ in ("double", "float") else ""
-            probs.add(error("E0704", f"column {spec.name} is {typ.upper()}, not a {_KIND_WORD[spec.kind]} "
+            probs.add(error("E0704", f"column {spec.name} is {typ.upper()}, not a {KIND_WORD[spec.kind]} "
                                      f"({_expected(spec.kind)}), needed by {spec.needed_by}{why}",
                             path=table.given,
                             hint=f"cast it in a view over the table: CAST({real} AS {cast}) AS {spec.name}"))
@@ -238,7 +250,7 @@ def _missing(table: _Table, spec: ColumnSpec) -> Diagnostic:
     close = difflib.get_close_matches(spec.name, names, n=1, cutoff=0.6)
     hint = f"did you mean {close[0]!r}?" if close else (
         f"the table's columns are: {', '.join(names[:15])}{' …' if len(names) > 15 else ''}")
-    return error("E0703", f"the {table.table} table has no column {spec.name!r} ({_KIND_WORD[spec.kind]}), "
+    return error("E0703", f"the {table.table} table has no column {spec.name!r} ({KIND_WORD[spec.kind]}), "
                           f"needed by {spec.needed_by}", path=table.given, hint=hint)
 
 
@@ -259,15 +271,13 @@ def _empty(specs: list[ColumnSpec]) -> str:
     return "SELECT " + ", ".join(f"{_lit(None, s.kind)} AS `{s.name}`" for s in specs) + " LIMIT 0"
 
 
-def _view(spark, name: str, select: str) -> str:
+def _view(spark, name: str, select: str, fail: Failure) -> str:
     """A temporary view of `select`, named by its text (the same tables give the same view)."""
-    from capdsl.sql.spark_engine import spark_error
-
     view = f"capdsl_{name}_" + hashlib.sha256(select.encode("utf-8")).hexdigest()[:12]
     try:
         spark.sql(f"CREATE OR REPLACE TEMPORARY VIEW {view} AS {select}")
     except Exception as exc:  # noqa: BLE001
-        raise spark_error(exc, spark, f"preparing the {name} table") from None
+        raise fail(exc, f"preparing the {name} table") from None
     return view
 
 
@@ -294,7 +304,7 @@ class _Check:
 class _Scan:
     """The checks across rows and tables, as Spark SQL aggregates."""
 
-    def __init__(self, sql, tables: dict[str, _Table], reqs: Requirements, options: Options, probs: _Problems,
+    def __init__(self, sql, tables: dict[str, _Table], reqs: Requirements, options: Options, probs: Problems,
                  today: date, ref_day: date, show_ids: bool) -> None:
         self.sql, self.tables, self.reqs, self.options, self.probs = sql, tables, reqs, options, probs
         self.today, self.ref_day, self.show_ids = today, ref_day, show_ids
@@ -335,13 +345,13 @@ class _Scan:
         n = row[-1]
         if table == "members":
             if row[0] is None:
-                return f"{_plural(n, 'row')} without a member_id"
+                return f"{plural(n, 'row')} without a member_id"
             return f"member {self.rid(row[0])}" + (f" ({n} rows)" if n > 1 else "")
         if table == "practices":
             return f"practice {row[0]!r}" + (f" ({n} rows)" if n > 1 else "")
         if table == "events":
             pid = f"practice {row[0]!r}" if row[0] is not None else "no practice"
-            return f"{_plural(n, 'event')} of {pid} with code {row[1]!r}"
+            return f"{plural(n, 'event')} of {pid} with code {row[1]!r}"
         what = f"measure {row[1]!r} of practice {row[0]!r}"
         return what + (f" for {row[2]}" if row[2] is not None else "") + (f" ({n} rows)" if n > 1 else "")
 
@@ -362,7 +372,7 @@ class _Scan:
             message = f"column {spec.name} is empty; it is required (needed by {spec.needed_by})"
             if spec.name in keys:  # the rows cannot be named by what they lack
                 out.append(_Check("E0705", f"rows with an empty {spec.name}", f"count_if({c} IS NULL)", "",
-                                  lambda r, msg=message: f"{_plural(r[0], 'row')}: {msg}", listed=False))
+                                  lambda r, msg=message: f"{plural(r[0], 'row')}: {msg}", listed=False))
             else:
                 out.append(_Check("E0705", f"rows with an empty {spec.name}", f"count_if({c} IS NULL)",
                                   f"{c} IS NULL", lambda r, t=table.table, msg=message: f"{self.who(t, r)}: {msg}"))
@@ -371,7 +381,7 @@ class _Scan:
     def orphans(self, table: _Table, against: str) -> _Check:
         orphan = f"{_blank('t.practice_id')} IS NOT NULL AND k.id IS NULL"
         return _Check("E0707", "unknown practices", f"count_if({orphan})", orphan,
-                      lambda r: f"practice_id {r[0]!r} ({_plural(r[1], 'row')}) is not in {against}",
+                      lambda r: f"practice_id {r[0]!r} ({plural(r[1], 'row')}) is not in {against}",
                       hint=f"add the practice to the {self.known} table or correct the practice_id",
                       keys=["t.practice_id"])
 
@@ -426,7 +436,7 @@ class _Scan:
             checks.append(_Check("W0715", "events naming unknown members",
                                  f"count_if({_blank('t.member_id')} IS NOT NULL AND mm.id IS NULL)",
                                  f"{_blank('t.member_id')} IS NOT NULL AND mm.id IS NULL",
-                                 lambda r: f"member {self.rid(r[0])} ({_plural(r[1], 'event')}) is not in the "
+                                 lambda r: f"member {self.rid(r[0])} ({plural(r[1], 'event')}) is not in the "
                                            f"members table", hint="the event is kept and paid to its practice",
                                  keys=[_blank("t.member_id")]))
         return checks
@@ -452,14 +462,14 @@ class _Scan:
                                  hint=_PERIOD_HINT, keys=["t.practice_id", "t.measure", "t.period"]))
         if not warehouse and self.options.measure_values == "text":
             for name in declared:
-                kind, _, needed_by = self.reqs.measures[name]
+                kind, needed_by = self.reqs.measures[name].kind, self.reqs.measures[name].needed_by
                 if kind == "text":
                     continue
                 cond = f"t.measure = {_lit(name, 'text')} AND t.value IS NOT NULL AND NOT {_valid('t.value', kind)}"
                 checks.append(_Check(
                     "E0704", f"bad values of measure {name}", f"count_if({cond})", cond,
                     lambda r, k=kind, d=needed_by: f"{self.who('measures', r[:-1])}: {r[-1]!r} is not a valid "
-                                                   f"{_KIND_WORD[k]}" + (f" (declared at {d})" if d else ""),
+                                                   f"{KIND_WORD[k]}" + (f" (declared at {d})" if d else ""),
                     hint=_VALUE_HINTS[kind], extra="t.value"))
         listed = ", ".join(_lit(n, "text") for n in declared)
         undeclared = f"{measure} IS NOT NULL" + (f" AND {measure} NOT IN ({listed})" if declared else "")
@@ -470,7 +480,7 @@ class _Scan:
     def undeclared(self, row: tuple) -> str:
         name, n = row[0], row[1]
         close = difflib.get_close_matches(name, list(self.reqs.measures), n=1)
-        return (f"measure {name!r} ({_plural(n, 'row')}) is not declared by the contract and is ignored"
+        return (f"measure {name!r} ({plural(n, 'row')}) is not declared by the contract and is ignored"
                 + (f"; did you mean {close[0]!r}?" if close else ""))
 
     def table(self, table: _Table, checks: list[_Check], joins: str = "", first: str | None = None):

@@ -25,7 +25,7 @@ from capdsl.evaluation import tree as t
 from capdsl.errors import BackendError, CapError, error
 from capdsl.evaluation.amounts import MonthlyResult
 from capdsl.evaluation.periods import Period
-from capdsl.sql.query import Options, prepare
+from capdsl.sql.query import Options
 from capdsl.sql.engine import collect_wide, translate
 
 CONF = {
@@ -36,8 +36,7 @@ CONF = {
     "spark.sql.analyzer.maxIterations": "1000",
     "spark.sql.optimizer.maxIterations": "1000",
     # The per-task fast aggregation hash map holds 2^16 groups by default; past that Spark falls
-    # back to a slower map. Member-months grouped by practice and month exceed it at 10 M members:
-    # 2^20 made VZP ~25 % faster there (measured before the year was summed per practice, performance.md).
+    # back to a slower map, and member-months grouped by practice and month exceed it on large panels.
     "spark.sql.codegen.aggregate.fastHashMap.capacityBit": "20",
 }
 _TABLES = ("members", "practices", "events", "measures")
@@ -175,7 +174,8 @@ def run(program: t.Program, spark, period: Period, params: dict, tables: dict, o
     for key, value in CONF.items():
         spark.conf.set(key, value)
     ready = prepare_tables(spark, program, dict(tables), options or CLUSTER, period, today=today,
-                           show_ids=show_ids, scan=checks, sql=lambda text: _collect(spark, text))
+                           show_ids=show_ids, scan=checks, sql=lambda text: _collect(spark, text),
+                           failure=lambda exc, doing: spark_error(exc, spark, doing))
     lines = [f"{w.path}: warning[{w.code}]: {w.message}" if w.path else f"warning[{w.code}]: {w.message}"
              for w in ready.warnings]
     if warnings is not None:
@@ -196,7 +196,9 @@ def _collect(spark, sql: str) -> list[tuple]:
 
 def _execute(program: t.Program, spark, period: Period, params: dict, tables: dict, options: Options,
              member_label: Callable[[str], str] | None) -> MonthlyResult:
-    query = prepare(program, period, "spark", tables=tables, params=params, options=options)
+    from capdsl.sql.compile import compile_query
+
+    query = compile_query(program, period, "spark", tables=tables, params=params, options=options).runnable()
     try:
         rows = [tuple(r) for r in spark.sql(query.sql).collect()]
     except Exception as exc:  # py4j / pyspark errors: turned into the interpreter's error

@@ -33,14 +33,6 @@ def _epilog(name: str) -> str:
 class _Ctx:
     debug = False
     color = None
-    # Set by the console script (capdsl.tools.launch), which ends the process with a fast exit: a finished
-    # command's panel is kept here for that exit to close only if it must (panel.close_all).
-    panels_left_to_exit: list | None = None
-
-
-def leave_panels_to_exit() -> None:
-    """Keep the panels of finished commands open until the process exits (see `_Ctx`)."""
-    _Ctx.panels_left_to_exit = []
 
 
 def _stderr_color() -> bool:
@@ -373,34 +365,31 @@ STATEMENT_FORMATS = {".csv": "csv", ".json": "json", ".parquet": "parquet", ".pq
 def eval_(contract, members, practices, events, measures, input_format, assignments, params_file, period, engine,
           spark_master, show_ids, out_format, output, quiet, detail, redact):
     """Evaluate a contract on a panel and print the payment statements."""
-    from capdsl.pipeline import evaluate, member_detail, runnable_file
-
     from capdsl.outputs import output_format
+    from capdsl.pipeline import compiled_file, evaluate, member_detail
 
     target, out_format = output_format(output, out_format, STATEMENT_FORMATS, "table")
     _parquet_needs_a_file(out_format, target, "detail.parquet" if detail else "statements.parquet")
-    checked = runnable_file(contract)
+    compiled = compiled_file(contract)
     run = _run(contract, members, practices, events, measures, input_format, assignments, params_file, period,
                engine, spark_master, show_ids)
     with _progress(quiet, f"evaluating {Path(contract).name} for {period} ({'detail' if detail else engine})"), \
             standard_input(run) as piped:
         if detail:
-            table, warnings = member_detail(checked.program, piped, source=checked.source, redact=redact)
+            table, warnings = member_detail(compiled, piped, redact=redact)
         else:
-            result, _panel = evaluate(checked, piped)  # reads the tree only if the query is not cached
+            result, _ = evaluate(compiled, piped)  # reads the tree only if the query is not cached
             warnings = result.warnings = [stdin_named(w, run, piped) for w in result.warnings]
         warnings = [stdin_named(w, run, piped) for w in warnings]
     if not quiet:
-        for w in checked.warnings:
-            report([w], checked.source)
+        for w in compiled.warnings:
+            report([w], compiled.source)
         for w in warnings:
             click.echo(w, err=True)
     if detail:
         emit_detail(table, out_format, output)
     else:
         emit(result, out_format, output)
-        if _Ctx.panels_left_to_exit is not None:
-            _Ctx.panels_left_to_exit.append(_panel)
 
 
 def _parquet_needs_a_file(out_format: str, target, example: str) -> None:
@@ -481,18 +470,18 @@ def explain(contract, members, practices, events, measures, input_format, assign
     the band or tier that matched, the inputs and the rounding."""
     from capdsl.tools.explain import explain as run_explain
     from capdsl.tools.explain import render_json, render_text
-    from capdsl.pipeline import runnable_file
+    from capdsl.pipeline import compiled_file
 
-    checked = runnable_file(contract)
+    compiled = compiled_file(contract)
     run = _run(contract, members, practices, events, measures, input_format, assignments, params_file, period,
                "python", None, show_ids)
-    explanation = run_explain(checked.program, checked.source, run, practice_id, line_id=line_id, member_id=member_id,
+    explanation = run_explain(compiled.tree, compiled.source, run, practice_id, line_id=line_id, member_id=member_id,
                               redact=redact)
     if out_format == "json":
         click.echo(render_json(explanation), nl=False)
     else:  # source lines highlighted on a terminal (pygments lexer for .cap), plain text otherwise
         color = sys.stdout.isatty() and not os.environ.get("NO_COLOR")
-        click.echo(render_text(explanation, checked.source if color else None), nl=False)
+        click.echo(render_text(explanation, compiled.source if color else None), nl=False)
 
 
 # ─────────────────────────────── test ────────────────────────────────────
@@ -583,12 +572,12 @@ def compile_cmd(contract, as_sql, as_tree, dialect, period, tables, assignments,
     tables must hold)."""
     from capdsl.evaluation import tree as t
     from capdsl.outputs import STDOUT, atomic_write, check_output
-    from capdsl.pipeline import runnable_file
+    from capdsl.pipeline import compiled_file
 
     if output:
         check_output(output)
     parts: list[str] = []
-    program = runnable_file(contract).program
+    program = compiled_file(contract).tree
     if as_tree or not as_sql:
         for name, definition in program.definitions.items():
             parts.append(f"define {name} ({definition.level}, {definition.kind})")
@@ -681,9 +670,9 @@ def cache_group() -> None:
 
 def _cache_directory():
     """The cache's directory, or None (having said so) when the cache is off."""
-    from capdsl import cache
+    from capdsl import store
 
-    where = cache.directory()
+    where = store.directory()
     if where is None:
         click.echo("the cache is off (CAPDSL_NO_CACHE is set)")
     return where
@@ -704,16 +693,17 @@ def cache_info() -> None:
     """Print the cache's directory, its entries by kind and their size."""
     from collections import Counter
 
-    from capdsl import cache
+    from capdsl import store
 
     where = _cache_directory()
     if where is None:
         return
-    entries = [(name, size) for name, size, _ in cache.listing(where) if name.endswith(".json")]
-    kinds = Counter(name.split("-", 1)[0] if "-" in name else "other" for name, _ in entries)  # (older capdsl)
+    entries = [(name, size) for name, size, _ in store.listing(where) if name.endswith(".json")]
+    # an entry is named `kind-<hash>`; a file named otherwise is counted as "other"
+    kinds = Counter(name.split("-", 1)[0] if "-" in name else "other" for name, _ in entries)
     click.echo(f"directory: {where}")
     click.echo(f"entries:   {len(entries)} ({_size(sum(size for _, size in entries))}; the least recently used "
-               f"are removed beyond {cache.max_bytes() // 2**20} MiB, CAPDSL_CACHE_MAX_MB)")
+               f"are removed beyond {store.max_bytes() // 2**20} MiB, CAPDSL_CACHE_MAX_MB)")
     if kinds:
         click.echo("by kind:   " + ", ".join(f"{kind} {n}" for kind, n in sorted(kinds.items())))
 
@@ -723,14 +713,14 @@ def cache_info() -> None:
 @handle_errors
 def cache_clear() -> None:
     """Remove every entry (always safe: the next runs compile and check again)."""
-    from capdsl import cache
+    from capdsl import store
 
     where = _cache_directory()
     if where is None:
         return
-    before = sum(size for _, size, _ in cache.listing(where))
-    removed = cache.prune(where, 0)  # a bound of 0: every entry goes (a writer's fresh temporary file stays)
-    freed = before - sum(size for _, size, _ in cache.listing(where))
+    before = sum(size for _, size, _ in store.listing(where))
+    removed = store.prune(where, 0)  # a bound of 0: every entry goes (a writer's fresh temporary file stays)
+    freed = before - sum(size for _, size, _ in store.listing(where))
     click.echo(f"removed {removed} {'file' if removed == 1 else 'files'} ({_size(freed)}) from {where}")
 
 

@@ -57,13 +57,13 @@ def run_diff(old_path: str, new_path: str, run, new_run=None, *, rate: str | Non
     """Compile both contracts, diff them, write the requested outputs; returns the `Impact`."""
     from capdsl.outputs import check_output, output_format
     from capdsl.tools.impact import diff
-    from capdsl.pipeline import runnable_file
+    from capdsl.pipeline import compiled_file
 
     _, out_format = output_format(output, out_format, IMPACT_FORMATS, "table")
     if report:
         check_output(report, "--report")
-    old_program = runnable_file(old_path).program
-    new_program = runnable_file(new_path).program
+    old_program = compiled_file(old_path).tree
+    new_program = compiled_file(new_path).tree
     impact = diff(old_program, new_program, run, new_run, rate=parse_rate(rate), drivers=drivers)
     if report:
         from capdsl.tools.report import write_report

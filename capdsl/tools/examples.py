@@ -158,6 +158,7 @@ def build_rows(program: t.Program, example: n.Example, source: Source):
 
 
 def run_example(program: t.Program, example: n.Example, source: Source, engine: str = "python") -> Outcome:
+    from capdsl.evaluation.layout import outline
     from capdsl.evaluation.statements import build
 
     outcome = Outcome(source.path, example.name, example.span)
@@ -168,7 +169,7 @@ def run_example(program: t.Program, example: n.Example, source: Source, engine: 
             monthly = evaluate(program, rows, period.months, params)
         else:
             monthly = _evaluate_on_engine(program, rows, period, params, engine)
-        result = build(program, monthly, period.text, period.months, engine)
+        result = build(outline(program), monthly, period.text, period.months, engine)
     except (CheckError, EvalError, InputError, BackendError) as exc:
         outcome.error = exc.diagnostics[0]
         outcome.seconds = time.perf_counter() - started
@@ -230,7 +231,7 @@ def _evaluate_on_engine(program: t.Program, rows, period, params: dict, engine: 
     from pathlib import Path
 
     from capdsl.data.panel import load_panel
-    from capdsl.pipeline import requirements, run_engine
+    from capdsl.pipeline import CompiledContract, run_engine
 
     def text(value) -> str:
         if value is None:
@@ -264,8 +265,9 @@ def _evaluate_on_engine(program: t.Program, rows, period, params: dict, engine: 
             write(base / "measures.csv", [dict(zip(("practice_id", "period", "measure", "value"), m))
                                           for m in rows.measures], ["practice_id", "period", "measure", "value"])
             files["measures"] = base / "measures.csv"
-        panel = load_panel(files, requirements(program), period=period, show_ids=True, allow_no_members=True)
+        contract = CompiledContract.of(program)
+        panel = load_panel(files, contract.requirements(), period=period, show_ids=True, allow_no_members=True)
         try:
-            return run_engine(program, panel, period, params, engine)
+            return run_engine(contract, panel, period, params, engine)
         finally:
             panel.close()

@@ -17,7 +17,8 @@ from decimal import Decimal
 
 from capdsl.evaluation import tree as t
 from capdsl.errors import EvalError, Source, error
-from capdsl.evaluation.interpret import Tracer, collect_aggs
+from capdsl.evaluation.interpret import Env, Interpreter, Tracer, collect_aggs, evaluate
+from capdsl.evaluation.months import Frames, member_age
 from capdsl.evaluation.lower import source_text
 
 
@@ -86,7 +87,6 @@ def explain(program: t.Program, source: Source, run, practice_id: str, *, line_i
     from capdsl.data.panel import load_panel, parse_params
     from capdsl.evaluation.periods import parse_period
     from capdsl.pipeline import panel_rows, requirements
-    from capdsl.evaluation.interpret import evaluate
 
     if line_id is not None and line_id not in {ln.name for ln in program.lines}:
         names = ", ".join(ln.name for ln in program.lines)
@@ -153,7 +153,8 @@ def explain(program: t.Program, source: Source, run, practice_id: str, *, line_i
     out = {"contract": program.name, "path": program.path, "period": period.text, "practice_id": practice_id,
            "currency": program.currency, "lines": lines_out}
     if member_id is not None:
-        out["member"] = _explain_member(program, source, rows, period, params, practice_id, member_id, redact)
+        out["member"] = explain_member(program, source, rows, period.months, params, practice_id, member_id,
+                                       redact=redact)
     return out
 
 
@@ -162,46 +163,39 @@ def _line_source(source: Source, line: t.LineDef) -> str:
     return text
 
 
-def _explain_member(program, source, rows, period, params, practice_id, member_id, redact) -> dict:
-    """One member's values per month: age, weight, and each member-level aggregate's value."""
-    from capdsl.evaluation.interpret import Interpreter, _Env
-    from capdsl.evaluation.months import exposure_weight, member_age
-
-    row = next((r for r in rows.members if r["member_id"] == member_id), None)
-    if row is None or row["practice_id"] != practice_id:
-        raise EvalError(error("E0909", "that member is not registered with this practice in the panel",
-                              hint="check the id (ids are case-sensitive)"))
-    practice = next((p for p in rows.practices if p["practice_id"] == practice_id), {"practice_id": practice_id})
+def explain_member(program: t.Program, source: Source, rows, months, params: dict, practice_id: str,
+                   member_id: str, *, redact: bool = False) -> dict:
+    """One member's values per month: age, weight, and each member-level aggregate's value (before
+    the weight), with the steps that gave it. A month the member is not counted in shows weight 0."""
     tracer = Tracer()
     interp = Interpreter(program, params, tracer)
-    aggs, _ = collect_aggs(program)
-    months = []
-    for m in period.months:
-        weight = exposure_weight(program.exposure, m, row["birth_date"], row.get("enrolled_from"),
-                                 row.get("enrolled_to"))
-        age = member_age(program.age_rule, m, row["birth_date"])
+    aggs = [agg for agg in collect_aggs(program)[0] if agg.source == "members"]
+    frames = Frames(program, rows, only_practice=practice_id)
+    practice = frames.practices[0] if frames.practices else {"practice_id": practice_id}
+    row = next((r for r in frames.members_of(practice_id) if r["member_id"] == member_id), None)
+    if row is None:
+        raise EvalError(error("E0909", "that member is not registered with this practice in the panel",
+                              hint="check the id (ids are case-sensitive)"))
+    env = Env(params)
+    out = []
+    for frame in frames.months(practice, months):
+        m = frame.month
+        weight = next((w for r, w in zip(frame.members, frame.weights) if r is row), 0)
+        age = row["age"] if weight else member_age(program.age_rule, m, row["birth_date"])
         item = {"month": m.isoformat()[:7], "age": age, "weight": _str(Decimal(weight)), "values": []}
         if weight:
-            env = _Env(params)
-            env.practice = practice
-            env.month = m
-            member = dict(row, age=age)
-            env.member = member
+            env.enter(frame)
             for agg in aggs:
-                if agg.source != "members":
-                    continue
                 bucket = tracer.capture()
                 try:
-                    included = agg.where is None or interp.ev(agg.where, env)
-                    value = None if not included else (Decimal(1) if agg.kind == "count" else interp.ev(agg.expr, env))
+                    value = interp.member_value(agg, env, row)
                 finally:
                     tracer.release()
-                item["values"].append({"aggregate": source_text(source, agg.origin), "included": bool(included),
-                                       "value": _str(value),
-                                       "steps": [_step_dict(s, source) for s in bucket]})
-        months.append(item)
+                item["values"].append({"aggregate": source_text(source, agg.origin), "included": value is not None,
+                                       "value": _str(value), "steps": [_step_dict(s, source) for s in bucket]})
+        out.append(item)
     shown = _hash_id(member_id) if redact else member_id
-    return {"member_id": shown, "birth_date": None if redact else row["birth_date"].isoformat(), "months": months}
+    return {"member_id": shown, "birth_date": None if redact else row["birth_date"].isoformat(), "months": out}
 
 
 def render_json(explanation: dict) -> str:

@@ -46,6 +46,9 @@ from pydantic import BaseModel, ConfigDict, Field, PlainSerializer
 
 from capdsl.evaluation import tree as t
 from capdsl.errors import InputError, UsageError, error
+from capdsl.evaluation.amounts import round_to
+from capdsl.evaluation.interpret import Env, Interpreter
+from capdsl.evaluation.months import Frames, PracticeMonth, member_age
 from capdsl.evaluation.statements import Result
 
 Amount = Annotated[Decimal, PlainSerializer(lambda d: str(d), return_type=str, when_used="always")]
@@ -287,8 +290,6 @@ def _require_members(*results: Result) -> None:
 def _convert(amount: Decimal, rate: Decimal | None, program: t.Program) -> Decimal:
     if rate is None:
         return amount
-    from capdsl.evaluation.interpret import round_to
-
     return round_to(amount * rate, program.quantum, program.rounding_mode)
 
 
@@ -372,15 +373,13 @@ class Grouper:
     """Maps a member in a month to (age band, flags) — identical for both sides."""
 
     def __init__(self, old: t.Program, new: t.Program):
-        from capdsl.evaluation.interpret import Interpreter, _Env
-
         self.rule = new.age_rule
         table = age_band_table(new) or age_band_table(old)
         self.flags = sorted({c.name for p in (old, new) for c in p.columns
                              if c.table == "member" and c.kind == "bool"})
         self.order: dict[str, int] = {}
         self._labels: dict[int, str] = {}
-        self._table, self._interp, self._env = table, Interpreter(new, {}), _Env({})
+        self._table, self._interp, self._env = table, Interpreter(new, {}), Env({})
         if table is not None:
             for i, label in enumerate(table.labels):
                 self.order[label] = i
@@ -401,8 +400,6 @@ class Grouper:
         return label
 
     def key(self, attrs: dict, m: date) -> tuple:
-        from capdsl.evaluation.months import member_age
-
         age = member_age(self.rule, m, attrs["birth_date"])
         return (self.band(age),) + tuple(bool(attrs.get(f)) for f in self.flags)
 
@@ -430,49 +427,28 @@ def group_contributions(program: t.Program, rows, months, params: dict, grouper:
     """Σ over practice-months of each monthly line evaluated on each group's members alone (unrounded).
 
     Returns ({(line, group): amount}, {group: member-months})."""
-    from capdsl.evaluation.interpret import Interpreter, _Env, collect_aggs
-    from capdsl.evaluation.months import exposure_weight, member_age
-
     interp = Interpreter(program, params)
-    aggs, _ = collect_aggs(program)
     monthly = [program.line(n) for n in program.line_order if program.line(n).kind == "line"]
-    members: dict[str, list[dict]] = defaultdict(list)
-    for row in rows.members:
-        members[row["practice_id"]].append(row)
-    events: dict[tuple, list[dict]] = defaultdict(list)
-    for ev in rows.events:
-        events[(ev["practice_id"], date(ev["date"].year, ev["date"].month, 1))].append(ev)
-    measures: dict[str, dict] = defaultdict(lambda: defaultdict(dict))
-    for pid, period_text, name, value in rows.measures:
-        measures[pid][name][period_text] = value
-    practices = rows.practices or [{"practice_id": p} for p in sorted(set(members) | {k[0] for k in events})]
+    frames = Frames(program, rows)
     contrib: dict[tuple, Decimal] = defaultdict(lambda: ZERO)
     exposure: dict[tuple, Decimal] = defaultdict(lambda: ZERO)
-    for practice in practices:
-        pid = practice["practice_id"]
-        env = _Env(params)
-        env.practice, env.measures = practice, measures.get(pid, {})
-        for m in months:
-            env.month = m
+    for practice in frames.practices:
+        env = Env(params)
+        for frame in frames.months(practice, months):
+            m = frame.month
             buckets: dict[tuple, tuple[list, list, list]] = {}
-            for row in members.get(pid, ()):
-                w = exposure_weight(program.exposure, m, row["birth_date"], row.get("enrolled_from"),
-                                    row.get("enrolled_to"))
-                if w:
-                    row["age"] = member_age(program.age_rule, m, row["birth_date"])
-                    key = grouper.key(attrs.get(row["member_id"], row), m)
-                    b = buckets.setdefault(key, ([], [], []))
-                    b[0].append(row)
-                    b[1].append(w)
-                    exposure[key] += w
-            for ev in events.get((pid, m), ()):
+            for row, w in zip(frame.members, frame.weights):
+                key = grouper.key(attrs.get(row["member_id"], row), m)
+                b = buckets.setdefault(key, ([], [], []))
+                b[0].append(row)
+                b[1].append(w)
+                exposure[key] += w
+            for ev in frame.events:
                 owner = attrs.get(ev.get("_member"))
                 key = grouper.key(owner, m) if owner is not None else (EVENTS_WITHOUT_MEMBER,)
                 buckets.setdefault(key, ([], [], []))[2].append(ev)
             for key, (rows_g, weights, events_g) in buckets.items():
-                env.aggs, env.lines = {}, {}
-                env.memo = {}  # the interpreter caches row groupings per evaluation; each group is its own
-                interp.month_aggs(aggs, rows_g, weights, events_g, env)
+                env.enter(PracticeMonth(frame.practice, m, rows_g, weights, events_g, frame.measures))
                 for line in monthly:
                     applied = line.applies is None or bool(interp.eval_practice_level(line.applies, env))
                     raw = interp.eval_practice_level(line.amount, env) if applied else ZERO
@@ -584,22 +560,16 @@ def practice_tables(program: t.Program) -> list[tuple[str, t.Case]]:
 
 def matched_entries(program: t.Program, rows, months, params: dict) -> dict[tuple[str, str], str]:
     """(table, practice) → the entry label matched in every month ('varies by month' otherwise)."""
-    from capdsl.evaluation.interpret import Interpreter, _Env
-
     tables = practice_tables(program)
     if not tables:
         return {}
     interp = Interpreter(program, params)
-    measures: dict[str, dict] = defaultdict(lambda: defaultdict(dict))
-    for pid, period_text, name, value in rows.measures:
-        measures[pid][name][period_text] = value
-    practices = rows.practices or [{"practice_id": p} for p in sorted({r["practice_id"] for r in rows.members})]
+    frames = Frames(program, rows)
     seen: dict[tuple[str, str], set[str]] = defaultdict(set)
-    for practice in practices:
-        env = _Env(params)
-        env.practice, env.measures = practice, measures.get(practice["practice_id"], {})
-        for m in months:
-            env.month = m
+    env = Env(params)
+    for practice in frames.practices:
+        for frame in frames.months(practice, months):
+            env.enter(frame)
             for name, case in tables:
                 label = "no entry applies"
                 for i, (cond, _v) in enumerate(case.whens):

@@ -30,11 +30,10 @@ def _fast_exit() -> None:
 
     Registered before anything else, so it runs after every other atexit handler (logging,
     temporary files, Spark's gateway). What it skips is the module teardown and the final garbage
-    collection, which with DuckDB loaded take ~0.1 s and write nothing (Instagram's trick, for the
-    same reason). An open panel whose DuckDB wrote files (spilled data) or still runs checks is
-    closed first, so DuckDB removes its files; the others are left open (closing one takes ~10 ms
-    and would only free memory). Outputs were already written atomically. After an uncaught
-    exception, or if flushing stdout fails (a closed pipe), Python exits the normal way."""
+    collection, which with DuckDB loaded write nothing and only cost time. A panel still open whose
+    DuckDB wrote files (spilled data) or still runs checks is closed first, so DuckDB removes its
+    files; closing any other would only free memory. Outputs were already written atomically. After
+    an uncaught exception, or if flushing stdout fails (a closed pipe), Python exits the normal way."""
     if not _finished:
         return
     panel = sys.modules.get("capdsl.data.panel")
@@ -57,13 +56,11 @@ def main() -> None:
         pass
     atexit.register(_fast_exit)
     # A command is a short run whose start is imports: long-lived objects that the cycle collector
-    # would only scan (75 collections, 20-40 ms of a 0.6 s eval), while its cyclic garbage is a few
-    # thousand objects whatever the panel's size. Reference counting still frees the rest; the
-    # long-running language server turns the collector back on.
+    # would only scan again and again, while its cyclic garbage is a few thousand objects whatever
+    # the panel's size. Reference counting still frees the rest; the long-running language server
+    # turns the collector back on.
     gc.disable()
-    from capdsl.tools.cli import leave_panels_to_exit, main as cli_main
-
-    leave_panels_to_exit()
+    from capdsl.tools.cli import main as cli_main
 
     try:
         cli_main(prog_name="capdsl")

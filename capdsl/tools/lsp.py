@@ -22,13 +22,14 @@ import logging
 import re
 from dataclasses import dataclass, field
 
-from capdsl.language import ast_nodes as n
 from capdsl.errors import CapError, Diagnostic, Source, Span
+from capdsl.language import ast_nodes as n
+from capdsl.language.builtins import AGE_RULES, BUILTINS, EXPOSURE_RULES, FUNCTIONS, OPTIONAL_FIELDS, SCOPES, Builtin
+from capdsl.language.units import of_kind
 
 log = logging.getLogger("capdsl.tools.lsp")
 
-SCOPES = ("member", "practice", "event", "measure", "param")
-FUNCTIONS = ("min", "max", "clamp", "abs")
+_SCOPE = "|".join(SCOPES)
 _WORD = r"(?<![\w.]){}(?!\w)"
 
 
@@ -179,8 +180,6 @@ def _code_part(line: str) -> str:
 
 def build_index(contract: n.Contract, source: Source) -> Index:
     """Every definition and reference in `contract`, with the span of each name."""
-    from capdsl.language.check_expr import BUILTINS
-
     loc = _Locator(source.text)
     index = Index()
     attributes: dict[str, set[str]] = {s: set() for s in SCOPES}
@@ -312,19 +311,18 @@ def analyse(text: str, path: str = "<editor>") -> Analysis:
 def _types(contract: n.Contract, source: Source) -> dict[str, str]:
     """Types of definitions and inputs, also for a contract with errors (the
     checker's internal pass collects them before it would raise)."""
-    from capdsl.language.check import _Checker
+    from capdsl.language.check import inferred_types
 
     try:
-        checker = _Checker(contract, source)
-        checker.run()
+        symbols, input_types = inferred_types(contract, source)
     except Exception:  # noqa: BLE001 - hover degrades to no type
         log.exception("type analysis failed")
         return {}
     out = {}
-    for name, sym in checker.result_symbols().items():
+    for name, sym in symbols.items():
         if not sym.type.is_any:
             out[name] = f"{sym.type.describe()} ({sym.level.name.lower()})"
-    for (scope, name), t in checker.input_types.items():
+    for (scope, name), t in input_types.items():
         if not t.is_any:
             out[name if scope == "param" else f"{scope}.{name}"] = t.describe()
     return out
@@ -348,8 +346,6 @@ def _type_text(t: n.TypeExpr) -> str:
 
 def hover_markdown(analysis: Analysis, line: int, column: int) -> tuple[str, Span] | None:
     """Markdown for the name under a 1-based position, and the span it covers."""
-    from capdsl.language.check_expr import BUILTINS, OPTIONAL_FIELDS
-
     index = analysis.index
     if index is None:
         return None
@@ -360,12 +356,13 @@ def hover_markdown(analysis: Analysis, line: int, column: int) -> tuple[str, Spa
     if definition is None:
         if "." in occ.key:
             scope, name = occ.key.split(".", 1)
-            if (scope, name) in BUILTINS:
+            builtin = BUILTINS.get((scope, name))
+            if builtin is not None:
                 empty = OPTIONAL_FIELDS.get((scope, name))
                 note = f" May be empty ({empty}): test it with `is missing` or `is present` before using it." \
                     if empty else ""
-                return (f"**built-in** `{occ.key}` — {BUILTINS[(scope, name)].describe()}\n\n"
-                        f"Always available; not declared in `inputs:`.{note}", occ.span)
+                return (f"**built-in** `{occ.key}` — {_builtin_type(builtin)}\n\n{builtin.doc[0].upper()}"
+                        f"{builtin.doc[1:]}.\n\nAlways available; not declared in `inputs:`.{note}", occ.span)
             return f"`{occ.key}` is not declared in `inputs:`", occ.span
         return f"`{occ.key}` is not defined in this contract", occ.span
     return definition_markdown(definition, analysis.types.get(definition.key)), occ.span
@@ -394,9 +391,9 @@ def definition_markdown(d: Definition, type_text: str | None = None) -> str:
         rows = [f"| {e.start.isoformat()} | `{_cell(_expr(e.value))}` |" for e in decl.entries]
         body.append("| from | value |\n|---|---|\n" + "\n".join(rows))
     elif isinstance(decl, n.Bands):
-        from capdsl.language.fmt import _range
+        from capdsl.language.fmt import range_text
 
-        rows = [f"| {_cell(_range(e.range)) if e.range else 'otherwise'} | `{_cell(_expr(e.value))}` |"
+        rows = [f"| {_cell(range_text(e.range)) if e.range else 'otherwise'} | `{_cell(_expr(e.value))}` |"
                 for e in decl.entries]
         body.append(f"By `{_expr(decl.key)}`\n\n| {_cell(_expr(decl.key))} | value |\n|---|---|\n" + "\n".join(rows))
     elif isinstance(decl, (n.Tier, n.Modifier)):
@@ -423,9 +420,9 @@ def definition_markdown(d: Definition, type_text: str | None = None) -> str:
         if decl.basis is not None:
             parts.append(f"basis {_expr(decl.basis)}" + (f' "{decl.basis_label}"' if decl.basis_label else ""))
         if decl.paid:
-            from capdsl.language.fmt import _installment
+            from capdsl.language.fmt import installment_text
 
-            parts.append("paid " + ", ".join(_installment(i) for i in decl.paid))
+            parts.append("paid " + ", ".join(installment_text(i) for i in decl.paid))
         body.append("```cap\n" + "\n".join(parts) + "\n```")
     out.extend(body)
     ref = getattr(decl, "ref", None)
@@ -455,8 +452,8 @@ def grammar_keywords() -> tuple[str, ...]:
 
 
 _DECL_RE = re.compile(r"^[ \t]*(define|bands|tier|modifier|schedule|line|pool)[ \t]+((?![0-9])\w+)", re.M)
-_INPUT_RE = re.compile(r"^[ \t]*(member|practice|event|measure|param)[ \t]+((?![0-9])\w+)[ \t]*:", re.M)
-_ATTR_RE = re.compile(r"(?<![\w.])(member|practice|event|measure|param)\.((?![0-9])\w+)")
+_INPUT_RE = re.compile(rf"^[ \t]*({_SCOPE})[ \t]+((?![0-9])\w+)[ \t]*:", re.M)
+_ATTR_RE = re.compile(rf"(?<![\w.])({_SCOPE})\.((?![0-9])\w+)")
 
 
 def names_in_text(text: str) -> dict[str, str]:
@@ -479,6 +476,20 @@ def attributes_in_text(text: str) -> dict[str, set[str]]:
     return out
 
 
+def _builtin_type(builtin: Builtin) -> str:
+    """A built-in attribute's type as an author would say it ("a whole number", "a date")."""
+    return of_kind(builtin.kind).describe()
+
+
+def _keyword_detail(word: str) -> str:
+    """What an age or exposure rule means, for the completion list; "" for other keywords."""
+    if word in AGE_RULES:
+        return f"age rule: {AGE_RULES[word].doc}"
+    if word in EXPOSURE_RULES:
+        return f"exposure rule: {EXPOSURE_RULES[word].doc}"
+    return ""
+
+
 @dataclass(frozen=True)
 class Completion:
     label: str
@@ -491,11 +502,9 @@ def completions(analysis: Analysis, line: int, column: int, fallback: Index | No
     scope and a dot) the attributes of that scope; elsewhere the names the
     document defines, the grammar's keywords, the functions and the scopes.
     `fallback` is the index of the last version that parsed."""
-    from capdsl.language.check_expr import BUILTINS, OPTIONAL_FIELDS
-
     text_line = analysis.source.line_text(line)[: max(0, column - 1)]
     index = analysis.index or fallback
-    m = re.search(r"(?<![\w.])(member|practice|event|measure|param)\.(\w*)$", text_line)
+    m = re.search(rf"(?<![\w.])({_SCOPE})\.(\w*)$", text_line)
     if m:
         scope = m.group(1)
         names = set(attributes_in_text(analysis.source.text).get(scope, set()))
@@ -507,7 +516,7 @@ def completions(analysis: Analysis, line: int, column: int, fallback: Index | No
             key = name if scope == "param" else f"{scope}.{name}"
             detail = analysis.types.get(key, "")
             if (scope, name) in BUILTINS:
-                detail = "built-in: " + BUILTINS[(scope, name)].describe() + \
+                detail = "built-in: " + _builtin_type(BUILTINS[(scope, name)]) + \
                     (", may be empty" if (scope, name) in OPTIONAL_FIELDS else "")
             out.append(Completion(name, "attribute", detail))
         return out
@@ -519,7 +528,7 @@ def completions(analysis: Analysis, line: int, column: int, fallback: Index | No
     for name, kind in names_in_text(analysis.source.text).items():
         out.setdefault(name, Completion(name, kind, kind))
     for word in grammar_keywords():
-        out.setdefault(word, Completion(word, "keyword"))
+        out.setdefault(word, Completion(word, "keyword", _keyword_detail(word)))
     for word in FUNCTIONS:
         out.setdefault(word, Completion(word, "function", "built-in function"))
     for word in SCOPES:
@@ -569,9 +578,9 @@ def outline(contract: n.Contract, source: Source) -> list[OutlineItem]:
             sel = loc.find(decl.span, decl.name, after=keyword)
             kids = []
             if isinstance(decl, n.Bands):
-                from capdsl.language.fmt import _range
+                from capdsl.language.fmt import range_text
 
-                kids = [item(_range(e.range) if e.range else "otherwise", "entry", _expr(e.value), e.span)
+                kids = [item(range_text(e.range) if e.range else "otherwise", "entry", _expr(e.value), e.span)
                         for e in decl.entries]
                 detail = f"by {_expr(decl.key)}"
             elif isinstance(decl, n.Tier):

@@ -1,0 +1,208 @@
+"""The months table and the member-months, derived from the member-month rules
+(`capdsl.language.builtins`: AGE_RULES, EXPOSURE_RULES, BUILTINS; `capdsl.evaluation.months` gives
+them their meaning): which members count in a month, for how much, and at what age.
+
+`member_months` runs the member-month CTE alone, so that tests can hold it against the interpreter's
+`capdsl.evaluation.months`.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+
+from sqlglot import exp
+
+from capdsl.evaluation import tree as t
+from capdsl.evaluation.months import reference_day
+from capdsl.evaluation.periods import Period, month_end, parse_period
+from capdsl.language.builtins import AGE_RULES, BUILTINS, EXPOSURE_RULES
+from capdsl.sql.analysis import Analysis, analyse
+from capdsl.sql.dialects import dec, get, num
+from capdsl.sql.emit import Emitter
+from capdsl.sql.exprs import AGE, AGE_ATTR, MONTH, N, WEIGHT, alias, case, col, is_null, lit, literal_table, null, \
+    table_as
+from capdsl.sql.inputs import input_table
+from capdsl.sql.query import Options
+
+BIRTH, ENROLLED_FROM, ENROLLED_TO = (BUILTINS[("member", n)].column for n in ("birth_date", "enrolled_from",
+                                                                              "enrolled_to"))
+MEMBER_ID = BUILTINS[("member", "id")].column
+
+
+def reference(rule: str, month: date) -> tuple[int, int]:
+    """The day ages are taken on in `month` (`months.reference_day`) as (year, month * 100 + day)."""
+    day = reference_day(rule, month)
+    return day.year, day.month * 100 + day.day
+
+
+def months_query(a: Analysis) -> exp.Expression:
+    """One literal row per evaluated month: its dates, days, age reference day, measure keys."""
+    rows = []
+    for m in a.months:
+        ref_year, ref_md = reference(a.program.age_rule, m)
+        q = (m.month - 1) // 3 + 1
+        rows.append((m, month_end(m), month_end(m).day, ref_year, ref_md,
+                     f"{m.year:04d}-{m.month:02d}", f"{m.year:04d}-Q{q}", f"{m.year:04d}", m.month,
+                     m in a.reported))
+    return literal_table(rows, ("month_start", "month_end", "days", "ref_year", "ref_md", "mkey", "qkey", "ykey",
+                                "mon", "reported"))
+
+
+class _Frame:
+    """Fresh expressions for one member-month row: the member `m` joined to the month `mo`. With one
+    month, its dates are literals, so the engine pushes the filter into the scan (Parquet row groups)."""
+
+    def __init__(self, a: Analysis, m: str = "m", mo: str = "mo"):
+        self.m, self.mo, self.single = m, mo, len(a.months) == 1
+        self.first = a.months[0]
+
+    def born(self):
+        return col(BIRTH, self.m)
+
+    def start(self):
+        return col(ENROLLED_FROM, self.m)
+
+    def end(self):
+        return col(ENROLLED_TO, self.m)
+
+    def ms(self):
+        return lit(self.first) if self.single else col("month_start", self.mo)
+
+    def me(self):
+        return lit(month_end(self.first)) if self.single else col("month_end", self.mo)
+
+
+def counted(rule: str, f: _Frame) -> exp.Expression:
+    """Whether a member counts in the month under the exposure rule's `counts`: from birth or
+    enrolment, whichever is later, to the end of enrolment (an empty date is open)."""
+    counts = EXPOSURE_RULES[rule].counts
+    either = lambda *xs: exp.Paren(this=exp.or_(*xs, copy=False))  # noqa: E731
+    if counts == "first_day":  # counting on the first day: born and enrolled by it, not left before it
+        return exp.and_(exp.LTE(this=f.born(), expression=f.ms()),
+                        either(is_null(f.start()), exp.LTE(this=f.start(), expression=f.ms())),
+                        either(is_null(f.end()), exp.GTE(this=f.end(), expression=f.ms())), copy=False)
+    if counts == "any_day":  # counting on some day: the counted days [max(born, start), end] meet the month
+        return exp.and_(exp.LTE(this=f.born(), expression=f.me()),
+                        either(is_null(f.start()), exp.LTE(this=f.start(), expression=f.me())),
+                        either(is_null(f.end()), exp.and_(
+                            exp.GTE(this=f.end(), expression=f.ms()), exp.GTE(this=f.end(), expression=f.born()),
+                            either(is_null(f.start()), exp.GTE(this=f.end(), expression=f.start())),
+                            copy=False)), copy=False)
+    raise ValueError(f"exposure rule counts {counts!r}")
+
+
+def weight(em: Emitter, f: _Frame) -> exp.Expression:
+    """How much a counted member-month weighs under the exposure rule's `weight`: 1, or the share of
+    the month's days counted, to 12 places (a whole month is exactly 1)."""
+    rule = EXPOSURE_RULES[em.p.exposure]
+    if rule.weight == "whole":
+        return num(1)
+    if rule.weight != "days":
+        raise ValueError(f"exposure rule weight {rule.weight!r}")
+    first = exp.Greatest(this=exp.Coalesce(this=f.start(), expressions=[f.born()]), expressions=[f.born(), f.ms()])
+    last = exp.Least(this=exp.Coalesce(this=f.end(), expressions=[f.me()]), expressions=[f.me()])
+    days = exp.Add(this=exp.Paren(this=em.d.day_diff(last, first)), expression=num(1))
+    return case([(exp.EQ(this=days, expression=col("days", f.mo)), dec(num(1)))],
+                em.d.fixed_div(days.copy(), col("days", f.mo), exp.Null()))
+
+
+def age(a: Analysis, f: _Frame) -> exp.Expression:
+    """Completed years on the age rule's reference day, never negative (a member born after it but
+    counted in the month is a newborn, age 0)."""
+    born = f.born
+    born_md = exp.Add(this=exp.Mul(this=exp.Month(this=born()), expression=num(100)), expression=exp.Day(this=born()))
+    # one month: the reference day as literals, which the engine folds (it cannot across the join)
+    ref_year, ref_md = (num(v) for v in reference(a.program.age_rule, f.first)) if f.single else \
+        (col("ref_year", f.mo), col("ref_md", f.mo))
+    years = exp.Sub(this=exp.Sub(this=ref_year, expression=exp.Year(this=born())),
+                    expression=case([(exp.LT(this=ref_md, expression=born_md), num(1))], num(0)))
+    # Counting on the first day, a member is born by it, and a reference day in the month is not
+    # earlier: the age cannot be negative, no clamp needed. GREATEST is written as a plain function:
+    # sqlglot's portable form repeats the age for a NULL guard.
+    if EXPOSURE_RULES[a.program.exposure].counts == "first_day" and AGE_RULES[a.program.age_rule].period == "month":
+        return years
+    return exp.Anonymous(this="GREATEST", expressions=[years, num(0)])
+
+
+def mm_query(em: Emitter) -> exp.Expression:
+    """Member-months: one row per member and month the member counts in, with `_age` and `_weight`."""
+    a, f = em.a, _Frame(em.a)
+    cond = counted(em.p.exposure, f)
+    cols = [col("practice_id", f.m), alias(col("month_start", f.mo), MONTH)]
+    if em.o.row_column:
+        cols.append(col(em.o.row_column, f.m))
+    cols += [col(c, f.m) for c in sorted(a.member_cols) if c != "practice_id"]
+    cols += [alias(age(a, f), AGE), alias(weight(em, f), WEIGHT)]
+    sel = exp.select(*cols, copy=False).from_(exp.alias_(input_table(em, "members"), f.m, copy=False), copy=False)
+    if f.single:
+        return sel.join(table_as("months", f.mo), join_type="cross", copy=False).where(cond, copy=False)
+    return sel.join(table_as("months", f.mo), on=cond, join_type="inner", copy=False)
+
+
+def mm_null(a: Analysis, name: str) -> exp.Expression:
+    """A typed NULL for a member-month column a group does not keep."""
+    if name == AGE:
+        return null("integer")
+    if name == WEIGHT:
+        return dec(exp.Null())
+    return null(a.member_cols[name])
+
+
+def mg_query(em: Emitter) -> exp.Expression:
+    """Member-months grouped by everything an expression can read (practice, month, age, weight,
+    member columns), with the group's size `_n`: each aggregate's expression is then computed
+    once per group, as the interpreter does. Σ over a group of n equal values is exactly n × value."""
+    a, row = em.a, em.o.row_column
+    names = [AGE, WEIGHT] + [c for c in sorted(a.member_cols) if c != "practice_id"]
+    if not a.grouped:
+        # no year-only months: grouping costs about what it saves, so each member-month is its own group
+        return exp.select(exp.Star(), alias(num(1), N), copy=False).from_("mm", copy=False)
+
+    def grouped(read: set[str], where: exp.Expression | None, month: date | None = None) -> exp.Expression:
+        """Grouped by practice, month and `read`; with `month`, not by month: on that month's row."""
+        keys = [col("practice_id")] + ([col(MONTH)] if month is None else []) + [col(c) for c in names if c in read]
+        outs = [col(c) if c in read else alias(mm_null(a, c), c) for c in names]
+        outs.append(alias(exp.Count(this=exp.Star()), N))
+        if row:  # the first row of the group names it in error messages
+            outs.append(alias(exp.Min(this=col(row)), row))
+        sel = exp.select(col("practice_id"), col(MONTH) if month is None else alias(lit(month), MONTH), *outs,
+                         copy=False).from_("mm", copy=False)
+        return (sel.where(where, copy=False) if where is not None else sel).group_by(*keys, copy=False)
+
+    def each(month: exp.Expression, where: exp.Expression | None) -> exp.Expression:
+        """Each member-month its own group (Dialect.groups_member_months false: Spark)."""
+        outs = [col(c) for c in names] + [alias(num(1), N)] + ([col(row)] if row else [])
+        sel = exp.select(col("practice_id"), alias(month, MONTH), *outs, copy=False).from_("mm", copy=False)
+        return sel.where(where, copy=False) if where is not None else sel
+
+    # months read only for the pools' year sums: grouped by just what those aggregates read,
+    # and with `spread` (analysis.spreads_year) not by month: their sum lands on the first such month
+    reported = exp.In(this=col(MONTH), expressions=[lit(m) for m in a.reported])
+    year_read = {WEIGHT} | {AGE if n.name == AGE_ATTR else n.name for agg in a.year_aggs for n in t.walk(agg)
+                            if isinstance(n, t.Col) and n.table == "member"}
+    first = next(m for m in a.months if m not in a.reported) if a.spread else None
+    if a.spread and not em.d.groups_member_months:
+        # one pass, as a hand-written query: the other months' rows are moved onto the first
+        # such month, and the aggregates' `_month_start IN reported` guards still hold
+        return each(case([(reported, col(MONTH))], lit(first)), None)
+    rows = grouped(set(names), reported) if em.d.groups_member_months else each(col(MONTH), reported)
+    return exp.union(rows, grouped(year_read, exp.Not(this=reported.copy()), first), distinct=False, copy=False)
+
+
+def member_months(program: t.Program, con, period: Period | str, options: Options | None = None) -> list[tuple]:
+    """The member-months the SQL query counts for `program` over `period`, run alone on the DuckDB
+    connection `con` of a loaded panel (or over warehouse tables with `options.inputs`): a list of
+    (practice_id, member_id, month_start, age, weight), sorted. The months are those the query
+    evaluates (`analysis.run_months`: the whole year when a pool installment is due); the weight is
+    1 or, pro rata, the Decimal share of the month's days. It is the `mm` CTE of the compiled query,
+    so a differential test can hold it against `capdsl.evaluation.months`."""
+    period = period if isinstance(period, Period) else parse_period(str(period))
+    a = analyse(program, period)
+    a.member_cols.setdefault(MEMBER_ID, BUILTINS[("member", "id")].kind)
+    em = Emitter(a, get("duckdb"), {}, options or Options())
+    ctes = exp.With(expressions=[exp.CTE(this=q, alias=exp.TableAlias(this=exp.to_identifier(n)))
+                                 for n, q in (("months", months_query(a)), ("mm", mm_query(em)))])
+    keys = [col("practice_id"), col(MEMBER_ID), col(MONTH)]
+    query = exp.select(*keys, col(AGE), col(WEIGHT), copy=False).from_("mm", copy=False).order_by(*keys, copy=False)
+    query.set("with_", ctes)
+    return [tuple(r) for r in con.execute(em.d.finish(query).sql(dialect="duckdb")).fetchall()]
