@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from capdsl.errors import MAX_SOURCE_BYTES, BackendError, Diagnostic, EvalError, Source, load_source
-from capdsl.evaluation.layout import Outline, outline
+from capdsl.evaluation.layout import Layout, layout_of
 from capdsl.data.requirements import requirements  # noqa: F401  (callers import it from here)
 
 if TYPE_CHECKING:
@@ -76,7 +76,7 @@ class CompiledContract:
 
     source: Source | None
     warnings: tuple[Diagnostic, ...]
-    layout: Outline
+    layout: Layout
     entry: str | None = None
     _tree: t.Program | None = field(default=None, repr=False)
 
@@ -84,7 +84,7 @@ class CompiledContract:
     def of(cls, program: t.Program, source: Source | None = None) -> CompiledContract:
         """A tree built in memory (an embedded example, a test): it has no contract entry, so its
         queries are cached under the encoded tree."""
-        return cls(source, (), outline(program), None, program)
+        return cls(source, (), layout_of(program), None, program)
 
     @property
     def tree(self) -> t.Program:
@@ -137,10 +137,10 @@ def compiled_file(path: str | Path) -> CompiledContract:
     source = load_source(path)
     entry = cache.contract_entry(source.text, source.path)
     hit = cache.load(entry)
-    if isinstance(hit, tuple) and len(hit) == 2 and isinstance(hit[1], Outline):
+    if isinstance(hit, tuple) and len(hit) == 2 and isinstance(hit[1], Layout):
         return CompiledContract(source, tuple(hit[0]), hit[1], entry)
     checked, program = compile_source(source)
-    layout = outline(program)
+    layout = layout_of(program)
     cache.save(cache.tree_entry(entry), program)
     cache.save(entry, (tuple(checked.warnings), layout))
     return CompiledContract(source, tuple(checked.warnings), layout, entry if store.directory() else None, program)

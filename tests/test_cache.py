@@ -17,7 +17,7 @@ from click.testing import CliRunner
 import capdsl.pipeline as pipeline
 from capdsl import cache, store
 from capdsl.tools.cli import main
-from capdsl.evaluation.layout import outline
+from capdsl.evaluation.layout import layout_of
 from validation_helpers import BASE, variant, write_panel
 
 # BASE with a tier entry the checker proves unreachable: a warning that must be reported on every run
@@ -321,7 +321,7 @@ def test_every_contract_survives_the_entry_format(path):
 
     assert distinct(again) == distinct(program)
     assert compile_program(again, "2011-03") == compile_program(program, "2011-03")
-    shape = outline(program)  # what a re-run reads instead of the tree
+    shape = layout_of(program)  # what a re-run reads instead of the tree
     assert cache.decode(cache.encode(shape)) == shape
     assert pipeline.requirements(shape) == pipeline.requirements(program)
 
@@ -452,7 +452,7 @@ def test_the_keyed_query_entry_covers_the_contract_and_everything_else(setup, mo
              ("contract-a", march, "duckdb", None, {"x": Decimal(2)}, q.Options()),
              ("contract-a", march, "duckdb", None, {"x": Decimal(1)}, q.Options(practices="derive"))]
     for key, period, dialect, tables, params, options in calls + calls[:1]:
-        contract = pipeline.CompiledContract(None, (), outline(program), key, program)
+        contract = pipeline.CompiledContract(None, (), layout_of(program), key, program)
         contract.query(period, dialect, tables=tables, params=params, options=options)
     assert len(set(stored)) == len(calls) and stored[0] == stored[-1]
 

@@ -165,9 +165,8 @@ def test_pathological_contract_on_duckdb(name, small_panel):
 
 @pytest.mark.slow
 def test_many_lines_on_duckdb(small_panel):
-    """The SQL compiler costs ~50 ms per line (two CTEs each) and DuckDB caps expression depth at
-    1000, so the 5,000-line contract is a python-engine case (docs/reliability.md); 200 lines
-    evaluate on DuckDB to the same amounts."""
+    """A contract of many independent lines evaluates on DuckDB to the interpreter's amounts
+    (docs/reliability.md states the limits: DuckDB's expression depth bounds a chain of lines)."""
     _checked, program = compile_source(Source(lines_contract(200)))
     python = _evaluate(program, small_panel, "python")
     duck, took = _timed(_evaluate, program, small_panel, "duckdb")

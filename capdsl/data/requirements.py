@@ -2,7 +2,7 @@
 (the standard ones, `capdsl.language.builtins.STANDARD_COLUMNS`, and the contract's declared
 inputs), its measures and its parameters.
 
-`requirements(program)` builds them from a program (or its outline); the DuckDB loader
+`requirements(program)` builds them from a program (or its layout); the DuckDB loader
 (`capdsl.data.panel`), the parameter parser (`capdsl.data.params`) and the Spark checks
 (`capdsl.sql.spark_checks`) read them. A program's measures and parameters are passed on as the
 evaluation tree's own records (`tree.MeasureDecl`, `tree.ParamDecl`); `MeasureSpec` and `ParamSpec`
@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from capdsl.evaluation.layout import Outline, outline
+from capdsl.evaluation.layout import Layout, layout_of
 from capdsl.language.builtins import BUILTINS, KINDS, STANDARD_COLUMNS, TABLE_OF_SCOPE
 
 if TYPE_CHECKING:
@@ -96,11 +96,11 @@ def columns_for(table: str, req: Requirements) -> list[ColumnSpec]:
     return out + list(declared.values())
 
 
-def requirements(program: t.Program | Outline) -> Requirements:
+def requirements(program: t.Program | Layout) -> Requirements:
     """What the program reads from the panel. A built-in attribute's column is passed on only when
     not every evaluation reads it anyway (`member.sex`): the loader and the Spark checks then check
     it with the contract's line as the one that needs it."""
-    shape = outline(program)
+    shape = layout_of(program)
     cols: dict[str, list[ColumnSpec]] = {"member": [], "practice": [], "event": []}
     for col in shape.columns:
         if (col.table, col.name) in _BUILTIN_COLUMNS and col.name in ALWAYS_READ[TABLE_OF_SCOPE[col.table]]:

@@ -1,13 +1,13 @@
-"""A compiled contract's outline: what running it needs besides its query.
+"""A compiled contract's layout: what running it needs besides its query.
 
 A statement is laid out from the contract's header and lines
-(`statements.build` takes an `Outline`), and the panel loader is told which
+(`statements.build` takes a `Layout`), and the panel loader is told which
 columns, measures and parameters to read and check
-(`pipeline.requirements`). The outline keeps exactly that, so a run whose
+(`capdsl.data.requirements`). The layout keeps exactly that, so a run whose
 query is in the compiled-contract cache (`pipeline.CompiledContract`) reads
 this small entry and neither decodes nor imports the evaluation tree; the
 tree is read only when a query has to be compiled or the interpreter runs.
-`outline(program)` is the one place an outline is made from a tree.
+`layout_of(program)` is the one place a layout is made from a tree.
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ class ColumnOutline:
 
 
 @dataclass(frozen=True, slots=True)
-class Outline:
+class Layout:
     """A program's header, lines and panel needs (`tree.Program`'s names, plus `needs_events`)."""
 
     name: str
@@ -75,11 +75,11 @@ class Outline:
     needs_events: bool  # some line aggregates events
 
 
-def outline(program: t.Program | Outline) -> Outline:
-    if isinstance(program, Outline):
+def layout_of(program: t.Program | Layout) -> Layout:
+    if isinstance(program, Layout):
         return program
     from capdsl.evaluation import tree as t
-    return Outline(
+    return Layout(
         name=program.name, path=program.path, currency=program.currency, report_currency=program.report_currency,
         report_rate=program.report_rate, quantum=program.quantum, rounding_mode=program.rounding_mode,
         lines=tuple(LineOutline(line.name, line.label, line.kind, line.applies_text, line.ref, line.basis_label,

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Literal
 from capdsl.evaluation.amounts import MonthlyResult, quantum_places, rounder
 
 if TYPE_CHECKING:
-    from capdsl.evaluation.layout import Outline
+    from capdsl.evaluation.layout import Layout
 
 ZERO = Decimal(0)
 
@@ -109,10 +109,10 @@ class _Sum:
         self.amount, self.applied, self.months, self.basis = amount, int(applied), 1, basis
 
 
-def build(layout: Outline, monthly: MonthlyResult, period_text: str, months: tuple[date, ...],
+def build(layout: Layout, monthly: MonthlyResult, period_text: str, months: tuple[date, ...],
           engine: str, warnings: list[str] | None = None) -> Result:
     """Sum monthly results over the period into statements (deterministic order), laid out as
-    `layout` (`layout.outline(program)`, or the compiled contract's) says."""
+    `layout` (`layout.layout_of(program)`, or the compiled contract's) says."""
     quantum, mode = layout.quantum, layout.rounding_mode
     rate = layout.report_rate
     _q = _quantizer(quantum)

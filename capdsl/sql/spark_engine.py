@@ -32,7 +32,7 @@ CONF = {
     "spark.sql.decimalOperations.allowPrecisionLoss": "false",  # exact DECIMAL(38, s) arithmetic
     "spark.sql.ansi.enabled": "true",  # overflow raises instead of yielding NULL
     "spark.sql.session.timeZone": "UTC",
-    # a contract is a chain of CTEs (two per line): give the analyzer and optimizer room
+    # a contract is a chain of CTEs, several per line: give the analyzer and optimizer room
     "spark.sql.analyzer.maxIterations": "1000",
     "spark.sql.optimizer.maxIterations": "1000",
     # The per-task fast aggregation hash map holds 2^16 groups by default; past that Spark falls

@@ -158,7 +158,7 @@ def build_rows(program: t.Program, example: n.Example, source: Source):
 
 
 def run_example(program: t.Program, example: n.Example, source: Source, engine: str = "python") -> Outcome:
-    from capdsl.evaluation.layout import outline
+    from capdsl.evaluation.layout import layout_of
     from capdsl.evaluation.statements import build
 
     outcome = Outcome(source.path, example.name, example.span)
@@ -169,7 +169,7 @@ def run_example(program: t.Program, example: n.Example, source: Source, engine: 
             monthly = evaluate(program, rows, period.months, params)
         else:
             monthly = _evaluate_on_engine(program, rows, period, params, engine)
-        result = build(outline(program), monthly, period.text, period.months, engine)
+        result = build(layout_of(program), monthly, period.text, period.months, engine)
     except (CheckError, EvalError, InputError, BackendError) as exc:
         outcome.error = exc.diagnostics[0]
         outcome.seconds = time.perf_counter() - started

@@ -460,14 +460,14 @@ def _evaluate_probes(program: t.Program, source: Source, probe_text: str, count:
     """Run each probe (one case per example) through the same path `capdsl test` uses."""
     from capdsl.tools.examples import build_rows
     from capdsl.evaluation.interpret import evaluate
-    from capdsl.evaluation.layout import outline
+    from capdsl.evaluation.layout import layout_of
     from capdsl.evaluation.statements import build
     from capdsl.language.syntax import parse
 
     combined = Source(source.text.rstrip("\n") + "\n\n" + probe_text, source.path)
     examples = [e for e in parse(combined).examples if e.name.startswith("capdsl-generate probe ")]
     amounts, failures = {}, {}
-    layout = outline(program)
+    layout = layout_of(program)
     for i, example in zip(range(count), examples):
         try:
             rows, params, parsed, _ = build_rows(program, example, combined)
