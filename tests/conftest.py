@@ -10,3 +10,16 @@ def _private_contract_cache(tmp_path_factory):
     """Each test process (and the `capdsl` processes it starts) gets its own compiled-contract cache,
     so the suite neither reads nor fills the user's ~/.cache/capdsl."""
     os.environ["CAPDSL_CACHE_DIR"] = str(tmp_path_factory.mktemp("capdsl-cache"))
+
+
+@pytest.fixture(scope="module")
+def pg():
+    """A throwaway PostgreSQL server for one test module (tests/sql_support.Postgres)."""
+    from sql_support import Postgres
+
+    try:
+        server = Postgres().start()
+    except (RuntimeError, OSError) as exc:
+        pytest.skip(f"PostgreSQL is not available: {exc}")
+    yield server
+    server.stop()

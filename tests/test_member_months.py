@@ -30,7 +30,7 @@ from capdsl.tools.explain import explain_member
 from capdsl.tools.impact import Grouper, group_contributions
 from sql_support import Panel
 from test_diff_groups import contracts, panels as member_panels
-from test_sql_differential import PERIODS, panels as sql_panels, programs
+from test_sql_differential import PERIODS, outcome, panels as sql_panels, programs
 
 D = Decimal
 PERIOD_OF = {(3,): "2011-03", (1, 2, 3): "2011-Q1", tuple(range(1, 13)): "2011"}
@@ -94,14 +94,6 @@ def explained_member_months(program, rows: Rows, months, source: Source):
 def as_sql_panel(rows: Rows) -> Panel:
     return Panel(members=[dict(m) for m in rows.members], practices=[dict(p) for p in rows.practices],
                  member_attrs={"chronic": "bool"})
-
-
-def outcome(fn):
-    try:
-        r = fn()
-        return ("ok", r.rows, r.pools, r.installments, r.practices)
-    except EvalError as exc:
-        return ("error", exc.code)
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))

@@ -210,18 +210,6 @@ def test_every_dialect_compiles_a_chain_of_pools():
         assert at == sorted(at)
 
 
-@pytest.fixture(scope="module")
-def pg():
-    from sql_support import Postgres
-
-    try:
-        server = Postgres().start()
-    except (RuntimeError, OSError) as exc:
-        pytest.skip(f"PostgreSQL is not available: {exc}")
-    yield server
-    server.stop()
-
-
 @pytest.mark.postgres
 @pytest.mark.parametrize("period", ["2011", "2011-Q2"])
 def test_postgres_pays_the_chain_as_the_interpreter(pg, period):

@@ -14,22 +14,12 @@ from capdsl.errors import EvalError
 from capdsl.evaluation.interpret import evaluate as interpret, fix, round_to
 from capdsl.evaluation.periods import parse_period
 from capdsl.sql import evaluate
-from sql_support import AGE, Panel, Postgres, ar, c, line, pg_evaluate, program, sum_members
+from sql_support import AGE, Panel, ar, c, line, pg_evaluate, program, sum_members
 from test_sql_duckdb import DIVISIONS, MODES, ROUNDING_CASES, czech_like, division_program, member_rules_panel, \
     one_practice, rounding_program
 
 pytestmark = pytest.mark.postgres
 D = Decimal
-
-
-@pytest.fixture(scope="module")
-def pg():
-    try:
-        server = Postgres().start()
-    except (RuntimeError, OSError) as exc:
-        pytest.skip(f"PostgreSQL is not available: {exc}")
-    yield server
-    server.stop()
 
 
 @pytest.mark.parametrize("period", ["2011-03", "2011-Q2", "2011"])

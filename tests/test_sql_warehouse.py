@@ -28,7 +28,7 @@ from capdsl.pipeline import compile_file, requirements, run_engine
 from capdsl.sql import compile_program
 from capdsl.sql.compile import Options, compile_query
 from capdsl.sql.engine import collect, translate
-from sql_support import Postgres, long_rows
+from sql_support import long_rows
 
 D = Decimal
 ROOT = Path(__file__).resolve().parent.parent
@@ -113,15 +113,10 @@ def tables_in(schema: str) -> dict[str, str]:
 # ─────────────────────────────── PostgreSQL ───────────────────────────────
 
 @pytest.fixture(scope="module")
-def pg():
-    try:
-        server = Postgres().start()
-    except (RuntimeError, OSError) as exc:
-        pytest.skip(f"PostgreSQL is not available: {exc}")
-    # the sample panel, loaded with the docs' own statements
-    server.psql("CREATE SCHEMA sample; SET search_path TO sample;\n" + docs_block("warehouse-ddl"), cwd=ROOT)
-    yield server
-    server.stop()
+def pg(pg):
+    """The suite's server with the sample panel loaded by the docs' own statements."""
+    pg.psql("CREATE SCHEMA sample; SET search_path TO sample;\n" + docs_block("warehouse-ddl"), cwd=ROOT)
+    return pg
 
 
 def load_pg(pg, files: Path, schema: str) -> None:
