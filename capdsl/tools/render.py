@@ -81,10 +81,18 @@ def _scale(values, least: int) -> int:
 
 def write_parquet(result: Result, path) -> None:
     """The CSV's rows and columns, amounts and bases as DECIMAL(38, scale) (never floats)."""
-    import pyarrow as pa
     import pyarrow.parquet as pq
 
     from capdsl.outputs import atomic_path
+
+    table = to_arrow(result)
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp)
+
+
+def to_arrow(result: Result):
+    """The CSV's rows and columns as an Arrow table, amounts and bases as DECIMAL(38, scale)."""
+    import pyarrow as pa
 
     columns = list(zip(*statement_rows(result))) or [()] * len(COLUMNS)
     data = dict(zip(COLUMNS, columns))
@@ -93,10 +101,8 @@ def write_parquet(result: Result, path) -> None:
     types["applied"] = flag
     for name, least in (("amount", 2), ("basis", 0), ("report_amount", 2)):
         types[name] = pa.decimal128(38, _scale(data[name], least))
-    table = pa.table({name: pa.array(list(data[name]), types[name]) for name in COLUMNS},
-                     metadata={"contract": result.contract, "period": result.period})
-    with atomic_path(path) as tmp:
-        pq.write_table(table, tmp)
+    return pa.table({name: pa.array(list(data[name]), types[name]) for name in COLUMNS},
+                    metadata={"contract": result.contract, "period": result.period})
 
 
 def table(result: Result, console) -> None:
