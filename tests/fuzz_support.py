@@ -133,7 +133,46 @@ def expr(r: random.Random, sc: Scope, depth: int = 0, member_ok: bool = False) -
         return "count of members"
     if k == 12 and sc.schedules:
         return f"(sum of {r.choice(sc.schedules)} over events)"
+    if k == 13 and r.random() < 0.5:
+        return v2_form(r, sub, member_ok)
     return f"{sub()} * {sub()}"
+
+
+CALENDAR_NUMBERS = ["calendar.month", "calendar.quarter", "calendar.half", "calendar.year"]
+CALENDAR_DATES = ["calendar.month_start", "calendar.month_end", "calendar.quarter_start", "calendar.year_start"]
+DATE_FUNCTIONS = ["years_between", "months_between", "days_between"]
+
+
+def v2_form(r: random.Random, sub, member: bool) -> str:
+    """`round(…)`, a calendar value or a date function (any argument, for the checker to judge)."""
+    k = r.randrange(4)
+    if k == 0:
+        mode = f", {r.choice(['half_up', 'half_even', 'down', 'up', 'sideways'])}" if r.random() < 0.5 else ""
+        return f"round({sub()}, {r.choice(['0.01', '0.05', '1', '0', sub()])}{mode})"
+    if k == 1:
+        return r.choice(CALENDAR_NUMBERS + CALENDAR_DATES + ["calendar.week"])
+    dates = CALENDAR_DATES + ["2011-07-01"] + (["member.birth_date", "member.enrolled_from"] if member else [])
+    args = [r.choice(dates) if r.random() < 0.8 else sub() for _ in range(r.choice([2, 2, 2, 1]))]
+    return f"{r.choice(DATE_FUNCTIONS)}({', '.join(args)})"
+
+
+def typed_v2(r: random.Random, want: str, sub, member: bool) -> str:
+    """A well-typed `round`, calendar value or date function of `want`."""
+    if want == "bool":
+        if r.random() < 0.5:
+            return f"{r.choice(CALENDAR_NUMBERS)} {r.choice(['=', '!=', '<=', '>'])} {r.randint(1, 12)}"
+        return f"{r.choice(CALENDAR_DATES)} {r.choice(['<', '>=', '='])} {r.choice(['2011-06-30', '2011-01-01'])}"
+    if want == "money" or r.random() < 0.4:
+        quantum = r.choice(["0.01", "0.05", "1", "0.25"])
+        mode = f", {r.choice(['half_up', 'half_even', 'down', 'up'])}" if r.random() < 0.5 else ""
+        return f"round({sub(want)}, {quantum}{mode})"
+    if r.random() < 0.4:
+        return r.choice(CALENDAR_NUMBERS)
+    dates = CALENDAR_DATES + ["2011-07-01"] + (["member.birth_date"] if member else [])
+    if member and r.random() < 0.3:  # an optional date, guarded as E0313 asks
+        return f"(if member.enrolled_from is present then {r.choice(DATE_FUNCTIONS)}(member.enrolled_from, " \
+               f"{r.choice(CALENDAR_DATES)}) else 0)"
+    return f"{r.choice(DATE_FUNCTIONS)}({r.choice(dates)}, {r.choice(dates)})"
 
 
 def typed(r: random.Random, sc: Scope, want: str, depth: int = 0, member: bool = False) -> str:
@@ -178,6 +217,8 @@ def typed(r: random.Random, sc: Scope, want: str, depth: int = 0, member: bool =
         return f"(sum of event.quantity * {_money(r, sc.cur)} over events where {cond_event(r, sc)})"
     if k == 6 and want == "number" and not member:
         return f"(count of members where {typed(r, sc, 'bool', depth + 1, True)})"
+    if k == 7 and r.random() < 0.5:
+        return typed_v2(r, want, sub, member)
     return f"({sub(want)})"
 
 

@@ -28,7 +28,8 @@ from capdsl.evaluation import tree as t
 from capdsl.evaluation.amounts import CONTEXT, MODES, ONE, Q12, ZERO, MonthlyResult, fix, quantum_places, round_to, rounder  # noqa: F401
 from capdsl.errors import EvalError, Note, error
 # Rows, the interpreter's input, is defined with the frames built from it and importable from here too
-from capdsl.evaluation.months import Frames, PracticeMonth, Rows, run_plan, visible_measure  # noqa: F401
+from capdsl.evaluation.months import Frames, PracticeMonth, Rows, completed_years, run_plan, visible_measure  # noqa: F401
+from capdsl.evaluation.periods import month_end, quarter_of
 
 # ─────────────────────────────── tracing ─────────────────────────────────
 
@@ -215,8 +216,13 @@ class Interpreter:
             return self.ev(node.default, env) if v is None else v
         if cls is t.MonthStart:
             return env.month
+        if cls is t.Calendar:
+            return calendar_value(node.part, env.month)
+        if cls is t.DateDiff:
+            return date_diff(node.unit, self.ev(node.start, env), self.ev(node.end, env))
         if cls is t.Round:
-            return round_to(self.ev(node.operand, env), node.quantum, node.mode)
+            value = self.ev(node.operand, env)  # an integer (`member.age`, a count of days) rounds as a Decimal
+            return round_to(Decimal(value) if isinstance(value, int) else value, node.quantum, node.mode)
         if cls is t.Agg:
             hit = env.aggs.get(id(node))
             if hit is None:  # evaluated on first use: a line that does not apply never reads its aggregates
@@ -284,7 +290,7 @@ class Interpreter:
                     cols.add(cur.name)
                 elif cur.table == "practice" and scope == "run":
                     scope = "practice"
-            elif isinstance(cur, (t.Measure, t.MonthStart, t.LineRef, t.Agg)):
+            elif isinstance(cur, (t.Measure, t.MonthStart, t.Calendar, t.LineRef, t.Agg)):
                 scope = "month"
             elif isinstance(cur, t.Ref) and cur.name not in seen:
                 seen.add(cur.name)
@@ -506,6 +512,38 @@ def evaluate(program: t.Program, rows: Rows, months: tuple[date, ...], params: d
     return result
 
 
+def calendar_value(part: str, month: date):
+    """`tree.Calendar`: a value of the month starting `month`."""
+    if part == "month":
+        return month.month
+    if part == "quarter":
+        return quarter_of(month)
+    if part == "half":
+        return 1 if month.month <= 6 else 2
+    if part == "year":
+        return month.year
+    if part == "month_start":
+        return month
+    if part == "month_end":
+        return month_end(month)
+    if part == "quarter_start":
+        return date(month.year, 3 * quarter_of(month) - 2, 1)
+    if part == "year_start":
+        return date(month.year, 1, 1)
+    raise EvalError(error("E0899", f"no calendar value {part!r}"))  # pragma: no cover
+
+
+def date_diff(unit: str, start: date, end: date) -> int:
+    """`tree.DateDiff`: completed years (as `member.age` counts them) or months, or days."""
+    if unit == "day":
+        return (end - start).days
+    if end < start:
+        return -date_diff(unit, end, start)
+    if unit == "year":
+        return completed_years(start, end)
+    return (end.year - start.year) * 12 + end.month - start.month - (end.day < start.day)
+
+
 def split_installments(pool: t.LineDef, amount: Decimal, quantum: Decimal, mode: str, evaluate_condition):
     """Installments exact to the cent: each share is rounded, and the `rest`
     installment (or, without one, the last installment listed) takes the pool
@@ -520,3 +558,79 @@ def split_installments(pool: t.LineDef, amount: Decimal, quantum: Decimal, mode:
     for inst in pool.installments:
         paid = inst.when is None or bool(evaluate_condition(inst.when))
         yield inst.quarter, (shares[id(inst)] if paid else ZERO), paid
+
+
+# ─────────────────────────── why a condition failed ──────────────────────
+
+def condition_parts(text: str | None, node: t.Node | None) -> list[tuple[str, t.Node]] | None:
+    """The parts of a condition written `a and b and …` (its text split at the top-level `and`s,
+    paired with the items of its `tree.And`), or None when it is not such a condition or the text does
+    not split into as many parts as the tree has items."""
+    if text is None or not isinstance(node, t.And):
+        return None
+    parts, depth, quote, start, i = [], 0, None, 0, 0
+    while i < len(text):
+        ch = text[i]
+        if quote:
+            quote = None if ch == quote else quote
+        elif ch in "\"'":
+            quote = ch
+        elif ch in "([":
+            depth += 1
+        elif ch in ")]":
+            depth -= 1
+        elif depth == 0 and text.startswith("and", i) and (i == 0 or not (text[i - 1].isalnum() or text[i - 1] == "_")) \
+                and (i + 3 == len(text) or not (text[i + 3].isalnum() or text[i + 3] == "_")):
+            parts.append(text[start:i].strip())
+            start = i = i + 3
+            continue
+        i += 1
+    parts.append(text[start:].strip())
+    if len(parts) != len(node.items) or not all(parts):
+        return None
+    return list(zip(parts, node.items))
+
+
+def failed_parts(program: t.Program, rows: Rows, months: tuple[date, ...], params: dict,
+                 wanted) -> dict[tuple, tuple[str, ...]]:
+    """For each (practice_id, month, line) of `wanted` — month None for a pool, whose condition is
+    taken on the year — the parts of the line's `and` condition that are false there, each as
+    "`text` is false" (a yes/no value) or "`text` does not hold".
+
+    The parts are evaluated by this interpreter on the practice's attributes, its measures and the
+    parameters; a part that reads an aggregate, a year sum or another line is not (it would need the
+    practice's members and lines), so when only such a part failed the answer is empty."""
+    by_line = {}
+    for line in program.lines:
+        parts = condition_parts(line.applies_text, line.applies)
+        if parts:
+            simple = [(text, node) for text, node in parts
+                      if not any(isinstance(n, (t.Agg, t.YearSum, t.LineRef)) for n in t.walk(t.inline(node, program)))]
+            by_line[line.name] = simple
+    frames = Frames(program, Rows(rows.practices, [], [], rows.measures))
+    practices = {p["practice_id"]: p for p in frames.practices}
+    interp = Interpreter(program, params)
+    out: dict[tuple, tuple[str, ...]] = {}
+    for key in wanted:
+        pid, month, name = key
+        parts, practice = by_line.get(name), practices.get(pid)
+        if not parts or practice is None:
+            continue
+        env = Env(params)
+        if month is None:  # as the driver evaluates a pool: on the year, after its months
+            env.practice, env.measures, env.year_level = practice, frames.measures_of(pid), True
+            env.month, env.year_values = run_plan(program, months).year_month, {}
+        else:
+            env.enter(frames.month(practice, month))
+        false = []
+        for text, node in parts:
+            try:
+                value = interp.ev(node, env)
+            except (Failure, EvalError):
+                continue
+            if not value:
+                is_flag = isinstance(node, (t.Col, t.Measure, t.Param, t.Ref))
+                false.append(f"`{text}` is false" if is_flag and value is False else f"`{text}` does not hold")
+        if false:
+            out[key] = tuple(false)
+    return out

@@ -16,7 +16,8 @@ from decimal import ROUND_HALF_UP, Decimal
 from capdsl.errors import CheckError, Source, Span, error
 from capdsl.evaluation import tree as t
 from capdsl.language import ast_nodes as n
-from capdsl.language.builtins import BUILTINS
+from capdsl.language.builtins import BUILTINS, CALENDAR, DATE_FUNCTIONS
+from capdsl.language.check_expr import round_quantum, rounding_mode_arg
 
 Q = Decimal(1).scaleb(-t.SCALE)
 
@@ -82,7 +83,7 @@ class _Lowering:
                     self.inputs[(d.scope, d.name)] = d
                     if d.scope == "param":
                         self.decls[d.name] = d
-            elif isinstance(decl, (n.Define, n.Dated, n.Bands, n.Tier, n.Modifier, n.Schedule, n.Line)):
+            elif isinstance(decl, (n.Define, n.Dated, n.Bands, n.Cells, n.Tier, n.Modifier, n.Schedule, n.Line)):
                 self.decls[decl.name] = decl
         self.definitions: dict[str, t.Definition] = {}
         self.levels: dict[str, str] = {}
@@ -275,6 +276,8 @@ class _Lowering:
                                            sorted(decl.entries, key=lambda e: e.start, reverse=True)), decl.span)
         elif isinstance(decl, n.Bands):
             expr = self._bands(decl)
+        elif isinstance(decl, n.Cells):
+            expr = self._cells(decl)
         elif isinstance(decl, n.Tier):
             expr = self._choices(decl.name, decl.entries, "first", decl.span)
         elif isinstance(decl, n.Modifier):
@@ -335,6 +338,49 @@ class _Lowering:
         if otherwise is None:
             otherwise = t.Fail("E0801", f"no band of '{decl.name}' covers the value", decl.span)
         return t.Case(tuple(whens), otherwise, decl.name, tuple(labels), decl.span)
+
+    def _cells(self, decl: n.Cells) -> t.Node:
+        """Rate cells: a `Case` whose conditions are the `And` of each row's key tests (a range's
+        bounds, `=` one value, `in` several; `any` tests nothing), failing with E0801 when no row
+        matches and there is no `otherwise`."""
+        from capdsl.language.fmt import cell_key_text  # the formatter's parser loads only when cells are lowered
+
+        keys = [self.expr(k, False) for k in decl.keys]
+        whens, labels, otherwise = [], [], None
+        for entry in decl.entries:
+            value = self.expr(entry.value, False)
+            if entry.keys is None:
+                otherwise = value
+                continue
+            conds: list[t.Node] = []
+            for key, k in zip(keys, entry.keys):
+                conds.extend(self._cell_tests(key, k))
+            cond = conds[0] if len(conds) == 1 else t.And(tuple(conds)) if conds else t.Const(True, "bool")
+            whens.append((cond, value))
+            labels.append(", ".join(cell_key_text(k) for k in entry.keys))
+        if otherwise is None:
+            names = ", ".join(source_text(self.source, k.span) for k in decl.keys)
+            otherwise = t.Fail("E0801", f"no cell of '{decl.name}' matches the member's {names}", decl.span)
+        return t.Case(tuple(whens), otherwise, decl.name, tuple(labels), decl.span)
+
+    def _cell_tests(self, key: t.Node, k: n.CellKey) -> list[t.Node]:
+        if k.form == "any":
+            return []
+        if k.form == "values":
+            kind = "bool" if isinstance(k.values[0], bool) else "text"
+            options = tuple(t.Const(v, kind) for v in k.values)
+            return [t.Cmp("=", key, options[0]) if len(options) == 1 else t.In(key, options)]
+        r = k.range
+        tests: list[t.Node] = []
+        if r.form in ("to", "to_under", "and_over", "exact"):
+            tests.append(t.Cmp(">=", key, self._num(r.low)))
+        if r.form == "over":
+            tests.append(t.Cmp(">", key, self._num(r.low)))
+        if r.form in ("to", "exact"):
+            tests.append(t.Cmp("<=", key, self._num(r.high)))
+        if r.form in ("to_under", "under"):
+            tests.append(t.Cmp("<", key, self._num(r.high)))
+        return tests
 
     def _num(self, q: n.Quantity) -> t.Const:
         return t.Const(q.value.quantize(Q, ROUND_HALF_UP) if q.value.as_tuple().exponent < -t.SCALE else q.value,
@@ -432,6 +478,8 @@ class _Lowering:
             return t.Not(node) if e.negated else node
         if isinstance(e, n.IfExpr):
             return t.Case(((go(e.cond), go(e.then)),), go(e.otherwise), None, ("if",), e.span)
+        if isinstance(e, n.Call) and (e.func == "round" or e.func in DATE_FUNCTIONS):
+            return self._call_v2(e, go)
         if isinstance(e, n.Call):
             args = tuple(go(a) for a in e.args)
             if e.func in ("min", "max") and len(args) >= 2:
@@ -450,7 +498,20 @@ class _Lowering:
         raise CheckError(error("E0101", f"cannot evaluate {type(e).__name__}", getattr(e, "span", None)),
                          self.source)
 
+    def _call_v2(self, e: n.Call, go) -> t.Node:
+        """`round(x, q[, mode])` → `Round` (the contract's mode by default); `years_between(a, b)`,
+        `months_between`, `days_between` → `DateDiff`."""
+        if e.func in DATE_FUNCTIONS and len(e.args) == 2:
+            return t.DateDiff(DATE_FUNCTIONS[e.func], go(e.args[0]), go(e.args[1]))
+        quantum = round_quantum(e) if len(e.args) in (2, 3) else None
+        mode = rounding_mode_arg(e)
+        if quantum is None or quantum <= 0 or (len(e.args) == 3 and mode is None):
+            raise CheckError(error("E0314", "`round` needs a positive constant quantum", e.span), self.source)
+        return t.Round(go(e.args[0]), quantum, mode.name if mode is not None else self.header.rounding_mode)
+
     def _attr(self, e: n.Attr, year_measures: bool, raw: bool = False) -> t.Node:
+        if e.scope == "calendar":
+            return t.Calendar(e.name)
         if e.scope == "param":
             return self.ref(e.name, e.span, False)
         builtin = BUILTINS.get((e.scope, e.name))
@@ -488,7 +549,7 @@ def _level(node: t.Node, definitions: dict[str, t.Definition]) -> str:
             continue
         if isinstance(cur, t.Col):
             bump(cur.table if cur.table in ("member", "event") else "practice")
-        elif isinstance(cur, t.Measure):
+        elif isinstance(cur, (t.Measure, t.Calendar)):
             bump("practice")
         elif isinstance(cur, t.Ref):
             bump(definitions[cur.name].level)
@@ -525,4 +586,8 @@ def _kind_of_node(node: t.Node, definitions: dict[str, t.Definition]) -> str:
         return _kind_of_node(node.operand, definitions)
     if isinstance(node, t.MonthStart):
         return "date"
+    if isinstance(node, t.Calendar):
+        return CALENDAR[node.part].kind
+    if isinstance(node, t.DateDiff):
+        return "integer"
     return "decimal"

@@ -72,6 +72,29 @@ class MonthStart:
 
 
 @dataclass(frozen=True, slots=True)
+class Calendar:
+    """A value of the month being evaluated (`calendar.quarter`): `part` month (1–12), quarter
+    (1–4), half (1–2), year (integers), month_start, month_end, quarter_start, year_start (dates).
+    A pool's expressions are evaluated in December of the year, so they read December's."""
+
+    part: str
+
+
+@dataclass(frozen=True, slots=True)
+class DateDiff:
+    """`unit` year | month | day: the completed years or months from `start` to `end`, or the days
+    (end − start), an integer. Completed years are the years' difference less one when end's
+    (month, day) is before start's (so a 29 February start completes its year on 1 March);
+    completed months likewise with the months' difference and the day of the month. When end is
+    before start, the count from end to start, negated (so a DateDiff is antisymmetric). Both
+    operands are dates, never NULL (the checker's E0313)."""
+
+    unit: str
+    start: "Node"
+    end: "Node"
+
+
+@dataclass(frozen=True, slots=True)
 class Col:
     """A column of the current row. `table`: member | practice | event.
 
@@ -232,8 +255,8 @@ class YearSum:
     operand: "Node"
 
 
-Node = Union[Const, Param, MonthStart, Col, Measure, Arith, Neg, Cmp, And, Or, Not, In, Present,
-             Coalesce, Fail, Case, MinMax, Abs, Round, Ref, Agg, LineRef, YearSum]
+Node = Union[Const, Param, MonthStart, Calendar, DateDiff, Col, Measure, Arith, Neg, Cmp, And, Or, Not, In,
+             Present, Coalesce, Fail, Case, MinMax, Abs, Round, Ref, Agg, LineRef, YearSum]
 
 
 # ─────────────────────────────── program ──────────────────────────────────
@@ -344,6 +367,8 @@ def children(node: Node) -> tuple:
     """Direct sub-nodes, for generic walks (backends, optimisers, tests)."""
     if isinstance(node, (Arith, Cmp)):
         return (node.left, node.right)
+    if isinstance(node, DateDiff):
+        return (node.start, node.end)
     if isinstance(node, (Neg, Not, Present, Abs, Round, YearSum)):
         return (node.operand,)
     if isinstance(node, (And, Or)):
@@ -444,6 +469,8 @@ def inline(node: Node, program: Program) -> Node:
             return Abs(go(n.operand))
         if isinstance(n, Round):
             return Round(go(n.operand), n.quantum, n.mode)
+        if isinstance(n, DateDiff):
+            return DateDiff(n.unit, go(n.start), go(n.end))
         if isinstance(n, Agg):
             return Agg(n.kind, n.source, go(n.expr) if n.expr is not None else None,
                        go(n.where) if n.where is not None else None, n.origin)
@@ -463,6 +490,8 @@ def dump(node: Node, indent: int = 0) -> str:
         return f"{pad}param {node.name}"
     if isinstance(node, MonthStart):
         return f"{pad}month_start"
+    if isinstance(node, Calendar):
+        return f"{pad}calendar.{node.part}"
     if isinstance(node, Col):
         return f"{pad}{node.table}.{node.name}"
     if isinstance(node, Measure):
@@ -474,7 +503,7 @@ def dump(node: Node, indent: int = 0) -> str:
     if isinstance(node, Fail):
         return f"{pad}fail {node.code}"
     head = {Arith: lambda x: f"arith {x.op}", Cmp: lambda x: f"cmp {x.op}", MinMax: lambda x: x.op,
-            Round: lambda x: f"round {x.quantum} {x.mode}",
+            Round: lambda x: f"round {x.quantum} {x.mode}", DateDiff: lambda x: f"{x.unit}s between",
             Agg: lambda x: f"{x.kind} over {x.source}" + (" where" if x.where is not None else ""),
             Case: lambda x: f"case {x.table or ''}".rstrip()}.get(type(node), lambda x: type(x).__name__.lower())(node)
     lines = [pad + head]

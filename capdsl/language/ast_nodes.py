@@ -161,7 +161,8 @@ class IfExpr:
 
 @dataclass(frozen=True, slots=True)
 class Call:
-    """A built-in function: min, max, clamp, abs."""
+    """A built-in function (`builtins.FUNCTIONS`). The mode word of `round(x, q, half_even)` is
+    held as a `Name` but is no value: `children` leaves it out."""
 
     func: str
     args: tuple["Expr", ...]
@@ -292,6 +293,35 @@ class Bands:
     name: str
     key: Expr
     entries: tuple[BandEntry, ...]
+    ref: Ref | None = None
+    span: Span = _span()
+
+
+@dataclass(frozen=True, slots=True)
+class CellKey:
+    """One key of a rate-cell row. `form`: range (a numeric key's interval), values (one or
+    more texts or true/false a text or bool key equals) or any (the key is not tested)."""
+
+    form: str
+    range: Range | None = None
+    values: tuple[str | bool, ...] = ()
+    span: Span = _span()
+
+
+@dataclass(frozen=True, slots=True)
+class CellRow:
+    keys: tuple[CellKey, ...] | None  # None: `otherwise`
+    value: Expr
+    span: Span = _span()
+
+
+@dataclass(frozen=True, slots=True)
+class Cells:
+    """A rate table keyed by several inputs: the first row whose every key matches."""
+
+    name: str
+    keys: tuple[Expr, ...]
+    entries: tuple[CellRow, ...]
     ref: Ref | None = None
     span: Span = _span()
 
@@ -453,7 +483,7 @@ class Example:
     span: Span = _span()
 
 
-Decl = Union[Header, Inputs, Define, Dated, Bands, Tier, Modifier, Schedule, Line, Example]
+Decl = Union[Header, Inputs, Define, Dated, Bands, Cells, Tier, Modifier, Schedule, Line, Example]
 
 
 @dataclass(frozen=True, slots=True)
@@ -521,7 +551,7 @@ _CHILDREN = {
     InTable: lambda x: (x.operand, x.table),
     Present: lambda x: (x.operand,),
     IfExpr: lambda x: (x.cond, x.then, x.otherwise),
-    Call: lambda x: x.args,
+    Call: lambda x: x.args[:2] if x.func == "round" and len(x.args) == 3 and isinstance(x.args[2], Name) else x.args,
     SumOver: lambda x: (x.expr,) if x.where is None else (x.expr, x.where),
     CountOf: lambda x: () if x.where is None else (x.where,),
 }

@@ -15,7 +15,7 @@ from decimal import Decimal
 #: `capdsl.evaluation.lower.kind_of` maps it, is one of them).
 KINDS = ("bool", "text", "date", "integer", "decimal")
 #: The scopes an attribute is written in (`member.age`, `param.rate`), as the grammar's SCOPE spells them.
-SCOPES = ("member", "practice", "event", "measure", "param")
+SCOPES = ("member", "practice", "event", "measure", "param", "calendar")
 #: The panel file each scope's attributes come from.
 TABLE_OF_SCOPE = {"member": "members", "practice": "practices", "event": "events", "measure": "measures"}
 #: The start of the names capdsl keeps for itself (its internal columns and tables): no author's name
@@ -126,7 +126,54 @@ STANDARD_COLUMNS: dict[str, tuple[StandardColumn, ...]] = {
 DECLARABLE_COLUMNS: dict[tuple[str, str], str] = {("event", "points"): "fee-schedule points"}
 #: The functions an expression may call, with their least and greatest number of arguments (None:
 #: any number).
-FUNCTIONS: dict[str, tuple[int, int | None]] = {"min": (2, None), "max": (2, None), "clamp": (3, 3), "abs": (1, 1)}
+FUNCTIONS: dict[str, tuple[int, int | None]] = {"min": (2, None), "max": (2, None), "clamp": (3, 3), "abs": (1, 1),
+                                                 "round": (2, 3), "years_between": (2, 2),
+                                                 "months_between": (2, 2), "days_between": (2, 2)}
+#: What each function does, for hover and completion (and the docs' table).
+FUNCTION_DOCS: dict[str, str] = {
+    "min": "min(a, b, …): the least of two or more values of one unit",
+    "max": "max(a, b, …): the greatest of two or more values of one unit",
+    "clamp": "clamp(x, low, high): x held between low and high",
+    "abs": "abs(x): x without its sign",
+    "round": "round(x, quantum[, mode]): x rounded to a multiple of the positive constant `quantum` "
+             "with the contract's rounding mode, or the mode named (half_up, half_even, down, up)",
+    "years_between": "years_between(a, b): the completed years from date a to date b, as `member.age` "
+                     "counts them (a birthday on 29 February completes its year on 1 March in other "
+                     "years); negative when b is before a",
+    "months_between": "months_between(a, b): the completed months from date a to date b (a month is "
+                      "complete on b's day of the month reaching a's); negative when b is before a",
+    "days_between": "days_between(a, b): the days from date a to date b (b − a)",
+}
+#: The rounding modes `round(x, q, mode)` and the header's `rounding` clause name.
+ROUNDING_MODES = ("half_up", "half_even", "down", "up")
+#: The functions whose arguments are dates, with the unit `tree.DateDiff` counts in.
+DATE_FUNCTIONS: dict[str, str] = {"years_between": "year", "months_between": "month", "days_between": "day"}
+
+
+@dataclass(frozen=True, slots=True)
+class CalendarValue:
+    """A value of the evaluated month that any expression reads (`calendar.quarter`). In a pool,
+    which is evaluated once a year, the month is December."""
+
+    name: str
+    kind: str  # integer | date
+    doc: str
+
+    @property
+    def written(self) -> str:
+        return f"calendar.{self.name}"
+
+
+CALENDAR: dict[str, CalendarValue] = {c.name: c for c in (
+    CalendarValue("month", "integer", "the evaluated month's number, 1 (January) to 12"),
+    CalendarValue("quarter", "integer", "the evaluated month's quarter, 1 to 4"),
+    CalendarValue("half", "integer", "the evaluated month's half-year, 1 (January–June) or 2"),
+    CalendarValue("year", "integer", "the evaluated month's year"),
+    CalendarValue("month_start", "date", "the first day of the evaluated month"),
+    CalendarValue("month_end", "date", "the last day of the evaluated month"),
+    CalendarValue("quarter_start", "date", "the first day of the evaluated month's quarter"),
+    CalendarValue("year_start", "date", "1 January of the evaluated month's year"),
+)}
 
 
 def standard_column(scope: str, name: str) -> StandardColumn | None:

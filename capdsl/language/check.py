@@ -90,6 +90,7 @@ class _Checker:
         self.uses: dict[str, dict[str, Span]] = {}  # measures without default a definition needs
         self.input_types: dict[tuple[str, str], Type] = {}
         self.key_types: dict[str, Type] = {}
+        self.cell_key_types: dict[str, tuple[Type, ...]] = {}
         self.suggested = 0
         self.shadowed: list = []  # second definitions of a name: checked, not used
         self.fields_reported: set[Span] = set()
@@ -173,7 +174,7 @@ class _Checker:
             if isinstance(decl, n.Inputs):
                 for d in decl.decls:
                     self.add_input(d)
-            elif isinstance(decl, (n.Define, n.Dated, n.Bands, n.Tier, n.Modifier, n.Schedule, n.Line)):
+            elif isinstance(decl, (n.Define, n.Dated, n.Bands, n.Cells, n.Tier, n.Modifier, n.Schedule, n.Line)):
                 self.reserved(decl.name, decl.span, kind_name(decl))
                 self.add_symbol(decl.name, decl, decl.span)
 
@@ -213,6 +214,10 @@ class _Checker:
 
     def add_input(self, d: n.InputDecl) -> None:
         key = (d.scope, d.name)
+        if d.scope == "calendar":
+            self.report(error("E0210", f"`calendar.{d.name}` cannot be declared: the calendar values are built in",
+                              d.span, hint="remove this line; read `calendar.month`, `calendar.quarter`, … as they are"))
+            return
         self.reserved(d.name, d.span, "parameter" if d.scope == "param" else f"{d.scope} input")
         column = standard_column(d.scope, d.name)
         if column is not None and column.read_as is not None and column.read_as != f"{d.scope}.{d.name}":
@@ -435,6 +440,8 @@ class _Checker:
                 values.append((e, t, e.value.span))
                 if isinstance(decl, n.Bands) and e.range is not None:
                     self.bound_types(decl, e.range, kt)
+        elif isinstance(decl, n.Cells):
+            facts = self.cell_keys(name, decl, facts, values)
         elif isinstance(decl, (n.Tier, n.Modifier)):
             for e in decl.entries:
                 t, f = self.infer(e.value)
@@ -459,6 +466,71 @@ class _Checker:
             else:
                 result = result.join(t)
         return result, facts
+
+    def cell_keys(self, name: str, decl: n.Cells, facts: Facts, values: list) -> Facts:
+        """Types of a rate-cell table's keys and rows: a key is a number (its rows give ranges), text
+        or true/false (its rows give values or `any`); every row gives one key per input (E0410) of
+        the input's kind (E0411)."""
+        kts = []
+        for key in decl.keys:
+            kt, kf = self.infer(key)
+            facts = self.merge(facts, kf, key.span)
+            kts.append(kt)
+            if not kt.is_any and not kt.is_numeric and kt.kind not in ("text", "bool"):
+                self.report(error("E0411", f"a rate-cell key must be a number, text or true/false, but "
+                                           f"`{tables.source_text(self.source, key.span)}` is {kt.describe()}",
+                                  key.span, hint="key the cells by a member, practice or event attribute"))
+        self.cell_key_types[name] = tuple(kts)
+        for e in decl.entries:
+            t, f = self.infer(e.value)
+            facts = self.merge(facts, f, e.span)
+            values.append((e, t, e.value.span))
+            if e.keys is None:
+                continue
+            if len(e.keys) != len(decl.keys):
+                self.report(error("E0410", f"this row of `{name}` gives {len(e.keys)} "
+                                           f"key{'s' if len(e.keys) != 1 else ''}, but the cells are keyed by "
+                                           f"{len(decl.keys)}", e.span,
+                                  hint=f"write one key per input, in the order of `by`; `any` matches every value",
+                                  notes=[Note("the keys are named here", decl.keys[0].span)]))
+                continue
+            for ck_, kt, key in zip(e.keys, kts, decl.keys):
+                self.cell_key_type(ck_, kt, key)
+        return facts
+
+    def cell_key_type(self, k: n.CellKey, kt: Type, key) -> None:
+        """E0411: a range on a text or bool key, a value on a numeric key, a value of the wrong kind;
+        a range's bounds in the key's unit (E0302)."""
+        if kt.is_any or k.form == "any":
+            return
+        note = [Note("the key is here", key.span)]
+        if k.form == "range":
+            if not kt.is_numeric:
+                self.report(error("E0411", f"a range cannot match {kt.describe()}", k.span,
+                                  hint="write a value (`\"F\"`), a list of values (`(\"SSI\", \"ABD\")`) or `any`"
+                                  if kt.kind == "text" else "write `true`, `false` or `any`", notes=note))
+                return
+            for q in {id(b): b for b in (k.range.low, k.range.high) if b is not None}.values():
+                bt = self.quantity(q)
+                if not bt.same(kt):
+                    hint = f"write the bound as `{q.text} {kt.unit_name()}`" if not bt.unit else \
+                        f"write the bound in {kt.describe()}"
+                    self.report(error("E0302", f"a cell bound in {bt.describe()} cannot be compared with the key, "
+                                               f"which is {kt.describe()}", q.span, hint=hint, notes=note))
+            return
+        want = "text" if kt.kind == "text" else "bool" if kt.kind == "bool" else None
+        if want is None:
+            self.report(error("E0411", f"a number key is matched by a range, not by "
+                                       f"{'a text value' if isinstance(k.values[0], str) else 'true/false'}", k.span,
+                              hint="write a range such as `0 to 20`, `under 1`, `65 and over`, or `any`", notes=note))
+            return
+        for v in k.values:
+            if isinstance(v, bool) != (want == "bool"):
+                self.report(error("E0411", f"the key is {kt.describe()}, but this row gives "
+                                           f"{'true/false' if isinstance(v, bool) else 'a text'}", k.span,
+                                  hint="write `true`, `false` or `any`" if want == "bool"
+                                  else "write the value in quotes, or `any`", notes=note))
+                return
 
     def key_type(self, decl, kt: Type) -> None:
         if kt.is_any:
@@ -956,6 +1028,11 @@ def guarded_roots(decl) -> list[tuple[object, frozenset]]:
     a tier (or a `combine first` modifier) reads an entry only when the entries before it did
     not apply, and an entry's value only when its condition holds; `otherwise` only when no
     condition holds."""
+    if isinstance(decl, n.Cells):
+        # an empty text key (`member.sex`) matches only `any` and `otherwise`: the rows test it
+        # with `=` and `in` alone, which every engine answers false for an empty value
+        keys = [(k, frozenset({(k.scope, k.name)}) if isinstance(k, n.Attr) else frozenset()) for k in decl.keys]
+        return keys + [(e.value, frozenset()) for e in decl.entries]
     if not isinstance(decl, (n.Tier, n.Modifier)):
         return [(root, frozenset()) for root in decl_exprs(decl)]
     first = isinstance(decl, n.Tier) or decl.combine == "first"
@@ -1006,6 +1083,8 @@ def decl_exprs(decl) -> list:
         return [e.value for e in decl.entries]
     if isinstance(decl, (n.Bands, n.Schedule)):
         return [decl.key] + [e.value for e in decl.entries]
+    if isinstance(decl, n.Cells):
+        return list(decl.keys) + [e.value for e in decl.entries]
     if isinstance(decl, (n.Tier, n.Modifier)):
         return [x for e in decl.entries for x in (e.value, e.cond) if x is not None]
     if isinstance(decl, n.Line):

@@ -14,11 +14,11 @@ from decimal import Decimal
 from capdsl.errors import Note, Span, error, warning
 from capdsl.language import ast_nodes as n
 from capdsl.language import units as u
-from capdsl.language.builtins import BUILTINS, FUNCTIONS, OPTIONAL_FIELDS
+from capdsl.language.builtins import BUILTINS, CALENDAR, DATE_FUNCTIONS, FUNCTIONS, OPTIONAL_FIELDS, ROUNDING_MODES
 from capdsl.language.units import Level, Type
 
 _ORDERED = ("<", "<=", ">", ">=")
-_FUNCTION_LIST = ", ".join(list(FUNCTIONS)[:-1]) + " and " + list(FUNCTIONS)[-1]  # "min, max, clamp and abs"
+_FUNCTION_LIST = ", ".join(list(FUNCTIONS)[:-1]) + " and " + list(FUNCTIONS)[-1]  # "min, max, clamp, … and days_between"
 _OP_WORD = {"+": "add", "-": "subtract"}
 
 
@@ -28,7 +28,7 @@ BUILTIN_TYPES: dict[tuple[str, str], Type] = {key: u.of_kind(b.kind) for key, b 
 OPEN_ENDS: dict[tuple[str, str], int] = {key: b.open_end for key, b in BUILTINS.items() if b.open_end}
 
 #: What the checker calls each kind of declaration in its messages.
-KIND_NAMES = {n.Define: "definition", n.Dated: "dated value", n.Bands: "bands table", n.Tier: "tier",
+KIND_NAMES = {n.Define: "definition", n.Dated: "dated value", n.Bands: "bands table", n.Cells: "rate cells", n.Tier: "tier",
               n.Modifier: "modifier", n.Schedule: "schedule", n.InputDecl: "parameter"}
 
 
@@ -263,6 +263,10 @@ def in_table(ck, node: n.InTable, t: Type) -> None:
 
 
 def call(ck, node: n.Call, types: list[Type]) -> Type:
+    if node.func == "round" and 2 <= len(node.args) <= 3:
+        return round_call(ck, node, types)
+    if node.func in DATE_FUNCTIONS and len(node.args) == 2:
+        return date_call(ck, node, types)
     spec = FUNCTIONS.get(node.func)
     if spec is None:
         decl = ck.decls.get(node.func)
@@ -276,7 +280,8 @@ def call(ck, node: n.Call, types: list[Type]) -> Type:
         want = f"{lo}" if lo == hi else f"at least {lo}"
         ck.report(error("E0207", f"`{node.func}` takes {want} argument{'s' if lo != 1 else ''}, "
                                  f"not {len(node.args)}", node.span,
-                        hint={"clamp": "write `clamp(x, low, high)`", "abs": "write `abs(x)`"}.get(
+                        hint={"clamp": "write `clamp(x, low, high)`", "abs": "write `abs(x)`",
+                              "round": "write `round(x, 0.01)` or `round(x, 0.01, half_even)`"}.get(
                             node.func, f"write `{node.func}(a, b)`")))
         return u.ANY
     result = u.ANY
@@ -296,6 +301,57 @@ def call(ck, node: n.Call, types: list[Type]) -> Type:
         else:
             result = result.join(t)
     return result
+
+
+# ───────────────────────── rounding and dates ─────────────────────────
+
+def rounding_mode_arg(node) -> n.Name | None:
+    """The mode word of `round(x, q, half_even)`: a word, not a value (the checker's walk skips it)."""
+    if isinstance(node, n.Call) and node.func == "round" and len(node.args) == 3 \
+            and isinstance(node.args[2], n.Name):
+        return node.args[2]
+    return None
+
+
+def round_quantum(node: n.Call) -> Decimal | None:
+    """The quantum of `round(x, q, …)` when it is written as a constant (`0.01`, `0.05 EUR`, `0.5%`)."""
+    return _literal_value(node.args[1])
+
+
+def round_call(ck, node: n.Call, types: list[Type]) -> Type:
+    """`round(x, q[, mode])`: x money or a number, q a positive constant of x's unit or a plain
+    number, mode a rounding mode word; the result has x's type (a number for an integer x)."""
+    x = numeric(ck, types[0], node.args[0], "round")
+    quantum, qt = node.args[1], types[1]
+    value = round_quantum(node)
+    if value is None or value <= 0:
+        ck.report(error("E0314", "the quantum of `round` must be a positive constant", quantum.span,
+                        hint="write the step to round to as a number, e.g. `round(x, 0.01)` for cents"))
+    elif not qt.is_any and not x.is_any and not qt.is_dimensionless and not qt.same(x):
+        ck.report(error("E0314", f"the quantum of `round` is {qt.describe()}, but the value rounded is "
+                                 f"{x.describe()}", quantum.span,
+                        hint=f"write the quantum as a plain number or in {x.describe()}",
+                        notes=[Note(f"this is {x.describe()}", node.args[0].span)]))
+    if len(node.args) == 3:
+        mode = rounding_mode_arg(node)
+        if mode is None or mode.name not in ROUNDING_MODES:
+            word = f"`{mode.name}`" if mode is not None else "this"
+            ck.report(error("E0314", f"{word} is not a rounding mode", node.args[2].span,
+                            hint="the modes are " + ", ".join(ROUNDING_MODES[:-1]) + " and " + ROUNDING_MODES[-1]))
+    if x.is_any:
+        return x
+    return Type("number", x.unit) if x.kind == "integer" else x
+
+
+def date_call(ck, node: n.Call, types: list[Type]) -> Type:
+    """`years_between(a, b)`, `months_between`, `days_between`: two dates, a whole number."""
+    for t, arg in zip(types, node.args):
+        if not t.is_any and t.kind != "date":
+            ck.report(error("E0315", f"`{node.func}` counts between two dates, but this is {t.describe()}",
+                            arg.span, hint="pass two dates: a date attribute (`member.birth_date`), a calendar "
+                                           "date (`calendar.quarter_start`) or a date such as 2011-07-01, "
+                                           "without quotes"))
+    return u.Type("integer")
 
 
 def name_ref(ck, node: n.Name):
@@ -332,6 +388,8 @@ def attr_ref(ck, node: n.Attr):
         ck.report(error("E0206", f"there is no parameter `{name}`{ck.suggest(name, params)}", node.span,
                         hint=f"declare it in `inputs:` as `param {name}: …`"))
         return u.ANY, CONST
+    if scope == "calendar":
+        return calendar_ref(ck, node)
     key = (scope, name)
     if key in BUILTIN_TYPES:
         t = BUILTIN_TYPES[key]
@@ -348,6 +406,16 @@ def attr_ref(ck, node: n.Attr):
     if scope == "event":
         return t, Facts(row="event", row_at=node.span, row_why=text, row_root=text)
     return t, Facts(practice=True)
+
+
+def calendar_ref(ck, node: n.Attr):
+    """`calendar.quarter`: a value of the evaluated month, the same for the whole practice-month."""
+    value = CALENDAR.get(node.name)
+    if value is None:
+        ck.report(error("E0206", f"there is no calendar value `{node.name}`{ck.suggest(node.name, CALENDAR)}",
+                        node.span, hint="the calendar values are " + ", ".join(f"`calendar.{x}`" for x in CALENDAR)))
+        return u.ANY, Facts(practice=True)
+    return u.of_kind(value.kind), Facts(practice=True)
 
 
 def sum_over(ck, node: n.SumOver, kids):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import itertools
 import math
 from dataclasses import dataclass
 from decimal import Decimal
@@ -420,7 +421,7 @@ def unreachable(entries: tuple[n.Choice, ...], integral_key, what: str) -> list[
 # ───────────────────────────── per-table checks ─────────────────────────────
 
 def check_tables(ck) -> None:
-    """Structure of bands, tiers, modifiers, schedules and dated values (E04xx, W0507)."""
+    """Structure of bands, rate cells, tiers, modifiers, schedules and dated values (E04xx, W0507)."""
     for name, decl in ck.decls.items():
         if isinstance(decl, n.Bands):
             _otherwise_last(ck, decl, [e for e in decl.entries], lambda e: e.range is None)
@@ -433,6 +434,10 @@ def check_tables(ck) -> None:
                 unit = f" {kt.unit_name()}" if kt is not None and kt.unit else ""
                 for d in check_bands(decl, integral, noun, ck.source, unit):
                     ck.report(d)
+            _negative_rates(ck, decl.name, [e.value for e in decl.entries])
+        elif isinstance(decl, n.Cells):
+            _otherwise_last(ck, decl, decl.entries, lambda e: e.keys is None)
+            _cells(ck, name, decl)
             _negative_rates(ck, decl.name, [e.value for e in decl.entries])
         elif isinstance(decl, n.Tier):
             others = [e for e in decl.entries if e.cond is None]
@@ -509,3 +514,278 @@ def _negative_rates(ck, name: str, values) -> None:
         if isinstance(node, n.Quantity) and sign * node.value < 0:
             ck.report(warning("W0507", f"`{name}` has a negative value here", v.span,
                               hint="rates in tables are normally positive; write deductions as their own line"))
+
+
+# ─────────────────────────────── rate cells ───────────────────────────────
+# A rate-cell row is a box in the product of its keys: an interval for a numeric key, a set of
+# values (or every value but some) for a text or bool key. Two rows overlap when their boxes
+# meet; a row is unreachable when the earlier rows' boxes cover it; a numeric key has a gap
+# when, for some combination of the other keys' values the rows tell apart, its intervals
+# leave values uncovered.
+
+MAX_CELL_PIECES = 512  # box subtraction and key combinations are bounded; real tables have 30–60 rows
+MAX_CELL_ROWS = 300  # the analysis compares every pair of rows
+
+
+@dataclass(frozen=True, slots=True)
+class Values:
+    """A set of text or bool values; `negated`: every value except these."""
+
+    values: frozenset
+    negated: bool = False
+
+    @property
+    def empty(self) -> bool:
+        return not self.negated and not self.values
+
+    def meet(self, other: "Values") -> "Values":
+        if self.negated and other.negated:
+            return Values(self.values | other.values, True)
+        if self.negated:
+            return Values(other.values - self.values)
+        if other.negated:
+            return Values(self.values - other.values)
+        return Values(self.values & other.values)
+
+    def minus(self, other: "Values") -> list["Values"]:
+        rest = self.meet(Values(other.values, not other.negated))
+        return [] if rest.empty else [rest]
+
+    def within(self, other: "Values") -> bool:
+        return self.minus(other) == []
+
+
+EVERY = Values(frozenset(), True)
+
+
+def _iv_minus(a: Interval, b: Interval, integral: bool) -> list[Interval]:
+    common = a.meet(b)
+    if common.empty:
+        return [a]
+    pieces = [a.meet(Interval(NEG_INF, False, b.lo, not b.lo_closed)),
+              a.meet(Interval(b.hi, not b.hi_closed, INF, False))]
+    if integral:
+        pieces = [p.whole() for p in pieces if not p.empty]
+    return [p for p in pieces if not p.empty]
+
+
+def _minus(x, y, integral: bool):
+    return _iv_minus(x, y, integral) if isinstance(x, Interval) else x.minus(y)
+
+
+def _box_empty(box) -> bool:
+    return any(k.empty for k in box)
+
+
+def _box_meet(a, b):
+    return tuple(x.meet(y) for x, y in zip(a, b))
+
+
+def _box_minus(a, b, integral) -> list[tuple]:
+    """a − b as disjoint boxes: peel one key at a time."""
+    if _box_empty(_box_meet(a, b)):
+        return [a]
+    out, rest = [], list(a)
+    for i, (x, y) in enumerate(zip(a, b)):
+        for piece in _minus(x, y, integral[i]):
+            out.append(tuple(rest[:i]) + (piece,) + tuple(rest[i + 1:]))
+        rest[i] = x.meet(y)
+    return out
+
+
+def _show_values(v: Values) -> str:
+    def one(x) -> str:
+        return ("true" if x else "false") if isinstance(x, bool) else '"' + x.replace('"', '\\"') + '"'
+    names = ", ".join(one(x) for x in sorted(v.values, key=str))
+    if v.negated:
+        return f"other than {names}" if names else "any"
+    return f"({names})" if len(v.values) > 1 else names
+
+
+def _show_key(k, integral: bool) -> str:
+    if isinstance(k, Values):
+        return _show_values(k)
+    if k.lo.is_finite() or k.hi.is_finite():
+        return describe(k, integral, ("", ""))
+    return "any"
+
+
+def describe_cell(labels, box, integral) -> str:
+    """`member.category "TANF", member.age 1 to 4, member.sex any`."""
+    return ", ".join(f"{label} {_show_key(k, i)}" for label, k, i in zip(labels, box, integral))
+
+
+def _cell_boxes(ck, decl: n.Cells, kinds: list[str], integral: list[bool]):
+    """(row index, row, box) for every row the analysis can read, and each numeric key's domain."""
+    lowest = [Decimal(0)] * len(kinds)
+    for e in decl.entries:
+        for i, k in enumerate(e.keys or ()):
+            if i < len(kinds) and k.form == "range":
+                for bound in (k.range.low, k.range.high):
+                    if bound is not None:
+                        lowest[i] = min(lowest[i], bound.value)
+    domains = [Interval(Decimal(0), True, INF, False) if lowest[i] >= 0 else ALL for i in range(len(kinds))]
+    rows = []
+    for index, e in enumerate(decl.entries):
+        if e.keys is None or len(e.keys) != len(kinds):
+            continue
+        box = []
+        for i, k in enumerate(e.keys):
+            numeric = kinds[i] == "number"
+            if k.form == "any":
+                box.append(domains[i] if numeric else EVERY)
+            elif k.form == "range" and numeric:
+                iv = range_interval(k.range)
+                eff = iv.whole() if iv is not None and integral[i] else iv
+                if iv is None or iv.empty or eff.empty:
+                    if iv is not None:
+                        ck.report(error("E0407", f"the range `{source_text(ck.source, k.range.span)}` is empty",
+                                        k.range.span, hint="write the smaller bound first, e.g. `5 to 9`"
+                                        if iv.lo > iv.hi else "bounds of a whole-number key are whole numbers"))
+                    box = None
+                    break
+                eff = eff.meet(domains[i])
+                box.append(eff.whole() if integral[i] else eff)
+            elif k.form == "values" and not numeric:
+                box.append(Values(frozenset(k.values)))
+            else:
+                return [], domains  # a key of the wrong kind (E0411): nothing to analyse
+        if box is not None and not _box_empty(box):
+            rows.append((index, e, tuple(box)))
+    return rows, domains
+
+
+def _cells(ck, name: str, decl: n.Cells) -> None:
+    """Overlaps (E0412), unreachable rows (E0413) and gaps of numeric keys (E0414) of rate cells."""
+    kts = ck.cell_key_types.get(name)
+    if kts is None or any(kt.is_any for kt in kts):
+        return
+    kinds = ["number" if kt.is_numeric else kt.kind for kt in kts]
+    if any(k not in ("number", "text", "bool") for k in kinds):
+        return
+    integral = [kt.kind == "integer" for kt in kts]
+    labels = [source_text(ck.source, k.span) for k in decl.keys]
+    rows, domains = _cell_boxes(ck, decl, kinds, integral)
+    if len(rows) > MAX_CELL_ROWS:
+        return
+    for j, (jx, row, box) in enumerate(rows):
+        overlaps = []
+        remaining, bounded = [box], True
+        for ix, other, obox in rows[:j]:
+            common = _box_meet(obox, box)
+            if not _box_empty(common):
+                overlaps.append((other, common))
+                if bounded:
+                    remaining = [p for r in remaining for p in _box_minus(r, obox, integral)]
+                    bounded = len(remaining) <= MAX_CELL_PIECES
+        if not overlaps:
+            continue
+        written = _row_keys(ck.source, row)
+        if bounded and not remaining:
+            ck.report(error("E0413", f"this row of `{name}` never applies: every member it matches is matched by "
+                                     f"an earlier row", row.span,
+                            hint="remove the row, or narrow the earlier rows so that each member falls in one cell",
+                            notes=[Note("an earlier row matching the same members", o.span) for o, _ in overlaps[:3]]))
+            continue
+        other, common = overlaps[0]
+        first = _row_keys(ck.source, other)
+        cell = describe_cell(labels, common, integral)
+        ck.report(error("E0412", f"cells of `{name}` overlap: members with {cell} match both `{first}` and "
+                                 f"`{written}`", row.span,
+                        hint="let each member fall in one cell only: narrow one row's keys, or split it",
+                        notes=[Note(f"this row also matches {cell}", other.span)]))
+    if any(e.keys is None for e in decl.entries):
+        return
+    reported, holes = 0, []
+    for k, kind in enumerate(kinds):
+        if kind != "number":
+            continue
+        merged: dict[tuple, tuple] = {}
+        for gap, combo, before, after in _cell_gaps(rows, k, domains, integral):
+            same = (gap, id(before), id(after)) + tuple(x for x in combo if not isinstance(x, Values))
+            if same in merged:
+                old = merged[same][1]
+                combo = tuple(x if x is None or not isinstance(x, Values) else Values(x.values | y.values)
+                              for x, y in zip(old, combo))
+            merged[same] = (gap, combo, before, after)
+        for gap, combo, before, after in merged.values():
+            hole = combo[:k] + (gap,) + combo[k + 1:]
+            if any(not _box_empty(_box_meet(hole, seen)) for seen in holes):
+                continue  # the same members, seen along another key
+            holes.append(hole)
+            if reported >= 10:
+                return
+            reported += 1
+            cell = describe_cell(labels, hole, integral)
+            example = ", ".join("…" if j == k and not integral[k] else _show_key(x, integral[j])
+                                for j, x in enumerate(hole))
+            anchor = before if before is not None else after
+            notes = [Note("the next row for these members starts here", after.span)] \
+                if before is not None and after is not None else []
+            ck.report(error("E0414", f"no cell of `{name}` covers members with {cell}",
+                            anchor.span if anchor is not None else decl.span,
+                            hint=f"add a row `{example}: …`, extend a neighbouring row, or add `otherwise: …`",
+                            notes=notes))
+
+
+def _row_keys(source: Source, row: n.CellRow) -> str:
+    first, last = row.keys[0].span, row.keys[-1].span
+    return source_text(source, Span(first.line, first.column, last.end_line, last.end_column))
+
+
+def _refine(pieces: list, key, integral: bool) -> list:
+    out = []
+    for p in pieces:
+        common = p.meet(key)
+        if common.empty:
+            out.append(p)
+            continue
+        out.append(common.whole() if integral and isinstance(common, Interval) else common)
+        out.extend(_minus(p, key, integral))
+    return out
+
+
+def _cell_gaps(rows, k: int, domains, integral):
+    """(gap interval, combination box, row before, row after) for numeric key `k`: for every
+    combination of the other keys' pieces some row covers, the values of `k` no row covers."""
+    parts = []
+    for j in range(len(domains)):
+        if j == k:
+            parts.append([None])
+            continue
+        pieces = [EVERY if not isinstance(rows[0][2][j], Interval) else domains[j]] if rows else []
+        for _ix, _row, box in rows:
+            pieces = _refine(pieces, box[j], integral[j])
+            if len(pieces) > MAX_CELL_PIECES:
+                return
+        pieces = [p for p in pieces if any(p.within(box[j]) for _ix, _row, box in rows)]
+        named = [p for p in pieces if not (isinstance(p, Values) and p.negated)]
+        parts.append(named or pieces)  # the values rows name; `any` alone: one piece for every value
+    count = 1
+    for p in parts:
+        count *= len(p)
+    if count > MAX_CELL_PIECES:
+        return
+    for combo in itertools.product(*parts):
+        matching = [(box[k], row) for _ix, row, box in rows
+                    if all(j == k or combo[j].within(box[j]) for j in range(len(domains)))]
+        if not matching:
+            continue
+        matching.sort(key=lambda t: (t[0].lo, not t[0].lo_closed))
+        dom = domains[k]
+        cur, cur_closed, before = dom.lo, dom.lo_closed, None
+        for iv, row in matching:
+            gap = Interval(cur, cur_closed, iv.lo, not iv.lo_closed)
+            gap = gap.whole() if integral[k] and not gap.empty else gap
+            if not gap.empty:
+                yield gap, combo, before, row
+            nxt, nxt_closed = iv.hi, not iv.hi_closed
+            if nxt > cur or (nxt == cur and cur_closed and not nxt_closed):
+                cur, cur_closed, before = nxt, nxt_closed, row
+            if not cur.is_finite():
+                break
+        else:
+            tail = Interval(cur, cur_closed, INF, False)
+            tail = tail.whole() if integral[k] and not tail.empty else tail
+            if not tail.empty:
+                yield tail, combo, before, None

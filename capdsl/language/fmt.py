@@ -47,7 +47,7 @@ _NAME = re.compile(r"(?![0-9])\w+\Z")
 _CURRENCY = re.compile(r"[A-Z]{3}\Z")
 _RESERVED = frozenset("""
 contract end payer provider currency period age as of exposure rounding per line report in at ref
-inputs member practice event measure param define bands by to under and over tier when otherwise
+inputs member practice event measure param define bands cells any by to under and over tier when otherwise
 modifier combine schedule pool amount applies basis paid rest example set members aged born enrolled
 from events code on expect if then else or not is present missing sum count true false with for where
 bool text date number integer percent money points point hours hour days day year
@@ -199,6 +199,34 @@ def range_text(r: n.Range) -> str:
             "over": f"over {lo}", "under": f"under {hi}", "exact": lo}[r.form]
 
 
+def cell_key_text(k: n.CellKey) -> str:
+    """A rate-cell key in canonical form (`1 to 20`, `"F"`, `("SSI", "ABD")`, `any`)."""
+    if k.form == "any":
+        return "any"
+    if k.form == "range":
+        return range_text(k.range)
+    words = [("true" if v else "false") if isinstance(v, bool) else quote(v) for v in k.values]
+    return words[0] if len(words) == 1 else "(" + ", ".join(words) + ")"
+
+
+def _cells(d: n.Cells) -> list[PLine]:
+    """Rate cells with their keys in aligned columns, so that a row reads across like the
+    published table."""
+    rows = [[cell_key_text(k) for k in e.keys] if e.keys is not None else None for e in d.entries]
+    widths: dict[int, int] = {}
+    for keys in rows:
+        for i, k in enumerate(keys or ()):
+            widths[i] = max(widths.get(i, 0), len(k) + 1)
+    entries = []
+    for e, keys in zip(d.entries, rows):
+        if keys is None:
+            entries.append(f"otherwise: {expr(e.value)}")
+            continue
+        cols = [k + ("," if i < len(keys) - 1 else ":") for i, k in enumerate(keys)]
+        entries.append(" ".join(c.ljust(widths.get(i, 0)) for i, c in enumerate(cols)) + " " + expr(e.value))
+    return _block(f"cells {d.name} by {', '.join(expr(k) for k in d.keys)}{_ref(d.ref)}:", entries)
+
+
 def _choice(c: n.Choice) -> str:
     if c.cond is not None:
         return f"{expr(c.value)} when {expr(c.cond)}"
@@ -283,6 +311,8 @@ def print_decl(d) -> list[PLine]:
     if isinstance(d, n.Bands):
         return _block(f"bands {d.name} by {expr(d.key)}{_ref(d.ref)}:",
                       [f"{range_text(e.range) if e.range else 'otherwise'}: {expr(e.value)}" for e in d.entries])
+    if isinstance(d, n.Cells):
+        return _cells(d)
     if isinstance(d, n.Tier):
         return _block(f"tier {d.name}{_ref(d.ref)}:", [_choice(c) for c in d.entries])
     if isinstance(d, n.Modifier):

@@ -16,20 +16,20 @@ from pygments.lexer import RegexLexer, bygroups, include, words
 from pygments.token import (Comment, Keyword, Literal, Name, Number, Operator, Punctuation, String, Text,
                             Whitespace)
 
-DECLARATIONS = ("contract", "inputs", "define", "bands", "tier", "modifier", "schedule", "line", "pool",
+DECLARATIONS = ("contract", "inputs", "define", "bands", "cells", "tier", "modifier", "schedule", "line", "pool",
                 "example")
 KEYWORDS = ("end", "payer", "provider", "currency", "period", "age", "as", "exposure", "rounding", "per",
             "report", "at", "ref", "by", "to", "under", "over", "when", "otherwise", "combine", "amount",
             "applies", "basis", "paid", "rest", "set", "aged", "born", "enrolled", "from", "code", "on",
-            "expect", "if", "then", "else", "sum", "count", "with", "for", "where", "present", "missing")
+            "expect", "if", "then", "else", "sum", "count", "with", "for", "where", "present", "missing", "any")
 WORD_OPERATORS = ("and", "or", "not", "in", "is", "of")
-SCOPES = ("member", "practice", "event", "measure", "param")
+SCOPES = ("member", "practice", "event", "measure", "param", "calendar")
 TYPES = ("bool", "text", "date", "number", "integer", "percent", "money")
 UNITS = ("points", "point", "hours", "hour", "days", "day", "members", "member", "events", "year")
 CONSTANTS = ("month_start", "month_end", "year_start", "first_day", "pro_rata", "any_day", "half_up",
              "half_even", "down", "up", "month", "highest", "lowest", "multiply", "add", "first",
              "Q1", "Q2", "Q3", "Q4")
-FUNCTIONS = ("min", "max", "clamp", "abs")
+FUNCTIONS = ("min", "max", "clamp", "abs", "round", "years_between", "months_between", "days_between")
 
 
 class CapLexer(RegexLexer):
@@ -49,7 +49,7 @@ class CapLexer(RegexLexer):
             (r'"', String.Double, "string"),
             (r"(per)([ \t\f]+)(line)(?![\w])", bygroups(Keyword, Whitespace, Keyword)),  # rounding … per line
             # the name a declaration introduces
-            (r"(define|bands|tier|modifier|schedule)([ \t\f]+)(\w+)", bygroups(Keyword.Declaration, Whitespace,
+            (r"(define|bands|cells|tier|modifier|schedule)([ \t\f]+)(\w+)", bygroups(Keyword.Declaration, Whitespace,
                                                                         Name.Function)),
             (r"(line|pool)([ \t\f]+)(\w+)", bygroups(Keyword.Declaration, Whitespace, Name.Function)),
             (words(DECLARATIONS, prefix=r"(?<![\w.])", suffix=r"(?![\w])"), Keyword.Declaration),

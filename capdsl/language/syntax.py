@@ -317,6 +317,36 @@ class _Builder:
     def band_otherwise(self, span, items):
         return n.BandEntry(None, items[0], span)
 
+    def cells(self, span, items):
+        name, *rest = items
+        keys = tuple(x for x in rest if not isinstance(x, (n.Ref, n.CellRow)) and x is not None)
+        ref = next((x for x in rest if isinstance(x, n.Ref)), None)
+        rows = tuple(x for x in rest if isinstance(x, n.CellRow))
+        return n.Cells(str(name), keys, rows, ref, span)
+
+    def cell_row(self, span, items):
+        *keys, value = items
+        return n.CellRow(tuple(k if isinstance(k, n.CellKey) else n.CellKey("range", k, (), k.span) for k in keys),
+                         value, span)
+
+    def cell_otherwise(self, span, items):
+        return n.CellRow(None, items[0], span)
+
+    def key_any(self, span, items):
+        return n.CellKey("any", None, (), span)
+
+    def key_text(self, span, items):
+        return n.CellKey("values", None, (_unquote(items[0]),), span)
+
+    def key_true(self, span, items):
+        return n.CellKey("values", None, (True,), span)
+
+    def key_false(self, span, items):
+        return n.CellKey("values", None, (False,), span)
+
+    def key_values(self, span, items):
+        return n.CellKey("values", None, tuple(v for k in items for v in k.values), span)
+
     def range_to(self, span, items):
         return n.Range("to", items[0], items[1], span)
 
@@ -616,7 +646,7 @@ _TERMINAL_WORDS = {
     "AGE_RULE": "month_start, month_end or year_start",
     "EXPOSURE": "first_day, pro_rata or any_day",
     "ROUNDING_MODE": "half_up, half_even, down or up",
-    "SCOPE": "member, practice, event, measure or param",
+    "SCOPE": "member, practice, event, measure, param or calendar",
     "TYPE_WORD": "a type (bool, text, date, number, integer, percent, money)",
     "UNIT_WORD": "a unit (points, hours, days, members)",
     "COMBINE": "highest, lowest, multiply, add or first",
@@ -630,7 +660,7 @@ _TERMINAL_WORDS = {
     "$END": "the end of the file",
 }
 
-_BLOCK_KEYWORDS = ("contract", "inputs", "define", "bands", "tier", "modifier", "schedule", "line", "pool", "example")
+_BLOCK_KEYWORDS = ("contract", "inputs", "define", "bands", "cells", "tier", "modifier", "schedule", "line", "pool", "example")
 
 
 def _describe(term: str) -> str:
@@ -752,6 +782,10 @@ def _friendly(exc: UnexpectedInput, source: Source) -> Diagnostic:
             return error("E0101", f"'{tok}' is a clause of a line or pool block, but no block is open here",
                          span, hint="a line written `line id \"Label\" = …` takes no clauses; write it as a "
                                     "block: `line id \"Label\":`, then `amount …`, the clauses, and `end`")
+        if tok.type == "NAME" and "ANY" in expected and "STRING" in expected:  # a rate-cell key
+            return error("E0101", f"unexpected {_describe_token(tok)}{after}: a rate-cell key is a range, a "
+                                  f"quoted value, a list of values or `any`", span,
+                         hint=f"write the value in quotes: \"{tok}\"")
         ends = {"$END": "the file ends too early", "_NL": "the line ends too early"}.get(tok.type)
         msg = f"{ends}{',' if after else ''}{after}" if ends else f"unexpected {_describe_token(tok)}{after}"
         hint = f"expected {_expected_list(expected)}" if expected else None

@@ -31,7 +31,7 @@ def practice_level(node: t.Node) -> bool:
 
 def reads_month(node: t.Node) -> bool:
     """Whether it reads something of its month (the month, a monthly measure) besides the member-month."""
-    return any(isinstance(n, t.MonthStart) or (isinstance(n, t.Measure) and n.period != "year")
+    return any(isinstance(n, (t.MonthStart, t.Calendar)) or (isinstance(n, t.Measure) and n.period != "year")
                for n in t.walk(node))
 
 

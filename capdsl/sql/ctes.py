@@ -99,7 +99,7 @@ def agg_query(em: Emitter, rows: str, aggs: dict, level: str) -> exp.Expression:
     outs = []
     for agg, name in aggs.items():
         outs += agg_columns(em, agg, name, scope, months)
-    needs_pm = any(isinstance(node, (t.Measure, t.MonthStart)) or (isinstance(node, t.Col) and node.table == "practice")
+    needs_pm = any(isinstance(node, (t.Measure, t.MonthStart, t.Calendar)) or (isinstance(node, t.Col) and node.table == "practice")
                    for agg in aggs for node in t.walk(agg))
     # One month: it is a constant, so the rows are grouped by practice alone (a second hash key
     # costs a noticeable share of a large panel's member aggregate)

@@ -91,6 +91,15 @@ class Dialect(ABC):
         """Days from `lo` to `hi` (an integer)."""
         return exp.DateDiff(this=hi, expression=lo, unit=exp.var("DAY"))
 
+    def date_part(self, part: str, d: exp.Expression) -> exp.Expression:
+        """The year, month or day of the date `d`, as an integer (Postgres' EXTRACT gives NUMERIC)."""
+        fn = {"year": exp.Year, "month": exp.Month, "day": exp.Day}[part]
+        return cast(fn(this=d), "INT")
+
+    def make_date(self, year: exp.Expression, month: exp.Expression, day: exp.Expression) -> exp.Expression:
+        """The date of three integers."""
+        return exp.DateFromParts(year=year, month=month, day=day)
+
     # --- sources ------------------------------------------------------------------------
     def file_source(self, path: str) -> exp.Expression:
         return exp.Table(this=exp.Anonymous(this="read_parquet", expressions=[exp.Literal.string(path)]))
@@ -138,6 +147,10 @@ class Postgres(Dialect):
 
     def day_diff(self, hi, lo):
         return exp.Sub(this=hi, expression=lo)
+
+    def make_date(self, year, month, day):
+        # sqlglot writes DATE_FROM_PARTS, which PostgreSQL does not have
+        return exp.Anonymous(this="MAKE_DATE", expressions=[cast(year, "INT"), cast(month, "INT"), cast(day, "INT")])
 
     def file_source(self, path):
         raise _no_files("PostgreSQL", path)

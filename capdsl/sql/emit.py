@@ -162,7 +162,11 @@ class Emitter:
         if cls is t.Param:
             return self.param(node)
         if cls is t.MonthStart:
-            return col(MONTH, s.row) if s.level in ("member", "event") else col("month_start", s.pm)
+            return self.month_date(s)
+        if cls is t.Calendar:
+            return self.calendar(node.part, s)
+        if cls is t.DateDiff:
+            return self.date_diff(node.unit, self.ex(node.start, s), self.ex(node.end, s))
         if cls is t.Col:
             return self.column(node, s)
         if cls is t.Measure:
@@ -293,6 +297,66 @@ class Emitter:
             return dec(exp.Mul(this=paren(a), expression=paren(b)))
         on_zero = exp.Null() if s.deferred else self.raised(self.division_message(node, s), DEC)
         return self.d.fixed_div(a, b, on_zero)
+
+    # ─────────────────────────── calendar and dates ───────────────────────────
+    def month_date(self, s: Scope) -> exp.Expression:
+        """The first day of the evaluated month, as the scope's rows hold it."""
+        return col(MONTH, s.row) if s.level in ("member", "event") else col("month_start", s.pm)
+
+    def calendar(self, part: str, s: Scope) -> exp.Expression:
+        """`tree.Calendar` from the month's first day, in integer arithmetic every dialect runs alike."""
+        if part == "month_start":
+            return self.month_date(s)
+        d = self.d
+        year = lambda: d.date_part("year", self.month_date(s))  # noqa: E731 (fresh nodes: trees must not share children)
+        month = lambda: d.date_part("month", self.month_date(s))  # noqa: E731
+        quarter = lambda: case([(exp.LTE(this=month(), expression=num(3 * q)), num(q)) for q in (1, 2, 3)],  # noqa: E731
+                               num(4))
+        if part == "month":
+            return month()
+        if part == "year":
+            return year()
+        if part == "quarter":
+            return quarter()
+        if part == "half":
+            return case([(exp.LTE(this=month(), expression=num(6)), num(1))], num(2))
+        if part == "year_start":
+            return d.make_date(year(), num(1), num(1))
+        if part == "quarter_start":
+            return d.make_date(year(), exp.Sub(this=exp.Mul(this=num(3), expression=quarter()), expression=num(2)),
+                               num(1))
+        if part == "month_end":
+            y = year()
+            leap = exp.or_(exp.and_(exp.EQ(this=exp.Mod(this=y.copy(), expression=num(4)), expression=num(0)),
+                                    exp.NEQ(this=exp.Mod(this=y.copy(), expression=num(100)), expression=num(0))),
+                           exp.EQ(this=exp.Mod(this=y.copy(), expression=num(400)), expression=num(0)))
+            days = case([(exp.In(this=month(), expressions=[num(4), num(6), num(9), num(11)]), num(30)),
+                         (exp.EQ(this=month(), expression=num(2)), case([(exp.Paren(this=leap), num(29))], num(28)))],
+                        num(31))
+            return d.make_date(y, month(), days)
+        raise self.unsupported(f"calendar.{part}")
+
+    def date_diff(self, unit: str, a: exp.Expression, b: exp.Expression) -> exp.Expression:
+        """`tree.DateDiff`: completed years or months from their parts (no engine's AGE, MONTHS_BETWEEN
+        or DATE_DIFF, whose month ends and 29 Februaries differ), days by the dialect's day difference."""
+        if unit == "day":
+            return cast(self.d.day_diff(b, a), "INT")
+        backwards = exp.LT(this=b.copy(), expression=a.copy())
+        return case([(backwards, exp.Neg(this=paren(self.completed(unit, b, a))))], self.completed(unit, a, b))
+
+    def completed(self, unit: str, a: exp.Expression, b: exp.Expression) -> exp.Expression:
+        """Completed years or months from `a` to `b` when b ≥ a (`tree.DateDiff`)."""
+        part = lambda name, x: self.d.date_part(name, x.copy())  # noqa: E731
+        years = exp.Sub(this=part("year", b), expression=part("year", a))
+        if unit == "year":
+            before = exp.or_(exp.LT(this=part("month", b), expression=part("month", a)),
+                             exp.and_(exp.EQ(this=part("month", b), expression=part("month", a)),
+                                      exp.LT(this=part("day", b), expression=part("day", a))))
+            return exp.Sub(this=paren(years), expression=case([(before, num(1))], num(0)))
+        months = exp.Add(this=exp.Mul(this=paren(years), expression=num(12)),
+                         expression=exp.Sub(this=part("month", b), expression=part("month", a)))
+        late = exp.LT(this=part("day", b), expression=part("day", a))
+        return exp.Sub(this=paren(months), expression=case([(late, num(1))], num(0)))
 
     # ─────────────────────────── rounding ───────────────────────────
     def round(self, x: exp.Expression, quantum: Decimal, mode: str) -> exp.Expression:

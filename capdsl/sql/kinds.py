@@ -6,7 +6,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 from capdsl.evaluation import tree as t
-from capdsl.language.builtins import EXPOSURE_RULES
+from capdsl.language.builtins import CALENDAR, EXPOSURE_RULES
 from capdsl.sql.exprs import AGE_ATTR
 
 
@@ -34,6 +34,10 @@ def kind_of(node: t.Node, exposure: str) -> str:
         return "bool"
     if isinstance(node, t.MonthStart):
         return "date"
+    if isinstance(node, t.Calendar):
+        return CALENDAR[node.part].kind
+    if isinstance(node, t.DateDiff):
+        return "integer"
     if isinstance(node, t.Case):
         kinds = [kind_of(v, exposure) for _, v in node.whens] + (
             [] if isinstance(node.otherwise, t.Fail) else [kind_of(node.otherwise, exposure)])

@@ -24,7 +24,8 @@ from dataclasses import dataclass, field
 
 from capdsl.errors import CapError, Diagnostic, Source, Span
 from capdsl.language import ast_nodes as n
-from capdsl.language.builtins import AGE_RULES, BUILTINS, EXPOSURE_RULES, FUNCTIONS, OPTIONAL_FIELDS, SCOPES, Builtin
+from capdsl.language.builtins import AGE_RULES, BUILTINS, CALENDAR, EXPOSURE_RULES, FUNCTION_DOCS, FUNCTIONS, \
+    OPTIONAL_FIELDS, SCOPES, Builtin
 from capdsl.language.units import of_kind
 
 log = logging.getLogger("capdsl.tools.lsp")
@@ -43,7 +44,7 @@ class Definition:
 
     key: str
     name: str
-    kind: str  # define dated bands tier modifier schedule line pool param input
+    kind: str  # define dated bands cells tier modifier schedule line pool param input
     decl: object
     span: Span  # the name itself
     full: Span  # the whole declaration, without trailing blank lines and comments
@@ -94,8 +95,8 @@ def _size(span: Span) -> tuple[int, int]:
     return (span.end_line - span.line, span.end_column - span.column)
 
 
-_DECL_KEYWORD = {n.Define: "define", n.Dated: "define", n.Bands: "bands", n.Tier: "tier", n.Modifier: "modifier",
-                 n.Schedule: "schedule"}
+_DECL_KEYWORD = {n.Define: "define", n.Dated: "define", n.Bands: "bands", n.Cells: "cells", n.Tier: "tier",
+                 n.Modifier: "modifier", n.Schedule: "schedule"}
 
 
 def _kind(decl) -> str:
@@ -103,8 +104,8 @@ def _kind(decl) -> str:
         return decl.kind
     if isinstance(decl, n.InputDecl):
         return "param" if decl.scope == "param" else "input"
-    return {n.Define: "define", n.Dated: "dated", n.Bands: "bands", n.Tier: "tier", n.Modifier: "modifier",
-            n.Schedule: "schedule"}[type(decl)]
+    return {n.Define: "define", n.Dated: "dated", n.Bands: "bands", n.Cells: "cells", n.Tier: "tier",
+            n.Modifier: "modifier", n.Schedule: "schedule"}[type(decl)]
 
 
 class _Locator:
@@ -217,7 +218,7 @@ def build_index(contract: n.Contract, source: Source) -> Index:
                 key = d.name if d.scope == "param" else f"{d.scope}.{d.name}"
                 define(d, key, loc.find(d.span, d.name, after=d.scope))
                 expr(d.default)
-        elif isinstance(decl, (n.Define, n.Dated, n.Bands, n.Tier, n.Modifier, n.Schedule, n.Line)):
+        elif isinstance(decl, (n.Define, n.Dated, n.Bands, n.Cells, n.Tier, n.Modifier, n.Schedule, n.Line)):
             keyword = decl.kind if isinstance(decl, n.Line) else _DECL_KEYWORD[type(decl)]
             define(decl, decl.name, loc.find(decl.span, decl.name, after=keyword))
             if isinstance(decl, n.Define):
@@ -229,6 +230,11 @@ def build_index(contract: n.Contract, source: Source) -> Index:
                 expr(decl.key)
                 for entry in decl.entries:
                     expr(entry.value)
+            elif isinstance(decl, n.Cells):
+                for key in decl.keys:
+                    expr(key)
+                for row in decl.entries:
+                    expr(row.value)
             elif isinstance(decl, (n.Tier, n.Modifier)):
                 for choice in decl.entries:
                     expr(choice.value)
@@ -351,9 +357,13 @@ def hover_markdown(analysis: Analysis, line: int, column: int) -> tuple[str, Spa
         return None
     occ = index.at(line, column)
     if occ is None:
-        return None
+        return function_hover(analysis, line, column)
     definition = index.definitions.get(occ.key)
     if definition is None:
+        if occ.key.startswith("calendar.") and occ.key[len("calendar."):] in CALENDAR:
+            value = CALENDAR[occ.key[len("calendar."):]]
+            return (f"**calendar** `{occ.key}` — {of_kind(value.kind).describe()}\n\n{value.doc[0].upper()}"
+                    f"{value.doc[1:]}. In a pool (evaluated once a year), December's.", occ.span)
         if "." in occ.key:
             scope, name = occ.key.split(".", 1)
             builtin = BUILTINS.get((scope, name))
@@ -368,9 +378,20 @@ def hover_markdown(analysis: Analysis, line: int, column: int) -> tuple[str, Spa
     return definition_markdown(definition, analysis.types.get(definition.key)), occ.span
 
 
+def function_hover(analysis: Analysis, line: int, column: int) -> tuple[str, Span] | None:
+    """Markdown for a built-in function's name under a 1-based position (`round(`), from its doc."""
+    text = analysis.source.line_text(line)
+    for m in re.finditer(r"(?<![\w.])(\w+)[ \t]*\(", text):
+        if m.group(1) in FUNCTION_DOCS and m.start(1) < column <= m.end(1):
+            doc = FUNCTION_DOCS[m.group(1)]
+            return (f"**built-in function** `{m.group(1)}`\n\n{doc}",
+                    Span(line, m.start(1) + 1, line, m.end(1) + 1))
+    return None
+
+
 def definition_markdown(d: Definition, type_text: str | None = None) -> str:
     decl = d.decl
-    title = {"define": "definition", "dated": "dated value", "bands": "bands", "tier": "tier",
+    title = {"define": "definition", "dated": "dated value", "bands": "bands", "cells": "rate cells", "tier": "tier",
              "modifier": "modifier", "schedule": "schedule", "line": "line", "pool": "pool", "param": "parameter",
              "input": f"{getattr(decl, 'scope', '')} input"}[d.kind]
     head = f"**{title}** `{d.key}`"
@@ -396,6 +417,14 @@ def definition_markdown(d: Definition, type_text: str | None = None) -> str:
         rows = [f"| {_cell(range_text(e.range)) if e.range else 'otherwise'} | `{_cell(_expr(e.value))}` |"
                 for e in decl.entries]
         body.append(f"By `{_expr(decl.key)}`\n\n| {_cell(_expr(decl.key))} | value |\n|---|---|\n" + "\n".join(rows))
+    elif isinstance(decl, n.Cells):
+        from capdsl.language.fmt import cell_key_text
+
+        keys = [_cell(_expr(k)) for k in decl.keys]
+        rows = [("| " + " | ".join(_cell(cell_key_text(k)) for k in e.keys) if e.keys is not None
+                 else "| otherwise" + " |" * (len(keys) - 1)) + f" | `{_cell(_expr(e.value))}` |" for e in decl.entries]
+        body.append(f"By {', '.join(f'`{_expr(k)}`' for k in decl.keys)}\n\n| " + " | ".join(keys) + " | value |\n|"
+                    + "---|" * (len(keys) + 1) + "\n" + "\n".join(rows))
     elif isinstance(decl, (n.Tier, n.Modifier)):
         if isinstance(decl, n.Modifier):
             body.append(f"Combine: {decl.combine}")
@@ -451,7 +480,7 @@ def grammar_keywords() -> tuple[str, ...]:
     return tuple(sorted(words))
 
 
-_DECL_RE = re.compile(r"^[ \t]*(define|bands|tier|modifier|schedule|line|pool)[ \t]+((?![0-9])\w+)", re.M)
+_DECL_RE = re.compile(r"^[ \t]*(define|bands|cells|tier|modifier|schedule|line|pool)[ \t]+((?![0-9])\w+)", re.M)
 _INPUT_RE = re.compile(rf"^[ \t]*({_SCOPE})[ \t]+((?![0-9])\w+)[ \t]*:", re.M)
 _ATTR_RE = re.compile(rf"(?<![\w.])({_SCOPE})\.((?![0-9])\w+)")
 
@@ -511,10 +540,14 @@ def completions(analysis: Analysis, line: int, column: int, fallback: Index | No
         if index is not None:
             names |= index.attributes.get(scope, set())
         names |= {name for (s, name) in BUILTINS if s == scope}
+        if scope == "calendar":
+            names = set(CALENDAR)
         out = []
         for name in sorted(names):
             key = name if scope == "param" else f"{scope}.{name}"
             detail = analysis.types.get(key, "")
+            if scope == "calendar":
+                detail = f"calendar: {of_kind(CALENDAR[name].kind).describe()}, {CALENDAR[name].doc}"
             if (scope, name) in BUILTINS:
                 detail = "built-in: " + _builtin_type(BUILTINS[(scope, name)]) + \
                     (", may be empty" if (scope, name) in OPTIONAL_FIELDS else "")
@@ -530,7 +563,7 @@ def completions(analysis: Analysis, line: int, column: int, fallback: Index | No
     for word in grammar_keywords():
         out.setdefault(word, Completion(word, "keyword", _keyword_detail(word)))
     for word in FUNCTIONS:
-        out.setdefault(word, Completion(word, "function", "built-in function"))
+        out.setdefault(word, Completion(word, "function", FUNCTION_DOCS.get(word, "built-in function")))
     for word in SCOPES:
         out[word] = Completion(word, "scope", f"{word}.…")
     return list(out.values())
@@ -541,7 +574,7 @@ def completions(analysis: Analysis, line: int, column: int, fallback: Index | No
 @dataclass(frozen=True)
 class OutlineItem:
     name: str
-    kind: str  # contract inputs input param define dated bands tier modifier schedule line pool example entry
+    kind: str  # contract inputs input param define dated bands cells tier modifier schedule line pool example entry
     detail: str
     span: Span
     selection: Span
@@ -573,7 +606,7 @@ def outline(contract: n.Contract, source: Source) -> list[OutlineItem]:
                             kids))
         elif isinstance(decl, n.Example):
             out.append(item(decl.name, "example", "example", decl.span, loc.find(decl.span, "example")))
-        elif isinstance(decl, (n.Define, n.Dated, n.Bands, n.Tier, n.Modifier, n.Schedule, n.Line)):
+        elif isinstance(decl, (n.Define, n.Dated, n.Bands, n.Cells, n.Tier, n.Modifier, n.Schedule, n.Line)):
             keyword = decl.kind if isinstance(decl, n.Line) else _DECL_KEYWORD[type(decl)]
             sel = loc.find(decl.span, decl.name, after=keyword)
             kids = []
@@ -583,6 +616,12 @@ def outline(contract: n.Contract, source: Source) -> list[OutlineItem]:
                 kids = [item(range_text(e.range) if e.range else "otherwise", "entry", _expr(e.value), e.span)
                         for e in decl.entries]
                 detail = f"by {_expr(decl.key)}"
+            elif isinstance(decl, n.Cells):
+                from capdsl.language.fmt import cell_key_text
+
+                kids = [item(", ".join(cell_key_text(k) for k in e.keys) if e.keys is not None else "otherwise",
+                             "entry", _expr(e.value), e.span) for e in decl.entries]
+                detail = f"by {', '.join(_expr(k) for k in decl.keys)}"
             elif isinstance(decl, n.Tier):
                 kids = [item(_expr(c.value), "entry", "otherwise" if c.cond is None else f"when {_expr(c.cond)}",
                              c.span) for c in decl.entries]
@@ -756,7 +795,8 @@ def make_server():
 
     completion_kinds = {
         "define": lsp.CompletionItemKind.Constant, "dated": lsp.CompletionItemKind.Constant,
-        "bands": lsp.CompletionItemKind.Enum, "tier": lsp.CompletionItemKind.Enum,
+        "bands": lsp.CompletionItemKind.Enum, "cells": lsp.CompletionItemKind.Enum,
+        "tier": lsp.CompletionItemKind.Enum,
         "modifier": lsp.CompletionItemKind.Operator, "schedule": lsp.CompletionItemKind.Struct,
         "line": lsp.CompletionItemKind.Function, "pool": lsp.CompletionItemKind.Function,
         "param": lsp.CompletionItemKind.Variable, "attribute": lsp.CompletionItemKind.Field,
@@ -791,7 +831,8 @@ def make_server():
     symbol_kinds = {
         "contract": lsp.SymbolKind.Module, "inputs": lsp.SymbolKind.Namespace, "input": lsp.SymbolKind.Field,
         "param": lsp.SymbolKind.Variable, "define": lsp.SymbolKind.Constant, "dated": lsp.SymbolKind.Constant,
-        "bands": lsp.SymbolKind.Enum, "tier": lsp.SymbolKind.Enum, "modifier": lsp.SymbolKind.Operator,
+        "bands": lsp.SymbolKind.Enum, "cells": lsp.SymbolKind.Enum, "tier": lsp.SymbolKind.Enum,
+        "modifier": lsp.SymbolKind.Operator,
         "schedule": lsp.SymbolKind.Struct, "line": lsp.SymbolKind.Function, "pool": lsp.SymbolKind.Function,
         "example": lsp.SymbolKind.Event, "entry": lsp.SymbolKind.EnumMember,
     }
