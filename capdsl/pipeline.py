@@ -173,9 +173,12 @@ class Run:
     spark_master: str | None = None
 
 
-def evaluate(contract: CompiledContract | t.Program, run: Run):
-    """Load the panel, evaluate with the chosen engine, build statements. The evaluation tree is
-    read only if the engine needs it (not for a query found in the cache)."""
+def evaluate(contract: CompiledContract | t.Program, run: Run, *, by_month: bool = False,
+             practices: tuple[str, ...] = ()):
+    """Load the panel, evaluate with the chosen engine, build statements (with each month's when
+    `by_month`; only `practices`' when given, an unknown id being a UsageError). The evaluation tree
+    is read only if the engine needs it (not for a query found in the cache) or a line's `and`
+    condition failed somewhere (to name the part that failed)."""
     from capdsl.data.panel import load_panel, parse_params
     from capdsl.evaluation.periods import parse_period
     from capdsl.evaluation.statements import build
@@ -198,7 +201,94 @@ def evaluate(contract: CompiledContract | t.Program, run: Run):
         raise
     panel.finish_checks()
     warnings = [_warning_text(w) for w in panel.warnings]
-    return build(contract.layout, monthly, period.text, period.months, run.engine, warnings), panel
+    if practices:
+        monthly = only_practices(monthly, practices)
+    empty = nobody_enrolled(panel, period)
+    if empty is not None:
+        warnings.append(_warning_text(empty))
+    failed = failed_conditions(contract, panel, monthly, period, params)
+    return build(contract.layout, monthly, period.text, period.months, run.engine, warnings, by_month=by_month,
+                 failed=failed), panel
+
+
+def only_practices(monthly, wanted: tuple[str, ...]):
+    """The monthly result of the `wanted` practices only (in the panel's order); an id the panel does
+    not have is a UsageError naming the closest ids."""
+    import difflib
+
+    from capdsl.errors import UsageError, error
+    from capdsl.evaluation.amounts import MonthlyResult
+
+    known = set(monthly.practices)
+    for pid in wanted:
+        if pid not in known:
+            close = difflib.get_close_matches(pid, sorted(known), n=3, cutoff=0.5)
+            hint = ("did you mean " + ", ".join(close) + "?") if close else \
+                f"the panel has {len(known)} practices" + (f", e.g. {', '.join(sorted(known)[:3])}" if known else "")
+            raise UsageError(error("E0908", f"--practice {pid}: no such practice in the panel", hint=hint))
+    keep = set(wanted)
+    return MonthlyResult(rows=[r for r in monthly.rows if r[0] in keep],
+                         pools=[r for r in monthly.pools if r[0] in keep],
+                         installments=[r for r in monthly.installments if r[0] in keep],
+                         practices=[p for p in monthly.practices if p in keep])
+
+
+def nobody_enrolled(panel, period) -> Diagnostic | None:
+    """W0960 when no member of the panel can count in any month of the period (none is enrolled in it,
+    or born by its end): the statements would all be 0 for want of members, not by the contract."""
+    from capdsl.errors import warning
+    from capdsl.evaluation.periods import month_end
+
+    con = getattr(panel, "con", None)
+    kinds = getattr(panel, "kinds", {}).get("members")
+    if con is None or kinds is None:
+        return None
+    start, end = period.months[0], month_end(period.months[-1])
+    where = []
+    if "enrolled_from" in kinds:
+        where.append("(enrolled_from IS NULL OR enrolled_from <= $end)")
+    if "enrolled_to" in kinds:
+        where.append("(enrolled_to IS NULL OR enrolled_to >= $start)")
+    if "birth_date" in kinds:
+        where.append("(birth_date IS NULL OR birth_date <= $end)")
+    clause = " AND ".join(where) or "TRUE"
+    total, counted = con.execute(f"SELECT count(*), count(*) FILTER (WHERE {clause}) FROM members",
+                                 {"start": start, "end": end} if where else {}).fetchone()
+    if counted:
+        return None
+    if not total:
+        return warning("W0960", f"the members table has no rows: every statement for {period.text} is 0")
+    span = ""
+    if "enrolled_from" in kinds and "enrolled_to" in kinds:
+        low, high = con.execute("SELECT min(enrolled_from), max(enrolled_to) FROM members").fetchone()
+        if low is not None or high is not None:
+            span = f" (enrolments run from {low or 'the start'} to {high or 'now'})"
+    return warning("W0960", f"none of the {total} members is enrolled in {period.text}{span}: every "
+                            f"statement is 0 for want of members",
+                   hint="check --period and the enrolled_from / enrolled_to columns")
+
+
+def failed_conditions(contract: CompiledContract, panel, monthly, period, params: dict) -> dict:
+    """For the "not applied" notes: which parts of a line's `a and b` condition were false, per
+    (practice, month, line), from the interpreter (`interpret.failed_parts`) on the practices'
+    attributes and measures. Empty, and the tree not read, when no such line failed."""
+    names = {line.name for line in contract.layout.lines if line.applies_text and " and " in line.applies_text}
+    if not names or not hasattr(panel, "practice_rows"):
+        return {}
+    wanted = [(pid, month, name) for pid, month, name, _amount, applied, _basis in monthly.rows
+              if not applied and name in names]
+    wanted += [(pid, None, name) for pid, name, _year, _amount, applied in monthly.pools
+               if not applied and name in names]
+    if not wanted:
+        return {}
+    from capdsl.evaluation.interpret import Rows, failed_parts
+
+    program = contract.tree
+    practice_cols = ["practice_id"] + [c.name for c in program.columns
+                                       if c.table == "practice" and c.name != "practice_id"]
+    practices = [dict(zip(practice_cols, row)) for row in panel.practice_rows(practice_cols)]
+    rows = Rows(practices, [], [], list(panel.measure_rows()))
+    return failed_parts(program, rows, period.months, params, wanted)
 
 
 def member_detail(contract: CompiledContract | t.Program, run: Run, *, redact: bool = False):

@@ -99,6 +99,17 @@ def _parquet(table: dict, truncate: bool = False) -> Callable[[Path], Path]:
     return write
 
 
+def _xlsx(rows: list[list]) -> Callable[[Path], Path]:
+    def write(tmp: Path) -> Path:
+        openpyxl = pytest.importorskip("openpyxl")
+        book = openpyxl.Workbook()
+        for row in rows:
+            book.active.append(row)
+        book.save(tmp / "members.xlsx")
+        return tmp / "members.xlsx"
+    return write
+
+
 GOOD_PARQUET = {"member_id": ["M1", "M2", "M3"], "practice_id": ["P1", "P1", "P2"],
                 "birth_date": ["1970-01-01", "1980-05-05", "2000-02-29"], "risk": ["1", "1.5", "1"]}
 
@@ -110,8 +121,21 @@ CASES = [
          "E0703", ("no column 'hours'",)),
     Case("misspelt column", {"members.csv": MEMBERS.replace("birth_date", "birthdate")},
          "E0703", ("no column 'birth_date'", "did you mean 'birthdate'")),
-    Case("semicolon-separated file", {"members.csv": MEMBERS.replace(",", ";")},
-         "E0703", ("separated by ';'",)),
+    Case("semicolon-separated file (detected)", {"members.csv": MEMBERS.replace(",", ";")}),
+    Case("column mapped from a column the file lacks", {}, "E0719", ("no column 'dob'", "birth_date"),
+         args={"--column": "members.birth_date=dob"}),
+    Case("unusable field separator", {}, "E0722", ("separator",), args={"--delimiter": "ab"}),
+    Case("no such sheet in the workbook", {"members.xlsx": _xlsx([["member_id", "practice_id", "birth_date"],
+                                                                   ["M1", "P1", "1970-01-01"]])},
+         "E0717", ("no sheet 'Nope'",), args={"--members": "members.xlsx#Nope"}),
+    Case("a long id typed as a number in a workbook", {"members.xlsx": _xlsx(
+        [["member_id", "practice_id", "birth_date"], [12345678901234567, "P1", "1970-01-01"],
+         ["M2", "P1", "1980-05-05"], ["M3", "P2", "2000-02-29"]])},
+         "E0721", ("row 2", "more than 15 digits"), args={"--members": "members.xlsx"}),
+    Case("an error cell in a workbook", {"members.xlsx": _xlsx(
+        [["member_id", "practice_id", "birth_date", "risk"], ["M1", "P1", "1970-01-01", "#DIV/0!"],
+         ["M2", "P1", "1980-05-05", 1], ["M3", "P2", "2000-02-29", 1]])},
+         "E0723", ("row 2, column risk", "#DIV/0!"), args={"--members": "members.xlsx"}),
     Case("column twice in the header", {"members.csv": "member_id,practice_id,birth_date,member_id\nM1,P1,1970-01-01,M1\n"},
          "E0703", ("appears twice",)),
     Case("extra columns (allowed)", {"members.csv": MEMBERS.replace("risk\n", "risk,colour\n")

@@ -347,7 +347,7 @@ def test_no_members_file(tmp_path):
 
 def test_unknown_extension_is_a_usage_error(tmp_path):
     with pytest.raises(UsageError) as info:
-        load(tmp_path, members=(".xlsx", "x"))
+        load(tmp_path, members=(".dat", "x"))
     assert info.value.code == "E0906"
 
 

@@ -21,10 +21,12 @@ its SHA-256) and never print a birth date, unless `show_ids=True`
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import functools
 import hashlib
 import os
+import re
 import threading
 import weakref
 from dataclasses import dataclass, field
@@ -37,11 +39,11 @@ import duckdb
 
 from capdsl.data.memo import Memo
 from capdsl.data.params import parse_params  # noqa: F401  (re-exported: parameters are a panel input too)
-from capdsl.data.read import (LIMIT, Problems, RawTable, detect_format, fetch_all, native_kind, quote_name,
-                              read_table, unreadable_parquet)
+from capdsl.data.read import (LIMIT, Problems, RawTable, ReadOptions, delimiter_name, detect_format, fetch_all,
+                              native_kind, quote_name, read_table, split_sheet, unreadable_parquet)
 from capdsl.data.requirements import (CANONICAL, ColumnSpec, MeasureSpec, ParamSpec,  # noqa: F401
                                       Requirements, columns_for)
-from capdsl.errors import Diagnostic, InputError, error, warning
+from capdsl.errors import Diagnostic, InputError, UsageError, error, warning
 from capdsl.evaluation.periods import Period
 
 TABLES = tuple(CANONICAL)  # members, practices, events, measures
@@ -98,11 +100,31 @@ _NUM = r"'[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?'"
 _PCT = r"'[+-]?([0-9]{1,15}\.?[0-9]*|\.[0-9]+) *%'"
 
 
-def _valid(v: str, kind: str) -> str:
+@dataclass(frozen=True, slots=True)
+class TextRules:
+    """How a file writes numbers and dates besides capdsl's own forms: decimal commas (`1234,5`;
+    a dot is then refused, as it may separate thousands) and a strptime date format accepted
+    besides `YYYY-MM-DD`."""
+
+    decimal_comma: bool = False
+    date_format: str | None = None
+
+
+PLAIN = TextRules()
+_ISO = "'[0-9]{4}-[0-9]{2}-[0-9]{2}'"
+
+
+def _valid(v: str, kind: str, rules: TextRules = PLAIN) -> str:
     """SQL: the text `v` (non-null) is a valid value of `kind`. Every cast is a try_cast."""
     if kind == "date":
-        return (f"(regexp_full_match({v}, '[0-9]{{4}}-[0-9]{{2}}-[0-9]{{2}}') AND try_cast({v} AS DATE) IS NOT NULL"
-                f" AND try_cast(substr({v}, 1, 4) AS INTEGER) BETWEEN 1800 AND 2999)")
+        iso = (f"(regexp_full_match({v}, {_ISO}) AND try_cast({v} AS DATE) IS NOT NULL"
+               f" AND try_cast(substr({v}, 1, 4) AS INTEGER) BETWEEN 1800 AND 2999)")
+        if rules.date_format is None:
+            return iso
+        parsed = f"try_strptime({v}, {_sql_str(rules.date_format)})"
+        return f"({iso} OR (NOT regexp_full_match({v}, {_ISO}) AND year({parsed}) BETWEEN 1800 AND 2999))"
+    if kind in ("decimal", "integer") and rules.decimal_comma:
+        return f"(NOT contains({v}, '.') AND {_valid(_comma(v), kind)})"
     if kind == "decimal":
         return (f"((regexp_full_match({v}, {_NUM}) AND try_cast({v} AS {DEC}) IS NOT NULL"
                 f" AND NOT regexp_matches({v}, '\\.[0-9]{{10}}0*[1-9]')) OR "
@@ -115,10 +137,23 @@ def _valid(v: str, kind: str) -> str:
     return "TRUE"
 
 
-def _typed(v: str, kind: str) -> str:
+def _comma(v: str) -> str:
+    return f"replace({v}, ',', '.')"
+
+
+def _sql_str(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _typed(v: str, kind: str, rules: TextRules = PLAIN) -> str:
     """SQL: the typed value of the text `v` (NULL when empty or invalid)."""
     if kind == "date":
+        if rules.date_format is not None:
+            return (f"CASE WHEN regexp_full_match({v}, {_ISO}) THEN try_cast({v} AS DATE) "
+                    f"ELSE CAST(try_strptime({v}, {_sql_str(rules.date_format)}) AS DATE) END")
         return f"try_cast({v} AS DATE)"
+    if kind in ("decimal", "integer") and rules.decimal_comma:
+        return _typed(_comma(v), kind)
     if kind == "decimal":  # "15%" is 0.15, exactly
         return (f"CASE WHEN ends_with({v}, '%') THEN try_cast(try_cast(rtrim(rtrim({v}, '%')) AS {DEC}) "
                 f"* CAST('0.01' AS {DEC}) AS {DEC}) ELSE try_cast({v} AS {DEC}) END")
@@ -137,6 +172,34 @@ _HINTS = {
     "integer": "write a whole number, e.g. 3",
     "bool": "write true or false (1/0 and yes/no are accepted too)",
 }
+_COMMA_NUMBER = re.compile(r"[+-]?[0-9]*,[0-9]+ *%?")
+_DOT_NUMBER = re.compile(r"[+-]?[0-9]*\.[0-9]+ *%?")
+
+
+def _hint(kind: str, value: Any, rules: TextRules, fmt: str) -> str:
+    """The hint for a bad value of `kind`, naming the option that reads it when its form is a known
+    convention (a decimal comma, a day-first date) rather than a mistake."""
+    text = str(value).strip() if value is not None else ""
+    if kind in ("decimal", "integer"):
+        if rules.decimal_comma and _DOT_NUMBER.fullmatch(text):
+            return ("numbers are read with decimal commas here (1234,5), so a dot is refused: it may separate "
+                    "thousands; write the number with a comma")
+        if not rules.decimal_comma and _COMMA_NUMBER.fullmatch(text):
+            return ("this looks like a decimal comma: pass --decimal-comma (decimal_comma = true in capdsl.toml) "
+                    "if the file writes 1234,5 for 1234.5")
+    if kind == "date":
+        if re.fullmatch(r"[0-9]{1,2}\.[0-9]{1,2}\.[0-9]{4}", text):
+            return "for dates written 31.12.2011 pass --date-format %d.%m.%Y (date_format in capdsl.toml)"
+        if re.fullmatch(r"[0-9]{1,2}/[0-9]{1,2}/[0-9]{4}", text):
+            return ("for dates written with slashes pass --date-format %d/%m/%Y or %m/%d/%Y, whichever the file "
+                    "uses (date_format in capdsl.toml)")
+        if fmt == "xlsx" and re.fullmatch(r"[0-9]{4,5}", text):
+            return "a number in a date column: format the column's cells as dates in the spreadsheet"
+        if rules.date_format:
+            return f"dates are written {rules.date_format} or YYYY-MM-DD (years 1800-2999)"
+    return _HINTS[kind]
+
+
 #: What messages call a value of each kind ("is not a valid whole number").
 KIND_WORD = {"date": "date", "decimal": "number", "integer": "whole number", "bool": "boolean",
               "text": "text"}
@@ -151,7 +214,10 @@ def _missing_column(spec: ColumnSpec, raw: RawTable, table: str) -> Diagnostic:
     hint = f"did you mean {close[0]!r}?" if close else (
         f"the file's columns are: {', '.join(have[:15])}{' …' if len(have) > 15 else ''}")
     if len(have) == 1 and any(sep in have[0] for sep in ";\t|"):
-        hint = "the header looks separated by ';', tab or '|'; capdsl reads comma-separated CSV"
+        hint = ("the header looks separated by ';', tab or '|', not by commas: pass the separator, e.g. "
+                "--delimiter ';' (it is detected only when the header and the first rows split the same way)")
+    elif raw.delimiter_detected:
+        hint += f" (the file was read as {delimiter_name(raw.delimiter)}-separated; --delimiter says otherwise)"
     return error("E0703", f"the {table} file has no column {spec.name!r} ({KIND_WORD[spec.kind]}), "
                           f"needed by {spec.needed_by}", path=raw.path, hint=hint)
 
@@ -171,7 +237,7 @@ def _native_cast(c: str, native_type: str | None, kind: str) -> str | None:
 
 
 def _type_table(con, table: str, raw: RawTable | None, specs: list[ColumnSpec], probs: Problems,
-                 show_ids: bool) -> None:
+                 show_ids: bool, rules: TextRules = PLAIN) -> None:
     """Check every column's values in one aggregate query, then create the typed table."""
     if raw is None:
         cols = ", ".join(f"CAST(NULL AS {_SQL_TYPE[s.kind]}) AS {quote_name(s.name)}" for s in specs)
@@ -208,7 +274,7 @@ def _type_table(con, table: str, raw: RawTable | None, specs: list[ColumnSpec], 
         if spec.required and spec.default is None:
             checks.append(("null", spec, f"{v} IS NULL", v, typed_null if spec.kind == "text" else None))
         if spec.kind != "text":
-            checks.append(("bad", spec, f"{v} IS NOT NULL AND NOT {_valid(v, spec.kind)}", v, None))
+            checks.append(("bad", spec, f"{v} IS NOT NULL AND NOT {_valid(v, spec.kind, rules)}", v, None))
     on_raw = [i for i, ch in enumerate(checks) if ch[4] is None]
     text_columns = [c for _, c, native in plan if c is not None and native is None and c not in raw.native]
     counts: dict[int, int] = {}
@@ -219,7 +285,7 @@ def _type_table(con, table: str, raw: RawTable | None, specs: list[ColumnSpec], 
         counts.update(zip(on_raw, found))
         tidy = {c for c, n in zip(text_columns, found[len(on_raw):]) if not n}
         invalid = {ch[1].name for i, ch in enumerate(checks) if ch[0] == "bad" and counts[i]}
-        exprs = ["_row"] + [_typed_column(spec, c, native, raw, c in tidy, spec.name in invalid)
+        exprs = ["_row"] + [_typed_column(spec, c, native, raw, c in tidy, spec.name in invalid, rules)
                             for spec, c, native in plan]
         # no ORDER BY: raw tables are built in _row order and DuckDB keeps insertion order; readers
         # order by key
@@ -236,7 +302,7 @@ def _type_table(con, table: str, raw: RawTable | None, specs: list[ColumnSpec], 
         counts.update(zip(on_typed, fetch_all(con, "SELECT " + ", ".join(f"count_if({checks[i][4]})" for i in on_typed)
                                             + f" FROM {table}")[0]))
     _report_checks(con, table, [ch[:4] for ch in checks], [counts[i] for i in range(len(checks))], probs,
-                   show_ids, raw.path)
+                   show_ids, raw.path, raw, rules)
 
 
 def _text(c: str, raw: RawTable) -> str:
@@ -245,7 +311,7 @@ def _text(c: str, raw: RawTable) -> str:
 
 
 def _typed_column(spec: ColumnSpec, c: str | None, native: str | None, raw: RawTable, tidy: bool,
-                  invalid: bool) -> str:
+                  invalid: bool, rules: TextRules = PLAIN) -> str:
     """SQL: one column of the typed table. `tidy`: no value is empty or has a space at either end
     (trimming would change nothing); `invalid`: some value failed its validity test (so each value
     must pass it again, or be NULL)."""
@@ -255,8 +321,8 @@ def _typed_column(spec: ColumnSpec, c: str | None, native: str | None, raw: RawT
         typed = native
     else:
         v = c if tidy else _text(c, raw)
-        typed = f"CASE WHEN {_valid(v, spec.kind)} THEN {_typed(v, spec.kind)} END" if invalid \
-            else _typed(v, spec.kind)
+        typed = f"CASE WHEN {_valid(v, spec.kind, rules)} THEN {_typed(v, spec.kind, rules)} END" if invalid \
+            else _typed(v, spec.kind, rules)
     if spec.default is not None:
         typed = f"COALESCE({typed}, {_lit(spec.default, spec.kind)})"
     return f"{typed} AS {quote_name(spec.name)}"
@@ -330,30 +396,36 @@ def _typed_view(con, table: str, raw: RawTable, specs: list[ColumnSpec], probs: 
             typed = f"COALESCE({typed}, {_lit(spec.default, spec.kind)})"
         exprs.append(f"{typed} AS {quote_name(spec.name)}")
     fetch_all(con, f"CREATE VIEW {table} AS SELECT {', '.join(exprs)} FROM ({raw.select})")
-    _report_checks(con, table, checks, counts, probs, show_ids, raw.path)
+    _report_checks(con, table, checks, counts, probs, show_ids, raw.path, raw)
     return True
 
 
 def _report_checks(con, table: str, checks, counts: list[int], probs: Problems, show_ids: bool,
-                   path: str) -> None:
-    """E0705/E0704 with the first offending rows of every check that counted any."""
+                   path: str, raw: RawTable | None = None, rules: TextRules = PLAIN) -> None:
+    """E0705/E0704 with the first offending rows of every check that counted any. A column a
+    mapping renamed is named as the file names it, with the panel's name after it."""
+    renamed = raw.renamed if raw is not None else {}
+    fmt = raw.fmt if raw is not None else "csv"
     for (problem, spec, cond, v), n in zip(checks, counts):
         if not n:
             continue
         found = fetch_all(con, f"SELECT _row, {v} FROM raw_{table} WHERE {cond} ORDER BY _row "
                         f"LIMIT {LIMIT}")
+        label = f"{renamed[spec.name]} ({spec.name})" if spec.name in renamed else spec.name
         if problem == "null":
             probs.rows("E0705", path, found, n, f"rows with an empty {spec.name}",
-                       lambda r, s=spec: f"row {r[0]}: column {s.name} is empty; it is required "
-                                         f"(needed by {s.needed_by})")
+                       lambda r, s=spec, lb=label: f"row {r[0]}: column {lb} is empty; it is required "
+                                                   f"(needed by {s.needed_by})")
         else:
             probs.rows("E0704", path, found, n, f"rows with a bad {spec.name}",
-                       lambda r, s=spec: f"row {r[0]}, column {s.name}: "
-                                         f"{_show(table, s.name, r[1], show_ids)} is not a valid "
-                                         f"{KIND_WORD[s.kind]}", hint=_HINTS[spec.kind])
+                       lambda r, s=spec, lb=label: f"row {r[0]}, column {lb}: "
+                                                   f"{_show(table, s.name, r[1], show_ids)} is not a valid "
+                                                   f"{KIND_WORD[s.kind]}",
+                       hint=_hint(spec.kind, found[0][1] if found else None, rules, fmt))
 
 
-def _add_measure_columns(con, measures: dict[str, MeasureSpec], path: str | None, probs: Problems) -> None:
+def _add_measure_columns(con, measures: dict[str, MeasureSpec], path: str | None, probs: Problems,
+                         rules: TextRules = PLAIN, fmt: str = "csv") -> None:
     """Normalise the period, derive its dates and type `value` per measure kind."""
     p = "upper(period)"
     y = f"try_cast(substr({p}, 1, 4) AS INTEGER)"
@@ -366,7 +438,9 @@ def _add_measure_columns(con, measures: dict[str, MeasureSpec], path: str | None
     end = ("CASE period_kind WHEN 'month' THEN last_day(period_start) "
            "WHEN 'quarter' THEN last_day(CAST(period_start + INTERVAL 2 MONTH AS DATE)) "
            "WHEN 'year' THEN make_date(year(period_start), 12, 31) END")
-    values = ", ".join(f"{_typed('value', k)} AS value_{k}" for k in ("bool", "integer", "decimal", "date"))
+    values = ", ".join(f"CASE WHEN {_valid('value', k, rules)} THEN {_typed('value', k, rules)} END AS value_{k}"
+                       if rules != PLAIN and k in ("integer", "decimal", "date") else f"{_typed('value', k)} AS value_{k}"
+                       for k in ("bool", "integer", "decimal", "date"))
     # a view over the typed table, not a second table: creating a table costs far more than a view
     # even for a few rows, and the few rows are read again cheaply (no ORDER BY: _row's order is kept)
     fetch_all(con, "ALTER TABLE measures RENAME TO measures_typed")
@@ -385,7 +459,7 @@ def _add_measure_columns(con, measures: dict[str, MeasureSpec], path: str | None
     for name, spec in measures.items():
         if spec.kind == "text":
             continue
-        cond = f"measure = ? AND value IS NOT NULL AND NOT {_valid('value', spec.kind)}"
+        cond = f"measure = ? AND value IS NOT NULL AND NOT {_valid('value', spec.kind, rules)}"
         n = fetch_all(con, f"SELECT count(*) FROM measures WHERE {cond}", [name])[0][0]
         if n:
             found = fetch_all(con, f"SELECT _row, value FROM measures WHERE {cond} ORDER BY _row LIMIT {LIMIT}",
@@ -393,7 +467,8 @@ def _add_measure_columns(con, measures: dict[str, MeasureSpec], path: str | None
             probs.rows("E0704", path, found, n, f"bad values of measure {name}",
                        lambda r, nm=name, s=spec: f"row {r[0]}, column value: {_show('measures', 'value', r[1], False)}"
                                                   f" is not a valid {KIND_WORD[s.kind]} (measure {nm}, "
-                                                  f"declared at {s.needed_by})", hint=_HINTS[spec.kind])
+                                                  f"declared at {s.needed_by})",
+                       hint=_hint(spec.kind, found[0][1] if found else None, rules, fmt))
     declared = list(measures)
     unknown = fetch_all(
         con, "SELECT measure, count(*), min(_row) FROM measures WHERE measure IS NOT NULL AND NOT "
@@ -641,6 +716,85 @@ def close_all(only_if_needed: bool = False) -> None:
             panel.close()
 
 
+def check_options(options: ReadOptions, where: str = "") -> None:
+    """A UsageError (E0722) for reading options no file can be read with."""
+    delim = options.delimiter
+    if delim is not None and (len(delim) != 1 or delim in "\"\r\n" or delim.isalnum()):
+        raise UsageError(error("E0722", f"the field separator {delim!r}{where} cannot be used",
+                               hint="give one character that is not a letter, digit or quote: --delimiter ';' "
+                                    "(a tab: --delimiter $'\\t')"))
+    fmt = options.date_format
+    if fmt is not None:
+        if not ("%Y" in fmt and re.search("%[mbB]", fmt) and "%d" in fmt):
+            raise UsageError(error("E0722", f"the date format {fmt!r}{where} needs a day (%d), a month (%m, %b) "
+                                            "and a four-digit year (%Y)", hint="e.g. --date-format %d.%m.%Y"))
+        con = duckdb.connect(":memory:")
+        try:
+            con.execute("SELECT try_strptime('2011-01-01', ?)", [fmt])
+        except duckdb.Error as exc:
+            raise UsageError(error("E0722", f"the date format {fmt!r}{where} cannot be used: "
+                                            f"{str(exc).splitlines()[0][:120]}",
+                                   hint="write it as for strptime, e.g. %d.%m.%Y")) from None
+        finally:
+            con.close()
+
+
+def _text_rules(con, table: str, raw: RawTable, options: ReadOptions, specs: list[ColumnSpec],
+                probs: Problems) -> TextRules:
+    """The table's TextRules: the date format given, and decimal commas as given or, in a CSV file not
+    separated by commas, detected: some number column holds `1234,5` and none `1234.5` (reported as
+    W0720, with the column and row it was seen on). Parquet and JSON numbers are never read with commas."""
+    decimal_comma = bool(options.decimal_comma) and raw.fmt in ("csv", "xlsx")
+    if options.decimal_comma is None and raw.fmt == "csv" and raw.delimiter != ",":
+        numeric = [(s.name, raw.columns[s.name]) for s in specs if s.kind in ("decimal", "integer")
+                   and s.name in raw.columns and raw.columns[s.name] not in raw.native]
+        if table == "measures" and "value" in raw.columns:
+            numeric.append(("value", raw.columns["value"]))
+        if numeric:
+            parts = []
+            for _, c in numeric:
+                v = f"trim({c})"
+                parts.append(f"count_if(regexp_full_match({v}, '[+-]?[0-9]*,[0-9]+ *%?'))")
+                parts.append(f"count_if(regexp_full_match({v}, '[+-]?[0-9]*\\.[0-9]+ *%?'))")
+                parts.append(f"min(CASE WHEN regexp_full_match({v}, '[+-]?[0-9]*,[0-9]+ *%?') THEN _row END)")
+            found = fetch_all(con, f"SELECT {', '.join(parts)} FROM raw_{table}")[0]
+            commas = [(name, found[3 * i], found[3 * i + 2]) for i, (name, _) in enumerate(numeric)]
+            dots = sum(found[3 * i + 1] for i in range(len(numeric)))
+            seen = [(name, row) for name, n, row in commas if n]
+            if seen and not dots:
+                decimal_comma = True
+                name, row = seen[0]
+                probs.add(warning("W0720", f"numbers are read with decimal commas (detected: column {name}, "
+                                           f"row {row}, and no number with a decimal point; --decimal-comma says "
+                                           f"so)", path=raw.path,
+                                  hint="pass --decimal-comma (or decimal_comma = true in capdsl.toml) to say so"))
+    return TextRules(decimal_comma, options.date_format)
+
+
+def _report_cells(raw: RawTable, specs: list[ColumnSpec], probs: Problems, show_ids: bool) -> None:
+    """For the columns the contract reads of a spreadsheet: E0723 for error cells (#N/A …, which would
+    read as empty), E0721 for number cells holding more digits than a spreadsheet keeps (a long id
+    typed as a number: their last digits may have changed)."""
+    for spec in specs:
+        c = raw.columns.get(spec.name)
+        errors = raw.error_cells.get(c) if c is not None else None
+        if errors:
+            probs.rows("E0723", raw.path, errors, len(errors), f"error cells in {spec.name}",
+                       lambda r, s=spec: f"row {r[0]}, column {s.name}: the cell holds the spreadsheet error "
+                                         f"{r[1]}, not a value",
+                       hint="correct the formula, or replace the error by a value (or an empty cell) in the "
+                            "spreadsheet")
+        found = raw.imprecise.get(c) if c is not None else None
+        if not found:
+            continue
+        probs.rows("E0721", raw.path, found, len(found), f"numbers too long in {spec.name}",
+                   lambda r, s=spec: f"row {r[0]}, column {s.name}: the number "
+                                     f"{_show(raw.table, s.name, r[1], show_ids)} has more than 15 digits, "
+                                     f"which a spreadsheet does not keep: its last digits may have changed",
+                   hint="store such ids as text in the spreadsheet (format the column as Text before typing "
+                        "them, or export them as CSV)")
+
+
 def load_panel(files: dict[str, str | Path | None], requirements: Requirements | None = None, *,
                formats: dict[str, str] | None = None, today: date | None = None, show_ids: bool = False,
                period: Period | None = None, allow_no_members: bool = False,
@@ -664,12 +818,25 @@ def load_panel(files: dict[str, str | Path | None], requirements: Requirements |
         raise ValueError(f"unknown panel tables: {', '.join(sorted(unknown))}")
     today = today or date.today()
     ref_day = period.start if period else today
-    paths = {t: Path(p) for t, p in files.items() if p is not None}
+    options: dict[str, ReadOptions] = {}
+    paths: dict[str, Path] = {}
+    for t, p in files.items():
+        if p is None:
+            continue
+        given = (formats or {}).get(t)
+        opts = given if isinstance(given, ReadOptions) else ReadOptions(format=given)
+        paths[t], sheet = split_sheet(p)
+        if sheet is not None and opts.sheet is None:
+            opts = dataclasses.replace(opts, sheet=sheet)
+        options[t] = opts
+    for opts in options.values():
+        check_options(opts)
     probs = Problems()
     fmts = {}
     for t, p in paths.items():
-        fmts[t] = detect_format(p, (formats or {}).get(t))
-    memo = Memo.open(paths, [sorted(fmts.items()), req, today, ref_day, show_ids, allow_no_members])
+        fmts[t] = detect_format(p, options[t].format)
+    memo = Memo.open(paths, [sorted(fmts.items()), sorted(options.items()), req, today, ref_day, show_ids,
+                             allow_no_members])
     real = duckdb.connect(":memory:")
     real.execute("SET enable_progress_bar = false")  # stderr belongs to capdsl's own messages
     con = memo.connection(real)  # the checks' answers are replayed for files that have not changed
@@ -677,19 +844,25 @@ def load_panel(files: dict[str, str | Path | None], requirements: Requirements |
     try:
         if "members" not in paths:
             probs.add(error("E0701", "no members file was given", hint="pass --members FILE"))
-        raws: dict[str, RawTable | None] = {t: (read_table(con, t, paths[t], fmts[t], probs) if t in paths else None)
-                                        for t in TABLES}
+        raws: dict[str, RawTable | None] = {t: (read_table(con, t, paths[t], fmts[t], probs, options[t])
+                                                if t in paths else None) for t in TABLES}
         if raws["members"] is not None and raws["members"].rows == 0 and not allow_no_members:
             probs.add(error("E0702", "the members file has a header but no rows", path=raws["members"].path))
         specs = {t: columns_for(t, req) for t in TABLES}
+        rules = {t: _text_rules(con, t, raws[t], options[t], specs[t], probs) for t in paths if raws[t] is not None}
+        for t in TABLES:
+            if raws[t] is not None and (raws[t].imprecise or raws[t].error_cells):
+                _report_cells(raws[t], specs[t], probs, show_ids)
         for t in ("members", "events", "measures"):
-            _type_table(con, t, raws[t], specs[t], probs, show_ids)
+            _type_table(con, t, raws[t], specs[t], probs, show_ids, rules.get(t, PLAIN))
         if raws["practices"] is not None:
-            _type_table(con, "practices", raws["practices"], specs["practices"], probs, show_ids)
+            _type_table(con, "practices", raws["practices"], specs["practices"], probs, show_ids,
+                        rules.get("practices", PLAIN))
         else:
             _derive_practices(con, specs["practices"], "practices" in paths, probs)
         measure_specs = dict(req.measures)
-        _add_measure_columns(con, measure_specs, raws["measures"].path if raws["measures"] else None, probs)
+        _add_measure_columns(con, measure_specs, raws["measures"].path if raws["measures"] else None, probs,
+                             rules.get("measures", PLAIN), raws["measures"].fmt if raws["measures"] else "csv")
         cross = functools.partial(_cross_checks, raws=raws, given=set(paths), today=today, ref_day=ref_day,
                                   show_ids=show_ids)
         pending = _Background(con, cross) if checks_in_background and not probs.errors else None

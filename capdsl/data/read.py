@@ -3,18 +3,27 @@
 Each reader leaves a table `raw_<name>` with `_row` (the row number people
 see, see `capdsl.data.panel`) and the file's columns as VARCHAR named c0..cN, so
 odd column names never reach SQL. File-level problems (missing, empty, not
-UTF-8, corrupt Parquet, malformed CSV or JSON) are collected, not raised.
+UTF-8, corrupt Parquet or workbook, malformed CSV or JSON) are collected, not raised.
+
+CSV files may be `;`- (or tab-, `|`-) separated: given by `ReadOptions.delimiter`,
+or detected from the header and first records and reported (W0720), never
+assumed silently. A spreadsheet (.xlsx) is read with python-calamine; its typed
+cells become the text capdsl parses (a date cell `2011-03-01`, a number cell its
+decimal digits at the spreadsheet's 15-digit precision).
 """
 
 from __future__ import annotations
 
 import codecs
 import csv
+import difflib
 import io
+import itertools
 import json
 import os
 import re
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -24,7 +33,38 @@ from capdsl.errors import Diagnostic, UsageError, error, warning
 
 LIMIT = 20  # bad rows reported per problem
 _FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet", ".jsonl": "jsonl",
-            ".ndjson": "jsonl", ".json": "json"}
+            ".ndjson": "jsonl", ".json": "json", ".xlsx": "xlsx", ".xlsm": "xlsx"}
+INPUT_FORMATS = ("csv", "parquet", "jsonl", "json", "xlsx")
+# separators a CSV file is checked for when none is given, in this order (a comma first)
+DELIMITERS = (",", ";", "\t", "|")
+_DELIMITER_NAMES = {",": "','", ";": "';'", "\t": "tab", "|": "'|'"}
+
+
+@dataclass(frozen=True, slots=True)
+class ReadOptions:
+    """How one panel file is written, beyond what its extension says (the CLI's reading options and
+    the project file's). None means: the default, or detected and reported."""
+
+    format: str | None = None  # csv, parquet, jsonl, json, xlsx (default: the extension)
+    sheet: str | None = None  # xlsx: the sheet (default: the workbook's first)
+    delimiter: str | None = None  # CSV: the field separator (default: detected)
+    decimal_comma: bool | None = None  # CSV and xlsx text: numbers written 1234,5 (default: detected)
+    date_format: str | None = None  # dates in this strptime format are accepted besides YYYY-MM-DD
+    columns: tuple[tuple[str, str], ...] = ()  # (the panel's column name, the file's column name)
+
+
+def delimiter_name(delim: str) -> str:
+    return _DELIMITER_NAMES.get(delim, repr(delim))
+
+
+def split_sheet(path: str | Path) -> tuple[Path, str | None]:
+    """`book.xlsx#Sheet` as (book.xlsx, Sheet); any other path as (path, None). A file whose
+    name really holds `#` is taken whole."""
+    text = str(path)
+    base, sep, sheet = text.rpartition("#")
+    if sep and sheet and Path(base).suffix.lower() in (".xlsx", ".xlsm") and not Path(text).exists():
+        return Path(base), sheet
+    return Path(text), None
 
 
 def fetch_all(con, sql: str, params: Sequence[Any] | None = None) -> list[tuple]:
@@ -62,6 +102,15 @@ class RawTable:
     select: str | None = None  # for a view: the SELECT it stands for (a typed view may inline it)
     # CSV: raw_<name> is a view adding `_row` to this table (the file as DuckDB read it), not a copy
     backing: str | None = None
+    fmt: str = "csv"  # the format it was read as
+    delimiter: str = ","  # CSV: the separator used
+    delimiter_detected: bool = False  # CSV: the separator was detected, not given
+    # the panel's column name -> the file's, for columns a mapping renamed (messages name both)
+    renamed: dict[str, str] = field(default_factory=dict)
+    # xlsx: c<i> -> [(row, value)] of number cells with more digits than a spreadsheet keeps
+    imprecise: dict[str, list[tuple[int, str]]] = field(default_factory=dict)
+    # xlsx: c<i> -> [(row, error)] of error cells (#N/A …), which read as empty
+    error_cells: dict[str, list[tuple[int, str]]] = field(default_factory=dict)
 
     def drop(self) -> list[str]:
         """The statements removing raw_<name> (and what it reads) once the typed table exists."""
@@ -101,15 +150,16 @@ def detect_format(path: Path, override: str | None = None) -> str:
     if override:
         fmt = override.lower().lstrip(".")
         fmt = {"ndjson": "jsonl", "pq": "parquet"}.get(fmt, fmt)
-        if fmt not in ("csv", "parquet", "jsonl", "json"):
+        if fmt not in INPUT_FORMATS:
             raise UsageError(error("E0906", f"unknown input format {override!r}",
-                                   hint="use csv, parquet, jsonl or json"))
+                                   hint="use csv, parquet, jsonl, json or xlsx"))
         return fmt
     fmt = _FORMATS.get(path.suffix.lower())
     if fmt is None:
         raise UsageError(error("E0906", f"cannot tell the format of {path} from its extension",
                                path=str(path),
-                               hint="name it .csv, .parquet, .jsonl or .json, or pass the format"))
+                               hint="name it .csv, .parquet, .jsonl, .json or .xlsx, or pass the format "
+                                    "(--input-format)"))
     return fmt
 
 
@@ -226,9 +276,28 @@ def _header_map(names: list[str], path: str, probs: Problems) -> dict[str, str] 
     return cols
 
 
-def _read_csv(con, name: str, path: Path, head: bytes, probs: Problems) -> RawTable | None:
+def detect_delimiter(text: str) -> str:
+    """The separator of a CSV file's head: the first of `DELIMITERS` that splits the header into
+    more than one field and every complete record of the head (up to 20) into as many; a comma
+    when none does (the file's own errors then say what is wrong)."""
+    lines = text.split("\n")
+    sample = "\n".join(lines[:-1] if len(lines) > 1 else lines)  # the last line may be cut
+    for delim in DELIMITERS:
+        try:
+            records = [r for r in itertools.islice(csv.reader(io.StringIO(sample, newline=""), delimiter=delim), 21)
+                       if r]
+        except csv.Error:
+            continue
+        if records and len(records[0]) > 1 and all(len(r) == len(records[0]) for r in records[1:]):
+            return delim
+    return ","
+
+
+def _read_csv(con, name: str, path: Path, head: bytes, probs: Problems,
+              options: ReadOptions = ReadOptions()) -> RawTable | None:
     """The file as text columns, read by DuckDB (in parallel, never whole into Python): `head` is
-    its first bytes, for the header; bytes that are not UTF-8 are located only if DuckDB finds some."""
+    its first bytes, for the header; bytes that are not UTF-8 are located only if DuckDB finds some.
+    The separator is `options.delimiter`, else detected (and reported, W0720)."""
     p = str(path)
     if head[:2] in (b"\xff\xfe", b"\xfe\xff"):
         _check_utf8(head, p, probs)  # E0710: UTF-16
@@ -238,8 +307,18 @@ def _read_csv(con, name: str, path: Path, head: bytes, probs: Problems) -> RawTa
     except UnicodeDecodeError as exc:
         probs.add(_utf8_error(head[exc.start], exc.start, head.count(b"\n", 0, exc.start) + 1, p))
         return None
+    delim = options.delimiter
+    detected = delim is None
+    if detected:
+        delim = detect_delimiter(text)
+        if delim != ",":
+            probs.add(warning("W0720", f"the file is read as {delimiter_name(delim)}-separated (detected from "
+                                       f"its header and first rows; --delimiter {_shell_quote(delim)} says so)",
+                              path=p,
+                              hint=f"pass --delimiter {_shell_quote(delim)} (or delimiter = {json.dumps(delim)} "
+                                   f"in capdsl.toml) to say so"))
     try:
-        first = next(csv.reader(io.StringIO(text, newline="")), [])
+        first = next(csv.reader(io.StringIO(text, newline=""), delimiter=delim), [])
     except csv.Error as exc:
         probs.add(error("E0716", f"malformed CSV header: {exc}", path=p))
         return None
@@ -253,7 +332,7 @@ def _read_csv(con, name: str, path: Path, head: bytes, probs: Problems) -> RawTa
     spec = "{" + ", ".join(f"'{c}': 'VARCHAR'" for c in cols.values()) + "}"
     try:
         fetch_all(con, f"CREATE TABLE _src_{name} AS SELECT * FROM read_csv(?, header=true, "
-                    f"auto_detect=false, columns={spec}, delim=',', quote='\"', escape='\"')", [p])
+                    f"auto_detect=false, columns={spec}, delim={_lit_str(delim)}, quote='\"', escape='\"')", [p])
     except duckdb.Error as exc:
         msg = str(exc)
         if "unicode" in msg.lower() and _not_utf8(path, probs):
@@ -265,14 +344,23 @@ def _read_csv(con, name: str, path: Path, head: bytes, probs: Problems) -> RawTa
             what = f"{where} has {counts.group(2)} fields but the header has {counts.group(1)}"
         else:
             what = f"{where} is not valid CSV ({msg.splitlines()[0][:120]})"
-        probs.add(error("E0716", f"malformed CSV: {what}", path=p,
-                        hint="every row needs as many comma-separated fields as the header; "
-                             "quote values that contain commas or line breaks with \"…\""))
+        named = delimiter_name(delim)
+        hint = (f"every row needs as many {named}-separated fields as the header; quote values that contain "
+                f"{'commas' if delim == ',' else named} or line breaks with \"…\"")
+        if delim == "," and ";" in text.split("\n", 1)[0]:
+            hint = ("the header holds ';': if the file is ';'-separated (a Central European export, perhaps with "
+                    "decimal commas), pass --delimiter ';'")
+        probs.add(error("E0716", f"malformed CSV: {what}", path=p, hint=hint))
         return None
     # a view, not a copy (a large file would be copied once more for nothing): rowid is the order
     # DuckDB read the records in, the file's; row 1 is the header
     fetch_all(con, f"CREATE VIEW raw_{name} AS SELECT CAST(rowid + 2 AS BIGINT) AS _row, * FROM _src_{name}")
-    return RawTable(name, p, cols, fetch_all(con, f"SELECT count(*) FROM _src_{name}")[0][0], backing=f"_src_{name}")
+    return RawTable(name, p, cols, fetch_all(con, f"SELECT count(*) FROM _src_{name}")[0][0], backing=f"_src_{name}",
+                    delimiter=delim, delimiter_detected=detected and delim != ",")
+
+
+def _shell_quote(text: str) -> str:
+    return "$'\\t'" if text == "\t" else "'" + text.replace("'", "'\\''") + "'"
 
 
 PARQUET_UNREADABLE = "the Parquet file is truncated or corrupt (it cannot be read)"
@@ -423,13 +511,230 @@ def _read_json(con, name: str, path: Path, data: bytes, fmt: str, probs: Problem
     return RawTable(name, p, cols, len(records))
 
 
-def read_table(con, name: str, path: Path, fmt: str, probs: Problems) -> RawTable | None:
-    """The file as table `raw_<name>` (see the module's docstring), or None with its problem in `probs`."""
-    data = _check_file(path, probs, ends_only=fmt == "parquet", head_only=fmt == "csv")
-    if data is None:
+# a spreadsheet keeps 15 significant digits of a number
+_SPREADSHEET_DIGITS = 15
+
+
+def _number_text(value: float, decimal_comma: bool) -> tuple[str, bool]:
+    """A number cell as decimal text, and whether it holds more digits than a spreadsheet keeps
+    (an integer of 16 digits or more, such as a long id stored as a number: its last digits may
+    have changed). A cell is a binary double: its shortest exact decimal form is taken at the
+    spreadsheet's precision (0.1 is `0.1`, 1234.56 is `1234.56`, a computed 0.30000000000000004
+    is `0.3`), in plain notation."""
+    if value != value or value in (float("inf"), float("-inf")):
+        return repr(value), False
+    if value.is_integer() and abs(value) < 1e15:
+        return str(int(value)), False
+    exact = Decimal(repr(value))
+    digits = len(exact.normalize().as_tuple().digits)
+    imprecise = value.is_integer() and digits > _SPREADSHEET_DIGITS
+    if digits > _SPREADSHEET_DIGITS:
+        exact = Decimal(format(value, f".{_SPREADSHEET_DIGITS}g"))
+    text = format(exact.normalize(), "f")
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return (text.replace(".", ",") if decimal_comma else text), imprecise
+
+
+def _column_letters(i: int) -> str:
+    out = ""
+    i += 1
+    while i:
+        i, r = divmod(i - 1, 26)
+        out = chr(65 + r) + out
+    return out
+
+
+def _read_xlsx(con, name: str, path: Path, options: ReadOptions, probs: Problems) -> RawTable | None:
+    """The chosen sheet (default: the first) as text columns. The header is the first row that is not
+    empty; rows keep the numbers the spreadsheet shows; empty rows are skipped. Typed cells become
+    capdsl's text: dates `YYYY-MM-DD` (a date-time at midnight too), numbers their decimal digits
+    (`_number_text`), booleans `true`/`false`."""
+    import pyarrow as pa
+
+    p = str(path)
+    try:
+        from python_calamine import CalamineWorkbook, PasswordError
+    except ImportError:  # pragma: no cover - a dependency of capdsl
+        probs.add(error("E0711", "reading .xlsx files needs python-calamine", path=p,
+                        hint="pip install python-calamine"))
         return None
-    if fmt == "csv":
-        return _read_csv(con, name, path, data, probs)
-    if fmt == "parquet":
-        return _read_parquet(con, name, path, data, probs)
-    return _read_json(con, name, path, data, fmt, probs)
+    try:
+        book = CalamineWorkbook.from_path(p)
+    except PasswordError:
+        probs.add(error("E0711", "the workbook is password-protected (it cannot be read)", path=p,
+                        hint="save a copy without a password, or export the sheet as CSV UTF-8"))
+        return None
+    except Exception:  # noqa: BLE001 - calamine's zip and XML errors alike: the file is not a workbook
+        probs.add(error("E0711", "the .xlsx file is truncated, corrupt or not a workbook (it cannot be read)",
+                        path=p, hint="open it in a spreadsheet program and save it again as .xlsx"))
+        return None
+    with book:
+        names = list(book.sheet_names)
+        if options.sheet is None:
+            if not names:
+                probs.add(error("E0702", "the workbook has no sheets", path=p))
+                return None
+            sheet = names[0]
+        elif options.sheet in names:
+            sheet = options.sheet
+        else:
+            close = [n for n in names if n.strip().lower() == options.sheet.strip().lower()]
+            probs.add(error("E0717", f"the workbook has no sheet {options.sheet!r}", path=p,
+                            hint=(f"did you mean {close[0]!r}? " if close else "")
+                                 + "its sheets are: " + ", ".join(repr(n) for n in names)))
+            return None
+        try:
+            rows = book.get_sheet_by_name(sheet).to_python(skip_empty_area=False)
+        except Exception:  # noqa: BLE001
+            probs.add(error("E0711", f"the sheet {sheet!r} cannot be read (the workbook is corrupt)", path=p,
+                            hint="open it in a spreadsheet program and save it again as .xlsx"))
+            return None
+    where = f"the sheet {sheet!r}" if options.sheet is not None or len(names) > 1 else "the sheet"
+    header_at = next((i for i, r in enumerate(rows) if any(v != "" for v in r)), None)
+    if header_at is None:
+        probs.add(error("E0702", f"{where} is empty", path=p,
+                        hint="the first non-empty row must name the columns"
+                             + (f"; the workbook's sheets are: {', '.join(map(repr, names))}" if len(names) > 1 else "")))
+        return None
+    header = rows[header_at]
+    used = [i for i, v in enumerate(header) if v != ""]
+    first, last = used[0], used[-1]
+    labels = []
+    for i in range(first, last + 1):
+        v = header[i]
+        labels.append(_cell_text(v, False)[0] if v != "" else f"(unnamed column {_column_letters(i)})")
+    cols = _header_map(labels, p, probs)
+    if cols is None:
+        return None
+    decimal_comma = bool(options.decimal_comma)
+    numbers: list[int] = []
+    values: list[list[str | None]] = [[] for _ in labels]
+    imprecise: dict[str, list[tuple[int, str]]] = {}
+    for n, row in enumerate(rows[header_at + 1:], start=header_at + 2):
+        cells = row[first:last + 1]
+        if all(v == "" for v in cells):
+            continue
+        numbers.append(n)
+        for j, v in enumerate(cells):
+            if type(v) is str:
+                values[j].append(v)
+                continue
+            text, lost = _cell_text(v, decimal_comma)
+            values[j].append(text)
+            if lost:
+                imprecise.setdefault(f"c{j}", []).append((n, text))
+    arrays = {"_row": pa.array(numbers, pa.int64())}
+    for j, column in enumerate(values):
+        arrays[f"c{j}"] = pa.array(column, pa.string())
+    con.register(f"_src_{name}", pa.table(arrays))
+    fetch_all(con, f"CREATE TABLE raw_{name} AS SELECT * FROM _src_{name}")
+    con.unregister(f"_src_{name}")
+    errors: dict[str, list[tuple[int, str]]] = {}
+    if path.suffix.lower() in (".xlsx", ".xlsm"):
+        letters = {_column_letters(i): f"c{i - first}" for i in range(first, last + 1)}
+        for col, row, what in _error_cells(path, names.index(sheet)):
+            if col in letters and row > header_at + 1:
+                errors.setdefault(letters[col], []).append((row, what))
+    return RawTable(name, p, cols, len(numbers), fmt="xlsx", imprecise=imprecise, error_cells=errors)
+
+
+_ERROR_CELL = re.compile(rb'<c r="([A-Z]+)([0-9]+)"[^>]*?\bt="e"[^>]*>(?:<f[^>]*>[^<]*</f>|<f[^>]*/>)?<v>([^<]*)</v>')
+
+
+def _error_cells(path: Path, sheet_index: int) -> list[tuple[str, int, str]]:
+    """(column letters, row, error) of the error cells (#N/A, #DIV/0! …) of a sheet of an .xlsx
+    file, which python-calamine reads as empty. Read from the sheet's XML in a streaming pass;
+    an unexpected layout yields nothing rather than failing the read."""
+    import zipfile
+    from xml.etree import ElementTree
+
+    try:
+        with zipfile.ZipFile(path) as book:
+            ns = {"m": "http://schemas.openxmlformats.org/spreadsheetml/2006/main",
+                  "r": "http://schemas.openxmlformats.org/officeDocument/2006/relationships"}
+            sheets = ElementTree.fromstring(book.read("xl/workbook.xml")).findall("m:sheets/m:sheet", ns)
+            rid = sheets[sheet_index].get(f"{{{ns['r']}}}id")
+            rels = ElementTree.fromstring(book.read("xl/_rels/workbook.xml.rels"))
+            target = next(r.get("Target") for r in rels if r.get("Id") == rid)
+            part = target.lstrip("/") if target.startswith("/") else "xl/" + target
+            found: list[tuple[str, int, str]] = []
+            with book.open(part) as xml:
+                carry = b""
+                while chunk := xml.read(1 << 20):
+                    buf = carry + chunk
+                    cut = buf.rfind(b"</c>") + 4 if b"</c>" in buf else 0
+                    if b't="e"' in buf[:cut]:
+                        found += [(m.group(1).decode(), int(m.group(2)), m.group(3).decode("utf-8", "replace"))
+                                  for m in _ERROR_CELL.finditer(buf, 0, cut)]
+                    carry = buf[cut:]
+            return found
+    except (KeyError, IndexError, StopIteration, OSError, zipfile.BadZipFile, ElementTree.ParseError):
+        return []
+
+
+def _cell_text(value: Any, decimal_comma: bool) -> tuple[str, bool]:
+    """A typed cell as text (see `_read_xlsx`), and whether its number lost digits."""
+    import datetime as dt
+
+    if isinstance(value, bool):
+        return ("true" if value else "false"), False
+    if isinstance(value, float):
+        return _number_text(value, decimal_comma)
+    if isinstance(value, int):
+        return str(value), False
+    if isinstance(value, dt.datetime):
+        if value.time() == dt.time(0):
+            return value.date().isoformat(), False
+        return value.isoformat(sep=" "), False
+    if isinstance(value, (dt.date, dt.time)):
+        return value.isoformat(), False
+    return str(value), False
+
+
+def apply_columns(raw: RawTable, mapping: Sequence[tuple[str, str]], probs: Problems,
+                  origin: str = "the column mapping") -> RawTable | None:
+    """Rename the file's columns to the panel's (`birth_date` read from the file's `dob`); a
+    mapped column the file does not have is E0719, naming where the mapping came from."""
+    for target, source in mapping:
+        if source not in raw.columns:
+            have = list(raw.columns)
+            close = difflib.get_close_matches(source, have, n=1, cutoff=0.6)
+            probs.add(error("E0719", f"the {raw.table} file has no column {source!r}, which {origin} maps to "
+                                     f"{target}", path=raw.path,
+                            hint=f"did you mean {close[0]!r}?" if close else
+                                 f"the file's columns are: {', '.join(have[:15])}{' …' if len(have) > 15 else ''}"))
+            return None
+    moved = {target: raw.columns[source] for target, source in mapping}
+    kept = {k: v for k, v in raw.columns.items()
+            if v not in moved.values() and k not in moved}  # a file column the mapping replaces is dropped
+    raw.columns = {**kept, **moved}
+    raw.renamed = {t: s for t, s in mapping if t != s}
+    return raw
+
+
+def read_table(con, name: str, path: Path, fmt: str, probs: Problems,
+               options: ReadOptions | None = None) -> RawTable | None:
+    """The file as table `raw_<name>` (see the module's docstring), or None with its problem in `probs`."""
+    options = options or ReadOptions()
+    if fmt == "xlsx":
+        if _check_file(path, probs, ends_only=True) is None:
+            return None
+        raw = _read_xlsx(con, name, path, options, probs)
+    else:
+        data = _check_file(path, probs, ends_only=fmt == "parquet", head_only=fmt == "csv")
+        if data is None:
+            return None
+        if fmt == "csv":
+            raw = _read_csv(con, name, path, data, probs, options)
+        elif fmt == "parquet":
+            raw = _read_parquet(con, name, path, data, probs)
+        else:
+            raw = _read_json(con, name, path, data, fmt, probs)
+    if raw is not None:
+        raw.fmt = fmt
+        if options.columns and apply_columns(raw, options.columns, probs) is None:
+            for stmt in raw.drop():  # the file is reported as unusable: nothing of it stays
+                fetch_all(con, stmt)
+            return None
+    return raw

@@ -61,11 +61,48 @@ class Line:
 
 
 @dataclass(slots=True, kw_only=True)
+class MonthLine:
+    """One line of one practice in one month of the period (`--by month`)."""
+
+    id: str
+    amount: Decimal
+    basis: Decimal | None = None
+    basis_unit: str | None = None
+    applied: bool = True
+    note: str | None = None
+    report_amount: Decimal | None = _doc("the month's share of the period's report amount: the running "
+                                         "total converted, less the months before (they add up to the "
+                                         "period's)")
+
+
+@dataclass(slots=True, kw_only=True)
+class MonthStatement:
+    month: str = _doc("YYYY-MM", default=dataclasses.MISSING)
+    lines: list[MonthLine]
+    total: Decimal
+    report_total: Decimal | None = None
+
+
+@dataclass(slots=True, kw_only=True)
 class Statement:
     practice_id: str
     lines: list[Line]
     total: Decimal
     report_total: Decimal | None = None
+    months: list[MonthStatement] | None = _doc(
+        "with --by month: the statement of each month of the period; every line's monthly amounts add up "
+        "to its period amount (a pool's installments fall in the last month of their quarter)")
+
+
+@dataclass(slots=True, kw_only=True)
+class PracticeTotal:
+    """One practice in the `--summary` view."""
+
+    practice_id: str
+    total: Decimal
+    report_total: Decimal | None = None
+    lines: int = _doc("the number of lines in the practice's statement", default=dataclasses.MISSING)
+    month: str | None = _doc("with --by month: YYYY-MM; None for the period's total")
 
 
 @dataclass(slots=True, kw_only=True)
@@ -84,6 +121,9 @@ class Result:
     total: Decimal
     report_total: Decimal | None = None
     warnings: list[str] = field(default_factory=list)
+    summary: list[PracticeTotal] | None = _doc(
+        "with --summary: one entry per practice (and, with --by month, per practice and month); "
+        "`statements` is then empty")
 
 
 def _quantizer(quantum: Decimal):
@@ -109,10 +149,32 @@ class _Sum:
         self.amount, self.applied, self.months, self.basis = amount, int(applied), 1, basis
 
 
+def not_applied_note(cond: str | None, reasons: tuple[str, ...] = ()) -> str:
+    """Why a line was not applied: the parts of its condition that failed when they are known
+    (`reasons`, e.g. "`practice.akord` is false"), else the whole condition."""
+    if reasons:
+        return "not applied: " + "; ".join(reasons)
+    return f"not applied: `{cond or 'its condition'}` does not hold"
+
+
+def _reasons(failed, keys) -> tuple[str, ...]:
+    """The failed parts over some practice-months, each once, in the order first met."""
+    out: dict[str, None] = {}
+    for key in keys:
+        out.update(dict.fromkeys(failed.get(key, ())))
+    return tuple(out)
+
+
 def build(layout: Layout, monthly: MonthlyResult, period_text: str, months: tuple[date, ...],
-          engine: str, warnings: list[str] | None = None) -> Result:
+          engine: str, warnings: list[str] | None = None, *, by_month: bool = False,
+          failed: dict | None = None) -> Result:
     """Sum monthly results over the period into statements (deterministic order), laid out as
-    `layout` (`layout.layout_of(program)`, or the compiled contract's) says."""
+    `layout` (`layout.layout_of(program)`, or the compiled contract's) says.
+
+    Line amounts are rounded per practice-month by every backend, so a period's amount is the exact
+    sum of its months' (`by_month` adds those months to each statement). `failed` maps (practice,
+    month, line) — month None for a pool — to the parts of the line's condition that were false
+    there, for the "not applied" note."""
     quantum, mode = layout.quantum, layout.rounding_mode
     rate = layout.report_rate
     _q = _quantizer(quantum)
@@ -131,6 +193,7 @@ def build(layout: Layout, monthly: MonthlyResult, period_text: str, months: tupl
             found = converted[amount] = to_quantum(amount / rate)
         return found
 
+    failed = failed or {}
     sums: dict[tuple[str, str], _Sum] = {}
     for pid, _month, name, amount, applied, basis in monthly.rows:
         acc = sums.get((pid, name))
@@ -151,6 +214,10 @@ def build(layout: Layout, monthly: MonthlyResult, period_text: str, months: tupl
 
     multi = len(months) > 1
     bases: dict[Decimal, Decimal] = {}
+    monthly_of: dict[str, dict] = defaultdict(dict)
+    if by_month:
+        for pid, month, name, amount, applied, basis in monthly.rows:
+            monthly_of[pid][(month, name)] = (amount, applied, basis)
     statements = []
     grand = ZERO
     per_line = [(line, f"{layout.path}:{line.origin.line}",
@@ -171,8 +238,13 @@ def build(layout: Layout, monthly: MonthlyResult, period_text: str, months: tupl
                     note = None
                     if acc.applied < acc.months:
                         cond = line.applies_text or "its condition"
-                        note = (f"not applied: `{cond}` does not hold" if not applied else
-                                f"applied in {acc.applied} of {acc.months} months (`{cond}`)")
+                        reasons = _reasons(failed, ((pid, m, name) for m in months)) if failed else ()
+                        if not applied:
+                            note = not_applied_note(cond, reasons)
+                        elif reasons:
+                            note = f"applied in {acc.applied} of {acc.months} months; otherwise " + "; ".join(reasons)
+                        else:
+                            note = f"applied in {acc.applied} of {acc.months} months (`{cond}`)"
                     basis = acc.basis
                     if basis is not None:
                         shown = bases.get(basis)
@@ -199,7 +271,7 @@ def build(layout: Layout, monthly: MonthlyResult, period_text: str, months: tupl
                 if pool_amount is None:
                     note = "no installment is due in this period"
                 elif not pool_applied:
-                    note = f"not applied: `{line.applies_text}` does not hold"
+                    note = not_applied_note(line.applies_text, _reasons(failed, [(pid, None, name)]))
                 elif any(not i.paid for i in insts):
                     withheld = ", ".join(f"Q{i.quarter}" for i in insts if not i.paid)
                     note = f"withheld: {withheld} (condition not met)"
@@ -211,12 +283,71 @@ def build(layout: Layout, monthly: MonthlyResult, period_text: str, months: tupl
             total += amount
         total = _q(total)
         grand += total
-        statements.append(Statement(practice_id=pid, lines=lines, total=total, report_total=convert(total)))
+        statement = Statement(practice_id=pid, lines=lines, total=total, report_total=convert(total))
+        if by_month:
+            statement.months = _by_month(statement, months, monthly_of.get(pid, {}), per_line, failed, _q, convert,
+                                         bases)
+        statements.append(statement)
     grand = _q(grand)
     return Result(contract=layout.name, path=layout.path, period=period_text,
                   months=[m.isoformat()[:7] for m in months], currency=layout.currency,
                   report_currency=layout.report_currency, report_rate=rate, engine=engine,
                   statements=statements, total=grand, report_total=convert(grand), warnings=warnings or [])
+
+
+def _by_month(statement: Statement, months, rows: dict, per_line, failed: dict, _q, convert, bases) -> list:
+    """The statement's months: each line's month amount, and report amounts converted on the running
+    total (the month's share is the running total's conversion less the months before), so that the
+    months add up exactly to the period in both currencies."""
+    out = []
+    running: dict[str, Decimal] = defaultdict(lambda: ZERO)  # line id (and "" for the total) → amount
+    shown: dict[str, Decimal | None] = defaultdict(lambda: convert(ZERO))
+
+    def share(key: str, amount: Decimal) -> Decimal | None:
+        before = shown[key]
+        running[key] += amount
+        now = shown[key] = convert(running[key])
+        return None if now is None else _q(now - before)
+
+    by_id = {line.id: line for line in statement.lines}
+    for month in months:
+        lines, total = [], ZERO
+        for outline, _source, _unit in per_line:
+            name, line = outline.name, by_id[outline.name]
+            if outline.kind == "line":
+                amount, applied, basis = rows.get((month, name), (ZERO, True, None))
+                amount = _q(ZERO + amount)
+                note = None if applied else not_applied_note(outline.applies_text,
+                                                             _reasons(failed, [(statement.practice_id, month, name)]))
+                if basis is not None:
+                    basis = bases.get(basis) or bases.setdefault(basis, _basis_value(basis))
+                unit = outline.basis_label if basis is not None else None
+                lines.append(MonthLine(id=name, amount=amount, basis=basis, basis_unit=unit, applied=bool(applied),
+                                       note=note, report_amount=share(name, amount)))
+            else:  # a pool's installment is paid in the last month of its quarter
+                due = [i for i in line.installments if month.month == 3 * i.quarter]
+                amount = _q(sum((i.amount for i in due), ZERO))
+                note = line.note if due else None
+                lines.append(MonthLine(id=name, amount=amount, applied=line.applied or not due, note=note,
+                                       report_amount=share(name, amount)))
+            total += amount
+        total = _q(total)
+        out.append(MonthStatement(month=month.isoformat()[:7], lines=lines, total=total,
+                                  report_total=share("", total)))
+    return out
+
+
+def summarise(result: Result) -> Result:
+    """The `--summary` view: one `PracticeTotal` per practice (and per practice and month when the
+    statements carry their months), in place of the statements."""
+    rows = []
+    for st in result.statements:  # a practice's months first, then its period (as the statements' rows)
+        for m in st.months or ():
+            rows.append(PracticeTotal(practice_id=st.practice_id, total=m.total, report_total=m.report_total,
+                                      lines=len(m.lines), month=m.month))
+        rows.append(PracticeTotal(practice_id=st.practice_id, total=st.total, report_total=st.report_total,
+                                  lines=len(st.lines)))
+    return dataclasses.replace(result, statements=[], summary=rows)
 
 
 @functools.lru_cache(maxsize=1)
@@ -231,5 +362,17 @@ def json_schema() -> dict:
 
 
 def to_jsonable(result: Result) -> dict:
-    """The result as JSON-ready data: amounts as decimal strings, in field order."""
-    return _adapter().dump_python(result, mode="json")
+    """The result as JSON-ready data: amounts as decimal strings, in field order. The views' fields
+    (`months` without --by month, `summary` without --summary, a summary's `month` without --by
+    month) are left out rather than written as null."""
+    data = _adapter().dump_python(result, mode="json")
+    if data.get("summary") is None:
+        data.pop("summary", None)
+    else:
+        for row in data["summary"]:
+            if row.get("month") is None:
+                row.pop("month")
+    for st in data["statements"]:
+        if st.get("months") is None:
+            st.pop("months", None)
+    return data

@@ -21,7 +21,12 @@ from capdsl.errors import CapError, Diagnostic, UsageError, error
 EXAMPLES = {
     "check": "  capdsl check contracts/cz_vzp_2011_adult.cap\n  capdsl check contracts/ --format json",
     "fmt": "  capdsl fmt contracts/            # rewrite in place\n  capdsl fmt --check contracts/    # CI: exit 1 if a file would change\n  capdsl fmt --diff my.cap",
-    "eval": "  capdsl eval contracts/cz_vzp_2011_adult.cap --members examples/members.csv \\\n      --practices examples/practices.csv --period 2011-03\n  capdsl eval C.cap --members m.parquet --period 2011 --format json -o out.json",
+    "eval": "  capdsl eval contracts/cz_vzp_2011_adult.cap --members examples/members.csv \\\n      --practices examples/practices.csv --period 2011-03\n  capdsl eval C.cap --members m.parquet --period 2011 --format json -o out.json\n"
+            "  capdsl eval C.cap --members m.csv --period 2011-Q1 --by month --practice P001 --format csv\n"
+            "  capdsl eval C.cap --members m.csv --period 2011 --summary\n"
+            "  capdsl eval C.cap --members pojistenci.csv --delimiter ';' --decimal-comma --date-format %d.%m.%Y ...\n"
+            "  capdsl eval C.cap --panel data/ --period 2011-Q2   # members.xlsx, practices.csv ... in data/\n"
+            "  capdsl eval C.cap                                  # files, period, parameters from capdsl.toml",
     "explain": "  capdsl explain C.cap --members m.csv --practices p.csv --period 2011-03 --practice P001\n  capdsl explain C.cap ... --practice P001 --line capitation --member M0042",
 }
 
@@ -250,36 +255,131 @@ def fmt(paths: tuple[str, ...], check_only: bool, show_diff: bool) -> None:
 
 # ─────────────────────────────── eval ────────────────────────────────────
 
+# the reading options panel_options adds; the commands do not take them as parameters: they reach
+# `_run` through the click context, so every command that reads a panel has them
+_READING = ("panel_dir", "delimiter", "decimal_comma", "date_format", "column_maps", "project_file", "no_project")
+_READING_KEY = "capdsl.reading"
+
+
 def panel_options(fn):
+    """The options of every command that reads a panel: the files, how they are written, parameters
+    and period. A project file (capdsl.toml) supplies any of them that the command line leaves out."""
+
+    @functools.wraps(fn)
+    def reading(*args, **kwargs):
+        ctx = click.get_current_context(silent=True)
+        extra = {k: kwargs.pop(k, None) for k in _READING}
+        if ctx is not None:
+            ctx.meta[_READING_KEY] = extra
+        return fn(*args, **kwargs)
+
     for opt in reversed([
-        click.option("--members", type=click.Path(), required=True, help="Members table (CSV, Parquet or JSON Lines)."),
+        click.option("--members", type=click.Path(),
+                     help="Members table (CSV, Parquet, .xlsx or JSON Lines; book.xlsx#Sheet for a sheet)."),
         click.option("--practices", type=click.Path(), help="Practices table."),
         click.option("--events", type=click.Path(), help="Service events table."),
         click.option("--measures", type=click.Path(), help="Measures table (practice, period, measure, value)."),
-        click.option("--input-format", "input_format", type=click.Choice(["csv", "parquet", "jsonl"]),
+        click.option("--panel", "panel_dir", type=click.Path(), metavar="DIR",
+                     help="A folder of conventionally named files: members.csv (or .parquet, .xlsx, .jsonl), "
+                          "practices.*, events.*, measures.*; --members and the others override it."),
+        click.option("--input-format", "input_format", type=click.Choice(["csv", "parquet", "jsonl", "json", "xlsx"]),
                      help="Read every table in this format, whatever its extension."),
+        click.option("--delimiter", metavar="CHAR",
+                     help="CSV field separator, e.g. ';' (default: detected, and reported when not a comma)."),
+        click.option("--decimal-comma/--no-decimal-comma", "decimal_comma", default=None,
+                     help="Numbers in CSV and .xlsx text are written 1234,5 (default: detected in files not "
+                          "separated by commas, and reported)."),
+        click.option("--date-format", "date_format", metavar="FORMAT",
+                     help="Dates are also accepted in this strptime format, e.g. %d.%m.%Y (YYYY-MM-DD always is)."),
+        click.option("--column", "column_maps", multiple=True, metavar="TABLE.NAME=COLUMN",
+                     help="Read a panel column from a differently named file column (repeatable), "
+                          "e.g. --column members.birth_date=dob."),
+        click.option("--project", "project_file", type=click.Path(), metavar="FILE",
+                     help="The project file (default: capdsl.toml, or [tool.capdsl] in pyproject.toml, in the "
+                          "current folder)."),
+        click.option("--no-project", "no_project", is_flag=True, help="Ignore the project file."),
         click.option("--set", "assignments", multiple=True, metavar="NAME=VALUE", help="A contract parameter."),
         click.option("--params", "params_file", type=click.Path(), help="Parameters from a JSON file."),
-        click.option("--period", required=True, help="2011-03 (month), 2011-Q2 (quarter) or 2011 (year)."),
+        click.option("--period", help="2011-03 (month), 2011-Q2 (quarter) or 2011 (year); default: the project "
+                                      "file's."),
         click.option("--engine", type=click.Choice(["duckdb", "python", "spark"]), default="duckdb",
                      show_default=True, help="duckdb (fast), python (the exact reference interpreter) or spark."),
         click.option("--master", "spark_master", help="Spark master URL for --engine spark (default local[*])."),
         click.option("--show-ids", is_flag=True, help="Show member ids in messages (hidden by default: health data)."),
     ]):
-        fn = opt(fn)
-    return fn
+        reading = opt(reading)
+    return reading
+
+
+def _column_maps(items, project) -> dict[str, tuple[tuple[str, str], ...]]:
+    """Column mappings: the project file's, then --column TABLE.NAME=COLUMN over them."""
+    from capdsl.data.project import TABLES
+
+    maps = {t: dict(pairs) for t, pairs in (project.columns.items() if project else ())}
+    for item in items:
+        target, eq, column = item.partition("=")
+        table, dot, name = target.strip().partition(".")
+        if not eq or not dot or table not in TABLES or not name.strip() or not column.strip():
+            raise UsageError(error("E0953", f"--column takes TABLE.NAME=COLUMN, not {item!r}",
+                                   hint="TABLE is members, practices, events or measures: "
+                                        "--column members.birth_date=dob"))
+        maps.setdefault(table, {})[name.strip()] = column.strip()
+    return {t: tuple(m.items()) for t, m in maps.items() if m}
+
+
+def _params_file_names(path) -> set[str]:
+    """The names a parameters file sets (nothing if it cannot be read: loading it reports that)."""
+    import json as _json
+
+    try:
+        data = _json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return set()
+    return {str(k).strip() for k in data} if isinstance(data, dict) else set()
 
 
 def _run(contract: str, members, practices, events, measures, input_format, assignments, params_file, period,
          engine, spark_master, show_ids):
+    """The Run a command asks for: the command line's options over the project file's."""
+    from capdsl.data.project import find_project, load_project, panel_folder
+    from capdsl.data.read import ReadOptions
     from capdsl.pipeline import Run
 
-    files = {"members": members}
-    for name, value in (("practices", practices), ("events", events), ("measures", measures)):
+    ctx = click.get_current_context(silent=True)
+    extra = dict.fromkeys(_READING) | ((ctx.meta.get(_READING_KEY) or {}) if ctx is not None else {})
+    project = None
+    if extra["project_file"] and not extra["no_project"]:
+        project = load_project(extra["project_file"])
+    elif not extra["no_project"]:
+        found = find_project(Path("."))
+        project = load_project(found) if found is not None else None
+    files: dict = dict(project.files) if project else {}
+    if extra["panel_dir"]:
+        files = dict(panel_folder(Path(extra["panel_dir"])))
+    for name, value in (("members", members), ("practices", practices), ("events", events), ("measures", measures)):
         if value:
             files[name] = value
-    formats = {name: input_format for name in files} if input_format else None
-    return Run(files=files, period=period, assignments=tuple(assignments), params_file=params_file,
+    if "members" not in files:
+        raise UsageError(error("E0701", "no members file was given",
+                               hint="pass --members FILE or --panel DIR, or name them in capdsl.toml"))
+    period = period or (project.period if project else None)
+    if period is None:
+        raise UsageError(error("E0901", "no period was given",
+                               hint="pass --period 2011-03 (a month), 2011-Q2 (a quarter) or 2011 (a year), or set "
+                                    "period in capdsl.toml"))
+    fmt = input_format or (project.input_format if project else None)
+    columns = _column_maps(extra["column_maps"] or (), project)
+    reading = {key: extra[key] if extra[key] is not None else getattr(project, key, None)
+               for key in ("delimiter", "decimal_comma", "date_format")}
+    formats = None
+    if fmt or columns or any(v is not None for v in reading.values()):
+        formats = {name: ReadOptions(format=fmt, columns=columns.get(name, ()), **reading) for name in files}
+    sets = tuple(assignments)
+    if project and project.params:
+        overridden = _params_file_names(params_file) if params_file else set()
+        sets = tuple(f"{k}={v}" for k, v in project.params.items() if k not in overridden) + sets
+    params_file = params_file or (str(project.params_file) if project and project.params_file else None)
+    return Run(files={k: str(v) for k, v in files.items()}, period=period, assignments=sets, params_file=params_file,
                formats=formats, engine=engine, show_ids=show_ids, spark_master=spark_master)
 
 
@@ -306,7 +406,10 @@ def standard_input(run):
     folder = tempfile.mkdtemp(prefix="capdsl-stdin-")
     try:
         head = sys.stdin.buffer.peek(64)[:64] if hasattr(sys.stdin.buffer, "peek") else b""
-        fmt = (run.formats or {}).get(table) or _sniff(head)
+        given = (run.formats or {}).get(table)
+        fmt = (getattr(given, "format", None) if given is not None and not isinstance(given, str) else given) \
+            or _sniff(head)
+        read_as = dataclasses.replace(given, format=fmt) if given is not None and not isinstance(given, str) else fmt
         spooled = os.path.join(folder, f"{table}.{fmt}")
         with open(spooled, "wb") as out:
             shutil.copyfileobj(sys.stdin.buffer, out)
@@ -318,7 +421,7 @@ def standard_input(run):
 
         try:
             yield dataclasses.replace(run, files={**run.files, table: spooled},
-                                      formats={**(run.formats or {}), table: fmt})
+                                      formats={**(run.formats or {}), table: read_as})
         except CapError as exc:
             exc.diagnostics = [named(d) for d in exc.diagnostics]
             raise
@@ -338,6 +441,8 @@ def _sniff(head: bytes) -> str:
     """A piped panel's format from its first bytes (Parquet's magic, a JSON bracket), else CSV."""
     if head.startswith(b"PAR1"):
         return "parquet"
+    if head.startswith(b"PK\x03\x04"):  # a zip: an .xlsx workbook
+        return "xlsx"
     stripped = head.lstrip(b"\xef\xbb\xbf \t\r\n")
     if stripped.startswith(b"["):
         return "json"
@@ -361,9 +466,17 @@ STATEMENT_FORMATS = {".csv": "csv", ".json": "json", ".parquet": "parquet", ".pq
               help="Instead of statements, one row per member and month: age, exposure weight and the member's "
                    "contribution to every member-level aggregate (computed by the reference interpreter).")
 @click.option("--redact", is_flag=True, help="With --detail: hash member ids.")
+@click.option("--by", "by", type=click.Choice(["period", "month"]), default="period", show_default=True,
+              help="month: each month's statement as well as the period's (for a quarter or a year).")
+@click.option("--practice", "only_practices", multiple=True, metavar="ID",
+              help="Only this practice's statement (repeatable).")
+@click.option("--summary", is_flag=True, help="One row per practice: its total in both currencies and its "
+                                              "number of lines.")
+@click.option("--raw-cells", is_flag=True, help="CSV: write text cells as they are, even those a spreadsheet "
+                                                "would run as a formula (=, +, -, @ …).")
 @handle_errors
 def eval_(contract, members, practices, events, measures, input_format, assignments, params_file, period, engine,
-          spark_master, show_ids, out_format, output, quiet, detail, redact):
+          spark_master, show_ids, out_format, output, quiet, detail, redact, by, only_practices, summary, raw_cells):
     """Evaluate a contract on a panel and print the payment statements."""
     from capdsl.outputs import output_format
     from capdsl.pipeline import compiled_file, evaluate, member_detail
@@ -373,12 +486,17 @@ def eval_(contract, members, practices, events, measures, input_format, assignme
     compiled = compiled_file(contract)
     run = _run(contract, members, practices, events, measures, input_format, assignments, params_file, period,
                engine, spark_master, show_ids)
-    with _progress(quiet, f"evaluating {Path(contract).name} for {period} ({'detail' if detail else engine})"), \
+    with _progress(quiet, f"evaluating {Path(contract).name} for {run.period} ({'detail' if detail else engine})"), \
             standard_input(run) as piped:
         if detail:
             table, warnings = member_detail(compiled, piped, redact=redact)
         else:
-            result, _ = evaluate(compiled, piped)  # reads the tree only if the query is not cached
+            result, _ = evaluate(compiled, piped, by_month=by == "month",  # reads the tree only if the query
+                                 practices=only_practices)                  # is not cached
+            if summary:
+                from capdsl.evaluation.statements import summarise
+
+                result = summarise(result)
             warnings = result.warnings = [stdin_named(w, run, piped) for w in result.warnings]
         warnings = [stdin_named(w, run, piped) for w in warnings]
     if not quiet:
@@ -389,7 +507,7 @@ def eval_(contract, members, practices, events, measures, input_format, assignme
     if detail:
         emit_detail(table, out_format, output)
     else:
-        emit(result, out_format, output)
+        emit(result, out_format, output, raw_cells=raw_cells)
 
 
 def _parquet_needs_a_file(out_format: str, target, example: str) -> None:
@@ -416,16 +534,16 @@ def emit_detail(table, out_format: str, output: str | None) -> None:
     from capdsl.tools import render
 
     _emit(out_format, output, lambda path: render.write_detail_parquet(table, path),
-          lambda console: render.detail_table(table, console),
+          lambda console, plain=False: render.detail_table(table, console, plain=plain),
           lambda: render.detail_to_json(table) if out_format == "json" else render.detail_to_csv(table))
 
 
-def emit(result, out_format: str, output: str | None) -> None:
+def emit(result, out_format: str, output: str | None, *, raw_cells: bool = False) -> None:
     from capdsl.tools import render
 
     _emit(out_format, output, lambda path: render.write_parquet(result, path),
-          lambda console: render.table(result, console),
-          lambda: render.to_json(result) if out_format == "json" else render.to_csv(result))
+          lambda console, plain=False: render.table(result, console, plain=plain),
+          lambda: render.to_json(result) if out_format == "json" else render.to_csv(result, raw_cells=raw_cells))
 
 
 def _emit(out_format: str, output: str | None, write_parquet, draw_table, text) -> None:
@@ -439,13 +557,15 @@ def _emit(out_format: str, output: str | None, write_parquet, draw_table, text) 
     if out_format == "table":
         from rich.console import Console
 
+        # no box drawing and no number highlighting off a terminal (a file, a pipe)
         if to_file:
             with open(os.devnull, "w") as sink:
-                buf = Console(record=True, width=160, file=sink)
-                draw_table(buf)
+                buf = Console(record=True, width=160, file=sink, highlight=False)
+                draw_table(buf, plain=True)
             atomic_write(output, buf.export_text())
         else:
-            draw_table(Console())
+            console = Console(highlight=False)
+            draw_table(console, plain=not console.is_terminal)
         return
     if to_file:
         atomic_write(output, text())
@@ -726,7 +846,9 @@ def cache_clear() -> None:
 
 # ─────────────────────────────── schema ──────────────────────────────────
 
-@main.command()
+@main.command(epilog="\b\nExamples:\n  capdsl schema -o statements.schema.json\n"
+                     "  capdsl eval C.cap ... --format json --by month | check-jsonschema --schemafile "
+                     "statements.schema.json -")
 @click.option("--output", "-o", type=click.Path(), help="Write the schema to this file (atomically); - is stdout.")
 @handle_errors
 def schema(output):

@@ -38,18 +38,52 @@ def to_json(result: Result) -> str:
 COLUMNS = ["practice_id", "line", "label", "kind", "amount", "currency", "basis", "basis_unit", "applied",
            "note", "report_amount", "report_currency"]
 CSV_COLUMNS = COLUMNS  # every tabular format has these columns, in this order
+#: with --by month: `month` follows practice_id (YYYY-MM on a month's rows, empty on the period's)
+MONTH_COLUMNS = ["practice_id", "month", *COLUMNS[1:]]
+#: --summary: one row per practice (and per practice and month with --by month)
+SUMMARY_COLUMNS = ["practice_id", "total", "currency", "report_total", "report_currency", "lines"]
+#: the numeric columns: never rewritten for spreadsheets, DECIMAL in Parquet
+NUMERIC = {"amount", "basis", "report_amount", "total", "report_total", "lines"}
+
+
+def _by_month(result: Result) -> bool:
+    return any(st.months is not None for st in result.statements) or \
+        any(row.month is not None for row in result.summary or ())
+
+
+def columns_of(result: Result) -> list[str]:
+    """The columns of the result's tabular rows: COLUMNS, MONTH_COLUMNS or the summary's."""
+    if result.summary is not None:
+        return ["practice_id", "month", *SUMMARY_COLUMNS[1:]] if _by_month(result) else SUMMARY_COLUMNS
+    return MONTH_COLUMNS if _by_month(result) else COLUMNS
 
 
 def statement_rows(result: Result):
-    """One row per practice × line, then the practice's `total` row (kind "total"), as typed values in
-    `COLUMNS` order: the single row layout of CSV and Parquet."""
+    """The rows of CSV and Parquet as typed values in `columns_of(result)` order: one row per
+    practice × line, then the practice's `total` row (kind "total"); with --by month each month's
+    rows (and its total) come first, then the period's; with --summary one row per practice."""
     cur, rep = result.currency, result.report_currency
+    months = _by_month(result)
+    if result.summary is not None:
+        for row in result.summary:
+            head = (row.practice_id, row.month or "") if months else (row.practice_id,)
+            yield (*head, row.total, cur, row.report_total, rep, row.lines)
+        return
     for st in result.statements:
+        head = (st.practice_id, "") if months else (st.practice_id,)
+        if months:
+            labels = {line.id: (line.label, line.kind, line.basis_unit) for line in st.lines}
+            for m in st.months or ():
+                for line in m.lines:
+                    label, kind, _ = labels[line.id]
+                    yield (st.practice_id, m.month, line.id, label, kind, line.amount, cur, line.basis,
+                           line.basis_unit, line.applied, line.note, line.report_amount, rep)
+                yield (st.practice_id, m.month, "total", "Total", "total", m.total, cur, None, None, True, None,
+                       m.report_total, rep)
         for line in st.lines:
-            yield (st.practice_id, line.id, line.label, line.kind, line.amount, cur, line.basis, line.basis_unit,
+            yield (*head, line.id, line.label, line.kind, line.amount, cur, line.basis, line.basis_unit,
                    line.applied, line.note, line.report_amount, rep)
-        yield (st.practice_id, "total", "Total", "total", st.total, cur, None, None, True, None, st.report_total,
-               rep)
+        yield (*head, "total", "Total", "total", st.total, cur, None, None, True, None, st.report_total, rep)
 
 
 def _cell(value) -> str:
@@ -60,12 +94,29 @@ def _cell(value) -> str:
     return str(value)
 
 
-def to_csv(result: Result) -> str:
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(text: str) -> str:
+    """A text cell a spreadsheet would run as a formula (it begins with =, +, -, @, a tab or a carriage
+    return) behind a leading apostrophe, as OWASP's CSV-injection guidance says; other text as is."""
+    return "'" + text if text.startswith(FORMULA_STARTS) else text
+
+
+def to_csv(result: Result, *, raw_cells: bool = False) -> str:
+    """The rows as CSV. Text cells (ids, labels, notes — never the amounts) are made spreadsheet-safe
+    unless `raw_cells`."""
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(COLUMNS)
+    columns = columns_of(result)
+    writer.writerow(columns)
+    text_at = [] if raw_cells else [i for i, name in enumerate(columns) if name not in NUMERIC]
     for row in statement_rows(result):
-        writer.writerow([_cell(v) for v in row])
+        cells = [_cell(v) for v in row]
+        for i in text_at:
+            if cells[i]:
+                cells[i] = spreadsheet_safe(cells[i])
+        writer.writerow(cells)
     return buf.getvalue()
 
 
@@ -80,7 +131,8 @@ def _scale(values, least: int) -> int:
 
 
 def write_parquet(result: Result, path) -> None:
-    """The CSV's rows and columns, amounts and bases as DECIMAL(38, scale) (never floats)."""
+    """The CSV's rows and columns (raw text: Parquet is not opened as a spreadsheet), amounts and bases
+    as DECIMAL(38, scale) (never floats)."""
     import pyarrow.parquet as pq
 
     from capdsl.outputs import atomic_path
@@ -91,56 +143,169 @@ def write_parquet(result: Result, path) -> None:
 
 
 def to_arrow(result: Result):
-    """The CSV's rows and columns as an Arrow table, amounts and bases as DECIMAL(38, scale)."""
+    """The CSV's rows and columns as an Arrow table (raw text), amounts and bases as DECIMAL(38, scale)."""
     import pyarrow as pa
 
-    columns = list(zip(*statement_rows(result))) or [()] * len(COLUMNS)
-    data = dict(zip(COLUMNS, columns))
+    names = columns_of(result)
+    columns = list(zip(*statement_rows(result))) or [()] * len(names)
+    data = dict(zip(names, columns))
     text, flag = pa.string(), pa.bool_()
-    types = {name: text for name in COLUMNS}
-    types["applied"] = flag
-    for name, least in (("amount", 2), ("basis", 0), ("report_amount", 2)):
-        types[name] = pa.decimal128(38, _scale(data[name], least))
-    return pa.table({name: pa.array(list(data[name]), types[name]) for name in COLUMNS},
+    types = {name: text for name in names}
+    if "applied" in types:
+        types["applied"] = flag
+    if "lines" in types:
+        types["lines"] = pa.int32()
+    for name, least in (("amount", 2), ("basis", 0), ("report_amount", 2), ("total", 2), ("report_total", 2)):
+        if name in types:
+            types[name] = pa.decimal128(38, _scale(data[name], least))
+    return pa.table({name: pa.array(list(data[name]), types[name]) for name in names},
                     metadata={"contract": result.contract, "period": result.period})
 
 
-def table(result: Result, console) -> None:
-    """A rich table per practice, then the grand total."""
+# ─────────────────────────────── the terminal ─────────────────────────────
+
+def _amount_cell(value: Decimal | None):
+    """An amount, right-aligned; a negative one in red on a terminal (its minus sign marks it in plain
+    text)."""
+    from rich.text import Text
+
+    text = money(value)
+    return Text(text, style="bold red") if value is not None and value < 0 else Text(text)
+
+
+def _pool_note(line) -> str | None:
+    note = line.note
+    if line.kind == "pool" and line.pool_amount is not None:
+        pool = f"annual pool {money(line.pool_amount)}"
+        parts = ", ".join(f"Q{i.quarter} {i.share}{'' if i.paid else ' withheld'}" for i in line.installments)
+        pool += f": {parts}" if parts else ""
+        note = f"{note}; {pool}" if note else pool
+    return note
+
+
+class _Notes:
+    """Notes as numbered footnotes under a table, so that the table's columns stay narrow: one number
+    per distinct text."""
+
+    def __init__(self) -> None:
+        self.texts: dict[str, int] = {}
+
+    def mark(self, note: str | None) -> str:
+        if not note:
+            return ""
+        number = self.texts.setdefault(note, len(self.texts) + 1)
+        return f" [{number}]"
+
+    def print(self, console) -> None:
+        from rich.table import Table
+        from rich.text import Text
+
+        if not self.texts:
+            return
+        grid = Table.grid(padding=(0, 1, 0, 0))
+        grid.add_column(justify="right", no_wrap=True, style="dim")
+        grid.add_column(style="dim")
+        for note, number in self.texts.items():
+            grid.add_row(f"[{number}]", Text(note))
+        console.print(grid)
+
+
+def _statement_table(currency: str, rep: str | None, plain: bool):
+    from rich import box
     from rich.table import Table
 
-    rep = result.report_currency
-    for st in result.statements:
-        tab = Table(title=f"{result.contract} — practice {st.practice_id} — {result.period}", title_justify="left",
-                    show_lines=False, header_style="bold")
-        tab.add_column("line")
-        tab.add_column("basis", justify="right")
-        tab.add_column(f"amount ({result.currency})", justify="right")
-        if rep:
-            tab.add_column(f"({rep})", justify="right", style="dim")
-        tab.add_column("note", style="dim")
-        for line in st.lines:
-            label = line.label if line.applied else f"[dim]{line.label}[/dim]"
-            row = [label, basis_text(line.basis, line.basis_unit), money(line.amount)]
-            if rep:
-                row.append(money(line.report_amount))
-            note = line.note or ""
-            if line.kind == "pool" and line.pool_amount is not None:
-                parts = ", ".join(f"Q{i.quarter} {i.share}{'' if i.paid else ' withheld'}" for i in line.installments)
-                note = (note + "; " if note else "") + f"annual pool {money(line.pool_amount)}: {parts}"
-            row.append(note)
-            tab.add_row(*row)
-        total_row = ["[bold]Total[/bold]", "", f"[bold]{money(st.total)}[/bold]"]
-        if rep:
-            total_row.append(money(st.report_total))
-        total_row.append("")
-        tab.add_section()
-        tab.add_row(*total_row)
-        console.print(tab)
-    grand = f"Grand total ({len(result.statements)} practices): {money(result.total)} {result.currency}"
+    tab = Table(show_lines=False, header_style="bold", box=None if plain else box.SIMPLE_HEAD, pad_edge=False)
+    tab.add_column("line", ratio=1, min_width=20)
+    tab.add_column("basis", justify="right", no_wrap=True)
+    tab.add_column(f"amount ({currency})", justify="right", no_wrap=True)
     if rep:
-        grand += f"  ({money(result.report_total)} {rep} at {result.report_rate} {result.currency}/{rep})"
-    console.print(f"[bold]{grand}[/bold]")
+        tab.add_column(f"({rep})", justify="right", style="dim", no_wrap=True)
+    return tab
+
+
+def _practices(n: int) -> str:
+    return f"{n} practice" if n == 1 else f"{n} practices"
+
+
+def table(result: Result, console, *, plain: bool = False) -> None:
+    """A table per practice (its notes numbered beneath it), then the grand total; `plain` draws no
+    box (for pipes and files). With --by month, each month's lines come before the period's, under a
+    heading row; with --summary, one table of practices. Amounts never wrap; labels wrap at spaces."""
+    if plain:  # the same text without the spaces Rich pads wrapped rows with
+        with console.capture() as captured:
+            _table(result, console, plain)
+        console.out("\n".join(line.rstrip() for line in captured.get().splitlines()), highlight=False)
+    else:
+        _table(result, console, plain)
+
+
+def _table(result: Result, console, plain: bool) -> None:
+    from rich.text import Text
+
+    rep = result.report_currency
+    if result.summary is not None:
+        _summary_table(result, console, plain)
+    for st in result.statements:
+        notes = _Notes()
+        console.print(Text(f"{result.contract} — practice {st.practice_id} — {result.period}", style="bold"))
+        tab = _statement_table(result.currency, rep, plain)
+        labels = {line.id: line.label for line in st.lines}
+        blank = [""] * (3 if rep else 2)
+
+        def add(label: str, line, note: str | None) -> None:
+            tab.add_row(Text(label + notes.mark(note), style="" if line.applied else "dim"),
+                        basis_text(line.basis, line.basis_unit), _amount_cell(line.amount),
+                        *([_amount_cell(line.report_amount)] if rep else []))
+
+        def total_row(label: str, amount, report) -> None:
+            cell = _amount_cell(amount)
+            cell.stylize("bold")
+            tab.add_row(Text(label, style="bold"), "", cell, *([_amount_cell(report)] if rep else []))
+
+        for m in st.months or ():
+            tab.add_row(Text(m.month, style="bold underline"), *blank)
+            for line in m.lines:
+                add(labels[line.id], line, line.note)
+            total_row(f"Total {m.month}", m.total, m.report_total)
+            tab.add_section()
+        if st.months is not None:
+            tab.add_row(Text(result.period, style="bold underline"), *blank)
+        for line in st.lines:
+            add(line.label, line, _pool_note(line))
+        tab.add_section()
+        total_row("Total" if st.months is None else f"Total {result.period}", st.total, st.report_total)
+        console.print(tab)
+        notes.print(console)
+        console.print()
+    count = len({r.practice_id for r in result.summary}) if result.summary is not None else len(result.statements)
+    grand = f"Grand total ({_practices(count)}): {money(result.total)} {result.currency}"
+    if rep:
+        grand += f" ({money(result.report_total)} {rep} at {result.report_rate} {result.currency}/{rep})"
+    console.print(Text(grand, style="bold"))
+
+
+def _summary_table(result: Result, console, plain: bool) -> None:
+    from rich import box
+    from rich.table import Table
+    from rich.text import Text
+
+    rep = result.report_currency
+    months = _by_month(result)
+    console.print(Text(f"{result.contract} — {result.period}", style="bold"))
+    tab = Table(header_style="bold", box=None if plain else box.SIMPLE_HEAD, pad_edge=False)
+    tab.add_column("practice", ratio=1, overflow="fold")
+    if months:
+        tab.add_column("month", no_wrap=True)
+    tab.add_column("lines", justify="right", no_wrap=True)
+    tab.add_column(f"total ({result.currency})", justify="right", no_wrap=True)
+    if rep:
+        tab.add_column(f"({rep})", justify="right", style="dim", no_wrap=True)
+    for row in result.summary or ():
+        cells = [row.practice_id] + ([row.month or result.period] if months else [])
+        tab.add_row(*cells, str(row.lines), _amount_cell(row.total),
+                    *([_amount_cell(row.report_total)] if rep else []))
+    console.print(tab)
+    console.print(Text(""))
 
 
 # ─────────────────────────── member-level detail ─────────────────────────
@@ -189,10 +354,10 @@ def write_detail_parquet(detail, path: Path) -> None:
         pq.write_table(pa.table(dict(zip(detail.columns, arrays))), tmp)
 
 
-def detail_table(detail, console) -> None:
+def detail_table(detail, console, *, plain: bool = False) -> None:
     from rich.table import Table
 
-    grid = Table(title="Member-level detail", show_lines=False)
+    grid = Table(title="Member-level detail", show_lines=False, **({"box": None} if plain else {}))
     for i, name in enumerate(detail.columns):
         grid.add_column(name, justify="right" if i >= 3 else "left")
     for row in detail.rows:
