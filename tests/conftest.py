@@ -23,3 +23,16 @@ def pg():
         pytest.skip(f"PostgreSQL is not available: {exc}")
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="module")
+def spark():
+    """A local Spark session with capdsl's settings, for one test module."""
+    from capdsl.sql.spark_engine import available, spark_session
+
+    why = available()
+    if why:
+        pytest.skip(why)
+    session = spark_session("local[2]", app="capdsl-tests")
+    yield session
+    session.stop()

@@ -303,20 +303,6 @@ def test_postgres_pays_the_interpreters_amounts(pg, source, period):
     assert amounts(source, period, "postgres", pg=pg) == amounts(source, period)
 
 
-@pytest.fixture(scope="module")
-def spark():
-    from capdsl.sql.spark_engine import available
-
-    why = available()
-    if why:
-        pytest.skip(why)
-    from capdsl.sql.spark_engine import spark_session
-
-    session = spark_session("local[2]", app="capdsl-tests")
-    yield session
-    session.stop()
-
-
 @pytest.mark.spark
 def test_spark_pays_the_interpreters_amounts(spark):
     for source, period in ((ROUNDING, "2011-03"), (CALENDAR, "2012"), (DATES, "2012-02")):

@@ -19,24 +19,12 @@ from capdsl.sql import evaluate
 from capdsl.data.panel import redact_id
 from capdsl.pipeline import requirements
 from capdsl.sql import Options
-from capdsl.sql.spark_engine import available, run
+from capdsl.sql.spark_engine import run
 from sql_support import AGE, Panel, ar, c, line, mcol, pcol, pool_dividing_by_a_monthly_line, program, sum_members
 from test_sql_duckdb import DIVISIONS, MODES, ROUNDING_CASES, czech_like
 
 pytestmark = pytest.mark.spark
 D = Decimal
-
-
-@pytest.fixture(scope="module")
-def spark():
-    why = available()
-    if why:
-        pytest.skip(why)
-    from capdsl.sql.spark_engine import spark_session
-
-    session = spark_session("local[2]", app="capdsl-tests")
-    yield session
-    session.stop()
 
 
 @pytest.mark.parametrize("period", ["2011-03", "2011"])
