@@ -200,12 +200,12 @@ def evaluate(contract: CompiledContract | t.Program, run: Run, *, by_month: bool
         panel.close()
         raise
     panel.finish_checks()
-    warnings = [_warning_text(w) for w in panel.warnings]
+    warnings = [warning_text(w) for w in panel.warnings]
     if practices:
         monthly = only_practices(monthly, practices)
     empty = nobody_enrolled(panel, period)
     if empty is not None:
-        warnings.append(_warning_text(empty))
+        warnings.append(warning_text(empty))
     failed = failed_conditions(contract, panel, monthly, period, params)
     return build(contract.layout, monthly, period.text, period.months, run.engine, warnings, by_month=by_month,
                  failed=failed), panel
@@ -309,7 +309,7 @@ def member_detail(contract: CompiledContract | t.Program, run: Run, *, redact: b
                        period=period)
     try:
         rows = panel_rows(program, panel)
-        warnings = [_warning_text(w) for w in panel.warnings]
+        warnings = [warning_text(w) for w in panel.warnings]
     finally:
         panel.close()
 
@@ -374,6 +374,6 @@ def panel_rows(program: t.Program, panel):
     return Rows(practices, members, events, list(panel.measure_rows()))
 
 
-def _warning_text(diag: Diagnostic) -> str:
+def warning_text(diag: Diagnostic) -> str:
     where = f"{diag.path}: " if diag.path else ""
     return f"{where}warning[{diag.code}]: {diag.message}"

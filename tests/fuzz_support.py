@@ -92,6 +92,7 @@ class Scope:
         self.params: list[str] = []
         self.lines: list[str] = []
         self.schedules: list[str] = []
+        self.cell_keys: list[tuple[str, str]] = []  # member text/bool inputs: (reference, 'text'/'bool')
         # (type, member-level) -> names, for well-typed generation
         self.typed: dict[tuple[str, bool], list[str]] = {("number", True): ["member.age"]}
 
@@ -317,6 +318,79 @@ def _name(r: random.Random, used: set[str], suffix: str) -> str:
     return name
 
 
+# ───────────────────────────── rate cells ─────────────────────────────
+
+#: The values a generated text key names (a panel may hold others, which match no row).
+CELL_TEXTS = ['"A"', '"B"', '"C"', '"D"']
+
+
+def _age_partition(r: random.Random, gaps: bool) -> list[str]:
+    """Ranges covering every age once (with `gaps`, sometimes dropping one)."""
+    cuts = sorted(r.sample(range(1, 100), r.randint(0, 3)))
+    if not cuts:
+        return ["any"] if not gaps or r.random() < 0.5 else [f"{r.randint(0, 60)} and over"]
+    out = [r.choice([f"under {cuts[0]}", f"0 to {cuts[0] - 1}", f"0 to under {cuts[0]}"])]
+    for lo, hi in zip(cuts, cuts[1:]):
+        out.append(r.choice([f"{lo} to {hi - 1}", f"{lo} to under {hi}"]))
+    out.append(r.choice([f"{cuts[-1]} and over", f"over {cuts[-1] - 1}"]))
+    if gaps and len(out) > 1 and r.random() < 0.5:
+        del out[r.randrange(len(out))]
+    return out
+
+
+def _text_partition(r: random.Random, key: str) -> list[str]:
+    """Disjoint values of a text or bool key: `any`, single values, parenthesised lists."""
+    if key == "bool":
+        return r.choice([["any"], ["true", "false"], ["false", "true"], [r.choice(["true", "false"])]])
+    if r.random() < 0.3:
+        return ["any"]
+    pool = ['"F"', '"M"'] if key == "sex" else CELL_TEXTS
+    picked = r.sample(pool, r.randint(1, len(pool)))
+    out = []
+    while picked:
+        n = r.randint(1, len(picked))
+        group, picked = picked[:n], picked[n:]
+        out.append(group[0] if len(group) == 1 else f"({', '.join(group)})")
+    return out
+
+
+def cells_rows(r: random.Random, kinds: list[str], value, otherwise: bool) -> list[list[str]]:
+    """Rows of a well-formed table over keys of `kinds` ('age', 'sex', 'text', 'bool'): each key's
+    values split disjointly, the later keys split anew under each part of the earlier ones, so no
+    two rows overlap; age ranges cover every age unless `otherwise` allows gaps. Each row is its
+    keys followed by its value."""
+    if not kinds:
+        return [[value()]]
+    parts = _age_partition(r, otherwise) if kinds[0] == "age" else _text_partition(r, kinds[0])
+    return [[part] + rest for part in parts for rest in cells_rows(r, kinds[1:], value, otherwise)]
+
+
+def cells_text(name: str, keys: list[str], rows: list[list[str]], otherwise: str | None, ref: str = "") -> list[str]:
+    out = [f"cells {name} by {', '.join(keys)}{ref}:"]
+    out += [f"    {', '.join(row[:-1])}: {row[-1]}" for row in rows]
+    if otherwise is not None:
+        out.append(f"    otherwise: {otherwise}")
+    return out + ["end"]
+
+
+def _spoil_cells(r: random.Random, rows: list[list[str]]) -> None:
+    """One change that the checker reports: an overlap (E0412/E0413), a gap (E0414), a key of the
+    wrong kind (E0411) or the wrong number of keys (E0410)."""
+    i = r.randrange(len(rows))
+    k = r.randrange(5)
+    if k == 0:
+        rows.insert(r.randrange(len(rows) + 1), list(rows[i]))
+    elif k == 1 and len(rows) > 1:
+        del rows[i]
+    elif k == 2:
+        j = r.randrange(len(rows[i]) - 1)
+        rows[i][j] = r.choice(["any", "0 to 200", "under 30", "7", '"F"', "true", "(\"A\", \"B\")"])
+    elif k == 3:
+        rows[i].insert(0, "any")
+    else:
+        rows.insert(0, ["any"] * (len(rows[i]) - 1) + [rows[i][-1]])
+
+
 def contract(r: random.Random) -> str:
     """A random contract built from the grammar's constructs; usually checks, sometimes not."""
     cur = r.choice(CURRENCIES)
@@ -373,6 +447,8 @@ def contract(r: random.Random) -> str:
                 getattr(sc, scope).append(ref)
                 if typ == "bool":
                     sc.bools.append(ref)
+            if scope == "member" and typ in ("text", "bool"):
+                sc.cell_keys.append((ref, typ))
             if scope in ("member", "practice", "param"):
                 sc.add({"bool": "bool", "number": "number"}.get(typ, "money"), scope == "member", ref)
         out += ["end", ""]
@@ -380,7 +456,7 @@ def contract(r: random.Random) -> str:
     cn = (lambda m=False: typed(r, sc, "bool", 0, m)) if tame else (lambda m=False: cond(r, sc, 0, m))
     for i in range(r.randint(1, 7)):
         kind = r.choice(["define", "define", "dated", "bands", "tier", "modifier", "schedule", "line",
-                         "line", "line_block", "pool", "example", "comment"])
+                         "line", "line_block", "pool", "example", "comment", "cells"])
         name = _name(r, used, str(i))
         if kind == "define":
             want = r.choice(["money", "number"]) if tame else "money"
@@ -405,6 +481,27 @@ def contract(r: random.Random) -> str:
                 out.append(f"    {rng}: {val()}" if rng != "otherwise" else f"    otherwise: {val()}")
             out.append("end")
             sc.member.append(name)
+        elif kind == "cells":
+            keys = [("member.age", "age")] + ([("member.sex", "sex")] if r.random() < 0.7 else [])
+            if sc.cell_keys and (r.random() < 0.7 or len(keys) == 1):
+                keys.append(r.choice(sc.cell_keys))
+            if len(keys) == 1:
+                keys.append(("member.sex", "sex"))
+            r.shuffle(keys)
+            money = r.random() < 0.5
+            val = (lambda: _money(r, cur)) if money else (lambda: r.choice(["1", "1.5", "0.75", "3.91"]))
+            otherwise = r.random() < 0.4
+            rows = cells_rows(r, [k for _, k in keys], val, otherwise)[:40]
+            if r.random() < 0.3:
+                _spoil_cells(r, rows)
+            out += cells_text(name, [ref for ref, _ in keys], rows, val() if otherwise else None, _ref(r))
+            sc.member.append(name)
+            sc.add("money" if money else "number", True, name)
+            if r.random() < 0.7:
+                per = "" if money else f" * {_money(r, cur)}"
+                out.append(f"line {name}_line {r.choice(STRINGS)} = sum of {name}{per} over members")
+                sc.lines.append(f"{name}_line")
+                sc.add("money", False, f"{name}_line")
         elif kind == "tier":
             out.append(f"tier {name}{_ref(r)}:")
             for _ in range(r.randint(1, 4)):

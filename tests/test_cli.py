@@ -102,7 +102,7 @@ def test_eval_bad_period_is_a_clear_error():
 def test_explain_accounts_for_every_cent():
     result = run("explain", VZP, *SAMPLE, "--period", "2011-03", "--practice", "P00001", "--format", "json")
     assert result.exit_code == 0, result.output
-    data = json.loads(result.output)
+    data = json.loads(result.stdout)  # the panel warnings go to stderr
     for line in data["lines"]:
         for month in line["months"]:
             if not month["applied"]:
@@ -296,3 +296,12 @@ def test_console_script_collects_cycles_only_in_the_language_server(command, exp
     proc = subprocess.run([sys.executable, "-c", GC_PROBE, command], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == expected
+
+
+def test_explain_reports_the_panels_warnings_as_eval_does():
+    """The measures file has a measure the contract does not declare (W0712): eval and explain both say so,
+    on stderr, and explain's JSON carries it."""
+    result = run("explain", VZP, *SAMPLE, "--period", "2011-03", "--practice", "P00001", "--format", "json")
+    assert "W0712" in result.stderr
+    assert any("W0712" in w for w in json.loads(result.stdout)["warnings"])
+    assert "W0712" in run("eval", VZP, *SAMPLE, "--period", "2011-03").stderr

@@ -597,6 +597,10 @@ def explain(contract, members, practices, events, measures, input_format, assign
                "python", None, show_ids)
     explanation = run_explain(compiled.tree, compiled.source, run, practice_id, line_id=line_id, member_id=member_id,
                               redact=redact)
+    for w in compiled.warnings:
+        report([w], compiled.source)
+    for w in explanation["warnings"]:  # the panel's, as eval prints them
+        click.echo(w, err=True)
     if out_format == "json":
         click.echo(render_json(explanation), nl=False)
     else:  # source lines highlighted on a terminal (pygments lexer for .cap), plain text otherwise

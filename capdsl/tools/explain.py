@@ -86,7 +86,7 @@ def explain(program: t.Program, source: Source, run, practice_id: str, *, line_i
             member_id: str | None = None, redact: bool = False) -> dict:
     from capdsl.data.panel import load_panel, parse_params
     from capdsl.evaluation.periods import parse_period
-    from capdsl.pipeline import panel_rows, requirements
+    from capdsl.pipeline import panel_rows, requirements, warning_text
 
     if line_id is not None and line_id not in {ln.name for ln in program.lines}:
         names = ", ".join(ln.name for ln in program.lines)
@@ -96,7 +96,11 @@ def explain(program: t.Program, source: Source, run, practice_id: str, *, line_i
     params = parse_params(list(run.assignments), run.params_file, reqs)
     panel = load_panel(run.files, reqs, formats=run.formats, today=run.today, show_ids=run.show_ids,
                        period=period)
-    rows = panel_rows(program, panel)
+    try:
+        rows = panel_rows(program, panel)
+        warnings = [warning_text(w) for w in panel.warnings]
+    finally:
+        panel.close()
     known = {p["practice_id"] for p in rows.practices} or {m["practice_id"] for m in rows.members}
     if practice_id not in known:
         raise EvalError(error("E0908", f"practice '{practice_id}' is not in the panel",
@@ -151,7 +155,7 @@ def explain(program: t.Program, source: Source, run, practice_id: str, *, line_i
         lines_out.append(entry)
 
     out = {"contract": program.name, "path": program.path, "period": period.text, "practice_id": practice_id,
-           "currency": program.currency, "lines": lines_out}
+           "currency": program.currency, "lines": lines_out, "warnings": warnings}
     if member_id is not None:
         out["member"] = explain_member(program, source, rows, period.months, params, practice_id, member_id,
                                        redact=redact)
