@@ -338,14 +338,17 @@ def _age_partition(r: random.Random, gaps: bool) -> list[str]:
     return out
 
 
-def _text_partition(r: random.Random, key: str) -> list[str]:
-    """Disjoint values of a text or bool key: `any`, single values, parenthesised lists."""
+def _text_partition(r: random.Random, key: str, complete: bool) -> list[str]:
+    """Disjoint values of a text or bool key: `any`, single values, parenthesised lists; with
+    `complete`, every value the table names anywhere (else the age ranges of a value named under
+    one part would have gaps under another, E0414)."""
     if key == "bool":
-        return r.choice([["any"], ["true", "false"], ["false", "true"], [r.choice(["true", "false"])]])
+        return r.choice([["any"], ["true", "false"], ["false", "true"]]
+                        + ([] if complete else [[r.choice(["true", "false"])]]))
     if r.random() < 0.3:
         return ["any"]
     pool = ['"F"', '"M"'] if key == "sex" else CELL_TEXTS
-    picked = r.sample(pool, r.randint(1, len(pool)))
+    picked = r.sample(pool, len(pool) if complete else r.randint(1, len(pool)))
     out = []
     while picked:
         n = r.randint(1, len(picked))
@@ -357,11 +360,11 @@ def _text_partition(r: random.Random, key: str) -> list[str]:
 def cells_rows(r: random.Random, kinds: list[str], value, otherwise: bool) -> list[list[str]]:
     """Rows of a well-formed table over keys of `kinds` ('age', 'sex', 'text', 'bool'): each key's
     values split disjointly, the later keys split anew under each part of the earlier ones, so no
-    two rows overlap; age ranges cover every age unless `otherwise` allows gaps. Each row is its
-    keys followed by its value."""
+    two rows overlap; age ranges cover every age, and text keys name every value or `any`, unless
+    `otherwise` allows gaps. Each row is its keys followed by its value."""
     if not kinds:
         return [[value()]]
-    parts = _age_partition(r, otherwise) if kinds[0] == "age" else _text_partition(r, kinds[0])
+    parts = _age_partition(r, otherwise) if kinds[0] == "age" else _text_partition(r, kinds[0], not otherwise)
     return [[part] + rest for part in parts for rest in cells_rows(r, kinds[1:], value, otherwise)]
 
 
