@@ -297,21 +297,10 @@ def member_detail(contract: CompiledContract | t.Program, run: Run, *, redact: b
 
     from capdsl.evaluation.detail import member_detail as detail
     from capdsl.evaluation.lower import source_text
-    from capdsl.data.panel import load_panel, parse_params
-    from capdsl.evaluation.periods import parse_period
 
     contract = _compiled(contract)
     program, source = contract.tree, contract.source
-    period = parse_period(run.period)
-    reqs = contract.requirements()
-    params = parse_params(list(run.assignments), run.params_file, reqs)
-    panel = load_panel(run.files, reqs, formats=run.formats, today=run.today, show_ids=run.show_ids,
-                       period=period)
-    try:
-        rows = panel_rows(program, panel)
-        warnings = [warning_text(w) for w in panel.warnings]
-    finally:
-        panel.close()
+    period, params, rows, warnings = interpreter_inputs(program, run, contract.requirements())
 
     def label(member_id) -> str:
         text = str(member_id)
@@ -354,6 +343,23 @@ def _row_label(panel):
             return "id hidden"
         return panel.member_label(found[0][0]) if found else "id hidden"
     return label
+
+
+def interpreter_inputs(program: t.Program, run: Run, reqs=None):
+    """What the interpreter's tools (explain, member detail) read: the period, the typed parameters,
+    the panel as rows and its warnings; the panel is closed once read."""
+    from capdsl.data.panel import load_panel, parse_params
+    from capdsl.evaluation.periods import parse_period
+
+    period = parse_period(run.period)
+    reqs = reqs if reqs is not None else requirements(program)
+    params = parse_params(list(run.assignments), run.params_file, reqs)
+    panel = load_panel(run.files, reqs, formats=run.formats, today=run.today, show_ids=run.show_ids,
+                       period=period)
+    try:
+        return period, params, panel_rows(program, panel), [warning_text(w) for w in panel.warnings]
+    finally:
+        panel.close()
 
 
 def panel_rows(program: t.Program, panel):

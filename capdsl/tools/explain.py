@@ -84,23 +84,12 @@ def _hash_id(member_id: str) -> str:
 
 def explain(program: t.Program, source: Source, run, practice_id: str, *, line_id: str | None = None,
             member_id: str | None = None, redact: bool = False) -> dict:
-    from capdsl.data.panel import load_panel, parse_params
-    from capdsl.evaluation.periods import parse_period
-    from capdsl.pipeline import panel_rows, requirements, warning_text
+    from capdsl.pipeline import interpreter_inputs
 
     if line_id is not None and line_id not in {ln.name for ln in program.lines}:
         names = ", ".join(ln.name for ln in program.lines)
         raise EvalError(error("E0907", f"the contract has no line '{line_id}'", hint=f"lines: {names}"))
-    period = parse_period(run.period)
-    reqs = requirements(program)
-    params = parse_params(list(run.assignments), run.params_file, reqs)
-    panel = load_panel(run.files, reqs, formats=run.formats, today=run.today, show_ids=run.show_ids,
-                       period=period)
-    try:
-        rows = panel_rows(program, panel)
-        warnings = [warning_text(w) for w in panel.warnings]
-    finally:
-        panel.close()
+    period, params, rows, warnings = interpreter_inputs(program, run)
     known = {p["practice_id"] for p in rows.practices} or {m["practice_id"] for m in rows.members}
     if practice_id not in known:
         raise EvalError(error("E0908", f"practice '{practice_id}' is not in the panel",

@@ -25,7 +25,8 @@ from decimal import Decimal
 
 from capdsl.language import ast_nodes as n
 from capdsl.evaluation import tree as t
-from capdsl.errors import CapError, Source
+from capdsl.errors import CapError, CheckError, Source
+from capdsl.tools.examples import constant
 
 STEP_DECIMAL = Decimal("0.01")
 BASE_AGE = 40
@@ -119,17 +120,11 @@ def _attr_of(e) -> tuple[str, str] | None:
 
 
 def _const_of(e):
-    if isinstance(e, n.Quantity):
-        return e.value
-    if isinstance(e, n.Neg) and isinstance(e.operand, n.Quantity):
-        return -e.operand.value
-    if isinstance(e, n.String):
-        return e.value
-    if isinstance(e, n.BoolLit):
-        return e.value
-    if isinstance(e, n.DateLit):
-        return e.value
-    return None
+    """A literal's value as an example reads it, or None when `e` is not a literal."""
+    try:
+        return constant(e)
+    except CheckError:
+        return None
 
 
 _FLIP = {"<": ">", "<=": ">=", ">": "<", ">=": "<=", "=": "=", "==": "=", "!=": "!="}
