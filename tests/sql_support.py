@@ -241,7 +241,7 @@ def pool_dividing_by_a_monthly_line(leave: date | None):
     beside every month's row, evaluates a failing expression on December's row only."""
     cap = t.LineRef("cap")
     pool = line("pool", ar("/", t.YearSum(count_members()), cap), kind="pool",
-                installments=(t.Installment(4, None, t.Cmp(">", ar("/", c(1), cap), c(0))),))
+                installments=(t.Installment(12, None, t.Cmp(">", ar("/", c(1), cap), c(0))),))
     prog = program([line("cap", sum_members(c(10))), pool])
     p = Panel()
     p.member("M1", "P1", date(1970, 1, 1), start=date(2011, 6, 1), end=leave)

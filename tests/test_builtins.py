@@ -32,7 +32,12 @@ def _terminal(name: str) -> set[str]:
 
 def test_the_grammar_spells_the_age_and_exposure_rules_and_scopes_of_the_table():
     assert _terminal("AGE_RULE") == set(b.AGE_RULES)
-    assert _terminal("EXPOSURE") == set(b.EXPOSURE_RULES)
+    # `exposure` names the rules of a month; `list as of` those taking the list on a quarter's or year's day
+    assert _terminal("EXPOSURE") == {name for name, r in b.EXPOSURE_RULES.items() if r.period == "month"}
+    assert set(b.LIST_DAYS) <= _terminal("AGE_RULE") and set(b.LIST_DAYS.values()) <= set(b.EXPOSURE_RULES)
+    assert {r.period for r in b.EXPOSURE_RULES.values()} <= set(b.PERIOD_MONTHS)
+    assert _terminal("FREQUENCY") == set(b.FREQUENCIES)
+    assert _terminal("PERIOD_WORD") == set(b.PERIOD_MONTHS)
     assert _terminal("SCOPE") == set(b.SCOPES)
     assert b.DEFAULT_AGE_RULE in b.AGE_RULES and b.DEFAULT_EXPOSURE in b.EXPOSURE_RULES
 
@@ -147,10 +152,15 @@ def test_the_language_server_describes_every_built_in_and_rule(every):
         text, _ = hover_markdown(every, row + 1, column)
         assert text.startswith(f"**built-in** `{written}`") and builtin.doc[1:] in text, written
     keywords = {c.label: c.detail for c in completions(every, 1, 1) if c.kind == "keyword"}
-    for rules, what in ((b.AGE_RULES, "age rule"), (b.EXPOSURE_RULES, "exposure rule")):
-        for name, rule in rules.items():
-            assert name in grammar_keywords()
-            assert keywords[name] == f"{what}: {rule.doc}"
+    for name, rule in b.AGE_RULES.items():
+        assert name in grammar_keywords()
+        assert keywords[name].startswith(f"age rule: {rule.doc}")
+    for name, rule in b.EXPOSURE_RULES.items():
+        assert name in grammar_keywords()
+        if rule.period == "month":
+            assert keywords[name] == f"exposure rule: {rule.doc}"
+        else:  # `list as of quarter_start`: the word is also an age rule's
+            assert keywords[name].endswith(f"list day: {rule.doc}")
     functions = {c.label for c in completions(every, 1, 1) if c.kind == "function"}
     assert functions == set(b.FUNCTIONS)
 

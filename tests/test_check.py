@@ -13,6 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from capdsl.language import ast_nodes as n
+from capdsl.language.builtins import PAY_TIMES
 from capdsl.language import units as u
 from capdsl.language.check import Checked, Symbol, check
 from capdsl.errors import CheckError, Source
@@ -773,10 +774,16 @@ DECL = st.one_of(
               st.lists(CHOICE, min_size=1, max_size=4).map(tuple)),
     st.builds(n.Schedule, NAMES, EXPR, st.lists(st.builds(n.ScheduleEntry, st.one_of(st.none(), st.sampled_from(["A", "B"])),
                                                           EXPR), min_size=1, max_size=3).map(tuple)),
-    st.builds(lambda kind, name, amount, applies, paid: n.Line(kind, name, "L", amount, applies, paid=paid, block=True),
+    st.builds(lambda kind, name, amount, applies, paid, payment, rate: n.Line(
+        kind, name, "L", amount, applies, paid=paid, block=True, payment=payment, rate_per=rate),
               st.sampled_from(["line", "pool"]), NAMES, st.one_of(st.none(), EXPR), st.one_of(st.none(), EXPR),
-              st.lists(st.builds(n.Installment, st.integers(1, 4), st.one_of(st.none(), QTY),
-                                 st.one_of(st.none(), EXPR)), max_size=3).map(tuple)),
+              st.lists(st.builds(lambda when, share, cond: n.Installment(PAY_TIMES[when], when, share, cond),
+                                 st.sampled_from(sorted(PAY_TIMES)), st.one_of(st.none(), QTY),
+                                 st.one_of(st.none(), EXPR)), max_size=3).map(tuple),
+              st.one_of(st.none(), st.builds(n.Payment, st.sampled_from([None, "monthly", "quarterly"]),
+                                             st.lists(st.sampled_from(sorted(PAY_TIMES)).map(
+                                                 lambda w: n.PayTime(PAY_TIMES[w], w)), max_size=3).map(tuple))),
+              st.one_of(st.none(), st.sampled_from(["month", "quarter", "year"]))),
     st.builds(n.Inputs, st.lists(st.builds(n.InputDecl, st.sampled_from(["member", "practice", "event", "measure", "param"]),
                                             st.sampled_from(["h", "m", "flag", "x", "a", "rate", "age"]),
                                             st.builds(n.TypeExpr, st.sampled_from(["bool", "text", "number", "integer",

@@ -281,8 +281,8 @@ def test_installments_always_sum_to_the_pool(pool_amount, shares):
 
     total = sum(shares)
     parts = [D(s) / D(total) for s in shares]
-    insts = tuple(t.Installment(q + 1, p.quantize(D("0.0001"))) for q, p in enumerate(parts[:-1])) + \
-        (t.Installment(len(parts), None),)
+    insts = tuple(t.Installment(3 * (q + 1), p.quantize(D("0.0001"))) for q, p in enumerate(parts[:-1])) + \
+        (t.Installment(3 * (len(parts)), None),)
     line = t.LineDef("p", "p", "pool", t.Const(D(0), "decimal"), installments=insts)
     got = list(split_installments(line, pool_amount, D("0.01"), "half_up", lambda node: True))
     assert sum(a for _, a, _ in got) == pool_amount

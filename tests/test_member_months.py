@@ -243,17 +243,20 @@ def test_explain_member_sees_the_practice_months_measures():
 
 
 def test_the_run_plan_of_a_period_with_pools_due():
-    """A quarter end with pools: every month of the year runs, the period's months are reported, and
-    the other months evaluate only the lines a year sum reads."""
+    """A period with a pool installment in it: every month of the year runs, the period's months are
+    reported, and the other months evaluate only the lines a year sum reads. A period without one
+    runs its own months."""
     from datetime import date
 
     from capdsl.evaluation import tree as t
     from sql_support import c, line, program as build
 
-    pool = line("pool", t.YearSum(t.LineRef("cap")), kind="pool", installments=(t.Installment(4, None),))
+    pool = line("pool", t.YearSum(t.LineRef("cap")), kind="pool",
+                installments=(t.Installment(5, D("0.5")), t.Installment(12, None)))
     prog = build([line("cap", c(1)), line("other", c(2)), pool])
     plan = run_plan(prog, parse_period("2011-Q2").months)
-    assert plan.run == tuple(date(2011, m, 1) for m in range(1, 13)) and plan.due == (2,) and plan.pools_due
+    assert plan.run == tuple(date(2011, m, 1) for m in range(1, 13)) and plan.due == (5,) and plan.pools_due
+    assert not run_plan(prog, parse_period("2011-Q3").months).pools_due  # nothing paid July–September
     assert plan.reported == (date(2011, 4, 1), date(2011, 5, 1), date(2011, 6, 1))
     assert plan.evaluates("cap", date(2011, 1, 1)) and not plan.evaluates("other", date(2011, 1, 1))
     assert plan.reports(date(2011, 5, 1)) and not plan.reports(date(2011, 7, 1))

@@ -244,9 +244,9 @@ def test_spark_pays_the_chain_as_the_interpreter():
 def test_a_failing_condition_on_a_pool_read_is_the_interpreters_error():
     """C's `when` divides by what A paid: 0 once A's only installment is withheld."""
     a = line("a", t.Const(D(100), "decimal"), kind="pool",
-             installments=(t.Installment(4, None, t.Const(False, "bool")),))
+             installments=(t.Installment(12, None, t.Const(False, "bool")),))
     c = line("c", t.Const(D(10), "decimal"), kind="pool",
-             installments=(t.Installment(4, None, t.Cmp(">", t.Arith("/", t.Const(D(1), "decimal"),
+             installments=(t.Installment(12, None, t.Cmp(">", t.Arith("/", t.Const(D(1), "decimal"),
                                                                      t.LineRef("a")), t.Const(D(0), "decimal"))),))
     prog = program([a, c])
     p = Panel()

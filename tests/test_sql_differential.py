@@ -1,6 +1,7 @@
 """Differential tests: random programs (arithmetic, bands, tiers, min/max,
 guarded and unguarded division, measures, line references, pools with
-installments, pools reading pools; every rounding mode, exposure and age rule) on random panels,
+installments in any month, pools reading pools, a member's own events; every rounding mode, exposure
+and age rule, lists taken on a quarter's or year's first day) on random panels,
 evaluated by the reference interpreter and by DuckDB: identical to the cent,
 or the same error. CAPDSL_HYPOTHESIS_EXAMPLES raises the example count."""
 
@@ -74,7 +75,14 @@ practice_leaf = st.one_of(decimals.map(const), st.just(HOURS), st.just(RATE), st
                           st.just(t.Coalesce(MEASURE, const(D(7)))))
 practice_conds = st.one_of(st.builds(lambda v: t.Cmp(">", HOURS, const(v)), small),
                            st.just(t.Present(MEASURE)), st.just(t.Col("practice", "akord", "bool")))
-member_leaf = st.one_of(practice_leaf, st.just(AGE), st.just(SCORE), bands(False), bands(True))
+pure_event_expr = st.recursive(st.one_of(st.just(POINTS), decimals.map(const), st.just(t.Param("k", "decimal"))),
+                               lambda ch: combinators(ch, st.just(t.In(CODE, (t.Const("A", "text"),)))), max_leaves=3)
+# a member's own events over the month, quarter or year (tree.MemberEvents)
+member_events = st.one_of(
+    st.builds(lambda w, e, c: t.MemberEvents("sum", w, e, c), st.sampled_from(["month", "quarter", "year"]),
+              pure_event_expr, st.none() | st.just(t.In(CODE, (t.Const("A", "text"), t.Const("C", "text"))))),
+    st.builds(lambda w: t.MemberEvents("count", w, None, None), st.sampled_from(["month", "quarter", "year"])))
+member_leaf = st.one_of(practice_leaf, st.just(AGE), st.just(SCORE), bands(False), bands(True), member_events)
 member_expr = st.recursive(member_leaf, lambda ch: combinators(ch, member_conds), max_leaves=5)
 event_expr = st.recursive(st.one_of(st.just(POINTS), decimals.map(const), st.just(HOURS)),
                           lambda ch: combinators(ch, st.just(t.In(CODE, (t.Const("A", "text"),)))), max_leaves=3)
@@ -108,19 +116,22 @@ def programs(draw):
     if draw(st.booleans()):
         inner = draw(st.recursive(aggs, lambda ch: combinators(ch, practice_conds), max_leaves=3))
         pool_amount = t.Arith("*", const(draw(small)), t.YearSum(inner))
-        shares = draw(st.lists(st.sampled_from([D("0.1"), D("0.25"), D("0.2")]), min_size=1, max_size=3))
-        quarters = [1, 2, 3, 4][: len(shares)]
-        insts = [t.Installment(q, s) for q, s in zip(quarters, shares)]
-        insts.append(t.Installment(len(shares) + 1, None, draw(st.none() | st.just(t.Cmp(
+        shares = draw(st.lists(st.sampled_from([D("0.1"), D("0.25"), D("0.2"), None]), min_size=1, max_size=3))
+        months = sorted(draw(st.sets(st.integers(1, 12), min_size=len(shares) + 1, max_size=len(shares) + 1)))
+        parts = len(shares) + 1
+        # a share, or (None) an equal part as `paid monthly` / `paid in …` write them
+        insts = [t.Installment(m, s, parts=0 if s is not None else parts) for m, s in zip(months, shares)]
+        insts.append(t.Installment(months[-1], None, draw(st.none() | st.just(t.Cmp(
             "=", t.Coalesce(t.Measure("ok", "bool", "year"), t.Const(False, "bool")), t.Const(True, "bool"))))))
         lines.append(line("pool", pool_amount, applies=draw(st.none() | practice_conds), kind="pool",
                           installments=insts))
         if draw(st.booleans()):  # a pool reading the first: what it paid in the year (tree.LineRef)
             lines.append(line("pool2", draw(pool_reading_pool), applies=draw(st.none() | reads_pool), kind="pool",
-                              installments=(t.Installment(2, D("0.5"), draw(st.none() | reads_pool)),
-                                            t.Installment(4, None, draw(st.none() | reads_pool)))))
-    return program(lines, exposure=draw(st.sampled_from(["first_day", "any_day", "pro_rata"])),
-                   age_rule=draw(st.sampled_from(["month_start", "month_end", "year_start"])),
+                              installments=(t.Installment(6, D("0.5"), draw(st.none() | reads_pool)),
+                                            t.Installment(12, None, draw(st.none() | reads_pool)))))
+    return program(lines, exposure=draw(st.sampled_from(["first_day", "any_day", "pro_rata", "quarter_start",
+                                                         "year_start"])),
+                   age_rule=draw(st.sampled_from(["month_start", "month_end", "quarter_start", "year_start"])),
                    mode=draw(st.sampled_from(["half_up", "half_even", "down", "up"])),
                    quantum=draw(st.sampled_from(["0.01", "1", "0.05"])),
                    params={"k": ("decimal", D(3), "", "")}, measures={"m": ("decimal", None, ""),
@@ -142,9 +153,9 @@ def panels(draw):
         born = draw(st.dates(min_value=date(1915, 1, 1), max_value=date(2012, 1, 31)))
         start, end = draw(st.none() | days), draw(st.none() | days)
         p.member(f"M{i}", draw(st.sampled_from(pids)), born, start, end, score=draw(small), flag=draw(st.booleans()))
-    for _ in range(draw(st.integers(0, 5))):
+    for _ in range(draw(st.integers(0, 8))):
         p.event(draw(st.sampled_from(pids)), draw(days), draw(st.sampled_from(["A", "B", "C"])), points=draw(decimals),
-                quantity=draw(st.integers(1, 3)))
+                quantity=draw(st.integers(1, 3)), member_id=draw(st.none() | st.sampled_from(["M0", "M1", "M2", "M3"])))
     for pid in pids:
         for period in draw(st.lists(st.sampled_from(["2011-03", "2011-Q1", "2011", "2011-12", "2012"]), unique=True,
                                     max_size=3)):
@@ -297,7 +308,8 @@ def optional_programs(draw):
     lines = [line(f"l{i}", draw(st.recursive(optional_aggs, lambda ch: combinators(ch, practice_conds),
                                              max_leaves=3)))
              for i in range(draw(st.integers(1, 3)))]
-    return program(lines, exposure=draw(st.sampled_from(["first_day", "any_day", "pro_rata"])),
+    return program(lines, exposure=draw(st.sampled_from(["first_day", "any_day", "pro_rata", "quarter_start",
+                                                         "year_start"])),
                    params={"k": ("decimal", D(3), "", "")}, measures={"m": ("decimal", None, "")})
 
 

@@ -97,8 +97,8 @@ def v2_programs(draw):
         amount = t.Arith("+", decimal(t.Arith("*", const(draw(small)), t.YearSum(inner))),
                          decimal(draw(st.one_of(calendar_number, date_diff(practice_date)))))
         lines.append(line("pool", amount, applies=draw(st.none() | calendar_conds), kind="pool",
-                          installments=(t.Installment(2, D("0.5"), draw(st.none() | calendar_conds)),
-                                        t.Installment(4, None))))
+                          installments=(t.Installment(6, D("0.5"), draw(st.none() | calendar_conds)),
+                                        t.Installment(12, None))))
     return program(lines, exposure=draw(st.sampled_from(["first_day", "any_day", "pro_rata"])),
                    age_rule=draw(st.sampled_from(["month_start", "month_end", "year_start"])),
                    mode=draw(st.sampled_from(["half_up", "half_even", "down", "up"])),

@@ -171,8 +171,8 @@ def czech_like():
         line("third", ar("/", t.LineRef("capitation"), c(3))),
         line("bonus", ar("*", c("0.15"), t.YearSum(ar("*", t.Ref("base_rate"), count_members()))),
              applies=pcol("akord", "bool"), kind="pool",
-             installments=(t.Installment(1, D("0.1")), t.Installment(2, D("0.1")), t.Installment(3, D("0.1")),
-                           t.Installment(4, None, t.Cmp("=", quality, c(True, "bool"))))),
+             installments=(t.Installment(3, D("0.1")), t.Installment(6, D("0.1")), t.Installment(9, D("0.1")),
+                           t.Installment(12, None, t.Cmp("=", quality, c(True, "bool"))))),
     ]
     prog = program(lines, defs, params={"nat": ("decimal", D(250), "", "")},
                    measures={"drug": ("decimal", None, ""), "quality": ("bool", None, "")})
@@ -200,7 +200,7 @@ def test_czech_like_contract_matches_the_interpreter(period):
     result = same(prog, p, period, {"nat": D(250)})
     if period == "2011":
         assert len(result.installments) == 12
-        q4 = [i for i in result.installments if i[3] == 4]
+        q4 = [i for i in result.installments if i[3] == 12]
         assert [i[5] for i in q4] == [True, False, False]  # P2's quality is false: withheld
 
 
@@ -368,7 +368,7 @@ def test_a_line_no_pool_reads_is_not_evaluated_in_months_read_only_for_the_pools
     """March's statement evaluates the whole year for the pool; January's `100 / count` divides by
     zero (no member yet), but the interpreter never evaluates that line in January: neither may SQL."""
     bonus = line("bonus", t.YearSum(count_members()), kind="pool",
-                 installments=(t.Installment(1, D("0.5")), t.Installment(2, None)))
+                 installments=(t.Installment(3, D("0.5")), t.Installment(6, None)))
     prog = program([line("per", ar("/", c(100), count_members())), bonus])
     p = Panel()
     p.practice("P1")
@@ -408,8 +408,8 @@ def test_year_sums_match_the_interpreter_whether_or_not_months_are_summed_per_pr
 
     assert affine(operand()) is spread
     bonus = line("bonus", ar("*", c("0.15"), t.YearSum(operand())), kind="pool",
-                 installments=(t.Installment(1, D("0.25")), t.Installment(2, D("0.25")), t.Installment(3, D("0.25")),
-                               t.Installment(4, None)))
+                 installments=(t.Installment(3, D("0.25")), t.Installment(6, D("0.25")), t.Installment(9, D("0.25")),
+                               t.Installment(12, None)))
     prog = program([line("cap", sum_members(ar("*", pcol("rate"), band_by_age()))), bonus],
                    measures={"m": ("decimal", None, "")})
     same(prog, spread_panel(), period)
@@ -436,7 +436,7 @@ def test_a_practice_level_factor_that_may_fail_is_not_taken_out_of_a_member_sum(
 def test_a_pool_summing_events_over_the_year_reads_every_months_events(period):
     points = t.Col("event", "points", "decimal")
     bonus = line("bonus", t.YearSum(ar("*", c("0.5"), t.Agg("sum", "events", points))), kind="pool",
-                 installments=(t.Installment(1, D("0.5")), t.Installment(3, None)))
+                 installments=(t.Installment(3, D("0.5")), t.Installment(9, None)))
     prog = program([line("ffs", t.Agg("sum", "events", points)), bonus])
     p = Panel()
     p.practice("P1")

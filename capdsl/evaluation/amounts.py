@@ -61,7 +61,7 @@ class MonthlyResult:
 
     rows: (practice_id, month_start, line, amount, applied, basis) for lines;
     pools: (practice_id, line, year, amount, applied);
-    installments: (practice_id, line, year, quarter, amount, paid)."""
+    installments: (practice_id, line, year, month (1–12, the month it is paid in), amount, paid)."""
 
     rows: list = field(default_factory=list)
     pools: list = field(default_factory=list)

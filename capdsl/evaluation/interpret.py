@@ -28,8 +28,10 @@ from capdsl.evaluation import tree as t
 from capdsl.evaluation.amounts import CONTEXT, MODES, ONE, Q12, ZERO, MonthlyResult, fix, quantum_places, round_to, rounder  # noqa: F401
 from capdsl.errors import EvalError, Note, error
 # Rows, the interpreter's input, is defined with the frames built from it and importable from here too
-from capdsl.evaluation.months import Frames, PracticeMonth, Rows, completed_years, run_plan, visible_measure  # noqa: F401
+from capdsl.evaluation.months import (Frames, PracticeMonth, Rows, completed_years, member_events_in,  # noqa: F401
+                                      run_plan, visible_measure, visible_period)
 from capdsl.evaluation.periods import month_end, quarter_of
+from capdsl.language.builtins import month_label
 
 # ─────────────────────────────── tracing ─────────────────────────────────
 
@@ -64,6 +66,9 @@ class Tracer:
         self.steps: dict[tuple, list[Step]] = defaultdict(list)
         self.groups: dict[tuple, list[Group]] = {}
         self.lines: dict[tuple, tuple] = {}
+        self.years: dict[tuple, tuple] = {}  # (month, id(YearSum)) → (the month's value, its steps)
+        self.conditions: dict[tuple, tuple] = {}  # (pool, id(an installment's when)) → (value, its steps)
+        self.installments: dict[str, list] = defaultdict(list)  # pool → (amount, paid, due) of each, in order
         self.depth = 0
         self._stack: list[list[Step]] = []
 
@@ -82,6 +87,16 @@ class Tracer:
     def release(self) -> None:
         self._stack.pop()
 
+    def record(self, store: dict, key, compute):
+        """`compute()`, its steps kept apart in `store[key]` with its value (not in the line's steps)."""
+        bucket = self.capture()
+        try:
+            value = compute()
+        finally:
+            self.release()
+        store[key] = (value, bucket)
+        return value
+
 
 # ─────────────────────────────── evaluator ───────────────────────────────
 
@@ -90,7 +105,7 @@ class Env:
     row an aggregate is at, the parameters, and the lines already computed in the month."""
 
     __slots__ = ("month", "practice", "member", "event", "params", "aggs", "lines", "measures", "year_level",
-                 "year_values", "memo", "agg_rows")
+                 "year_values", "memo", "agg_rows", "member_events")
 
     def __init__(self, params):
         self.month = None
@@ -105,6 +120,7 @@ class Env:
         self.year_values = None
         self.memo = {}
         self.agg_rows = ((), (), ())
+        self.member_events = {}
 
     def enter(self, frame: PracticeMonth) -> None:
         """Evaluate in `frame` from now on: its rows feed the aggregates (each computed when first
@@ -116,6 +132,7 @@ class Env:
         self.lines = {}
         self.memo = {}
         self.agg_rows = (frame.members, frame.weights, frame.events)
+        self.member_events = frame.member_events
 
 
 class Failure(Exception):
@@ -231,6 +248,8 @@ class Interpreter:
                 hit = env.aggs[id(node)] = self.aggregate(node, members if is_members else events, env,
                                                           weights if is_members else None)
             return hit
+        if cls is t.MemberEvents:
+            return self._member_events(node, env)
         if cls is t.LineRef:
             if self.tracer is not None and node.name in self._pools:
                 self.tracer.add("line", node.name, env.lines[node.name], "paid in the year")
@@ -240,6 +259,25 @@ class Interpreter:
         if cls is t.Fail:
             raise Failure(node)
         raise EvalError(error("E0899", f"the interpreter has no rule for {cls.__name__}"))  # pragma: no cover
+
+    def _member_events(self, node: t.MemberEvents, env: Env) -> Decimal:
+        """Σ over the current member's events in the window (as `Agg` over events: a count adds
+        quantities)."""
+        outer = env.event
+        total = ZERO
+        try:
+            for event in member_events_in(env.member_events.get(env.member["member_id"], ()), node.window,
+                                          env.month):
+                env.event = event
+                if node.where is not None and not self.ev(node.where, env):
+                    continue
+                total += event["quantity"] if node.kind == "count" else self.ev(node.expr, env)
+        finally:
+            env.event = outer
+        if self.tracer is not None:
+            self.tracer.add("member_events", f"{node.kind} over member events during {node.window}", total, "",
+                            node.origin)
+        return total
 
     def _ref(self, node: t.Ref, env: Env):
         definition = self.defs[node.name]
@@ -265,9 +303,11 @@ class Interpreter:
         return result
 
     def _measure(self, node: t.Measure, env: Env):
-        value = visible_measure(env.measures.get(node.name), env.month, env.year_level or node.period == "year")
-        if self.tracer is not None:
-            self.tracer.add("measure", node.name, value)
+        whole_year = env.year_level or node.period == "year"
+        value = visible_measure(env.measures.get(node.name), env.month, whole_year)
+        if self.tracer is not None:  # the detail: the period of the row read
+            self.tracer.add("measure", node.name, value,
+                            visible_period(env.measures.get(node.name), env.month, whole_year) or "")
         return value
 
     # --- aggregates --------------------------------------------------------------
@@ -290,6 +330,10 @@ class Interpreter:
                     cols.add(cur.name)
                 elif cur.table == "practice" and scope == "run":
                     scope = "practice"
+            elif isinstance(cur, t.MemberEvents):  # the member's own total, in the month's window
+                cols.add("member_id")
+                scope = "month"
+                continue
             elif isinstance(cur, (t.Measure, t.MonthStart, t.Calendar, t.LineRef, t.Agg)):
                 scope = "month"
             elif isinstance(cur, t.Ref) and cur.name not in seen:
@@ -481,7 +525,11 @@ def evaluate(program: t.Program, rows: Rows, months: tuple[date, ...], params: d
                         tracer.lines[(m, line.name)] = (raw, amount, applied, basis)
             if plan.pools_due:  # year sums feed pools only
                 for ys in years:
-                    year_sums[id(ys)] += interp.eval_practice_level(ys.operand, env)
+                    if tracer is None:
+                        year_sums[id(ys)] += interp.eval_practice_level(ys.operand, env)
+                    else:  # explain's year breakdown; kept out of the month's last line
+                        year_sums[id(ys)] += tracer.record(tracer.years, (m, id(ys)),
+                                                           lambda: interp.eval_practice_level(ys.operand, env))
         if not plan.pools_due:
             continue
         env.practice, env.measures = practice, frames.measures_of(pid)
@@ -499,13 +547,21 @@ def evaluate(program: t.Program, rows: Rows, months: tuple[date, ...], params: d
                 tracer.lines[(None, pool.name)] = (raw, amount, applied, None)
             result.pools.append((pid, pool.name, plan.year, amount, applied))
             paid_in_year = ZERO
-            for quarter, inst_amount, paid in split_installments(pool, amount, quantum, mode,
-                                                                 lambda node: interp.eval_practice_level(node, env)):
+
+            def condition(node, pool=pool):
+                if tracer is None:
+                    return interp.eval_practice_level(node, env)
+                return tracer.record(tracer.conditions, (pool.name, id(node)),
+                                     lambda: interp.eval_practice_level(node, env))
+
+            for month, inst_amount, paid in split_installments(pool, amount, quantum, mode, condition):
                 paid_in_year += inst_amount
-                if quarter in plan.due:
-                    result.installments.append((pid, pool.name, plan.year, quarter, inst_amount, paid))
+                if tracer is not None:
+                    tracer.installments[pool.name].append((inst_amount, paid, month in plan.due))
+                if month in plan.due:
+                    result.installments.append((pid, pool.name, plan.year, month, inst_amount, paid))
                     if tracer is not None:
-                        tracer.add("installment", f"{pool.name} Q{quarter}", inst_amount,
+                        tracer.add("installment", f"{pool.name} {month_label(month)}", inst_amount,
                                    "paid" if paid else "withheld", pool.origin)
             # what a later pool reads of this one (tree.LineRef): paid, not the annual amount
             env.lines[pool.name] = paid_in_year
@@ -549,15 +605,23 @@ def split_installments(pool: t.LineDef, amount: Decimal, quantum: Decimal, mode:
     installment (or, without one, the last installment listed) takes the pool
     minus the others, so they always add up to the pool.
 
-    Yields (quarter, amount, paid). A withheld installment still counts toward
+    An equal part (`paid monthly`: `parts` 12) is the pool ÷ parts, rounded.
+
+    Yields (month, amount, paid). A withheld installment still counts toward
     the split (the others do not change) but is paid as 0."""
-    taker = next((i for i in pool.installments if i.share is None), pool.installments[-1])
-    shares = {id(i): round_to(fix(CONTEXT.multiply(i.share, amount)), quantum, mode)
+    taker = rest_taker(pool)
+    shares = {id(i): round_to(fix(CONTEXT.multiply(i.share, amount)) if i.share is not None
+                              else fix(CONTEXT.divide(amount, Decimal(i.parts))), quantum, mode)
               for i in pool.installments if i is not taker}
     shares[id(taker)] = amount - sum(shares.values(), ZERO)
     for inst in pool.installments:
         paid = inst.when is None or bool(evaluate_condition(inst.when))
-        yield inst.quarter, (shares[id(inst)] if paid else ZERO), paid
+        yield inst.month, (shares[id(inst)] if paid else ZERO), paid
+
+
+def rest_taker(pool: t.LineDef) -> t.Installment:
+    """The installment that takes the pool less the others: the `rest`, else the last listed."""
+    return next((i for i in pool.installments if i.share is None and not i.parts), pool.installments[-1])
 
 
 # ─────────────────────────── why a condition failed ──────────────────────

@@ -26,9 +26,15 @@ if TYPE_CHECKING:
 class InstallmentOutline:
     """A pool installment as its statement line shows it (`tree.Installment`'s fields)."""
 
-    quarter: int
-    share: Decimal | None  # None: the rest
+    month: int
+    share: Decimal | None  # None: the rest (or an equal part)
     when_text: str | None
+    label: str = ""
+    parts: int = 0
+
+    @property
+    def quarter(self) -> int:
+        return (self.month - 1) // 3 + 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +49,8 @@ class LineOutline:
     basis_label: str | None
     origin: Span
     installments: tuple[InstallmentOutline, ...]
+    due: tuple[int, ...] = ()  # a line paid in some months only: those (1–12); () every month
+    due_text: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,7 +80,7 @@ class Layout:
     columns: tuple[ColumnOutline, ...]
     measures: dict[str, t.MeasureDecl]
     params: dict[str, t.ParamDecl]
-    needs_events: bool  # some line aggregates events
+    needs_events: bool  # some line aggregates events (a practice's, or a member's own)
 
 
 def layout_of(program: t.Program | Layout) -> Layout:
@@ -83,11 +91,11 @@ def layout_of(program: t.Program | Layout) -> Layout:
         name=program.name, path=program.path, currency=program.currency, report_currency=program.report_currency,
         report_rate=program.report_rate, quantum=program.quantum, rounding_mode=program.rounding_mode,
         lines=tuple(LineOutline(line.name, line.label, line.kind, line.applies_text, line.ref, line.basis_label,
-                                line.origin, tuple(InstallmentOutline(i.quarter, i.share, i.when_text)
-                                                   for i in line.installments))
+                                line.origin, tuple(InstallmentOutline(i.month, i.share, i.when_text, i.label, i.parts)
+                                                   for i in line.installments), line.due, line.due_text)
                     for line in program.lines),
         columns=tuple(ColumnOutline(c.table, c.name, c.kind, c.required, c.default, c.needed_by)
                       for c in program.columns),
         measures=dict(program.measures), params=dict(program.params),
-        needs_events=any(isinstance(n, t.Agg) and n.source == "events"
+        needs_events=any((isinstance(n, t.Agg) and n.source == "events") or isinstance(n, t.MemberEvents)
                          for line in program.lines for n in t.walk(t.inline(line.amount, program))))

@@ -16,7 +16,8 @@ from decimal import ROUND_HALF_UP, Decimal
 from capdsl.errors import CheckError, Source, Span, error
 from capdsl.evaluation import tree as t
 from capdsl.language import ast_nodes as n
-from capdsl.language.builtins import BUILTINS, CALENDAR, DATE_FUNCTIONS
+from capdsl.language.builtins import (BUILTINS, CALENDAR, DATE_FUNCTIONS, FREQUENCIES, LIST_DAYS, PERIOD_MONTHS,
+                                      month_label)
 from capdsl.language.check_expr import round_quantum, rounding_mode_arg
 
 Q = Decimal(1).scaleb(-t.SCALE)
@@ -103,12 +104,24 @@ class _Lowering:
         rate = self.header.report_rate
         return t.Program(
             name=self.header.name, path=self.source.path, currency=self.header.currency,
-            age_rule=self.header.age_rule, exposure=self.header.exposure,
+            age_rule=self._age_rule(), exposure=self._exposure(),
             rounding_mode=self.header.rounding_mode, quantum=self.header.rounding_quantum,
             report_currency=self.header.report_currency, report_rate=rate.value if rate else None,
             definitions=definitions, lines=tuple(lines), line_order=line_order,
             columns=columns, measures=measures, params=params,
             payer=self.header.payer, provider=self.header.provider)
+
+    def _exposure(self) -> str:
+        """`list as of quarter_start` is the exposure rule that takes the list on the quarter's first day."""
+        h = self.header
+        return LIST_DAYS[h.list_day] if h.list_day is not None else h.exposure
+
+    def _age_rule(self) -> str:
+        """Ages are taken on the list's day, unless `age as of` says otherwise."""
+        h = self.header
+        if h.list_day is not None and "age" not in h.written:
+            return h.list_day
+        return h.age_rule
 
     def _definition_order(self) -> list[str]:
         order: list[str] = []
@@ -179,6 +192,10 @@ class _Lowering:
         params: dict[str, tuple] = {}
         for root in nodes:
             for node in t.walk(root):
+                if isinstance(node, t.MemberEvents):  # matched on the event's member
+                    member = BUILTINS[("event", "member")]
+                    columns.setdefault(("event", member.column),
+                                       t.Column("event", member.column, member.kind, None, False, "built-in"))
                 if isinstance(node, t.Col):
                     key = (node.table, node.name)
                     if key in columns or key in _DERIVED:  # computed, not read
@@ -221,16 +238,74 @@ class _Lowering:
             basis, basis_label = self.expr(decl.basis, in_pool), decl.basis_label
         else:
             basis, basis_label = self._default_basis(amount)
-        installments = ()
+        installments, due, due_text = (), (), None
         if in_pool:
-            paid = decl.paid or (n.Installment(4, None, None),)
-            installments = tuple(
-                t.Installment(i.quarter, i.share.value if i.share is not None else None,
-                              self.expr(i.when, True) if i.when is not None else None,
-                              source_text(self.source, i.when.span) if i.when is not None else None)
-                for i in paid)
+            installments = self._installments(decl)
+        else:
+            amount, basis, due, due_text = self._payment(decl, amount, basis)
         return t.LineDef(decl.name, decl.label, decl.kind, amount, applies, applies_text, basis, basis_label,
-                         installments, decl.ref.text if decl.ref else None, decl.span)
+                         installments, decl.ref.text if decl.ref else None, decl.span, due, due_text)
+
+    def _installments(self, decl: n.Line) -> tuple[t.Installment, ...]:
+        """A pool's installments: its shares, or `paid monthly|quarterly|in …` as equal parts (the last
+        one the rest), or by default all of it in December."""
+        if decl.paid:
+            return tuple(
+                t.Installment(i.month, i.share.value if i.share is not None else None,
+                              self.expr(i.when, True) if i.when is not None else None,
+                              source_text(self.source, i.when.span) if i.when is not None else None, i.label)
+                for i in decl.paid)
+        months = self._payment_months(decl.payment) if decl.payment is not None else ((12, "December"),)
+        parts = len(months)
+        return tuple(t.Installment(m, None, None, None, label, parts if k < parts - 1 else 0)
+                     for k, (m, label) in enumerate(months))
+
+    @staticmethod
+    def _payment_months(payment: n.Payment) -> tuple[tuple[int, str], ...]:
+        if payment.every is not None:
+            return tuple((m, month_label(m)) for m in FREQUENCIES[payment.every])
+        return tuple(sorted((p.month, p.label) for p in payment.months))
+
+    def _payment(self, decl: n.Line, amount: t.Node, basis: t.Node | None):
+        """A monthly line paid in some months (`paid quarterly`, `paid in June`) or stated as a rate per
+        quarter or year (`rate per year`): its amount (and basis) in a month it is paid is the rate × the
+        months since its previous payment ÷ the rate's months, and 0 in the other months."""
+        months = tuple(m for m, _ in self._payment_months(decl.payment)) if decl.payment is not None \
+            else tuple(range(1, 13))
+        rate_months = PERIOD_MONTHS[decl.rate_per or "month"]
+        covers = {m: (m - prev) % 12 or 12 for prev, m in zip((months[-1],) + months[:-1], months)}
+        by_cover: dict[int, list[int]] = {}
+        for m in months:
+            by_cover.setdefault(covers[m], []).append(m)
+
+        def scaled(node: t.Node, cover: int) -> t.Node:
+            if cover == rate_months:
+                return node
+            if cover % rate_months == 0:
+                return t.Arith("*", node, t.Const(Decimal(cover // rate_months), "integer"))
+            return t.Arith("/", t.Arith("*", node, t.Const(Decimal(cover), "integer")),
+                           t.Const(Decimal(rate_months), "integer"))
+
+        month = t.Calendar("month")
+
+        def in_months(ms: list[int]) -> t.Node:
+            return t.In(month, tuple(t.Const(Decimal(m), "integer") for m in ms))
+
+        every = len(months) == 12
+        if every and rate_months == 1:
+            return amount, basis, (), None
+        zero = t.Const(Decimal(0), "decimal")
+        whens = tuple((in_months(ms), scaled(amount, cover)) for cover, ms in sorted(by_cover.items()))
+        if every and len(whens) == 1:
+            amount = whens[0][1]
+        else:
+            amount = t.Case(whens, zero, None, ("paid",) * len(whens), decl.span)
+        if basis is not None and not every:
+            basis = t.Case(((in_months(list(months)), basis),), zero, None, ("paid",), decl.span)
+        if every:
+            return amount, basis, (), None
+        text = source_text(self.source, decl.clause_span("payment")).strip() if decl.payment is not None else None
+        return amount, basis, months, text
 
     def _default_basis(self, amount: t.Node):
         """The quantity beside a line: its members or events, when it aggregates over them."""
@@ -495,6 +570,9 @@ class _Lowering:
             return t.Agg("sum", e.source, go(e.expr), go(e.where) if e.where is not None else None, e.span)
         if isinstance(e, n.CountOf):
             return t.Agg("count", e.source, None, go(e.where) if e.where is not None else None, e.span)
+        if isinstance(e, n.MemberEvents):
+            return t.MemberEvents(e.kind, e.window, go(e.expr) if e.expr is not None else None,
+                                  go(e.where) if e.where is not None else None, e.span)
         raise CheckError(error("E0101", f"cannot evaluate {type(e).__name__}", getattr(e, "span", None)),
                          self.source)
 
@@ -546,6 +624,9 @@ def _level(node: t.Node, definitions: dict[str, t.Definition]) -> str:
             continue
         if isinstance(cur, (t.Agg, t.LineRef)):
             bump("aggregate")
+            continue
+        if isinstance(cur, t.MemberEvents):
+            bump("member")
             continue
         if isinstance(cur, t.Col):
             bump(cur.table if cur.table in ("member", "event") else "practice")

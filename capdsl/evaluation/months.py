@@ -23,7 +23,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from capdsl.evaluation import tree as t
 from capdsl.evaluation.amounts import CONTEXT, Q12
 from capdsl.evaluation.periods import month_end, months_of_year
-from capdsl.language.builtins import AGE_RULES, EXPOSURE_RULES
+from capdsl.language.builtins import AGE_RULES, EXPOSURE_RULES, PERIOD_MONTHS
 
 
 @dataclass
@@ -40,13 +40,34 @@ def completed_years(born: date, on: date) -> int:
     return on.year - born.year - ((on.month, on.day) < (born.month, born.day))
 
 
+def period_start(period: str, month: date) -> date:
+    """The first day of the month, quarter or year containing the month starting `month`."""
+    if period == "month":
+        return month
+    if period == "quarter":
+        return date(month.year, 3 * ((month.month - 1) // 3) + 1, 1)
+    return date(month.year, 1, 1)
+
+
+def window(period: str, month: date) -> tuple[date, date]:
+    """The first and last day of the month, quarter or year containing the month starting `month`."""
+    start = period_start(period, month)
+    last = date(start.year, start.month + PERIOD_MONTHS[period] - 1, 1)
+    return start, month_end(last)
+
+
 def reference_day(rule: str, month: date) -> date:
     """The day ages are taken on in the month starting `month`, under the age rule `rule`."""
     r = AGE_RULES[rule]
-    start = month if r.period == "month" else date(month.year, 1, 1)
     if r.end == "start":
-        return start
-    return month_end(month) if r.period == "month" else date(month.year, 12, 31)
+        return period_start(r.period, month)
+    return window(r.period, month)[1]
+
+
+def list_day(exposure: str, month: date) -> date:
+    """The day a first-day rule takes the list on for the month starting `month`: the month's first
+    day, or for a list held for a quarter or year (`list as of quarter_start`), that period's."""
+    return period_start(EXPOSURE_RULES[exposure].period, month)
 
 
 def member_age(rule: str, month: date, born: date) -> int:
@@ -61,7 +82,8 @@ def exposure_weight(rule: str, month: date, born: date, start: date | None, end:
     r = EXPOSURE_RULES[rule]
     first = born if start is None or start < born else start
     if r.counts == "first_day":
-        counted = first <= month and (end is None or end >= month)
+        day = list_day(rule, month)
+        counted = first <= day and (end is None or end >= day)
         return 1 if counted else 0
     last_day = month_end(month)
     lo = max(first, month)
@@ -87,11 +109,12 @@ def counted_members(rule: str, exposure: str, members: list[dict], month: date) 
     active: list[dict] = []
     weights: list = []
     first_day = EXPOSURE_RULES[exposure].counts == "first_day"
+    day = list_day(exposure, month) if first_day else month
     for row in members:
         born = row["birth_date"]
         if first_day:
             start, end = row["enrolled_from"], row["enrolled_to"]
-            w = 1 if born <= month and (start is None or start <= month) and (end is None or end >= month) else 0
+            w = 1 if born <= day and (start is None or start <= day) and (end is None or end >= day) else 0
         else:
             w = exposure_weight(exposure, month, born, row["enrolled_from"], row["enrolled_to"])
         if w:
@@ -107,14 +130,14 @@ def counted_members(rule: str, exposure: str, members: list[dict], month: date) 
 class Plan:
     """Which months a run evaluates, which it reports, and which pool installments fall due.
 
-    A period with a quarter end in it pays pool installments, and a pool is a year sum: then every
-    month of the year is evaluated, the months outside the period only for the monthly lines and
-    aggregates the year sums read (`year_lines`)."""
+    A period with a month a pool installment is paid in pays it, and a pool is a year sum: then
+    every month of the year is evaluated, the months outside the period only for the monthly lines
+    and aggregates the year sums read (`year_lines`)."""
 
     year: int
     reported: tuple[date, ...]  # the period's months, in order
     run: tuple[date, ...]  # the months evaluated, in order
-    due: tuple[int, ...]  # the quarters whose installments the period pays
+    due: tuple[int, ...]  # the months (1–12) whose pool installments the period pays
     pools_due: bool  # the program has pools and the period pays installments of them
     year_lines: frozenset[str]  # monthly lines a year sum reads (evaluated in every run month)
     _reported: frozenset[date] = field(init=False, repr=False, compare=False)
@@ -139,8 +162,9 @@ def run_plan(program: t.Program, months: Iterable[date]) -> Plan:
     """The plan of a run of `program` over `months` (one calendar year at most)."""
     months = tuple(months)
     year = months[0].year
-    due = tuple(sorted({(m.month - 1) // 3 + 1 for m in months if m.month % 3 == 0}))
-    pools_due = bool(due) and any(line.kind == "pool" for line in program.lines)
+    paid_in = {i.month for line in program.lines if line.kind == "pool" for i in line.installments}
+    due = tuple(sorted({m.month for m in months} & paid_in))
+    pools_due = bool(due)
     run = months_of_year(year) if pools_due else months
     year_lines = t.year_closure(program)[0] if pools_due else frozenset()
     return Plan(year, months, tuple(run), due, pools_due, year_lines)
@@ -160,6 +184,8 @@ class PracticeMonth:
     weights: list
     events: list[dict]
     measures: dict
+    #: every event of the panel with a member, by member id, by date (for `tree.MemberEvents`)
+    member_events: dict = field(default_factory=dict)
 
 
 class Frames:
@@ -178,6 +204,11 @@ class Frames:
         for pid, period_text, name, value in rows.measures:
             measures[pid][name][period_text] = value
         self._members, self._events, self._measures = members, events, measures
+        by_member: dict[str, list[dict]] = defaultdict(list)
+        if uses_member_events(program):
+            for row in sorted((r for r in rows.events if r.get("member_id") is not None), key=lambda r: r["date"]):
+                by_member[row["member_id"]].append(row)
+        self._by_member = by_member
         if rows.practices:
             practices = sorted(rows.practices, key=lambda p: p["practice_id"])
         else:  # no practices file: the practices members and events name
@@ -199,11 +230,23 @@ class Frames:
         pid = practice["practice_id"]
         active, weights = counted_members(self.rule, self.exposure, self._members.get(pid, []), month)
         return PracticeMonth(practice, month, active, weights, self._events.get((pid, month), []),
-                             self._measures.get(pid, {}))
+                             self._measures.get(pid, {}), self._by_member)
 
     def months(self, practice: dict, months: Iterable[date]) -> Iterator[PracticeMonth]:
         for m in months:
             yield self.month(practice, m)
+
+
+def uses_member_events(program: t.Program) -> bool:
+    roots = [d.expr for d in program.definitions.values()]
+    roots += [x for line in program.lines for x in (line.amount, line.applies, line.basis) if x is not None]
+    return any(isinstance(node, t.MemberEvents) for root in roots for node in t.walk(root))
+
+
+def member_events_in(events: list[dict], period: str, month: date) -> list[dict]:
+    """The events of a member's list (by date) dated in the `period` containing `month`."""
+    start, end = window(period, month)
+    return [e for e in events if start <= e["date"] <= end]
 
 
 def practice_months(program: t.Program, rows: Rows, months: Iterable[date], *,
@@ -225,3 +268,13 @@ def visible_measure(periods: dict[str, object] | None, month: date, whole_year: 
         return periods.get(year)
     return periods.get(f"{year}-{month.month:02d}",
                        periods.get(f"{year}-Q{(month.month - 1) // 3 + 1}", periods.get(year)))
+
+
+def visible_period(periods: dict[str, object] | None, month: date, whole_year: bool) -> str | None:
+    """The period of the row `visible_measure` reads ("2011-03", "2011-Q1" or "2011"), for explain's
+    audit trail; None when there is none."""
+    if not periods:
+        return None
+    year = str(month.year)
+    keys = (year,) if whole_year else (f"{year}-{month.month:02d}", f"{year}-Q{(month.month - 1) // 3 + 1}", year)
+    return next((k for k in keys if k in periods), None)

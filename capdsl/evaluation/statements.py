@@ -36,8 +36,11 @@ def _doc(text: str, default=None, **kw):
 
 @dataclass(slots=True, kw_only=True)
 class Installment:
-    quarter: int = _doc("1-4; paid in the last month of the quarter", default=dataclasses.MISSING)
-    share: str = _doc("'10%' or 'rest'", default=dataclasses.MISSING)
+    quarter: int = _doc("1-4: the quarter of the month it is paid in", default=dataclasses.MISSING)
+    month: int = _doc("1-12: the month it is paid in", default=dataclasses.MISSING)
+    when: str = _doc("when it is paid, as the contract writes it: 'Q2' (June), 'H1' (June), 'June'",
+                     default=dataclasses.MISSING)
+    share: str = _doc("'10%', '1/12' (an equal part) or 'rest'", default=dataclasses.MISSING)
     amount: Decimal
     paid: bool
     condition: str | None = _doc("the condition the installment depends on, as written")
@@ -195,7 +198,10 @@ def build(layout: Layout, monthly: MonthlyResult, period_text: str, months: tupl
 
     failed = failed or {}
     sums: dict[tuple[str, str], _Sum] = {}
-    for pid, _month, name, amount, applied, basis in monthly.rows:
+    due_of = {line.name: frozenset(line.due) for line in layout.lines if line.due}
+    for pid, month, name, amount, applied, basis in monthly.rows:
+        if name in due_of and month.month not in due_of[name]:
+            continue  # not paid this month: 0, whatever its condition
         acc = sums.get((pid, name))
         if acc is None:
             sums[(pid, name)] = _Sum(ZERO + amount, applied, basis)  # ZERO +: as the sum of one month
@@ -209,8 +215,8 @@ def build(layout: Layout, monthly: MonthlyResult, period_text: str, months: tupl
     for pid, name, _year, amount, applied in monthly.pools:
         pool_year[(pid, name)] = (amount, applied)
     installments: dict[tuple[str, str], list] = defaultdict(list)
-    for pid, name, _year, quarter, amount, paid in monthly.installments:
-        installments[(pid, name)].append((quarter, amount, paid))
+    for pid, name, _year, month_number, amount, paid in monthly.installments:
+        installments[(pid, name)].append((month_number, amount, paid))
 
     multi = len(months) > 1
     bases: dict[Decimal, Decimal] = {}
@@ -232,6 +238,8 @@ def build(layout: Layout, monthly: MonthlyResult, period_text: str, months: tupl
                 acc = sums.get((pid, name))
                 if acc is None:
                     amount, applied, note, basis = _q(ZERO), True, None, None
+                    if line.due:
+                        note = f"not due in this period ({line.due_text})"
                 else:
                     amount = _q(acc.amount)
                     applied = acc.applied > 0
@@ -258,13 +266,13 @@ def build(layout: Layout, monthly: MonthlyResult, period_text: str, months: tupl
                 key = (pid, name)
                 pool_amount, pool_applied = pool_year.get(key, (None, True))
                 insts = []
-                by_quarter = {q: (a, p) for q, a, p in installments.get(key, [])}
+                in_month = {m: (a, p) for m, a, p in installments.get(key, [])}
                 for inst in line.installments:
-                    if inst.quarter not in by_quarter:
+                    if inst.month not in in_month:
                         continue
-                    amount_q, paid = by_quarter[inst.quarter]
-                    share = "rest" if inst.share is None else f"{(inst.share * 100).normalize():f}%"
-                    insts.append(Installment(quarter=inst.quarter, share=share, amount=_q(amount_q),
+                    amount_m, paid = in_month[inst.month]
+                    insts.append(Installment(quarter=inst.quarter, month=inst.month, when=inst.label,
+                                             share=share_text(inst, line.installments), amount=_q(amount_m),
                                              paid=paid, condition=inst.when_text))
                 amount = _q(sum((i.amount for i in insts), ZERO))
                 note = None
@@ -273,7 +281,7 @@ def build(layout: Layout, monthly: MonthlyResult, period_text: str, months: tupl
                 elif not pool_applied:
                     note = not_applied_note(line.applies_text, _reasons(failed, [(pid, None, name)]))
                 elif any(not i.paid for i in insts):
-                    withheld = ", ".join(f"Q{i.quarter}" for i in insts if not i.paid)
+                    withheld = ", ".join(i.when for i in insts if not i.paid)
                     note = f"withheld: {withheld} (condition not met)"
                 lines.append(Line(id=name, label=line.label, kind="pool", amount=amount,
                                   applied=bool(pool_applied) if pool_amount is not None else True, note=note,
@@ -317,15 +325,18 @@ def _by_month(statement: Statement, months, rows: dict, per_line, failed: dict, 
             if outline.kind == "line":
                 amount, applied, basis = rows.get((month, name), (ZERO, True, None))
                 amount = _q(ZERO + amount)
-                note = None if applied else not_applied_note(outline.applies_text,
-                                                             _reasons(failed, [(statement.practice_id, month, name)]))
+                if outline.due and month.month not in outline.due:
+                    applied, basis, note = True, None, f"not due this month ({outline.due_text})"
+                else:
+                    note = None if applied else not_applied_note(
+                        outline.applies_text, _reasons(failed, [(statement.practice_id, month, name)]))
                 if basis is not None:
                     basis = bases.get(basis) or bases.setdefault(basis, _basis_value(basis))
                 unit = outline.basis_label if basis is not None else None
                 lines.append(MonthLine(id=name, amount=amount, basis=basis, basis_unit=unit, applied=bool(applied),
                                        note=note, report_amount=share(name, amount)))
-            else:  # a pool's installment is paid in the last month of its quarter
-                due = [i for i in line.installments if month.month == 3 * i.quarter]
+            else:  # a pool's installment is paid in its month
+                due = [i for i in line.installments if month.month == i.month]
                 amount = _q(sum((i.amount for i in due), ZERO))
                 note = line.note if due else None
                 lines.append(MonthLine(id=name, amount=amount, applied=line.applied or not due, note=note,
@@ -335,6 +346,16 @@ def _by_month(statement: Statement, months, rows: dict, per_line, failed: dict, 
         out.append(MonthStatement(month=month.isoformat()[:7], lines=lines, total=total,
                                   report_total=share("", total)))
     return out
+
+
+def share_text(inst, installments) -> str:
+    """How the contract shares a pool out to an installment: '10%', '1/12', or 'rest'."""
+    if inst.share is not None:
+        return f"{(inst.share * 100).normalize():f}%"
+    if inst.parts:
+        return f"1/{inst.parts}"
+    parts = next((i.parts for i in installments if i.parts), 0)
+    return f"1/{parts}" if parts and inst is installments[-1] else "rest"
 
 
 def summarise(result: Result) -> Result:

@@ -240,6 +240,21 @@ class Agg:
 
 
 @dataclass(frozen=True, slots=True)
+class MemberEvents:
+    """A member's own events (those whose `member_id` is the member's, whatever practice they are
+    paid to) dated in the `window` (month | quarter | year) containing the evaluated month: `kind`
+    sum (Σ expr) or count (Σ quantity), over the events where `where` holds; 0 when there are none.
+    A per-member value: it appears only inside an `Agg` over members, and its `expr` and `where`
+    read only the event, parameters and constants (the checker's E0316)."""
+
+    kind: str
+    window: str
+    expr: "Node | None"
+    where: "Node | None" = None
+    origin: Span = _origin()
+
+
+@dataclass(frozen=True, slots=True)
 class LineRef:
     """A monthly line: its rounded amount in the same practice-month (0 if not
     applied). A pool (read only by another pool): what it paid in the year,
@@ -256,7 +271,7 @@ class YearSum:
 
 
 Node = Union[Const, Param, MonthStart, Calendar, DateDiff, Col, Measure, Arith, Neg, Cmp, And, Or, Not, In,
-             Present, Coalesce, Fail, Case, MinMax, Abs, Round, Ref, Agg, LineRef, YearSum]
+             Present, Coalesce, Fail, Case, MinMax, Abs, Round, Ref, Agg, MemberEvents, LineRef, YearSum]
 
 
 # ─────────────────────────────── program ──────────────────────────────────
@@ -276,10 +291,19 @@ class Definition:
 
 @dataclass(frozen=True, slots=True)
 class Installment:
-    quarter: int
-    share: Decimal | None  # None: the rest
+    """A share of a pool paid in `month` (1–12, `label` as written: Q2, H1, June). `share` a fraction
+    of the pool, or `parts` n > 0: an n-th of it (`paid monthly`: twelfths); both None/0: the rest."""
+
+    month: int
+    share: Decimal | None  # None: the rest, or an n-th with `parts`
     when: Node | None = None
     when_text: str | None = None
+    label: str = ""
+    parts: int = 0
+
+    @property
+    def quarter(self) -> int:
+        return (self.month - 1) // 3 + 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -297,6 +321,11 @@ class LineDef:
     installments: tuple[Installment, ...] = ()
     ref: str | None = None
     origin: Span = _origin()
+    #: A line paid in some months only (`paid quarterly`, `paid in June`): those months (1–12), each
+    #: with the months it pays for; () for every month. The amount and basis are already 0 in the
+    #: other months (lowered into the tree); this is what statements say about them.
+    due: tuple[int, ...] = ()
+    due_text: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -385,7 +414,7 @@ def children(node: Node) -> tuple:
         return tuple(out)
     if isinstance(node, MinMax):
         return node.args
-    if isinstance(node, Agg):
+    if isinstance(node, (Agg, MemberEvents)):
         return tuple(x for x in (node.expr, node.where) if x is not None)
     return ()
 
@@ -476,6 +505,9 @@ def inline(node: Node, program: Program) -> Node:
                        go(n.where) if n.where is not None else None, n.origin)
         if isinstance(n, YearSum):
             return YearSum(go(n.operand))
+        if isinstance(n, MemberEvents):
+            return MemberEvents(n.kind, n.window, go(n.expr) if n.expr is not None else None,
+                                go(n.where) if n.where is not None else None, n.origin)
         return n
 
     return go(node)
@@ -505,6 +537,8 @@ def dump(node: Node, indent: int = 0) -> str:
     head = {Arith: lambda x: f"arith {x.op}", Cmp: lambda x: f"cmp {x.op}", MinMax: lambda x: x.op,
             Round: lambda x: f"round {x.quantum} {x.mode}", DateDiff: lambda x: f"{x.unit}s between",
             Agg: lambda x: f"{x.kind} over {x.source}" + (" where" if x.where is not None else ""),
+            MemberEvents: lambda x: f"{x.kind} over member events during {x.window}"
+                                    + (" where" if x.where is not None else ""),
             Case: lambda x: f"case {x.table or ''}".rstrip()}.get(type(node), lambda x: type(x).__name__.lower())(node)
     lines = [pad + head]
     lines += [dump(c, indent + 1) for c in children(node)]

@@ -188,8 +188,20 @@ class CountOf:
     span: Span = _span()
 
 
+@dataclass(frozen=True, slots=True)
+class MemberEvents:
+    """`sum of E over member events [during month|quarter|year] [where C]`, or `count of member
+    events …`: a per-member total of the member's own events. `expr` None for a count."""
+
+    kind: str  # sum | count
+    expr: "Expr | None"
+    window: str  # month | quarter | year
+    where: "Expr | None" = None
+    span: Span = _span()
+
+
 Expr = Union[Quantity, String, DateLit, BoolLit, Name, Attr, Neg, Binary, Compare, BoolOp, Not,
-             InList, InTable, Present, IfExpr, Call, SumOver, CountOf]
+             InList, InTable, Present, IfExpr, Call, SumOver, CountOf, MemberEvents]
 
 
 # ───────────────────────────── declarations ──────────────────────────
@@ -211,6 +223,7 @@ class Header:
     period_unit: str = "month"
     age_rule: str = "month_start"
     exposure: str = "first_day"
+    list_day: str | None = None  # `list as of quarter_start`: the day the list of members is taken on
     rounding_mode: str = "half_up"
     rounding_quantum: Decimal = Decimal("0.01")
     report_currency: str | None = None
@@ -372,9 +385,28 @@ class Schedule:
 
 @dataclass(frozen=True, slots=True)
 class Installment:
-    quarter: int
+    month: int  # 1–12: the month it is paid in
+    label: str  # as written: Q2, H1, June
     share: Quantity | None  # None: `rest`
     when: Expr | None = None
+    span: Span = _span()
+
+
+@dataclass(frozen=True, slots=True)
+class PayTime:
+    """A month a payment falls in, as written (`June`, `Q2`: March … the quarter's last month)."""
+
+    month: int
+    label: str
+    span: Span = _span()
+
+
+@dataclass(frozen=True, slots=True)
+class Payment:
+    """A `paid` clause other than shares: `paid monthly|quarterly` (`every`) or `paid in June, …`."""
+
+    every: str | None  # monthly | quarterly
+    months: tuple[PayTime, ...] = ()
     span: Span = _span()
 
 
@@ -394,6 +426,15 @@ class Line:
     ref: Ref | None = None
     block: bool = False
     span: Span = _span()
+    payment: Payment | None = None  # `paid monthly`, `paid quarterly`, `paid in June`
+    rate_per: str | None = None  # `rate per quarter`: the period the amount is a rate for
+    clause_spans: tuple[tuple[str, Span], ...] = field(default=(), compare=False, repr=False)
+
+    def clause_span(self, clause: str) -> Span:
+        for name, span in self.clause_spans:
+            if name == clause:
+                return span
+        return self.span
 
 
 # ───────────────────────────── examples ──────────────────────────────
@@ -554,4 +595,5 @@ _CHILDREN = {
     Call: lambda x: x.args[:2] if x.func == "round" and len(x.args) == 3 and isinstance(x.args[2], Name) else x.args,
     SumOver: lambda x: (x.expr,) if x.where is None else (x.expr, x.where),
     CountOf: lambda x: () if x.where is None else (x.where,),
+    MemberEvents: lambda x: tuple(c for c in (x.expr, x.where) if c is not None),
 }

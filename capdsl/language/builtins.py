@@ -184,6 +184,24 @@ def standard_column(scope: str, name: str) -> StandardColumn | None:
     return None
 
 
+# ───────────────────────────── payment times ─────────────────────────────
+
+MONTH_NAMES = ("January", "February", "March", "April", "May", "June", "July", "August", "September", "October",
+               "November", "December")
+#: The months a payment can be written to fall in (`paid in June`, `50% in Q2`, `rest in H2`): a month
+#: by its name, a quarter or a half-year by its last month (installments are paid in arrears).
+PAY_TIMES: dict[str, int] = {**{name: i + 1 for i, name in enumerate(MONTH_NAMES)},
+                             **{f"Q{q}": 3 * q for q in range(1, 5)}, **{f"H{h}": 6 * h for h in (1, 2)}}
+#: `paid monthly` / `paid quarterly`: the months paid in.
+FREQUENCIES: dict[str, tuple[int, ...]] = {"monthly": tuple(range(1, 13)), "quarterly": (3, 6, 9, 12)}
+#: `rate per month|quarter|year`, and `member events during …`: the months of each period.
+PERIOD_MONTHS: dict[str, int] = {"month": 1, "quarter": 3, "year": 12}
+
+
+def month_label(month: int) -> str:
+    return MONTH_NAMES[month - 1]
+
+
 # ───────────────────────────── age and exposure rules ─────────────────────────────
 
 @dataclass(frozen=True, slots=True)
@@ -191,7 +209,7 @@ class AgeRule:
     """`age as of <name>`: the day in a month's period on which a member's age is taken."""
 
     name: str
-    period: str  # the period whose first or last day it is: month | year
+    period: str  # the period whose first or last day it is: month | quarter | year
     end: str  # start | end
     doc: str
 
@@ -201,20 +219,30 @@ class ExposureRule:
     """`exposure <name>`: whether a member counts in a month, and for how much."""
 
     name: str
-    counts: str  # first_day: enrolled on the month's first day; any_day: on at least one day of it
+    counts: str  # first_day: enrolled on the first day of `period`; any_day: on at least one day of the month
     weight: str  # whole: 1 for a month counted; days: the share of the month's days enrolled
     doc: str
+    #: first_day only: the period whose first day the list is taken on (month, or for a list held for
+    #: the months of a quarter or year, `list as of quarter_start`, that period)
+    period: str = "month"
 
 
 AGE_RULES: dict[str, AgeRule] = {r.name: r for r in (
     AgeRule("month_start", "month", "start", "the age on the first day of the month"),
     AgeRule("month_end", "month", "end", "the age on the last day of the month"),
+    AgeRule("quarter_start", "quarter", "start", "the age on the first day of the month's quarter"),
     AgeRule("year_start", "year", "start", "the age on 1 January of the month's year"),
 )}
 EXPOSURE_RULES: dict[str, ExposureRule] = {r.name: r for r in (
     ExposureRule("first_day", "first_day", "whole", "a member counts for a month enrolled on its first day"),
     ExposureRule("any_day", "any_day", "whole", "a member counts for a month enrolled on any day of it"),
     ExposureRule("pro_rata", "any_day", "days", "a member counts for the share of the month's days enrolled"),
+    ExposureRule("quarter_start", "first_day", "whole", "`list as of quarter_start`: a member counts in each month "
+                 "of a quarter enrolled on the quarter's first day", "quarter"),
+    ExposureRule("year_start", "first_day", "whole", "`list as of year_start`: a member counts in each month of a "
+                 "year enrolled on 1 January", "year"),
 )}
+#: `list as of <day>`: the exposure rule it sets (and the age rule it implies, unless `age as of` is given).
+LIST_DAYS: dict[str, str] = {"month_start": "first_day", "quarter_start": "quarter_start", "year_start": "year_start"}
 DEFAULT_AGE_RULE = "month_start"
 DEFAULT_EXPOSURE = "first_day"

@@ -23,8 +23,8 @@ from capdsl.errors import CheckError, Diagnostic, Note, Source, Span, error, sor
 from capdsl.language import ast_nodes as n
 from capdsl.language import coverage as tables
 from capdsl.language import units as u
-from capdsl.language.builtins import (BUILTINS, DECLARABLE_COLUMNS, OPTIONAL_FIELDS, RESERVED_PREFIX,
-                                      TABLE_OF_SCOPE, standard_column)
+from capdsl.language.builtins import (BUILTINS, DECLARABLE_COLUMNS, LIST_DAYS, OPTIONAL_FIELDS, RESERVED_PREFIX,
+                                      TABLE_OF_SCOPE, month_label, standard_column)
 from capdsl.language.check_expr import CONST, OPEN_ENDS, Facts, combine, kind_name, percent_text
 from capdsl.language.units import Level, Type
 
@@ -155,6 +155,18 @@ class _Checker:
                               hint="add a line `currency CZK` (an ISO 4217 code) to the header"))
             return
         self.currency = h.currency
+        if h.list_day is not None:
+            span = h.clause_span("list")
+            if h.list_day not in LIST_DAYS:
+                self.report(error("E0111", f"a list of members is taken on the first day of a month, quarter or "
+                                           f"year, not on `{h.list_day}`", span,
+                                  hint="write `list as of quarter_start` (or month_start, year_start); for ages "
+                                       "taken on another day, add `age as of …`"))
+            elif "exposure" in h.written:
+                self.report(error("E0111", "`list as of` and `exposure` both say which members count in a month",
+                                  span, hint="keep one: `list as of quarter_start` counts the members enrolled on "
+                                             "the quarter's first day in each of its months",
+                                  notes=[Note("the exposure rule", h.clause_span("exposure"))]))
         if h.report_currency is not None and h.report_rate is not None:
             rate = h.report_rate
             want = f"{h.currency} per {h.report_currency}"
@@ -605,6 +617,7 @@ class _Checker:
             self.check_fields(inst.when)
         if line.kind == "pool":
             self.check_paid(line)
+        self.check_payment(line)
 
     def missing_measure(self, line: n.Line, m: str, span: Span, part: str) -> None:
         clause = f"measure.{m} is present"
@@ -733,7 +746,7 @@ class _Checker:
                 stack += [(node.cond, g, False), (node.then, g | when_true, False),
                           (node.otherwise, g | when_false, False)]
                 continue
-            if isinstance(node, n.SumOver) and node.where is not None:
+            if isinstance(node, (n.SumOver, n.MemberEvents)) and node.where is not None and node.expr is not None:
                 stack += [(node.where, g, False), (node.expr, g | guards(node.where)[0], False)]
                 continue
             stack.extend((k, g, False) for k in _kids(node))
@@ -772,9 +785,9 @@ class _Checker:
                 stack += [(node.cond, g, None, True), (node.then, g | when_true, None, False),
                           (node.otherwise, g | when_false, None, False)]
                 continue
-            if isinstance(node, (n.SumOver, n.CountOf)) and node.where is not None:
+            if isinstance(node, (n.SumOver, n.CountOf, n.MemberEvents)) and node.where is not None:
                 stack.append((node.where, g, None, True))
-                if isinstance(node, n.SumOver):
+                if getattr(node, "expr", None) is not None:
                     stack.append((node.expr, g | guards(node.where)[0], None, False))
                 continue
             stack.extend((k, g, None, False) for k in _kids(node))
@@ -833,19 +846,22 @@ class _Checker:
         rests = []
         seen: dict[int, n.Installment] = {}
         for inst in pool.paid:
-            if inst.quarter in seen:
-                self.report(error("E0503", f"Q{inst.quarter} has two installments in pool `{pool.name}`", inst.span,
-                                  hint="merge them into one share",
-                                  notes=[Note(f"the first Q{inst.quarter} installment", seen[inst.quarter].span)]))
+            if inst.month in seen:
+                first = seen[inst.month]
+                same = "" if first.label == inst.label else f" ({first.label} and {inst.label} are both paid in " \
+                                                              f"{month_label(inst.month)})"
+                self.report(error("E0503", f"pool `{pool.name}` has two installments in {month_label(inst.month)}"
+                                           f"{same}", inst.span, hint="merge them into one share",
+                                  notes=[Note(f"the first {first.label} installment", first.span)]))
             else:
-                seen[inst.quarter] = inst
+                seen[inst.month] = inst
             if inst.share is None:
                 rests.append(inst)
                 continue
             q = inst.share
             if q.unit is None or q.unit.word != "%":
                 self.report(error("E0505", f"the share `{q.text}{' ' + q.unit.word if q.unit else ''}` is not a "
-                                           f"percentage", q.span, hint=f"write `{q.text}% in Q{inst.quarter}`"))
+                                           f"percentage", q.span, hint=f"write `{q.text}% in {inst.label}`"))
                 continue
             if q.value < 0 or q.value > 1:
                 self.report(warning("W0506", f"a share of {q.text} % is outside 0 %–100 %", q.span,
@@ -864,7 +880,28 @@ class _Checker:
         elif not rests and total != 1:
             self.report(error("E0501", f"the shares of pool `{pool.name}` add up to {shown} %, not 100 %", span,
                               hint=f"change the shares, or let the last installment take what is left: "
-                                   f"`rest in Q{pool.paid[-1].quarter}`"))
+                                   f"`rest in {pool.paid[-1].label}`"))
+
+    def check_payment(self, line: n.Line) -> None:
+        """E0503, E0508: `paid in` names each month once; `rate per` is for monthly lines."""
+        if line.rate_per is not None and line.kind == "pool":
+            self.report(error("E0508", f"pool `{line.name}` has `rate per {line.rate_per}`, but a pool is an annual "
+                                       f"amount", line.clause_span("rate"),
+                              hint="remove `rate per`; to pay a rate in some months only, write a `line` with "
+                                   "`paid in …`"))
+        if line.payment is None:
+            return
+        seen: dict[int, n.PayTime] = {}
+        for time in line.payment.months:
+            if time.month in seen:
+                first = seen[time.month]
+                same = "" if first.label == time.label else f" ({first.label} and {time.label} are both paid in " \
+                                                             f"{month_label(time.month)})"
+                self.report(error("E0503", f"{line.kind} `{line.name}` is paid twice in {month_label(time.month)}"
+                                           f"{same}", time.span, hint="name each month once",
+                                  notes=[Note(f"the first {first.label}", first.span)]))
+            else:
+                seen[time.month] = time
 
     # ──────────────────────────── examples ─────────────────────────────
     def check_example(self, ex: n.Example) -> None:

@@ -86,6 +86,8 @@ def combine(ck, node, kid_nodes, kids: list[tuple[Type, object]]):
         return sum_over(ck, node, kids)
     if cls is n.CountOf:
         return count_of(ck, node, kids)
+    if cls is n.MemberEvents:
+        return member_events(ck, node, kids)
     facts = CONST
     for _, f in kids:
         if f is not CONST:
@@ -449,6 +451,37 @@ def count_of(ck, node: n.CountOf, kids):
         return u.ANY, Facts()
     t = u.Type.of("integer", {"member": 1}) if src == "members" else u.NUMBER
     return t, Facts(agg_at=node.span, agg_why=f"`count of {src}`")
+
+
+def member_events(ck, node: n.MemberEvents, kids):
+    """`sum of E over member events [during …] [where C]`: a per-member total of the member's events.
+    E and C read the event, parameters and constants only (E0316), so that the total is the same
+    for a member whichever practice-month or sum reads it."""
+    label = f"`{node.kind} of … over member events`"
+    parts = [p for p in (node.expr, node.where) if p is not None]
+    for (typ, f), part in zip(kids, parts):
+        if part is node.where:
+            ck.want_bool(typ, part, "`where`")
+        bad = None
+        if f.row == "member":
+            bad = (f.row_at, f"{f.row_why} is a per-member value")
+        elif f.agg_at is not None:
+            bad = (f.agg_at, f"{f.agg_why} is a total for the practice")
+        elif f.year_at is not None:
+            bad = (f.year_at, f"{f.year_why} is an annual total")
+        elif f.practice:
+            bad = (part.span, "this reads a value of the practice or the month")
+        if bad is not None:
+            ck.report(error("E0316", f"{bad[1]}; {label} adds up the member's events and reads only the event, "
+                                     f"parameters and constants", bad[0],
+                            hint="multiply the member's total by it outside: "
+                                 "`rate * sum of event.amount over member events`"))
+    if node.kind == "count":
+        t = u.NUMBER
+    else:
+        bt = numeric(ck, kids[0][0], node.expr, "add up")
+        t = u.Type("number", bt.unit) if not bt.is_any else bt
+    return t, Facts(row="member", row_at=node.span, row_why=label, row_root=label)
 
 
 def _inner_checks(ck, node, f, src: str) -> None:

@@ -84,7 +84,7 @@ def quantity(q: n.Quantity) -> str:
 
 
 def level(e) -> int:
-    if isinstance(e, n.IfExpr) or (isinstance(e, (n.SumOver, n.CountOf)) and e.where is not None):
+    if isinstance(e, n.IfExpr) or (isinstance(e, (n.SumOver, n.CountOf, n.MemberEvents)) and e.where is not None):
         return OPEN
     if isinstance(e, n.BoolOp):
         return OR if e.op == "or" else AND
@@ -148,6 +148,10 @@ def _expr(e) -> str:
     if isinstance(e, n.CountOf):
         text = f"count of {e.source}"
         return text if e.where is None else f"{text} where {expr(e.where)}"
+    if isinstance(e, n.MemberEvents):
+        window = "" if e.window == "month" else f" during {e.window}"
+        text = (f"sum of {expr(e.expr, OR)} over" if e.kind == "sum" else "count of") + f" member events{window}"
+        return text if e.where is None else f"{text} where {expr(e.where)}"
     raise TypeError(f"cannot format {type(e).__name__}")
 
 
@@ -183,6 +187,7 @@ def _header(h: n.Header) -> list[PLine]:
         "period": lambda: f"period {h.period_unit}",
         "age": lambda: f"age as of {h.age_rule}",
         "exposure": lambda: f"exposure {h.exposure}",
+        "list": lambda: f"list as of {h.list_day}",
         "rounding": lambda: f"rounding {h.rounding_mode} {h.rounding_quantum:f} per line",
         "report": lambda: f"report in {h.report_currency} at {quantity(h.report_rate)}",
         "ref": lambda: f"ref {quote(h.ref.text)}",
@@ -237,7 +242,12 @@ def installment_text(i: n.Installment) -> str:
     """A pool's installment as written in canonical form (`50% in Q2 when …`, `rest in Q4`)."""
     share = "rest" if i.share is None else quantity(i.share)
     when = f" when {expr(i.when)}" if i.when is not None else ""
-    return f"{share} in Q{i.quarter}{when}"
+    return f"{share} in {i.label}{when}"
+
+
+def payment_text(p: n.Payment) -> str:
+    """`paid monthly`, `paid quarterly`, `paid in June, December`."""
+    return f"paid {p.every}" if p.every is not None else "paid in " + ", ".join(t.label for t in p.months)
 
 
 def _line(line: n.Line) -> list[PLine]:
@@ -253,6 +263,10 @@ def _line(line: n.Line) -> list[PLine]:
         clauses.append(("basis", f"basis {expr(line.basis)}{label}"))
     if line.paid:
         clauses.append(("paid", "paid " + ", ".join(installment_text(i) for i in line.paid)))
+    if line.payment is not None:
+        clauses.append(("payment", payment_text(line.payment)))
+    if line.rate_per is not None:
+        clauses.append(("rate", f"rate per {line.rate_per}"))
     if line.ref is not None:
         clauses.append(("ref", f"ref {quote(line.ref.text)}"))
     return _block(f"{line.kind} {line.name} {quote(line.label)}:", [c for _, c in clauses], [k for k, _ in clauses])

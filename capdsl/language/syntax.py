@@ -21,6 +21,7 @@ from lark import Lark, Token, Tree
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
 from capdsl.language import ast_nodes as n
+from capdsl.language.builtins import PAY_TIMES
 from capdsl.errors import MAX_SOURCE_BYTES, Diagnostic, Note, Source, Span, SyntaxError_, error
 from capdsl.language.lalr import Driver, Fallback, Tok
 
@@ -52,6 +53,14 @@ def parser() -> Lark:
         maybe_placeholders=True,
         cache=True,  # Lark keys the cache file on the grammar text, options and its own version
     )
+
+
+def pay_month(text: str) -> int:
+    return PAY_TIMES[text]
+
+
+def _pay_time(tok) -> n.PayTime:
+    return n.PayTime(PAY_TIMES[str(tok)], str(tok), _tok_span(tok))
 
 
 # ─────────────────────────────── entry point ──────────────────────────────
@@ -148,7 +157,7 @@ def _check_tree_depth(tree: Tree, source: Source) -> None:
 _TOKEN_OR_COMMENT = re.compile(r'"(?:[^"\\\n]|\\.)*"|#[^\r\n]*')
 
 
-HEADER_ORDER = ("payer", "provider", "currency", "period", "age", "exposure", "rounding", "report", "ref")
+HEADER_ORDER = ("payer", "provider", "currency", "period", "list", "age", "exposure", "rounding", "report", "ref")
 
 
 def _comments(text: str) -> list[n.Comment]:
@@ -241,7 +250,7 @@ class _Builder:
             elif clause == "report":
                 fields["report_currency"], fields["report_rate"] = value
             else:
-                fields[{"age": "age_rule", "period": "period_unit"}.get(clause, clause)] = value
+                fields[{"age": "age_rule", "period": "period_unit", "list": "list_day"}.get(clause, clause)] = value
         # `written` in canonical order, so a formatted file parses to the same AST
         canonical = [c for c in HEADER_ORDER if c in written] + [c for c in written if c not in HEADER_ORDER]
         return n.Header(**fields, written=tuple(canonical), span=span, clause_spans=tuple(spans))
@@ -260,6 +269,9 @@ class _Builder:
 
     def h_age(self, span, items):
         return ("age", str(items[0]), span)
+
+    def h_list(self, span, items):
+        return ("list", str(items[0]), span)
 
     def h_exposure(self, span, items):
         return ("exposure", str(items[0]), span)
@@ -414,17 +426,22 @@ class _Builder:
     def _block(self, kind, span, items):
         name, label, *clauses = items
         fields: dict = {}
+        spans = []
         for clause, value, clause_span in clauses:
-            if clause in fields:
-                self._fail("E0107", f"'{clause}' is given twice in {kind} '{name}'", clause_span,
+            key = "paid" if clause == "payment" else clause
+            if key in fields or (key == "paid" and "payment" in fields):
+                self._fail("E0107", f"'{key}' is given twice in {kind} '{name}'", clause_span,
                            "keep one of them")
             fields[clause] = value
+            spans.append((clause, clause_span))
         if kind == "line" and "paid" in fields:
-            self._fail("E0108", f"line '{name}' has a 'paid' clause; only pools are paid in installments",
-                       span, "write it as `pool` to pay an annual amount in installments")
+            self._fail("E0108", f"line '{name}' is paid in shares; only pools are paid in installments",
+                       dict(spans)["paid"], "write it as `pool` to split an annual amount, or pay the line in "
+                                            "months: `paid quarterly`, `paid in June`")
         basis, basis_label = fields.get("basis", (None, None))
         return n.Line(kind, str(name), _unquote(label), fields.get("amount"), fields.get("applies"),
-                      basis, basis_label, tuple(fields.get("paid", ())), fields.get("ref"), True, span)
+                      basis, basis_label, tuple(fields.get("paid", ())), fields.get("ref"), True, span,
+                      payment=fields.get("payment"), rate_per=fields.get("rate"), clause_spans=tuple(spans))
 
     def c_amount(self, span, items):
         return ("amount", items[0], span)
@@ -442,13 +459,22 @@ class _Builder:
     def c_ref(self, span, items):
         return ("ref", items[0], span)
 
+    def c_paid_every(self, span, items):
+        return ("payment", n.Payment(str(items[0]), (), span), span)
+
+    def c_paid_in(self, span, items):
+        return ("payment", n.Payment(None, tuple(_pay_time(tok) for tok in items), span), span)
+
+    def c_rate(self, span, items):
+        return ("rate", str(items[0]), span)
+
     def installment(self, span, items):
-        share, quarter, when = items
-        return n.Installment(int(str(quarter)[1]), share, when, span)
+        share, when_tok, when = items
+        return n.Installment(pay_month(str(when_tok)), str(when_tok), share, when, span)
 
     def installment_rest(self, span, items):
-        quarter, when = items
-        return n.Installment(int(str(quarter)[1]), None, when, span)
+        when_tok, when = items
+        return n.Installment(pay_month(str(when_tok)), str(when_tok), None, when, span)
 
     # --- examples
     def example(self, span, items):
@@ -591,6 +617,17 @@ class _Builder:
         source, where = (items + [None])[:2]
         return n.CountOf(str(source), where, span)
 
+    def member_events(self, span, items):
+        return str(items[0]) if items[0] is not None else "month"
+
+    def member_sum(self, span, items):
+        expr, window, where = (items + [None])[:3]
+        return n.MemberEvents("sum", expr, window, where, span)
+
+    def member_count(self, span, items):
+        window, where = (items + [None])[:2]
+        return n.MemberEvents("count", None, window, where, span)
+
     def quantity(self, span, items):
         tok, unit = items
         value = self._decimal(tok)
@@ -643,14 +680,16 @@ _TERMINAL_WORDS = {
     "DATE": "a date (YYYY-MM-DD)",
     "PERIOD_TEXT": "a period (2011, 2011-Q2 or 2011-03)",
     "PERIOD_UNIT": "'month'",
-    "AGE_RULE": "month_start, month_end or year_start",
+    "AGE_RULE": "month_start, month_end, quarter_start or year_start",
     "EXPOSURE": "first_day, pro_rata or any_day",
     "ROUNDING_MODE": "half_up, half_even, down or up",
     "SCOPE": "member, practice, event, measure, param or calendar",
     "TYPE_WORD": "a type (bool, text, date, number, integer, percent, money)",
     "UNIT_WORD": "a unit (points, hours, days, members)",
     "COMBINE": "highest, lowest, multiply, add or first",
-    "QUARTER": "a quarter (Q1–Q4)",
+    "PAY_TIME": "a month (January … December), a quarter (Q1–Q4) or a half-year (H1, H2)",
+    "FREQUENCY": "monthly or quarterly",
+    "PERIOD_WORD": "month, quarter or year",
     "COMP_OP": "a comparison (=, !=, <, <=, >, >=)",
     "ADD_OP": "'+' or '-'",
     "MUL_OP": "'*' or '/'",

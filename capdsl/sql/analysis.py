@@ -16,7 +16,7 @@ from capdsl.sql.kinds import numeric_type, whole_weights
 
 
 def run_months(program: t.Program, period: Period) -> tuple[tuple[date, ...], tuple[int, ...]]:
-    """Months to evaluate and the pool quarters due (`months.run_plan`: pools need the whole year)."""
+    """Months to evaluate and the pool installment months due (`months.run_plan`: pools need the whole year)."""
     plan = run_plan(program, period.months)
     return plan.run, plan.due if plan.pools_due else ()
 
@@ -25,14 +25,14 @@ def run_months(program: t.Program, period: Period) -> tuple[tuple[date, ...], tu
 
 def practice_level(node: t.Node) -> bool:
     """Reads only the practice-month: the same for every member (and event) of it."""
-    return not any(isinstance(n, (t.Agg, t.LineRef, t.YearSum, t.Ref))
+    return not any(isinstance(n, (t.Agg, t.LineRef, t.YearSum, t.Ref, t.MemberEvents))
                    or (isinstance(n, t.Col) and n.table != "practice") for n in t.walk(node))
 
 
 def reads_month(node: t.Node) -> bool:
     """Whether it reads something of its month (the month, a monthly measure) besides the member-month."""
-    return any(isinstance(n, (t.MonthStart, t.Calendar)) or (isinstance(n, t.Measure) and n.period != "year")
-               for n in t.walk(node))
+    return any(isinstance(n, (t.MonthStart, t.Calendar, t.MemberEvents))
+               or (isinstance(n, t.Measure) and n.period != "year") for n in t.walk(node))
 
 
 def month_invariant(node: t.Node) -> bool:
@@ -106,7 +106,7 @@ class Analysis:
     program: t.Program
     months: tuple[date, ...]  # evaluated: the reported ones, or the whole year when a pool is due
     reported: tuple[date, ...]
-    due: tuple[int, ...]  # quarters whose installments are reported
+    due: tuple[int, ...]  # months (1–12) whose pool installments are reported
     lines: list[t.LineDef]  # monthly lines in line order
     pools: list[t.LineDef]  # pools in line order, when an installment is due
     pool_names: frozenset
@@ -118,6 +118,7 @@ class Analysis:
     event_cols: dict = field(default_factory=dict)
     measure_uses: dict = field(default_factory=dict)  # name -> {(kind, period)}
     spread: bool = False  # see spreads_year
+    member_events: dict = field(default_factory=dict)  # MemberEvents (inlined) -> its member-month column
     inlined: dict = field(default_factory=dict)  # id(node) -> (node, inlined node)
 
     @property
@@ -165,6 +166,8 @@ def collect(a: Analysis) -> None:
                 a.plan.factors[node] = (factor, name, inner)
                 if node in a.year_aggs:
                     a.plan.year_sums.add(name)
+            elif isinstance(node, t.MemberEvents) and node not in a.member_events:
+                a.member_events[node] = f"_me{len(a.member_events) + 1}"
             elif isinstance(node, t.YearSum) and node not in a.plan.years:
                 a.plan.years[node] = f"ys_{len(a.plan.years) + 1}"
             elif isinstance(node, t.Col):
@@ -227,6 +230,11 @@ def spreads_year(a: Analysis) -> bool:
     if not all(affine(node.operand) for node in a.plan.years):
         return False
     return not any(reads_month(agg) for agg in a.year_aggs if agg.source == "members")
+
+
+def member_event_columns(a: Analysis, aggs) -> set[str]:
+    """The member-month columns of the member-event totals the aggregates read."""
+    return {a.member_events[n] for agg in aggs for n in t.walk(agg) if isinstance(n, t.MemberEvents)}
 
 
 def event_months(a: Analysis) -> tuple[date, ...]:

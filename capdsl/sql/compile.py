@@ -26,7 +26,7 @@ The query is a chain of CTEs, each a single pass; each module builds its own:
             the December row, rounded, split into installments                lines
   items     the statement's lines, pools and installments due; crossed once
             with the last CTE (a CTE read twice is computed twice on Spark)    lines
-  final     long rows: (kind, practice_id, month_start, line, quarter,
+  final     long rows: (kind, practice_id, month_start, line, paid_month,
             amount, applied, basis) — see `capdsl.sql.engine.collect`
 
 What the tree needs is found first (`analysis`); expressions come from `emit`, their types from
@@ -64,7 +64,7 @@ class Compiled:
     fails: tuple  # payload index -> (level, node): a `Fail`, or an `Arith` "/" for division by zero
     lines: tuple[str, ...]  # monthly lines in line order
     pools: tuple[str, ...]
-    due: tuple[int, ...]  # quarters whose installments are reported
+    due: tuple[int, ...]  # months (1–12) whose pool installments are reported
     wide: exp.Expression  # the engines' result, over the same CTEs (lines.wide_rows)
     items: tuple  # its columns: a `lines.Item` each (amount, applied[, basis])
 
@@ -84,7 +84,7 @@ class Compiled:
         fails = tuple((level, FailSite(getattr(node, "code", None), getattr(node, "message", None), node.origin))
                       for level, node in self.fails)
         return Query(self.fetch_sql(), self.dialect.name, self.months, fails, self.lines, self.pools,
-                     tuple((it.kind, it.line, it.quarter, it.basis is not None) for it in self.items))
+                     tuple((it.kind, it.line, it.month, it.basis is not None) for it in self.items))
 
 
 def compile_query(program: t.Program, period: Period, dialect: str = "duckdb",
@@ -114,6 +114,8 @@ class _Compiler(Emitter):
         member_aggs = {agg: name for name, agg in inner.items() if agg.source == "members"}
         event_aggs = {agg: name for name, agg in inner.items() if agg.source == "events"}
         if member_aggs:
+            for node, name in a.member_events.items():
+                add(f"mev{name}", members.member_events_query(self, node))
             add("mm", members.mm_query(self))
             add("mg", members.mg_query(self))
             add("am", ctes.agg_query(self, "mg", member_aggs, "member"))

@@ -204,6 +204,10 @@ class Emitter:
             return self.round(self.ex(node.operand, s), node.quantum, node.mode)
         if cls is t.Agg:
             return self.aggregate(node, s)
+        if cls is t.MemberEvents:  # a column of the member-month (members.member_events_query)
+            if s.level != "member":
+                raise self.unsupported("a member's events outside an aggregate over members")
+            return col(self.a.member_events[node], s.row)
         if cls is t.LineRef:
             if node.name in self.a.pool_names:  # what the pool paid in the year (lines.pool_layers)
                 if s.level != "year":

@@ -65,11 +65,11 @@ def _collect(compiled, program: t.Program, rows) -> MonthlyResult:
     places = _places(program.quantum)
     line_index = {name: i for i, name in enumerate(compiled.lines)}
     pool_index = {name: i for i, name in enumerate(compiled.pools)}
-    inst_index = {(name, inst.quarter): i for name in compiled.pools
+    inst_index = {(name, inst.month): i for name in compiled.pools
                   for i, inst in enumerate(program.line(name).installments)}
     year = compiled.months[0].year
     practices, lines, pools, insts = [], [], [], []
-    for kind, pid, month, line, quarter, amount, applied, basis in rows:
+    for kind, pid, month, line, paid_month, amount, applied, basis in rows:
         value = Decimal(amount).quantize(places) if applied else ZERO
         if kind == "line":
             lines.append((pid, month, line_index[line], (pid, month, line, value, bool(applied), _plain(basis))))
@@ -78,8 +78,8 @@ def _collect(compiled, program: t.Program, rows) -> MonthlyResult:
         elif kind == "pool":
             pools.append((pid, pool_index[line], (pid, line, year, value, bool(applied))))
         else:
-            insts.append((pid, pool_index[line], inst_index[line, quarter],
-                          (pid, line, year, int(quarter), value, bool(applied))))
+            insts.append((pid, pool_index[line], inst_index[line, paid_month],
+                          (pid, line, year, int(paid_month), value, bool(applied))))
     # (pid, month, index) is unique per row, so tuple order never reaches the payload
     lines.sort()
     pools.sort()
@@ -113,7 +113,7 @@ def collect_wide(query: Query, quantum: Decimal, rows) -> MonthlyResult:
                 last = pid
             december = month.month == 12
             i = 3
-            for kind, name, quarter, has_basis in layout:
+            for kind, name, paid_month, has_basis in layout:
                 amount, applied = row[i], row[i + 1]
                 i += 2
                 if has_basis:
@@ -137,7 +137,7 @@ def collect_wide(query: Query, quantum: Decimal, rows) -> MonthlyResult:
                 elif kind == "pool":
                     pools.append((pid, name, year, value, bool(applied)))
                 else:
-                    insts.append((pid, name, year, int(quarter), value, bool(applied)))
+                    insts.append((pid, name, year, int(paid_month), value, bool(applied)))
         result = MonthlyResult(practices=practices)
         result.rows, result.pools, result.installments = lines, pools, insts
         return result

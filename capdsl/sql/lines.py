@@ -10,6 +10,7 @@ from typing import Callable
 from sqlglot import exp
 
 from capdsl.evaluation import tree as t
+from capdsl.evaluation.interpret import rest_taker
 from capdsl.sql.analysis import raises
 from capdsl.sql.dialects import cast, dec, num
 from capdsl.sql.emit import Emitter, Scope
@@ -24,7 +25,7 @@ class Item:
 
     line: str
     kind: str  # line | pool | installment
-    quarter: int | None
+    month: int | None  # an installment's: the month it is paid in
     amount: str
     applied: str
     basis: str | None = None
@@ -131,14 +132,15 @@ def installments(em: Emitter, pool: t.LineDef, scope: Scope, read: bool, shares:
     `shares`; the paid amounts (`inst__`; the share without one takes the rest) and, for a pool
     another reads (`read`), their sum `ypaid__` into `finals`. Returns the pool's statement items."""
     own = [Item(pool.name, "pool", None, f"amt__{pool.name}", f"ok__{pool.name}")]
-    taker = next((i for i in pool.installments if i.share is None), pool.installments[-1])
+    taker = rest_taker(pool)
     amount = col(f"amt__{pool.name}")
     others = []
     for j, inst in enumerate(pool.installments):
         name = f"{pool.name}__{j}"
         if inst is not taker:
-            share = em.round(dec(exp.Mul(this=lit(inst.share), expression=amount.copy())), em.p.quantum,
-                             em.p.rounding_mode)
+            part = exp.Mul(this=lit(inst.share), expression=amount.copy()) if inst.share is not None else \
+                em.d.fixed_div(amount.copy(), num(inst.parts), exp.Null())
+            share = em.round(dec(part), em.p.quantum, em.p.rounding_mode)
             shares.append(alias(share, f"sh__{name}"))
             others.append(col(f"sh__{name}"))
         when = em.tree(inst.when)
@@ -157,8 +159,8 @@ def installments(em: Emitter, pool: t.LineDef, scope: Scope, read: bool, shares:
         paid_value = dec(case([(col(f"paid__{name}"), value)], num(0)))
         finals.append(alias(paid_value, f"inst__{name}"))
         paid_parts.append(paid_value.copy())
-        if inst.quarter in em.a.due:
-            own.append(Item(pool.name, "installment", inst.quarter, f"inst__{name}", f"paid__{name}"))
+        if inst.month in em.a.due:
+            own.append(Item(pool.name, "installment", inst.month, f"inst__{name}", f"paid__{name}"))
     if read:  # exact: each part is DECIMAL(38, 12) and `+` is exact
         total = paid_parts[0]
         for part in paid_parts[1:]:
@@ -171,7 +173,7 @@ def practice_rows() -> exp.Expression:
     """A row per practice evaluated, so that a practice with no line still has a statement."""
     return exp.select(alias(exp.Literal.string("practice"), "kind"), col("practice_id"),
                       alias(null("date"), "month_start"), alias(null("text"), "line"),
-                      alias(cast(exp.Null(), "INT"), "quarter"), alias(null("decimal"), "amount"),
+                      alias(cast(exp.Null(), "INT"), "paid_month"), alias(null("decimal"), "amount"),
                       alias(null("bool"), "applied"), alias(null("decimal"), "basis"), copy=False).from_(
         "prac", copy=False)
 
@@ -179,8 +181,8 @@ def practice_rows() -> exp.Expression:
 def statement_rows(source: str, items: list[Item], add: Add) -> exp.Expression:
     """One row per reported practice-month and line, and per practice and pool or installment
     due: `source` (one row per practice-month) crossed with the item list, read once."""
-    add("items", literal_table([(i, it.line, it.kind, it.quarter) for i, it in enumerate(items)],
-                               ("idx", "line", "kind", "quarter")))
+    add("items", literal_table([(i, it.line, it.kind, it.month) for i, it in enumerate(items)],
+                               ("idx", "line", "kind", "paid_month")))
     idx = col("idx", "it")
     lines = [it for it in items if it.kind == "line"]
 
@@ -198,7 +200,7 @@ def statement_rows(source: str, items: list[Item], add: Add) -> exp.Expression:
             exp.and_(is_line.copy(), col("reported", "x"), copy=False),
             exp.and_(exp.Not(this=is_line.copy()), in_december, copy=False), copy=False)
     return exp.select(col("kind", "it"), col("practice_id", "x"), alias(month, "month_start"),
-                      col("line", "it"), col("quarter", "it"),
+                      col("line", "it"), col("paid_month", "it"),
                       alias(dec(pick("amount")), "amount"),
                       alias(pick("applied"), "applied"),
                       alias(dec(pick("basis")) if any(it.basis for it in lines) else null("decimal"), "basis"),

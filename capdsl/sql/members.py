@@ -13,14 +13,14 @@ from datetime import date
 from sqlglot import exp
 
 from capdsl.evaluation import tree as t
-from capdsl.evaluation.months import reference_day
+from capdsl.evaluation.months import list_day, reference_day, window
 from capdsl.evaluation.periods import Period, month_end, parse_period
 from capdsl.language.builtins import AGE_RULES, BUILTINS, EXPOSURE_RULES
-from capdsl.sql.analysis import Analysis, analyse
+from capdsl.sql.analysis import Analysis, analyse, member_event_columns
 from capdsl.sql.dialects import dec, get, num
-from capdsl.sql.emit import Emitter
+from capdsl.sql.emit import Emitter, Scope
 from capdsl.sql.exprs import AGE, AGE_ATTR, MONTH, N, WEIGHT, alias, case, col, is_null, lit, literal_table, null, \
-    table_as
+    paren, table_as
 from capdsl.sql.inputs import input_table
 from capdsl.sql.query import Options
 
@@ -35,17 +35,37 @@ def reference(rule: str, month: date) -> tuple[int, int]:
     return day.year, day.month * 100 + day.day
 
 
+def windows(a: Analysis) -> tuple[str, ...]:
+    """The periods (quarter, year) whose first and last days the months table carries: those of the
+    member-event totals' windows (`tree.MemberEvents`; a month's are its own dates)."""
+    return tuple(p for p in ("quarter", "year") if any(n.window == p for n in a.member_events))
+
+
+def snapshot(a: Analysis) -> bool:
+    """Whether the list of members is taken on a day other than each month's first (`list as of`)."""
+    rule = EXPOSURE_RULES[a.program.exposure]
+    return rule.counts == "first_day" and rule.period != "month"
+
+
 def months_query(a: Analysis) -> exp.Expression:
-    """One literal row per evaluated month: its dates, days, age reference day, measure keys."""
+    """One literal row per evaluated month: its dates, days, age reference day, measure keys, and
+    where needed the list's day and the member-event windows' bounds."""
     rows = []
+    extra = windows(a)
     for m in a.months:
         ref_year, ref_md = reference(a.program.age_rule, m)
         q = (m.month - 1) // 3 + 1
-        rows.append((m, month_end(m), month_end(m).day, ref_year, ref_md,
-                     f"{m.year:04d}-{m.month:02d}", f"{m.year:04d}-Q{q}", f"{m.year:04d}", m.month,
-                     m in a.reported))
-    return literal_table(rows, ("month_start", "month_end", "days", "ref_year", "ref_md", "mkey", "qkey", "ykey",
-                                "mon", "reported"))
+        row = (m, month_end(m), month_end(m).day, ref_year, ref_md,
+               f"{m.year:04d}-{m.month:02d}", f"{m.year:04d}-Q{q}", f"{m.year:04d}", m.month, m in a.reported)
+        row += (list_day(a.program.exposure, m),) if snapshot(a) else ()
+        for period in extra:
+            row += window(period, m)
+        rows.append(row)
+    names = ("month_start", "month_end", "days", "ref_year", "ref_md", "mkey", "qkey", "ykey", "mon", "reported")
+    names += ("list_day",) if snapshot(a) else ()
+    for period in extra:
+        names += (f"{period}_first", f"{period}_last")
+    return literal_table(rows, names)
 
 
 class _Frame:
@@ -55,6 +75,7 @@ class _Frame:
     def __init__(self, a: Analysis, m: str = "m", mo: str = "mo"):
         self.m, self.mo, self.single = m, mo, len(a.months) == 1
         self.first = a.months[0]
+        self.exposure, self.snapshot = a.program.exposure, snapshot(a)
 
     def born(self):
         return col(BIRTH, self.m)
@@ -71,16 +92,22 @@ class _Frame:
     def me(self):
         return lit(month_end(self.first)) if self.single else col("month_end", self.mo)
 
+    def day(self):
+        """The day the first-day rule tests: the month's first, or the list's (`list as of`)."""
+        if not self.snapshot:
+            return self.ms()
+        return lit(list_day(self.exposure, self.first)) if self.single else col("list_day", self.mo)
+
 
 def counted(rule: str, f: _Frame) -> exp.Expression:
     """Whether a member counts in the month under the exposure rule's `counts`: from birth or
     enrolment, whichever is later, to the end of enrolment (an empty date is open)."""
     counts = EXPOSURE_RULES[rule].counts
     either = lambda *xs: exp.Paren(this=exp.or_(*xs, copy=False))  # noqa: E731
-    if counts == "first_day":  # counting on the first day: born and enrolled by it, not left before it
-        return exp.and_(exp.LTE(this=f.born(), expression=f.ms()),
-                        either(is_null(f.start()), exp.LTE(this=f.start(), expression=f.ms())),
-                        either(is_null(f.end()), exp.GTE(this=f.end(), expression=f.ms())), copy=False)
+    if counts == "first_day":  # counting on the list's day: born and enrolled by it, not left before it
+        return exp.and_(exp.LTE(this=f.born(), expression=f.day()),
+                        either(is_null(f.start()), exp.LTE(this=f.start(), expression=f.day())),
+                        either(is_null(f.end()), exp.GTE(this=f.end(), expression=f.day())), copy=False)
     if counts == "any_day":  # counting on some day: the counted days [max(born, start), end] meet the month
         return exp.and_(exp.LTE(this=f.born(), expression=f.me()),
                         either(is_null(f.start()), exp.LTE(this=f.start(), expression=f.me())),
@@ -133,17 +160,46 @@ def mm_query(em: Emitter) -> exp.Expression:
         cols.append(col(em.o.row_column, f.m))
     cols += [col(c, f.m) for c in sorted(a.member_cols) if c != "practice_id"]
     cols += [alias(age(a, f), AGE), alias(weight(em, f), WEIGHT)]
+    cols += [alias(dec(exp.Coalesce(this=col("total", name), expressions=[num(0)])), name)
+             for name in a.member_events.values()]
     sel = exp.select(*cols, copy=False).from_(exp.alias_(input_table(em, "members"), f.m, copy=False), copy=False)
     if f.single:
-        return sel.join(table_as("months", f.mo), join_type="cross", copy=False).where(cond, copy=False)
-    return sel.join(table_as("months", f.mo), on=cond, join_type="inner", copy=False)
+        sel = sel.join(table_as("months", f.mo), join_type="cross", copy=False).where(cond, copy=False)
+    else:
+        sel = sel.join(table_as("months", f.mo), on=cond, join_type="inner", copy=False)
+    for name in a.member_events.values():  # the member's event totals of the month's windows
+        on = exp.and_(exp.EQ(this=col(MEMBER_ID, name), expression=col(MEMBER_ID, f.m)),
+                      exp.EQ(this=col("month_start", name), expression=col("month_start", f.mo)), copy=False)
+        sel = sel.join(table_as(f"mev{name}", name), on=on, join_type="left", copy=False)
+    return sel
+
+
+def member_events_query(em: Emitter, node: t.MemberEvents) -> exp.Expression:
+    """A member's own events (`tree.MemberEvents`) added up per member and evaluated month, over the
+    window containing the month: one row per member with events there."""
+    e, mo = "e", "mo"
+    date_col, member_col = BUILTINS[("event", "date")].column, BUILTINS[("event", "member")].column
+    first, last = ("month_start", "month_end") if node.window == "month" else \
+        (f"{node.window}_first", f"{node.window}_last")
+    scope = Scope("event", row=e)
+    value = col("quantity", e) if node.kind == "count" else dec(em.ex(node.expr, scope))
+    cond = exp.and_(exp.GTE(this=col(date_col, e), expression=col(first, mo)),
+                    exp.LTE(this=col(date_col, e), expression=col(last, mo)), copy=False)
+    where = exp.Not(this=is_null(col(member_col, e)))
+    if node.where is not None:
+        where = exp.and_(where, paren(em.ex(node.where, scope)), copy=False)
+    return exp.select(alias(col(member_col, e), MEMBER_ID), col("month_start", mo),
+                      alias(dec(exp.Sum(this=value)), "total"), copy=False).from_(
+        exp.alias_(input_table(em, "events"), e, copy=False), copy=False).join(
+        table_as("months", mo), on=cond, join_type="inner", copy=False).where(where, copy=False).group_by(
+        col(member_col, e), col("month_start", mo), copy=False)
 
 
 def mm_null(a: Analysis, name: str) -> exp.Expression:
     """A typed NULL for a member-month column a group does not keep."""
     if name == AGE:
         return null("integer")
-    if name == WEIGHT:
+    if name == WEIGHT or name in a.member_events.values():
         return dec(exp.Null())
     return null(a.member_cols[name])
 
@@ -153,7 +209,7 @@ def mg_query(em: Emitter) -> exp.Expression:
     member columns), with the group's size `_n`: each aggregate's expression is then computed
     once per group, as the interpreter does. Σ over a group of n equal values is exactly n × value."""
     a, row = em.a, em.o.row_column
-    names = [AGE, WEIGHT] + [c for c in sorted(a.member_cols) if c != "practice_id"]
+    names = [AGE, WEIGHT] + [c for c in sorted(a.member_cols) if c != "practice_id"] + list(a.member_events.values())
     if not a.grouped:
         # no year-only months: grouping costs about what it saves, so each member-month is its own group
         return exp.select(exp.Star(), alias(num(1), N), copy=False).from_("mm", copy=False)
@@ -179,7 +235,7 @@ def mg_query(em: Emitter) -> exp.Expression:
     # and with `spread` (analysis.spreads_year) not by month: their sum lands on the first such month
     reported = exp.In(this=col(MONTH), expressions=[lit(m) for m in a.reported])
     year_read = {WEIGHT} | {AGE if n.name == AGE_ATTR else n.name for agg in a.year_aggs for n in t.walk(agg)
-                            if isinstance(n, t.Col) and n.table == "member"}
+                            if isinstance(n, t.Col) and n.table == "member"} | member_event_columns(a, a.year_aggs)
     first = next(m for m in a.months if m not in a.reported) if a.spread else None
     if a.spread and not em.d.groups_member_months:
         # one pass, as a hand-written query: the other months' rows are moved onto the first
@@ -200,8 +256,10 @@ def member_months(program: t.Program, con, period: Period | str, options: Option
     a = analyse(program, period)
     a.member_cols.setdefault(MEMBER_ID, BUILTINS[("member", "id")].kind)
     em = Emitter(a, get("duckdb"), {}, options or Options())
-    ctes = exp.With(expressions=[exp.CTE(this=q, alias=exp.TableAlias(this=exp.to_identifier(n)))
-                                 for n, q in (("months", months_query(a)), ("mm", mm_query(em)))])
+    parts = [("months", months_query(a))]
+    parts += [(f"mev{name}", member_events_query(em, node)) for node, name in a.member_events.items()]
+    parts.append(("mm", mm_query(em)))
+    ctes = exp.With(expressions=[exp.CTE(this=q, alias=exp.TableAlias(this=exp.to_identifier(n))) for n, q in parts])
     keys = [col("practice_id"), col(MEMBER_ID), col(MONTH)]
     query = exp.select(*keys, col(AGE), col(WEIGHT), copy=False).from_("mm", copy=False).order_by(*keys, copy=False)
     query.set("with_", ctes)

@@ -61,4 +61,4 @@ class Query:
     fails: tuple[tuple[str, FailSite], ...]  # payload index -> (level, site); level "division": by zero
     lines: tuple[str, ...]  # monthly lines in line order
     pools: tuple[str, ...]
-    layout: tuple[tuple[str, str, int | None, bool], ...]  # per item: kind, line, quarter, has a basis
+    layout: tuple[tuple[str, str, int | None, bool], ...]  # per item: kind, line, paid month, has a basis

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 from capdsl.errors import CapError, Diagnostic, Source, Span
 from capdsl.language import ast_nodes as n
-from capdsl.language.builtins import AGE_RULES, BUILTINS, CALENDAR, EXPOSURE_RULES, FUNCTION_DOCS, FUNCTIONS, \
+from capdsl.language.builtins import AGE_RULES, BUILTINS, CALENDAR, EXPOSURE_RULES, FUNCTION_DOCS, FUNCTIONS, LIST_DAYS, \
     OPTIONAL_FIELDS, SCOPES, Builtin
 from capdsl.language.units import of_kind
 
@@ -513,7 +513,10 @@ def _builtin_type(builtin: Builtin) -> str:
 def _keyword_detail(word: str) -> str:
     """What an age or exposure rule means, for the completion list; "" for other keywords."""
     if word in AGE_RULES:
-        return f"age rule: {AGE_RULES[word].doc}"
+        text = f"age rule: {AGE_RULES[word].doc}"
+        if word in LIST_DAYS and EXPOSURE_RULES[LIST_DAYS[word]].period != "month":
+            text += f"; list day: {EXPOSURE_RULES[LIST_DAYS[word]].doc}"
+        return text
     if word in EXPOSURE_RULES:
         return f"exposure rule: {EXPOSURE_RULES[word].doc}"
     return ""
