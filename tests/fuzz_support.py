@@ -394,6 +394,9 @@ def _spoil_cells(r: random.Random, rows: list[list[str]]) -> None:
         rows.insert(0, ["any"] * (len(rows[i]) - 1) + [rows[i][-1]])
 
 
+PAY_TIMES = ["January", "March", "April", "June", "July", "October", "December", "Q1", "Q3", "H1", "H2"]
+
+
 def contract(r: random.Random) -> str:
     """A random contract built from the grammar's constructs; usually checks, sometimes not."""
     cur = r.choice(CURRENCIES)
@@ -411,8 +414,10 @@ def contract(r: random.Random) -> str:
     if r.random() < 0.3:
         clauses.append("    period month")
     if r.random() < 0.4:
-        clauses.append(f"    age as of {r.choice(['month_start', 'month_end', 'year_start'])}")
-    if r.random() < 0.4:
+        clauses.append(f"    age as of {r.choice(['month_start', 'month_end', 'quarter_start', 'year_start'])}")
+    if r.random() < 0.2:  # a list held for a quarter or year (alone: with `exposure` it is E0111)
+        clauses.append(f"    list as of {r.choice(['month_start', 'quarter_start', 'year_start'])}")
+    elif r.random() < 0.4:
         clauses.append(f"    exposure {r.choice(['first_day', 'pro_rata', 'any_day'])}")
     if r.random() < 0.4:
         clauses.append(f"    rounding {r.choice(ROUNDING)} {r.choice(['0.01', '1', '0.05', '0.1'])} per line")
@@ -459,7 +464,7 @@ def contract(r: random.Random) -> str:
     cn = (lambda m=False: typed(r, sc, "bool", 0, m)) if tame else (lambda m=False: cond(r, sc, 0, m))
     for i in range(r.randint(1, 7)):
         kind = r.choice(["define", "define", "dated", "bands", "tier", "modifier", "schedule", "line",
-                         "line", "line_block", "pool", "example", "comment", "cells"])
+                         "line", "line_block", "pool", "example", "comment", "cells", "settlement"])
         name = _name(r, used, str(i))
         if kind == "define":
             want = r.choice(["money", "number"]) if tame else "money"
@@ -470,6 +475,8 @@ def contract(r: random.Random) -> str:
             out.append(f"define {name}{_ref(r)}:")
             for y in sorted(r.sample(range(2009, 2014), r.randint(1, 3))):
                 out.append(f"    {_money(r, cur)} from {y}-{r.randint(1, 12):02d}-01")
+            if r.random() < 0.3:  # the value ends: a later month is E0805, never 0
+                out.append(f"    until {r.randint(2011, 2015)}-12-31")
             out.append("end")
             sc.values.append(name)
             sc.add("money", False, name)
@@ -540,6 +547,11 @@ def contract(r: random.Random) -> str:
             word = "line" if kind == "line_block" else "pool"
             out.append(f"{word} {name} {r.choice(STRINGS)}:")
             amount = ex()
+            if kind == "line_block" and r.random() < 0.3:  # a member's own events over a window
+                window = r.choice(["", " during month", " during quarter", " during year"])
+                inner = r.choice([f"sum of {_money(r, cur)} over member events{window}",
+                                  f"count of member events{window} * {_money(r, cur)}"])
+                amount = f"sum of {r.randint(1, 90)}% of {inner} over members"
             if kind == "pool" and r.random() < 0.7:
                 amount = f"{r.randint(1, 20)}% of sum of {r.choice(sc.lines or ['capitation'])} over year"
             out.append(f"    amount {amount}")
@@ -547,8 +559,15 @@ def contract(r: random.Random) -> str:
                 out.append(f"    applies when {cn()}")
             if r.random() < 0.4:
                 out.append(f"    basis {r.choice(['count of members', 'count of events'])} {r.choice(STRINGS)}")
-            if kind == "pool" and r.random() < 0.8:
-                qs = r.sample(["Q1", "Q2", "Q3", "Q4"], r.randint(1, 4))
+            if kind == "line_block" and r.random() < 0.4:
+                out.append(r.choice(["    paid monthly", "    paid quarterly", "    paid in " + ", ".join(
+                    r.sample(PAY_TIMES, r.randint(1, 3)))]))
+            if kind == "line_block" and r.random() < 0.3:
+                out.append(f"    rate per {r.choice(['month', 'quarter', 'year'])}")
+            if kind == "pool" and r.random() < 0.2:
+                out.append(r.choice(["    paid monthly", "    paid quarterly", f"    paid in {r.choice(PAY_TIMES)}"]))
+            elif kind == "pool" and r.random() < 0.8:
+                qs = r.sample(["Q1", "Q2", "Q3", "Q4", "H1", "June", "December", "January"], r.randint(1, 4))
                 parts = [f"{r.choice([10, 25, 50])}% in {q}" for q in qs[:-1]]
                 last = f"rest in {qs[-1]}" if r.random() < 0.7 else f"{r.choice([25, 100])}% in {qs[-1]}"
                 if r.random() < 0.3:
@@ -560,6 +579,19 @@ def contract(r: random.Random) -> str:
             if kind == "line_block":
                 sc.lines.append(name)
                 sc.add("money", False, name)
+        elif kind == "settlement":
+            out.append(f"settlement {name} {r.choice(STRINGS)}:")
+            out.append(f"    total sum of {r.choice(sc.lines or ['capitation'])} over year")
+            terms = r.choice([["cap"], ["floor"], ["cap", "floor"], ["corridor"]])
+            for term in terms:
+                if term == "corridor":
+                    out.append(f"    corridor around {_money(r, cur)} within {r.randint(0, 10)}% share "
+                               f"{r.randint(1, 100)}%")
+                else:
+                    out.append(f"    {term} {_money(r, cur)}")
+            if r.random() < 0.4:
+                out.append(f"    paid in {r.choice(PAY_TIMES)}")
+            out.append("end")
         elif kind == "example":
             out.append(f"example {r.choice(STRINGS)}{_ref(r)}:")
             out.append(f"    period {r.choice(['2011-03', '2011-Q2', '2011', '2011-12'])}")

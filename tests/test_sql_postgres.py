@@ -73,3 +73,15 @@ def test_errors_are_the_interpreters(pg):
     with pytest.raises(EvalError) as info:
         pg_evaluate(pg, program([line("x", ar("/", c(1), ar("-", c(1), c(1))))]), per)
     assert info.value.code == "E0803"
+
+
+@pytest.mark.parametrize("period", ["2011-Q1", "2011-12", "2011"])
+def test_payment_terms_of_language_v2_match_the_interpreter(pg, period):
+    from test_payment_terms import v2_program_and_panel
+
+    prog, panel = v2_program_and_panel()
+    pg.load(panel)
+    per = parse_period(period)
+    got = pg_evaluate(pg, prog, per)
+    want = interpret(prog, panel.rows(), per.months, {})
+    assert (got.rows, got.pools, got.installments) == (want.rows, want.pools, want.installments)

@@ -372,3 +372,17 @@ def test_a_master_that_does_not_take_the_application_is_one_line(monkeypatch):
         spark_engine.spark_session("spark://head:7077")
     assert (info.value.code, info.value.diagnostics[0].message) == (
         "E0923", "the spark engine cannot start: the Spark master spark://head:7077 did not accept the application")
+
+
+@pytest.mark.parametrize("period", ["2011-Q1", "2011"])
+def test_payment_terms_of_language_v2_match_the_interpreter(spark, period):
+    """Quarter-start lists, a quarterly fee, twelfths of a yearly rate, a member's own events, a pool paid
+    monthly and settlements (tests/test_payment_terms.py)."""
+    from test_payment_terms import v2_program_and_panel
+
+    prog, panel = v2_program_and_panel()
+    per = parse_period(period)
+    got = evaluate(prog, panel.duckdb(), per, {}, engine="spark", spark=spark)
+    want = interpret(prog, panel.rows(), per.months, {})
+    assert (got.rows, got.pools, got.installments) == (want.rows, want.pools, want.installments)
+    assert any(row[2] == "stop_loss" and row[3] == D("480.00") for row in want.rows) == (period == "2011")

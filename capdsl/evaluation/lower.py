@@ -345,10 +345,15 @@ class _Lowering:
         elif isinstance(decl, n.Dated):
             whens = tuple((t.Cmp(">=", t.MonthStart(), t.Const(e.start, "date")), self.expr(e.value, False))
                           for e in sorted(decl.entries, key=lambda e: e.start, reverse=True))
+            labels = tuple(f"from {e.start.isoformat()}" for e in sorted(decl.entries, key=lambda e: e.start,
+                                                                         reverse=True))
             first = min(e.start for e in decl.entries)
+            if decl.until is not None:  # a month starting after the last day has no value: fail, never pay 0
+                ended = t.Fail("E0805", f"'{decl.name}' has no value after {decl.until.isoformat()}", decl.span)
+                whens = ((t.Cmp(">", t.MonthStart(), t.Const(decl.until, "date")), ended),) + whens
+                labels = (f"after {decl.until.isoformat()}",) + labels
             expr = t.Case(whens, t.Fail("E0805", f"'{decl.name}' has no value before {first.isoformat()}", decl.span),
-                          decl.name, tuple(f"from {e.start.isoformat()}" for e in
-                                           sorted(decl.entries, key=lambda e: e.start, reverse=True)), decl.span)
+                          decl.name, labels, decl.span)
         elif isinstance(decl, n.Bands):
             expr = self._bands(decl)
         elif isinstance(decl, n.Cells):

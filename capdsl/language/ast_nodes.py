@@ -280,6 +280,8 @@ class Dated:
     entries: tuple[DatedEntry, ...]
     ref: Ref | None = None
     span: Span = _span()
+    until: date | None = None  # the last day it has a value (`until 2012-12-31`); None: open
+    until_span: Span | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -411,6 +413,28 @@ class Payment:
 
 
 @dataclass(frozen=True, slots=True)
+class Corridor:
+    """`corridor around T within w share s`: beyond T ± w × T, a share s of the excess is given back
+    (or, below, made up)."""
+
+    target: "Expr"
+    within: Quantity
+    share: Quantity
+    span: Span = _span()
+
+
+@dataclass(frozen=True, slots=True)
+class Settlement:
+    """A settlement's terms as written; its pool's `amount` is the adjustment they give."""
+
+    total: "Expr"
+    cap: "Expr | None" = None
+    floor: "Expr | None" = None
+    corridor: Corridor | None = None
+    span: Span = _span()
+
+
+@dataclass(frozen=True, slots=True)
 class Line:
     """A statement row. `kind` is "line" (monthly) or "pool" (annual, paid in
     installments). `block` records whether it was written as a block."""
@@ -428,6 +452,7 @@ class Line:
     span: Span = _span()
     payment: Payment | None = None  # `paid monthly`, `paid quarterly`, `paid in June`
     rate_per: str | None = None  # `rate per quarter`: the period the amount is a rate for
+    settlement: Settlement | None = None  # a `settlement` block (kind "pool"; amount = its adjustment)
     clause_spans: tuple[tuple[str, Span], ...] = field(default=(), compare=False, repr=False)
 
     def clause_span(self, clause: str) -> Span:

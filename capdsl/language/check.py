@@ -81,6 +81,7 @@ class _Checker:
         self.contract = contract
         self.source = source
         self.diags: list[Diagnostic] = []
+        self.reported: set = set()
         self.header = n.Header(name="")
         self.currency: str | None = None
         self.decls: dict[str, object] = {}
@@ -114,6 +115,11 @@ class _Checker:
                 self.check_example(decl)
 
     def report(self, diag: Diagnostic) -> None:
+        """Record a diagnostic once: a settlement's total is read in several places of its amount."""
+        key = (diag.code, diag.span, diag.message)
+        if key in self.reported:
+            return
+        self.reported.add(key)
         self.diags.append(diag)
 
     def money(self) -> Type:

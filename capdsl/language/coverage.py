@@ -479,6 +479,12 @@ def check_tables(ck) -> None:
                                              f"after {prev.start}", e.span,
                                     hint="list the values in date order, each from a later date",
                                     notes=[Note("the previous entry", prev.span)]))
+            last = decl.entries[-1]
+            if decl.until is not None and decl.until < last.start:
+                ck.report(error("E0409", f"`{name}` ends on {decl.until}, before its last value starts on "
+                                         f"{last.start}", decl.until_span or decl.span,
+                                hint="end it on or after the last entry's date",
+                                notes=[Note("the last entry", last.span)]))
 
 
 def _integral(ck):

@@ -254,7 +254,20 @@ def _line(line: n.Line) -> list[PLine]:
     if not line.block:
         return [PLine(0, f"line {line.name} {quote(line.label)} = {expr(line.amount)}{_ref(line.ref)}")]
     clauses: list[tuple[str, str]] = []
-    if line.amount is not None:
+    head = f"{line.kind} {line.name} {quote(line.label)}:"
+    if line.settlement is not None:
+        head = f"settlement {line.name} {quote(line.label)}:"
+        terms = line.settlement
+        clauses.append(("total", f"total {expr(terms.total)}"))
+        if terms.cap is not None:
+            clauses.append(("cap", f"cap {expr(terms.cap)}"))
+        if terms.floor is not None:
+            clauses.append(("floor", f"floor {expr(terms.floor)}"))
+        if terms.corridor is not None:
+            c = terms.corridor
+            clauses.append(("corridor", f"corridor around {expr(c.target, OR)} within {quantity(c.within)} "
+                                        f"share {quantity(c.share)}"))
+    elif line.amount is not None:
         clauses.append(("amount", f"amount {expr(line.amount)}"))
     if line.applies is not None:
         clauses.append(("applies", f"applies when {expr(line.applies)}"))
@@ -269,7 +282,7 @@ def _line(line: n.Line) -> list[PLine]:
         clauses.append(("rate", f"rate per {line.rate_per}"))
     if line.ref is not None:
         clauses.append(("ref", f"ref {quote(line.ref.text)}"))
-    return _block(f"{line.kind} {line.name} {quote(line.label)}:", [c for _, c in clauses], [k for k, _ in clauses])
+    return _block(head, [c for _, c in clauses], [k for k, _ in clauses])
 
 
 def _with(attrs: tuple[n.Assignment, ...]) -> str:
@@ -321,7 +334,8 @@ def print_decl(d) -> list[PLine]:
         return [PLine(0, f"define {d.name} = {expr(d.expr)}{_ref(d.ref)}")]
     if isinstance(d, n.Dated):
         return _block(f"define {d.name}{_ref(d.ref)}:",
-                      [f"{expr(e.value)} from {e.start.isoformat()}" for e in d.entries])
+                      [f"{expr(e.value)} from {e.start.isoformat()}" for e in d.entries]
+                      + ([f"until {d.until.isoformat()}"] if d.until is not None else []))
     if isinstance(d, n.Bands):
         return _block(f"bands {d.name} by {expr(d.key)}{_ref(d.ref)}:",
                       [f"{range_text(e.range) if e.range else 'otherwise'}: {expr(e.value)}" for e in d.entries])

@@ -10,6 +10,7 @@ before any recursive pass could overflow.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import re
 from datetime import date
@@ -55,12 +56,32 @@ def parser() -> Lark:
     )
 
 
+def settlement_amount(terms: n.Settlement) -> n.Expr:
+    """The adjustment a settlement pays, written in the language's own terms so that the checker types
+    it and every engine runs it as a pool amount: the total held between floor and cap, less the total;
+    or, with a corridor around T within w share s, −s × (total − (T + w of T)) above the band,
+    s × ((T − w of T) − total) below it, and 0 inside."""
+    total, span = terms.total, terms.span
+    if terms.corridor is None:
+        if terms.cap is not None and terms.floor is not None:
+            held = n.Call("clamp", (total, terms.floor, terms.cap), span)
+        elif terms.cap is not None:
+            held = n.Call("min", (total, terms.cap), span)
+        else:
+            held = n.Call("max", (total, terms.floor), span)
+        return n.Binary("-", held, total, span)
+    c = terms.corridor
+    width = n.Binary("of", c.within, c.target, c.span)
+    upper, lower = n.Binary("+", c.target, width, c.span), n.Binary("-", c.target, width, c.span)
+    above = n.Neg(n.Binary("of", c.share, n.Binary("-", total, upper, c.span), c.span), c.span)
+    below = n.Binary("of", c.share, n.Binary("-", lower, total, c.span), c.span)
+    zero = n.Binary("-", total, total, span)  # 0 in the total's unit
+    return n.IfExpr(n.Compare(">", total, upper, c.span), above,
+                    n.IfExpr(n.Compare("<", total, lower, c.span), below, zero, c.span), c.span)
+
+
 def pay_month(text: str) -> int:
     return PAY_TIMES[text]
-
-
-def _pay_time(tok) -> n.PayTime:
-    return n.PayTime(PAY_TIMES[str(tok)], str(tok), _tok_span(tok))
 
 
 # ─────────────────────────────── entry point ──────────────────────────────
@@ -313,8 +334,12 @@ class _Builder:
         return n.Define(str(name), expr, ref, span)
 
     def dated(self, span, items):
-        name, ref, *entries = items
-        return n.Dated(str(name), tuple(entries), ref, span)
+        name, ref, *entries, until = items
+        day, day_span = until if until is not None else (None, None)
+        return n.Dated(str(name), tuple(entries), ref, span, day, day_span)
+
+    def dated_until(self, span, items):
+        return (self._date(items[0]), span)
 
     def dated_entry(self, span, items):
         return n.DatedEntry(items[0], self._date(items[1]), span)
@@ -423,6 +448,53 @@ class _Builder:
     def pool(self, span, items):
         return self._block("pool", span, items)
 
+    def settlement(self, span, items):
+        """A pool whose amount is the adjustment its terms give (`settlement_amount`)."""
+        name, label, *clauses = items
+        terms = {c[0]: c for c in clauses if c[0] in ("total", "cap", "floor", "corridor")}
+        others = [c for c in clauses if c[0] not in terms or terms[c[0]] is not c]
+        seen = set()
+        for clause, _value, clause_span in clauses:
+            if clause in seen:
+                self._fail("E0107", f"'{clause}' is given twice in settlement '{name}'", clause_span,
+                           "keep one of them")
+            seen.add(clause)
+        if "total" not in terms:
+            self._fail("E0504", f"settlement '{name}' has no total", span,
+                       "add `total …`: what was paid in the year, e.g. `total sum of capitation over year`")
+        limits = [c for c in ("cap", "floor", "corridor") if c in terms]
+        if not limits:
+            self._fail("E0509", f"settlement '{name}' has no terms", span,
+                       "add a `cap …`, a `floor …`, or a `corridor around … within …% share …%`")
+        if "corridor" in terms and len(limits) > 1:
+            self._fail("E0509", f"settlement '{name}' has both a corridor and a {limits[0]}", terms["corridor"][2],
+                       "write the corridor and the cap or floor as two settlements; the second's total can "
+                       "read the first (what it paid)")
+        value = lambda c: terms[c][1] if c in terms else None  # noqa: E731
+        terms_node = n.Settlement(value("total"), value("cap"), value("floor"), value("corridor"), span)
+        amount = settlement_amount(terms_node)
+        fields = {c: (v, s) for c, v, s in others}
+        line = self._block("pool", span, [name, label, ("amount", amount, terms["total"][2]),
+                                          *[(c, v, s) for c, (v, s) in fields.items()]])
+        return dataclasses.replace(line, settlement=terms_node)
+
+    def s_total(self, span, items):
+        return ("total", items[0], span)
+
+    def s_cap(self, span, items):
+        return ("cap", items[0], span)
+
+    def s_floor(self, span, items):
+        return ("floor", items[0], span)
+
+    def s_corridor(self, span, items):
+        target, within, share = items
+        for q, what in ((within, "width"), (share, "share")):
+            if q.unit is None or q.unit.word != "%":
+                self._fail("E0509", f"a corridor's {what} is a percentage, not `{q.text}"
+                                    f"{' ' + q.unit.word if q.unit else ''}`", q.span, f"write `{q.text}%`")
+        return ("corridor", n.Corridor(target, within, share, span), span)
+
     def _block(self, kind, span, items):
         name, label, *clauses = items
         fields: dict = {}
@@ -463,7 +535,8 @@ class _Builder:
         return ("payment", n.Payment(str(items[0]), (), span), span)
 
     def c_paid_in(self, span, items):
-        return ("payment", n.Payment(None, tuple(_pay_time(tok) for tok in items), span), span)
+        return ("payment", n.Payment(None, tuple(n.PayTime(PAY_TIMES[str(tok)], str(tok), self._tok_span(tok))
+                                                 for tok in items), span), span)
 
     def c_rate(self, span, items):
         return ("rate", str(items[0]), span)
@@ -699,7 +772,8 @@ _TERMINAL_WORDS = {
     "$END": "the end of the file",
 }
 
-_BLOCK_KEYWORDS = ("contract", "inputs", "define", "bands", "cells", "tier", "modifier", "schedule", "line", "pool", "example")
+_BLOCK_KEYWORDS = ("contract", "inputs", "define", "bands", "cells", "tier", "modifier", "schedule", "line", "pool",
+                   "settlement", "example")
 
 
 def _describe(term: str) -> str:
