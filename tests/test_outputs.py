@@ -148,7 +148,7 @@ def test_format_wins_over_the_extension(tmp_path):
     assert (tmp_path / "s.txt").read_text().startswith("practice_id,")
 
 
-@pytest.mark.parametrize("name", ["s.xlsx", "statements"])
+@pytest.mark.parametrize("name", ["s.docx", "statements"])
 def test_an_unknown_extension_needs_format(tmp_path, name):
     proc = capdsl(*EVAL, "-o", str(tmp_path / name))
     assert proc.returncode == 1

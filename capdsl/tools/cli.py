@@ -24,10 +24,15 @@ EXAMPLES = {
     "eval": "  capdsl eval contracts/cz_vzp_2011_adult.cap --members examples/members.csv \\\n      --practices examples/practices.csv --period 2011-03\n  capdsl eval C.cap --members m.parquet --period 2011 --format json -o out.json\n"
             "  capdsl eval C.cap --members m.csv --period 2011-Q1 --by month --practice P001 --format csv\n"
             "  capdsl eval C.cap --members m.csv --period 2011 --summary\n"
+            "  capdsl eval C.cap --members m.csv --period 2011-Q1 --by month -o statements.xlsx\n"
+            "  capdsl eval C.cap --members m.csv --practices p.csv --period 2011-Q2 -o statements.pdf   # or .html\n"
             "  capdsl eval C.cap --members pojistenci.csv --delimiter ';' --decimal-comma --date-format %d.%m.%Y ...\n"
             "  capdsl eval C.cap --panel data/ --period 2011-Q2   # members.xlsx, practices.csv ... in data/\n"
             "  capdsl eval C.cap                                  # files, period, parameters from capdsl.toml",
-    "explain": "  capdsl explain C.cap --members m.csv --practices p.csv --period 2011-03 --practice P001\n  capdsl explain C.cap ... --practice P001 --line capitation --member M0042",
+    "explain": "  capdsl explain C.cap --members m.csv --practices p.csv --period 2011-03 --practice P001\n"
+               "  capdsl explain C.cap ... --practice P001 --line capitation --member M0042\n"
+               "  capdsl explain C.cap ... --period 2011 --practice P001 -o P001-2011.txt\n"
+               "  capdsl explain C.cap ... --practice P001 --format json -o P001.json",
 }
 
 
@@ -150,7 +155,10 @@ def handle_errors(fn):
     return wrapper
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+             epilog="\b\nExamples:\n  capdsl check contracts/\n"
+                    "  capdsl eval contracts/cz_vzp_2011_adult.cap --panel examples/ --period 2011-03\n"
+                    "  capdsl COMMAND --help     # every command's options, with examples")
 @click.version_option(__version__, prog_name="capdsl")
 @click.option("--debug", is_flag=True, help="Show Python tracebacks for internal errors.")
 def main(debug: bool) -> None:
@@ -451,14 +459,16 @@ def _sniff(head: bytes) -> str:
     return "csv"
 
 
-STATEMENT_FORMATS = {".csv": "csv", ".json": "json", ".parquet": "parquet", ".pq": "parquet", ".txt": "table"}
+STATEMENT_FORMATS = {".csv": "csv", ".json": "json", ".parquet": "parquet", ".pq": "parquet", ".txt": "table",
+                     ".html": "html", ".htm": "html", ".pdf": "pdf", ".xlsx": "xlsx"}
 
 
 @main.command("eval", epilog=_epilog("eval"))
 @click.argument("contract", type=click.Path())
 @panel_options
-@click.option("--format", "out_format", type=click.Choice(["table", "csv", "json", "parquet"]), default=None,
-              help="table (terminal), csv, json or parquet (default: from -o's extension, else table).")
+@click.option("--format", "out_format", type=click.Choice(["table", "csv", "json", "parquet", "xlsx", "html", "pdf"]),
+              default=None, help="table (terminal), csv, json, parquet, xlsx (a spreadsheet), or html / pdf: a "
+                                 "printable statement per practice (default: from -o's extension, else table).")
 @click.option("-o", "--output", type=click.Path(), help="Write to this file (atomically) instead of stdout; - is "
                                                         "stdout.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress or warnings on stderr.")
@@ -472,8 +482,8 @@ STATEMENT_FORMATS = {".csv": "csv", ".json": "json", ".parquet": "parquet", ".pq
               help="Only this practice's statement (repeatable).")
 @click.option("--summary", is_flag=True, help="One row per practice: its total in both currencies and its "
                                               "number of lines.")
-@click.option("--raw-cells", is_flag=True, help="CSV: write text cells as they are, even those a spreadsheet "
-                                                "would run as a formula (=, +, -, @ …).")
+@click.option("--raw-cells", is_flag=True, help="CSV and xlsx: write text cells as they are, even those a "
+                                                "spreadsheet would run as a formula (=, +, -, @ …).")
 @handle_errors
 def eval_(contract, members, practices, events, measures, input_format, assignments, params_file, period, engine,
           spark_master, show_ids, out_format, output, quiet, detail, redact, by, only_practices, summary, raw_cells):
@@ -482,11 +492,20 @@ def eval_(contract, members, practices, events, measures, input_format, assignme
     from capdsl.pipeline import compiled_file, evaluate, member_detail
 
     target, out_format = output_format(output, out_format, STATEMENT_FORMATS, "table")
-    _parquet_needs_a_file(out_format, target, "detail.parquet" if detail else "statements.parquet")
+    _parquet_needs_a_file(out_format, target, "detail.parquet" if detail else f"statements.{out_format}")
+    document = None  # html and pdf: what the statement pages state besides the amounts
+    if out_format in ("html", "pdf") and detail:
+        raise UsageError(error("E0906", f"--detail member is written as table, csv, json, parquet or xlsx, "
+                                        f"not {out_format}",
+                               hint="drop --detail for a statement per practice, or pass --format csv"))
+    if out_format == "pdf":
+        from capdsl.tools.statement_doc import require_pdf
+
+        require_pdf()  # before any work: no Chromium, no run
     compiled = compiled_file(contract)
     run = _run(contract, members, practices, events, measures, input_format, assignments, params_file, period,
                engine, spark_master, show_ids)
-    with _progress(quiet, f"evaluating {Path(contract).name} for {run.period} ({'detail' if detail else engine})"), \
+    with progress(quiet, f"evaluating {Path(contract).name} for {run.period} ({'detail' if detail else engine})"), \
             standard_input(run) as piped:
         if detail:
             table, warnings = member_detail(compiled, piped, redact=redact)
@@ -498,6 +517,10 @@ def eval_(contract, members, practices, events, measures, input_format, assignme
 
                 result = summarise(result)
             warnings = result.warnings = [stdin_named(w, run, piped) for w in result.warnings]
+            if out_format in ("html", "pdf"):  # hashes and practice names, while standard input is spooled
+                from capdsl.tools.statement_doc import collect
+
+                document = collect(compiled, run, piped)
         warnings = [stdin_named(w, run, piped) for w in warnings]
     if not quiet:
         for w in compiled.warnings:
@@ -505,42 +528,109 @@ def eval_(contract, members, practices, events, measures, input_format, assignme
         for w in warnings:
             click.echo(w, err=True)
     if detail:
-        emit_detail(table, out_format, output)
+        emit_detail(table, out_format, output, raw_cells=raw_cells)
     else:
-        emit(result, out_format, output, raw_cells=raw_cells)
+        emit(result, out_format, output, raw_cells=raw_cells, document=document)
 
 
 def _parquet_needs_a_file(out_format: str, target, example: str) -> None:
-    """Parquet is binary: to a file, a pipe or a device, never to a terminal."""
-    if out_format != "parquet":
+    """Parquet, xlsx and PDF are binary: to a file, a pipe or a device, never to a terminal."""
+    if out_format not in ("parquet", "xlsx", "pdf"):
         return
     if target is None or (target.kind == "stdout" and sys.stdout.isatty()):
-        raise UsageError(error("E0917", "--format parquet is not printed to a terminal",
+        raise UsageError(error("E0917", f"--format {out_format} is not printed to a terminal",
                                hint=f"add -o {example}, or -o - and a pipe"))
 
 
-def _progress(quiet: bool, what: str):
-    """A spinner on stderr while a run works — only on a terminal and without --quiet."""
-    import contextlib
+class Progress:
+    """A spinner and what the command is doing, on stderr — only when stderr is a terminal, never
+    with --quiet: pipes, files and CI logs get nothing. `update(text)` (or calling it) replaces the
+    text; off a terminal it does nothing. A new phase is drawn at once; a count within a phase
+    (`practice 3/200`: the same text but for its digits) waits for the spinner's next frame, so a
+    fast loop costs no terminal writes."""
 
-    if quiet or not sys.stderr.isatty():
-        return contextlib.nullcontext()
-    from rich.console import Console
+    def __init__(self, quiet: bool, what: str):
+        self.shown = (not quiet and sys.stderr is not None and sys.stderr.isatty()
+                      and os.environ.get("TERM") != "dumb")
+        self._what = what
+        self._live = self._spinner = None
+        self._shape = ""
 
-    return Console(stderr=True).status(what + " …", spinner="dots")
+    def __enter__(self) -> Progress:
+        if self.shown:
+            from rich.console import Console
+            from rich.live import Live
+            from rich.spinner import Spinner
+
+            self._spinner = Spinner("dots", text=self._line(self._what), style="status.spinner")
+            # stdout is not redirected: it may be a pipe whose bytes must not land on the terminal
+            self._live = Live(self._spinner, console=Console(stderr=True, highlight=False), transient=True,
+                              refresh_per_second=12.5, redirect_stdout=False)
+            self._live.start(refresh=True)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._live is not None:
+            self._live.stop()  # the line is erased: what follows on stderr starts clean
+            self._live = self._spinner = None
+
+    @staticmethod
+    def _line(text: str):
+        from rich.text import Text
+
+        return Text(text + " …")  # Text, not markup: a file name may hold [brackets]
+
+    def update(self, text: str) -> None:
+        if self._live is None:
+            return
+        import re
+
+        self._spinner.update(text=self._line(text))
+        shape = re.sub(r"\d+", "#", text)
+        if shape != self._shape:
+            self._shape = shape
+            self._live.refresh()
+
+    __call__ = update
 
 
-def emit_detail(table, out_format: str, output: str | None) -> None:
+def progress(quiet: bool, what: str) -> Progress:
+    """`with progress(quiet, "evaluating …") as p:` around a command's work (see `Progress`)."""
+    return Progress(quiet, what)
+
+
+def emit_detail(table, out_format: str, output: str | None, *, raw_cells: bool = False) -> None:
     from capdsl.tools import render
 
+    if out_format in ("json", "xlsx"):  # streamed to the file or standard output
+        if out_format == "json":
+            render.write_out(output, lambda fh: render.write_detail_json(table, fh))
+        else:
+            from capdsl.tools.xlsx_out import write_detail
+
+            write_detail(table, output, raw_cells=raw_cells)
+        return
     _emit(out_format, output, lambda path: render.write_detail_parquet(table, path),
           lambda console, plain=False: render.detail_table(table, console, plain=plain),
-          lambda: render.detail_to_json(table) if out_format == "json" else render.detail_to_csv(table))
+          lambda: render.detail_to_csv(table, raw_cells=raw_cells))
 
 
-def emit(result, out_format: str, output: str | None, *, raw_cells: bool = False) -> None:
+def emit(result, out_format: str, output: str | None, *, raw_cells: bool = False, document=None) -> None:
     from capdsl.tools import render
 
+    if out_format in ("html", "pdf"):  # a printable statement per practice (`document`: its provenance)
+        from capdsl.tools import statement_doc
+
+        statement_doc.emit(result, document, out_format, output)
+        return
+    if out_format in ("json", "xlsx"):  # streamed to the file or standard output
+        if out_format == "json":
+            render.write_out(output, lambda fh: render.write_json(result, fh))
+        else:
+            from capdsl.tools.xlsx_out import write_statements
+
+            write_statements(result, output, raw_cells=raw_cells)
+        return
     _emit(out_format, output, lambda path: render.write_parquet(result, path),
           lambda console, plain=False: render.table(result, console, plain=plain),
           lambda: render.to_json(result) if out_format == "json" else render.to_csv(result, raw_cells=raw_cells))
@@ -581,31 +671,60 @@ def _emit(out_format: str, output: str | None, write_parquet, draw_table, text) 
 @click.option("--practice", "practice_id", required=True, help="The practice to explain.")
 @click.option("--line", "line_id", help="Only this line.")
 @click.option("--member", "member_id", help="Also show how one member's values were computed.")
-@click.option("--format", "out_format", type=click.Choice(["text", "json"]), default="text")
-@click.option("--redact", is_flag=True, help="Hash member ids in the output.")
+@click.option("--format", "out_format", type=click.Choice(["text", "json"]), default=None,
+              help="text or json (default: from -o's extension, .json or .txt; else text).")
+@click.option("-o", "--output", type=click.Path(), help="Write to this file (atomically) instead of stdout; - is "
+                                                        "stdout.")
+@click.option("--redact", is_flag=True, help="Hash member ids in the output (and never show a birth date).")
 @handle_errors
 def explain(contract, members, practices, events, measures, input_format, assignments, params_file, period, engine,
-            spark_master, show_ids, practice_id, line_id, member_id, out_format, redact):
+            spark_master, show_ids, practice_id, line_id, member_id, out_format, output, redact):
     """Explain every amount of one practice's statement: the rule, its file:line,
-    the band or tier that matched, the inputs and the rounding."""
+    the parameters, measures and practice attributes read, the band or tier that
+    matched, the groups of members, the rounding; for a pool the year's sums and
+    each installment. The --member id is shown as given (--redact hashes it);
+    birth dates and other member ids only with --show-ids."""
+    from capdsl.outputs import STDOUT, atomic_write, output_format
     from capdsl.tools.explain import explain as run_explain
     from capdsl.tools.explain import render_json, render_text
     from capdsl.pipeline import compiled_file
 
+    _, out_format = output_format(output, out_format, {".json": "json", ".txt": "text"}, "text")  # before any work
+    to_file = output is not None and output != STDOUT
     compiled = compiled_file(contract)
     run = _run(contract, members, practices, events, measures, input_format, assignments, params_file, period,
                "python", None, show_ids)
-    explanation = run_explain(compiled.tree, compiled.source, run, practice_id, line_id=line_id, member_id=member_id,
-                              redact=redact)
+    given = {str(a).partition("=")[0].strip() for a in assignments}  # the others in run.assignments: capdsl.toml's
+    from_project = {name: "project file" for name in (str(a).partition("=")[0].strip() for a in run.assignments)
+                    if name not in given}
+    with progress(False, f"explaining {practice_id} in {Path(contract).name} for {run.period}"):
+        explanation = run_explain(compiled.tree, compiled.source, run, practice_id, line_id=line_id,
+                                  member_id=member_id, redact=redact, param_sources=from_project)
     for w in compiled.warnings:
         report([w], compiled.source)
     for w in explanation["warnings"]:  # the panel's, as eval prints them
         click.echo(w, err=True)
     if out_format == "json":
-        click.echo(render_json(explanation), nl=False)
-    else:  # source lines highlighted on a terminal (pygments lexer for .cap), plain text otherwise
-        color = sys.stdout.isatty() and not os.environ.get("NO_COLOR")
-        click.echo(render_text(explanation, compiled.source if color else None), nl=False)
+        text = render_json(explanation)
+    else:  # a terminal: source lines highlighted, lines wrapped to its width; a file or a pipe: plain, whole lines
+        terminal = not to_file and sys.stdout.isatty()
+        color = terminal and not os.environ.get("NO_COLOR")
+        text = render_text(explanation, compiled.source if color else None,
+                           width=None if to_file else _text_width(terminal))
+    if to_file:
+        atomic_write(output, text)
+    else:
+        click.echo(text, nl=False)
+
+
+def _text_width(terminal: bool) -> int | None:
+    """The width to wrap text at: the terminal's, or COLUMNS when set (also for a pipe); None: do not wrap."""
+    import shutil
+
+    columns = os.environ.get("COLUMNS", "")
+    if columns.isdigit() and int(columns) > 0:
+        return max(int(columns), 40)
+    return max(shutil.get_terminal_size().columns, 40) if terminal else None
 
 
 # ─────────────────────────────── test ────────────────────────────────────
@@ -629,15 +748,19 @@ def test_cmd(paths, out_format, output, engine, keyword):
     target, out_format = output_format(output, out_format, {".xml": "junit", ".txt": "text"}, "text")
     outcomes = []
     broken = []
-    for path in _cap_files(paths or ("contracts",)):
-        try:
-            checked, program = compile_file(path)
-        except CapError as exc:
-            broken.append(exc)
-            continue
-        for example in checked.contract.examples:
-            if keyword and keyword not in example.name:
+    with progress(False, "compiling the contracts") as shown:
+        todo = []
+        for path in _cap_files(paths or ("contracts",)):
+            shown(f"compiling {path}")
+            try:
+                checked, program = compile_file(path)
+            except CapError as exc:
+                broken.append(exc)
                 continue
+            todo += [(checked, program, example) for example in checked.contract.examples
+                     if not keyword or keyword in example.name]
+        for done, (checked, program, example) in enumerate(todo):
+            shown(f"example {done + 1}/{len(todo)}: {example.name}")
             outcomes.append((checked.source, run_example(program, example, checked.source, engine)))
     to_file = output is not None and output != STDOUT
     if out_format == "junit":
@@ -738,7 +861,8 @@ def _compiled_sql(program, dialect, period, tables, assignments, params_file) ->
 
 # ─────────────────────────────── panel ───────────────────────────────────
 
-@main.group()
+@main.group(epilog="\b\nExamples:\n  capdsl panel from-synthea patients.csv conditions.csv -o members.parquet "
+                   "--as-of 2011-01-01\n  capdsl panel from-synthea --help")
 def panel() -> None:
     """Build member panels from other data sets."""
 
@@ -787,7 +911,8 @@ def from_synthea_cmd(patients, conditions, output, as_of, n_practices, practice_
 
 # ─────────────────────────────── cache ───────────────────────────────────
 
-@main.group("cache")
+@main.group("cache", epilog="\b\nExamples:\n  capdsl cache info\n  capdsl cache clear\n"
+                            "  CAPDSL_NO_CACHE=1 capdsl eval ...   # one run without the cache")
 def cache_group() -> None:
     """Where compiled contracts, queries and panel checks are remembered, and how much space they take."""
 
@@ -889,7 +1014,9 @@ def _register_commands() -> None:
     register_validation(main)
 
 
-@main.command("lsp")
+@main.command("lsp", epilog="\b\nExamples:\n  capdsl lsp     # an editor starts it and talks LSP on stdin/stdout\n"
+                            "  pip install 'capdsl[lsp]'   # what it needs\n"
+                            "  (VS Code: editors/vscode/; other editors: docs/editors.md)")
 def lsp_cmd() -> None:
     """Start the language server on stdio (for editors; needs the `lsp` extra)."""
     try:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import io
+import shlex
 import sys
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -53,24 +54,35 @@ IMPACT_FORMATS = {".csv": "csv", ".json": "json", ".txt": "table"}
 
 def run_diff(old_path: str, new_path: str, run, new_run=None, *, rate: str | None = None, drivers: bool = True,
              out_format: str | None = None, output: str | None = None, report: str | None = None,
-             quiet: bool = False) -> object:
-    """Compile both contracts, diff them, write the requested outputs; returns the `Impact`."""
+             quiet: bool = False, progress=None, command: str | None = None) -> object:
+    """Compile both contracts, diff them, write the requested outputs; returns the `Impact`.
+    `progress` is a context manager giving a `say(text)` told each phase (the CLI's spinner on a
+    terminal), left before anything is printed; `command` is the command line the report's
+    provenance states."""
+    import contextlib
+
     from capdsl.outputs import check_output, output_format
     from capdsl.tools.impact import diff
     from capdsl.pipeline import compiled_file
 
     _, out_format = output_format(output, out_format, IMPACT_FORMATS, "table")
     if report:
-        check_output(report, "--report")
-    old_program = compiled_file(old_path).tree
-    new_program = compiled_file(new_path).tree
-    impact = diff(old_program, new_program, run, new_run, rate=parse_rate(rate), drivers=drivers)
-    if report:
-        from capdsl.tools.report import write_report
+        from capdsl.tools.report import require_report_extra
 
-        write_report(impact, report)
-        if not quiet:
-            click.echo(f"report written to {report}", err=True)
+        check_output(report, "--report")
+        require_report_extra()  # before the work, not after it
+    with progress or contextlib.nullcontext(lambda _text: None) as say:
+        say("compiling the contracts")
+        old_program = compiled_file(old_path).tree
+        new_program = compiled_file(new_path).tree
+        impact = diff(old_program, new_program, run, new_run, rate=parse_rate(rate), drivers=drivers, progress=say)
+        if report:
+            from capdsl.tools.report import context_for, write_report
+
+            say("writing the report: practice names, file hashes, charts")
+            write_report(impact, report, context_for(impact, run, new_run, command=command))
+    if report and not quiet:
+        click.echo(f"report written to {report}", err=True)
     if not quiet:
         for w in impact.warnings:
             click.echo(f"warning: {w}", err=True)
@@ -246,10 +258,17 @@ def _diff_command(cli) -> click.Command:
             new_run = replace(run, period=new_period or run.period,
                               assignments=tuple(new_assignments) if new_assignments else run.assignments,
                               params_file=new_params_file or run.params_file)
+        shown = cli.progress(quiet, f"diff {Path(old).name} → {Path(new).name}")
         run_diff(old, new, run, new_run, rate=rate, drivers=not no_drivers, out_format=out_format, output=output,
-                 report=report, quiet=quiet)
+                 report=report, quiet=quiet, progress=shown, command=_command_line())
 
     return diff_cmd
+
+
+def _command_line() -> str | None:
+    """The command as typed (for the report's provenance), when this process is `capdsl … diff …`."""
+    args = sys.argv[1:]
+    return shlex.join(["capdsl", *args]) if "diff" in args else None
 
 
 def _add_generate(test: click.Command, cli) -> None:

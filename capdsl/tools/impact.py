@@ -223,18 +223,22 @@ def check_currencies(old: t.Program, new: t.Program, rate: Decimal | None) -> li
 
 
 def diff(old_program: t.Program, new_program: t.Program, run, new_run=None, *, rate: Decimal | None = None,
-         drivers: bool = True) -> Impact:
+         drivers: bool = True, progress=None) -> Impact:
     """Evaluate both programs on the panel of `run` (and `new_run` for the new side,
-    default: the same run) with the same engine, and compare them."""
+    default: the same run) with the same engine, and compare them. `progress(text)`, when given,
+    is told each phase as it starts (the CLI shows it on a terminal)."""
     from capdsl.pipeline import evaluate
 
+    say = progress or _silent
     new_run = new_run or run
     if new_run.engine != run.engine:
         new_run = replace(new_run, engine=run.engine)
     warnings = check_currencies(old_program, new_program, rate)
     conv = rate if old_program.currency != new_program.currency else None
+    say("old contract: reading the panel and evaluating")
     old_result, old_panel = _evaluate(evaluate, old_program, run)
     try:
+        say("new contract: reading the panel and evaluating")
         new_result, new_panel = _evaluate(evaluate, new_program, new_run)
     except BaseException:
         old_panel.close()
@@ -245,7 +249,7 @@ def diff(old_program: t.Program, new_program: t.Program, run, new_run=None, *, r
         drv = None
         if drivers:
             drv = driver_analysis(old_program, new_program, (old_panel, run), (new_panel, new_run), conv,
-                                  impact_practices, lines)
+                                  impact_practices, lines, progress=say)
     finally:
         old_panel.close()
         new_panel.close()
@@ -261,6 +265,10 @@ def diff(old_program: t.Program, new_program: t.Program, run, new_run=None, *, r
         delta=new_total - old_total, delta_pct=pct(new_total - old_total, old_total), lines=lines,
         practices=impact_practices, distribution=distribution(impact_practices), drivers=drv,
         warnings=list(dict.fromkeys(warnings)))
+
+
+def _silent(_text: str) -> None:
+    """The progress reporter when nobody listens."""
 
 
 def _evaluate(evaluate, program, run):
@@ -423,8 +431,10 @@ def _params(program: t.Program, run) -> dict:
     return parse_params(list(run.assignments), run.params_file, requirements(program))
 
 
-def group_contributions(program: t.Program, rows, months, params: dict, grouper: Grouper, attrs: dict):
+def group_contributions(program: t.Program, rows, months, params: dict, grouper: Grouper, attrs: dict,
+                        progress=None, what: str = "member groups"):
     """Σ over practice-months of each monthly line evaluated on each group's members alone (unrounded).
+    `progress(text)` hears of each practice ("what 3/200").
 
     Returns ({(line, group): amount}, {group: member-months})."""
     interp = Interpreter(program, params)
@@ -432,7 +442,9 @@ def group_contributions(program: t.Program, rows, months, params: dict, grouper:
     frames = Frames(program, rows)
     contrib: dict[tuple, Decimal] = defaultdict(lambda: ZERO)
     exposure: dict[tuple, Decimal] = defaultdict(lambda: ZERO)
-    for practice in frames.practices:
+    for i, practice in enumerate(frames.practices):
+        if progress is not None:
+            progress(f"{what} {i + 1}/{len(frames.practices)}")
         env = Env(params)
         for frame in frames.months(practice, months):
             m = frame.month
@@ -475,17 +487,19 @@ def _group_name(grouper: Grouper, key: tuple) -> tuple[str, str]:
 
 
 def driver_analysis(old_p: t.Program, new_p: t.Program, old_side, new_side, rate: Decimal | None,
-                    practices: list[PracticeImpact], lines: list[LineDelta]) -> Drivers:
+                    practices: list[PracticeImpact], lines: list[LineDelta], progress=None) -> Drivers:
     from capdsl.evaluation.periods import parse_period
 
+    say = progress or _silent
     (old_panel, old_run), (new_panel, new_run) = old_side, new_side
+    say("drivers: reading the members")
     old_rows, new_rows = _side_rows(old_p, old_panel), _side_rows(new_p, new_panel)
     grouper = Grouper(old_p, new_p)
     attrs = _member_attrs([old_rows, new_rows])
     o_c, _ = group_contributions(old_p, old_rows, parse_period(old_run.period).months, _params(old_p, old_run),
-                                 grouper, attrs)
+                                 grouper, attrs, say, "drivers: grouping members, old contract, practice")
     n_c, n_exp = group_contributions(new_p, new_rows, parse_period(new_run.period).months, _params(new_p, new_run),
-                                     grouper, attrs)
+                                     grouper, attrs, say, "drivers: grouping members, new contract, practice")
     q = new_p.quantum
 
     def money(value: Decimal, convert: bool) -> Decimal:
@@ -530,6 +544,7 @@ def driver_analysis(old_p: t.Program, new_p: t.Program, old_side, new_side, rate
         if rest_o or rest_n:
             unattributed.append(Unattributed(line=ln.id, old=rest_o, new=rest_n, delta=rest_n - rest_o,
                                              reason=_reason(ln.id, old_p, new_p)))
+    say("drivers: tiers and practice tables")
     total_delta = sum((ln.delta for ln in lines), ZERO)
     drivers = [LineDriver(id=ln.id, label=ln.label, delta=ln.delta,
                           share_pct=pct(ln.delta, total_delta) if total_delta else None)

@@ -1,4 +1,4 @@
-"""Rendering statements: a terminal table, CSV, JSON and Parquet.
+"""Rendering statements: a terminal table, CSV, JSON and Parquet (.xlsx: capdsl/tools/xlsx_out.py).
 
 Money is formatted from `Decimal` (thousands separators in the terminal,
 plain decimal strings in machine formats). Files are written atomically.
@@ -7,12 +7,15 @@ plain decimal strings in machine formats). Files are written atomically.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
+import sys
 from decimal import Decimal
 from pathlib import Path
+from typing import BinaryIO, Callable
 
-from capdsl.evaluation.statements import Result
+from capdsl.evaluation.statements import PracticeTotal, Result, Statement
 
 
 def money(value: Decimal | None) -> str:
@@ -29,10 +32,108 @@ def basis_text(value: Decimal | None, unit: str | None) -> str:
     return f"{money(value)} {unit or ''}".strip()
 
 
-def to_json(result: Result) -> str:
-    from capdsl.evaluation.statements import to_jsonable
+# ─────────────────────────────── JSON ─────────────────────────────────────
+#
+# orjson writes what `json.dumps(to_jsonable(result), ensure_ascii=False, indent=2)` writes, byte for
+# byte (tests/test_json_output.py holds them equal), without pydantic's import and serializer, which
+# were most of the output's time. Long lists (statements, summary rows, detail rows) are encoded a
+# chunk at a time and written as they come, so a large output is never one string in memory.
 
-    return json.dumps(to_jsonable(result), ensure_ascii=False, indent=2) + "\n"
+#: fields `to_jsonable` leaves out when they are None (the views not asked for)
+_OMITTED_WHEN_NONE = {Statement: ("months",), Result: ("summary",), PracticeTotal: ("month",)}
+_FIELDS: dict[type, tuple[tuple[str, ...], tuple[str, ...]]] = {}
+_CHUNK = 512  # list items encoded at a time
+
+
+def _json_default(value):
+    """orjson's hook for what it does not encode itself: a Decimal as its string (as pydantic writes
+    it: `str(value)`), a statement dataclass as a dict of its fields in order, the views not asked
+    for left out."""
+    if isinstance(value, Decimal):
+        return str(value)
+    kind = type(value)
+    spec = _FIELDS.get(kind)
+    if spec is None:
+        if not dataclasses.is_dataclass(kind):
+            raise TypeError(f"{kind.__name__} is not JSON serializable")
+        spec = _FIELDS[kind] = (tuple(f.name for f in dataclasses.fields(kind)), _OMITTED_WHEN_NONE.get(kind, ()))
+    names, omitted = spec
+    data = {}
+    for name in names:  # Decimals written here, not in a call back each
+        field = getattr(value, name)
+        data[name] = str(field) if type(field) is Decimal else field
+    for name in omitted:
+        if data[name] is None:
+            del data[name]
+    return data
+
+
+def _orjson(value) -> bytes:
+    import orjson
+
+    return orjson.dumps(value, default=_json_default,
+                        option=orjson.OPT_INDENT_2 | orjson.OPT_PASSTHROUGH_DATACLASS)
+
+
+def _splice(fh: BinaryIO, head: bytes, lists: dict[str, list], encode_items: Callable[[list], bytes],
+            key_indent: bytes, close_indent: bytes) -> None:
+    """Write `head` with each empty `"key": []` of `lists` filled with that list's items, encoded
+    `_CHUNK` at a time by `encode_items` (each chunk's items, already indented, joined by ",\n").
+    A key is found by its indentation after a newline: JSON strings hold no raw newline."""
+    pos = 0
+    for key, items in lists.items():
+        marker = b"\n" + key_indent + json.dumps(key).encode() + b": []"
+        at = head.index(marker, pos) + len(marker) - 1  # the "]"
+        fh.write(head[pos:at])
+        fh.write(b"\n")
+        for start in range(0, len(items), _CHUNK):
+            if start:
+                fh.write(b",\n")
+            fh.write(encode_items(items[start:start + _CHUNK]))
+        fh.write(b"\n" + close_indent)
+        pos = at
+    fh.write(head[pos:])
+
+
+def _statement_items(items: list) -> bytes:
+    """Items of a list at depth 1 of the result (4 spaces), orjson's indent of 2 kept."""
+    body = _orjson(items)[2:-2]  # without "[\n" and "\n]": the items at 2 spaces
+    return b"  " + body.replace(b"\n", b"\n  ")
+
+
+def write_json(result: Result, fh: BinaryIO) -> None:
+    """The result as JSON (UTF-8, 2-space indent, amounts as decimal strings, a final newline)."""
+    head = _json_default(result)
+    lists = {key: head[key] for key in ("statements", "summary") if head.get(key)}
+    head.update(dict.fromkeys(lists, ()))
+    _splice(fh, _orjson(head) + b"\n", lists, _statement_items, b"  ", b"  ")
+
+
+def to_json(result: Result) -> str:
+    buf = io.BytesIO()
+    write_json(result, buf)
+    return buf.getvalue().decode("utf-8")
+
+
+def write_out(output: str | None, write: Callable[[BinaryIO], None]) -> None:
+    """Stream bytes to standard output (`output` None or `-`) or atomically to a file."""
+    from capdsl.outputs import STDOUT, atomic_path
+
+    if output is None or output == STDOUT:
+        sys.stdout.flush()
+        out = getattr(sys.stdout, "buffer", None)
+        if out is None:  # a text-only stream (an embedding program's)
+            import click
+
+            buf = io.BytesIO()
+            write(buf)
+            click.echo(buf.getvalue().decode("utf-8"), nl=False)
+            return
+        write(out)
+        out.flush()
+        return
+    with atomic_path(output) as tmp, open(tmp, "wb") as fh:
+        write(fh)
 
 
 COLUMNS = ["practice_id", "line", "label", "kind", "amount", "currency", "basis", "basis_unit", "applied",
@@ -120,7 +221,7 @@ def to_csv(result: Result, *, raw_cells: bool = False) -> str:
     return buf.getvalue()
 
 
-def _scale(values, least: int) -> int:
+def decimal_places(values, least: int) -> int:
     """The decimal places a DECIMAL column needs to hold every value exactly (at least `least`)."""
     scale = least
     for v in values:
@@ -157,7 +258,7 @@ def to_arrow(result: Result):
         types["lines"] = pa.int32()
     for name, least in (("amount", 2), ("basis", 0), ("report_amount", 2), ("total", 2), ("report_total", 2)):
         if name in types:
-            types[name] = pa.decimal128(38, _scale(data[name], least))
+            types[name] = pa.decimal128(38, decimal_places(data[name], least))
     return pa.table({name: pa.array(list(data[name]), types[name]) for name in names},
                     metadata={"contract": result.contract, "period": result.period})
 
@@ -177,7 +278,7 @@ def _pool_note(line) -> str | None:
     note = line.note
     if line.kind == "pool" and line.pool_amount is not None:
         pool = f"annual pool {money(line.pool_amount)}"
-        parts = ", ".join(f"Q{i.quarter} {i.share}{'' if i.paid else ' withheld'}" for i in line.installments)
+        parts = ", ".join(f"{i.when} {i.share}{'' if i.paid else ' withheld'}" for i in line.installments)
         pool += f": {parts}" if parts else ""
         note = f"{note}; {pool}" if note else pool
     return note
@@ -318,21 +419,55 @@ def _detail_text(value) -> str:
     return str(value)
 
 
-def detail_to_csv(detail) -> str:
-    """Member-month rows; an empty cell means the member is not in that aggregate (its `where` fails)."""
+def _detail_decimals():
+    """`_detail_text` of a value other than None, remembered by its exact written form (a detail has
+    few distinct values; `str` tells 0 from -0, which equality and hashing do not)."""
+    seen: dict[str, str] = {}
+
+    def text(value) -> str:
+        key = str(value)
+        found = seen.get(key)
+        if found is None:
+            found = seen[key] = format(value.normalize(), "f") if isinstance(value, Decimal) else key
+        return found
+
+    return text
+
+
+def detail_to_csv(detail, *, raw_cells: bool = False) -> str:
+    """Member-month rows; an empty cell means the member is not in that aggregate (its `where` fails).
+    The ids are made spreadsheet-safe unless `raw_cells`, as in the statements' CSV."""
     buf = io.StringIO()
     out = csv.writer(buf, lineterminator="\n")
     out.writerow(detail.columns)
+    text = _detail_decimals()
+    safe = (lambda v: v) if raw_cells else spreadsheet_safe
     for row in detail.rows:
-        out.writerow([_detail_text(v) for v in row])
+        out.writerow(["" if v is None else safe(v) if isinstance(v, str) else text(v) for v in row])
     return buf.getvalue()
 
 
+def write_detail_json(detail, fh: BinaryIO) -> None:
+    """Member-month rows as JSON with a 1-space indent: integers as numbers, other numbers as decimal
+    strings, None as null."""
+    import orjson
+
+    text = _detail_decimals()  # orjson's hook: it writes str, int, bool and None itself
+
+    def rows(chunk: list) -> bytes:
+        # orjson indents by 2: rows at 2 spaces stay, their values at 4 move to 3 (no deeper level)
+        encoded = orjson.dumps(chunk, default=text, option=orjson.OPT_INDENT_2)
+        return encoded[2:-2].replace(b"\n    ", b"\n   ")
+
+    head = {"columns": list(detail.columns), "aggregates": detail.aggregates, "rows": []}
+    encoded = (json.dumps(head, ensure_ascii=False, indent=1) + "\n").encode("utf-8")
+    _splice(fh, encoded, {"rows": detail.rows} if detail.rows else {}, rows, b" ", b" ")
+
+
 def detail_to_json(detail) -> str:
-    return json.dumps({"columns": list(detail.columns), "aggregates": detail.aggregates,
-                       "rows": [[None if v is None else _detail_text(v) if not isinstance(v, int) else v
-                                 for v in row] for row in detail.rows]},
-                      ensure_ascii=False, indent=1) + "\n"
+    buf = io.BytesIO()
+    write_detail_json(detail, buf)
+    return buf.getvalue().decode("utf-8")
 
 
 def write_detail_parquet(detail, path: Path) -> None:
