@@ -5,7 +5,7 @@
 
 VENV ?= .venv
 PY := $(VENV)/bin/python
-EXTRAS := test,spark,lsp,report,docs
+EXTRAS := test,spark,lsp,report,docs,fhir,x12
 
 .PHONY: install sample test system-deps bench docs clean
 

@@ -293,7 +293,8 @@ def relayouts(draw, text: str):
             pass
         elif line and not line.startswith("#") and "#" not in line and draw(st.integers(0, 3)) == 0:
             line += " " * draw(st.integers(0, 3)) + draw(COMMENT)
-        elif line and not line.startswith("#") and "#" not in line and " = " in line and draw(st.booleans()):
+        elif line and not line.startswith("#") and "#" not in line and " = " in line and draw(st.booleans()) \
+                and ('"' not in line or line.index(" = ") < line.index('"')):  # never inside a string
             line = line.replace(" = ", " = \\\n        ", 1)
         out.append(" " * draw(st.integers(0, 8)) + line)
     return "\n".join(out) + "\n"

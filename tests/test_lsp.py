@@ -222,6 +222,222 @@ def test_lsp_command_is_registered():
     assert "Start the language server on stdio" in out.stdout
 
 
+# ─────────────── payment periods, list days, a member's own events ───────────────
+
+V2 = '''contract "GP registration fee":
+    currency EUR
+    list as of quarter_start
+    age as of quarter_start
+end
+
+inputs:
+    event allowed: money
+    measure quality_met: bool
+end
+
+line registration "Registration fee":
+    amount sum of 15 EUR over members
+    rate per quarter
+    paid quarterly
+end
+
+line out_of_hours "Out of hours":
+    amount 2400 EUR
+    rate per year
+    paid in June, December
+end
+
+line stop_loss "Individual stop-loss":
+    amount sum of 80% of max(0 EUR, sum of event.allowed over member events during year - 150000 EUR) over members
+    rate per year
+    paid in December
+end
+
+pool quality "Quality payment":
+    amount 10% of sum of registration over year
+    paid 50% in H1, rest in Q4 when measure.quality_met
+end
+'''
+
+
+@pytest.fixture(scope="module")
+def v2():
+    analysis = analyse(V2)
+    assert analysis.parsed and analysis.diagnostics == []
+    return analysis
+
+
+def hover_at(analysis, needle: str, nth: int = 0, offset: int = 0) -> str:
+    line, col = line_of(analysis.source.text, needle, nth)
+    found = hover_markdown(analysis, line, col + offset)
+    assert found is not None, needle
+    return found[0]
+
+
+def test_hover_on_the_list_day_and_the_age_day(v2):
+    from capdsl.language.builtins import AGE_RULES, EXPOSURE_RULES
+
+    for offset in (0, len("list as of ")):
+        text = hover_at(v2, "list as of quarter_start", offset=offset)
+        assert text.startswith("**list as of quarter_start**")
+        assert "enrolled on the quarter's first day" in text and EXPOSURE_RULES["quarter_start"].doc.endswith(
+            "enrolled on the quarter's first day")
+        assert AGE_RULES["quarter_start"].doc in text  # the list day is the age day too
+    text = hover_at(v2, "age as of quarter_start", offset=len("age as of "))
+    assert text.startswith("**age as of quarter_start**") and AGE_RULES["quarter_start"].doc in text
+
+
+def test_hover_on_rate_per_and_paid(v2):
+    from capdsl.language.builtins import FREQUENCY_DOCS, RATE_DOCS
+
+    text = hover_at(v2, "rate per year", offset=len("rate per "))
+    assert text.startswith("**rate per year**") and RATE_DOCS["year"][1:] in text and "twelfth" in text
+    assert hover_at(v2, "rate per quarter") == hover_at(v2, "rate per quarter", offset=len("rate "))
+    text = hover_at(v2, "paid quarterly", offset=len("paid "))
+    assert text.startswith("**paid quarterly**") and FREQUENCY_DOCS["quarterly"][1:] in text
+    assert "March, June, September and December" in text
+    assert hover_at(v2, "paid in June").startswith("**paid in …**")
+    assert hover_at(v2, "paid 50%").startswith("**paid … in …**")
+
+
+def test_hover_on_a_payment_month(v2):
+    assert hover_at(v2, "June, December").startswith("**June** — paid in June")
+    assert hover_at(v2, "December", 0).startswith("**December** — paid in December")
+    assert hover_at(v2, "H1, rest").startswith("**H1** — paid in the last month of the first half-year: June")
+    assert hover_at(v2, "Q4 when").startswith("**Q4** — paid in the last month of quarter 4: December")
+
+
+def test_hover_on_member_events(v2):
+    from capdsl.language.builtins import EVENT_WINDOW_DOCS
+
+    for word in ("member events", "events during", "during year", "year - 150000"):
+        text = hover_at(v2, word)
+        assert text.startswith("**member events during year**"), word
+        assert EVENT_WINDOW_DOCS["year"][1:] in text and "over members" in text
+    # an attribute under the cursor is still the attribute
+    assert hover_at(v2, "event.allowed", offset=7).startswith("**event input** `event.allowed`")
+
+
+def test_hover_on_clause_words_while_the_file_does_not_parse():
+    broken = V2.replace("    paid in December\n", "    paid in December +\n")
+    analysis = analyse(broken)
+    assert not analysis.parsed
+    assert hover_at(analysis, "rate per year").startswith("**rate per year**")
+    assert hover_at(analysis, "quarter_start").startswith("**list as of quarter_start**")
+
+
+def test_hover_on_other_words_is_unchanged(v2):
+    line, col = line_of(V2, "over members")
+    assert hover_markdown(v2, line, col) is None  # `over` has no meaning of its own
+    line, col = line_of(V2, "currency EUR")
+    assert hover_markdown(v2, line, col) is None
+
+
+def test_hover_on_a_line_shows_its_payment_clauses(v2):
+    text = hover_at(v2, "registration", 1)  # `sum of registration over year` in the pool
+    assert "**line** `registration`" in text and "rate per quarter" in text and "paid quarterly" in text
+    text = hover_at(v2, "out_of_hours")
+    assert "paid in June, December" in text and "rate per year" in text
+
+
+def labels(analysis, needle: str, offset: int = 0, nth: int = 0) -> dict:
+    line, col = line_of(analysis.source.text, needle, nth)
+    return {c.label: c for c in completions(analysis, line, col + offset)}
+
+
+def test_completion_of_header_clauses(v2):
+    from capdsl.language.builtins import LIST_DAYS
+
+    found = labels(v2, "    list as of")  # at the start of a header clause
+    assert {f"list as of {w}" for w in LIST_DAYS} <= set(found)
+    assert {"age as of quarter_start", "currency", "exposure first_day", "end"} <= set(found)
+    assert "counts in each month of a quarter" in found["list as of quarter_start"].detail
+    assert "capitation" not in found and "sum" not in found  # only clauses here
+    after = labels(v2, "quarter_start", nth=0)
+    assert set(after) == set(LIST_DAYS) and "list day" in after["quarter_start"].detail
+    assert set(labels(v2, "quarter_start", nth=1)) == {"month_start", "month_end", "quarter_start", "year_start"}
+
+
+def test_completion_of_line_and_pool_clauses(v2):
+    from capdsl.language.builtins import RATE_DOCS
+
+    line_clauses = labels(v2, "    rate per quarter")
+    assert {"amount", "applies when", "basis", "paid monthly", "paid quarterly", "paid in", "rate per month",
+            "rate per quarter", "rate per year", "ref", "end"} <= set(line_clauses)
+    assert line_clauses["rate per year"].detail == RATE_DOCS["year"]
+    pool_clauses = labels(v2, "    paid 50%")
+    assert {"amount", "paid monthly", "paid in", "paid 50% in H1, rest in H2"} <= set(pool_clauses)
+    assert not [w for w in pool_clauses if w.startswith("rate per")]  # E0508: a pool is an annual amount
+    assert set(labels(v2, "rate per year", offset=len("rate per "))) == {"month", "quarter", "year"}
+    assert {"monthly", "quarterly", "in"} == set(labels(v2, "paid quarterly", offset=len("paid ")))
+
+
+def test_completion_of_payment_months(v2):
+    from capdsl.language.builtins import PAY_TIMES
+
+    for needle, offset in (("paid in June", len("paid in ")), ("June, December", len("June, ")),
+                           ("H1, rest", len("H1, rest in ")), ("paid 50% in", len("paid 50% in "))):
+        found = labels(v2, needle, offset)
+        assert set(found) == set(PAY_TIMES), needle
+    found = labels(v2, "paid in June", len("paid in "))
+    assert found["H2"].detail == "paid in the last month of the second half-year: December"
+    assert found["Q1"].detail == "paid in the last month of quarter 1: March"
+    assert found["May"].detail == "paid in May"
+
+
+def test_completion_of_member_event_windows(v2):
+    from capdsl.language.builtins import EVENT_WINDOW_DOCS
+
+    found = labels(v2, "during year", len("during "))
+    assert set(found) == {"month", "quarter", "year"} and found["quarter"].detail == EVENT_WINDOW_DOCS["quarter"]
+
+
+def test_completion_elsewhere_is_the_general_list(v2):
+    found = labels(v2, "line registration")  # the top level
+    assert {"registration", "stop_loss", "sum", "list", "rate", "during", "quarterly", "June", "H1"} <= set(found)
+    assert found["quarterly"].detail.startswith("paid quarterly: ")
+    assert found["H2"].detail == "paid in the last month of the second half-year: December"
+    found = labels(v2, "sum of 15 EUR", len("sum of "))  # inside an amount: names, not clauses
+    assert "registration" in found and "rate per year" not in found
+    continued = V2.replace("    amount 2400 EUR\n", "    amount 2400 EUR + \\\n        \n")
+    analysis = analyse(continued)
+    line, _ = line_of(continued, "        \n")
+    assert "rate per year" not in {c.label for c in completions(analysis, line, 9)}
+
+
+def test_grammar_keywords_are_the_grammar_s_words():
+    words = grammar_keywords()
+    assert {"list", "rate", "during", "monthly", "quarterly", "quarter_start", "June", "H1", "H2", "Q4"} <= set(words)
+    assert "lalr" not in words and "contextual" not in words  # words quoted in the grammar's comments
+
+
+def test_block_at():
+    from capdsl.tools.lsp import block_at
+
+    text = 'contract "x":\n    currency EUR\nend\nline a "A":  # note:\n    amount 1 EUR\nend\n' \
+           'define d = "a:"\npool p "P":\n'
+    assert [block_at(text, n) for n in range(1, 10)] == [None, "contract", "contract", None, "line", "line", None,
+                                                         None, "pool"]
+
+
+GOLDEN = ROOT / "tests" / "golden" / "diagnostics"
+
+
+@pytest.mark.parametrize("name", ["E0111_list_and_exposure", "E0316_member_events_reads_member",
+                                  "E0508_rate_on_pool", "E0503_quarter_twice"])
+def test_diagnostics_of_the_new_constructs(name):
+    """The checker's codes for the new constructs reach the editor, at the golden's position."""
+    import re
+
+    text = (GOLDEN / f"{name}.cap").read_text(encoding="utf-8")
+    first = (GOLDEN / f"{name}.txt").read_text(encoding="utf-8").splitlines()[0]
+    line, column, code = re.search(r":(\d+):(\d+): error\[(E\d{4})\]", first).groups()
+    analysis = analyse(text, str(GOLDEN / f"{name}.cap"))
+    d = next(d for d in analysis.diagnostics if d.code == code)
+    assert d.code == name[:5] and d.is_error
+    assert (d.span.line, d.span.column) == (int(line), int(column))
+
+
 # ─────────────────────────────── over stdio ────────────────────────────────
 
 pytest_lsp = pytest.importorskip("pytest_lsp")
@@ -415,3 +631,23 @@ async def test_server_ranges_are_utf16(client: LanguageClient, tmp_path):
     column = text.splitlines()[3].index("základná")
     assert (d.range.start.line, d.range.start.character) == (3, column + 1)
     assert d.range.end.character == column + 1 + len("základná_sadzba")
+
+
+@aio
+async def test_server_new_constructs(client: LanguageClient, tmp_path):
+    """Over stdio: E0508 on a pool's `rate per`, hover on `rate per year`, completion of payment months."""
+    uri = (tmp_path / "v2.cap").as_uri()
+    text = V2.replace("    paid 50% in H1", "    rate per year\n    paid 50% in H1")
+    open_doc(client, uri, text)
+    await until(lambda: client.diagnostics.get(uri), "the E0508 diagnostic")
+    (d,) = client.diagnostics[uri]
+    assert d.code == "E0508" and d.range.start == pos(text, "rate per year", 2)
+    doc = lsp.TextDocumentIdentifier(uri)
+    hover = await asyncio.wait_for(client.text_document_hover_async(lsp.HoverParams(
+        doc, pos(text, "rate per year", 0, len("rate per ")))), TIMEOUT)
+    assert hover is not None and hover.contents.value.startswith("**rate per year**")
+    result = await asyncio.wait_for(client.text_document_completion_async(lsp.CompletionParams(
+        doc, pos(text, "paid in June", 0, len("paid in ")))), TIMEOUT)
+    items = {i.label: i for i in (result.items if hasattr(result, "items") else result)}
+    assert {"June", "Q2", "H1", "December"} <= set(items) and "sum" not in items
+    assert items["Q2"].kind == lsp.CompletionItemKind.Keyword and items["Q2"].detail.endswith("June")

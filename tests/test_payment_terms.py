@@ -283,3 +283,32 @@ def v2_program_and_panel():
                              ("M2", date(2011, 6, 1), 100), (None, date(2011, 6, 1), 5000)):
         panel.event("P1", day, "X", member_id=mid, amount=D(amount))
     return prog, panel
+
+
+def test_fmt_keeps_each_comment_once_when_it_reorders_the_new_clauses():
+    from capdsl.language.fmt import format_source
+
+    text = ('contract "C":\n    currency EUR\n    retroactive 6 months\n    list as of quarter_start\nend\n\n'
+            'line a "A":\n    applies when true\n    amount sum of 10 EUR over members\n    # before rate\n'
+            '    rate per quarter  # a rate\n    paid quarterly  # when\nend\n\n'
+            'settlement s "S":\n    floor 1 EUR  # the floor\n    # the total\n    total sum of a over year\nend\n')
+    out = format_source(Source(text, "t.cap"))
+    for comment in ("# before rate", "# a rate", "# when", "# the floor", "# the total"):
+        assert out.count(comment) == 1, (comment, out)
+    assert out.index("list as of") < out.index("retroactive")  # the header's canonical order
+    assert format_source(Source(out, "t.cap")) == out
+
+
+def test_two_example_lines_of_members_of_one_practice_and_age_are_different_members(tmp_path):
+    """Each engine counts both lines (the interpreter did; DuckDB refused their equal ids, E0706)."""
+    from click.testing import CliRunner
+
+    from capdsl.tools.cli import main
+
+    contract = tmp_path / "t.cap"
+    contract.write_text('contract "T":\n    currency EUR\nend\n\nline cap "Capitation" = sum of 10 EUR over members\n\n'
+                        'example "two lines":\n    period 2011-03\n    2 members of P1 aged 40\n'
+                        '    3 members of P1 aged 40\n    expect P1 cap = 50.00 EUR\nend\n', "utf-8")
+    for engine in ENGINES:
+        result = CliRunner().invoke(main, ["test", str(contract), "--engine", engine])
+        assert result.exit_code == 0 and "1 passed" in result.output, result.output

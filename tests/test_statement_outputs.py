@@ -379,3 +379,20 @@ def test_a_failed_part_that_reads_members_falls_back_to_the_whole_condition(pane
     notes = {r["practice_id"]: r["note"] for r in table if r["line"] == "supplement"}
     assert notes["P1"] == "not applied: `practice.akord and count of members > 100` does not hold"
     assert notes["P2"] == "not applied: `practice.akord` is false"
+
+
+@pytest.mark.parametrize("width", ["80", "60", "40"])
+def test_a_long_basis_label_never_cuts_an_amount(tmp_path, width):
+    """A narrow terminal wraps the label and the basis; every amount is printed whole."""
+    contract = tmp_path / "long.cap"
+    contract.write_text('contract "Long":\n    currency GBP\nend\n\nline global_sum "Global sum for the registered list":\n'
+                        '    amount sum of 112.50 GBP over members\n'
+                        '    basis count of members "weighted registered patients on the list"\nend\n', "utf-8")
+    members = tmp_path / "members.csv"
+    members.write_text("member_id,practice_id,birth_date\n" + "".join(f"M{i},P1,1970-01-01\n" for i in range(381)),
+                       "utf-8")
+    out = subprocess.run([sys.executable, "-m", "capdsl.tools.cli", "eval", str(contract), "--members", str(members),
+                          "--period", "2011-Q1", "--engine", "python"], capture_output=True, text=True,
+                         env={**os.environ, "COLUMNS": width}, check=True).stdout
+    assert out.count("128,587.50") == 3  # the line, the total and the grand total
+    assert max(len(line) for line in out.splitlines()) <= int(width)

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from capdsl.language import highlight
+from capdsl.tools.lsp import grammar_keywords
 
 ROOT = Path(__file__).resolve().parent.parent
 EXT = ROOT / "editors" / "vscode"
@@ -79,6 +80,80 @@ def test_grammar_word_lists_match_the_pygments_lexer():
     assert not missing
 
 
+def test_grammar_knows_every_keyword_of_the_lark_grammar():
+    """Every word grammar/cap.lark spells (its quoted keywords and its keyword terminals' words:
+    `quarter_start`, `quarterly`, `June`, `H1`) is in one of the TextMate grammar's word lists."""
+    text = json.dumps(grammar())
+    missing = [w for w in grammar_keywords() if not re.search(rf"[(|]{w}[|)]", text)]
+    assert not missing
+
+
+def test_grammar_scopes_the_new_constructs_like_their_peers():
+    """`member events` is a source like `members`; `during quarter` a period like `per quarter`."""
+    patterns = {p["include"] for p in grammar()["patterns"]}
+    assert "#events" in patterns
+    (member_events, during) = grammar()["repository"]["events"]["patterns"]
+    assert re.search(member_events["match"], "over member events during year")
+    assert not re.search(member_events["match"], "member.events")
+    assert [during["captures"][k]["name"] for k in ("1", "2")] == ["keyword.other.cap", "support.type.unit.cap"]
+    per = grammar()["repository"]["per"]
+    assert per["captures"]["2"]["name"] == during["captures"]["2"]["name"]
+
+
+# ─────────────────────────────── snippets ───────────────────────────────
+
+def snippets() -> dict:
+    (contributed,) = manifest()["contributes"]["snippets"]
+    assert contributed["language"] == "cap"
+    return json.loads((EXT / contributed["path"]).read_text(encoding="utf-8"))
+
+
+def expansions(body: list[str]) -> list[str]:
+    """The texts a snippet body inserts: its placeholders' defaults, once per choice of each choice."""
+    text = "\n".join(body)
+    choice = re.search(r"\$\{(\d+)\|((?:[^|\\]|\\.)*)\|\}", text)
+    if choice:
+        options = [o.replace("\\,", ",") for o in re.split(r"(?<!\\),", choice.group(2))]
+        return [x for o in options
+                for x in expansions([text[:choice.start()] + o + text[choice.end():]])]
+    defaults: dict[str, str] = {}
+
+    def fill(m: re.Match) -> str:
+        defaults[m.group(1)] = m.group(2)
+        return m.group(2)
+
+    text = re.sub(r"\$\{(\d+):([^{}]*)\}", fill, text)
+    text = re.sub(r"\$(\d+)", lambda m: defaults.get(m.group(1), ""), text)
+    return [text]
+
+
+def test_every_snippet_expands_to_a_contract_that_checks():
+    from capdsl.errors import Source
+    from capdsl.language.check import check
+    from capdsl.language.fmt import format_source
+    from capdsl.language.syntax import parse
+
+    found = snippets()
+    assert {"contract header", "quarterly fee", "annual rate", "pool", "individual stop-loss"} <= set(found)
+    head = 'contract "x":\n    currency USD\nend\n\ninputs:\n    event allowed: money\nend\n\n' \
+           'line capitation "Capitation" = sum of 10 USD over members\n\n'
+    checked = 0
+    for name, snippet in found.items():
+        assert snippet["prefix"] and snippet["description"], name
+        for text in expansions(snippet["body"]):
+            source = Source(text if name == "contract header" else head + text.replace("EUR", "USD"), f"{name}.cap")
+            check(parse(source), source)  # raises CapError on any error
+            assert format_source(source) == source.text, name  # in the canonical layout
+            checked += 1
+    assert checked >= 10
+
+
+def test_snippet_expansion_reads_choices_and_defaults():
+    assert expansions(["paid ${1|monthly,in June\\, December|}", "$0"]) == ["paid monthly\n",
+                                                                           "paid in June, December\n"]
+    assert expansions(["max(0 ${4:USD}, 1 $4)"]) == ["max(0 USD, 1 USD)"]
+
+
 def test_grammar_scope_tests(node_modules):
     done = run(NPM, "test")
     assert done.returncode == 0, done.stdout + done.stderr
@@ -103,6 +178,7 @@ def test_package_builds_a_vsix(node_modules, tmp_path):
         names = set(vsix.namelist())
     for required in ("extension/package.json", "extension/extension.js", "extension/readme.md",
                      "extension/language-configuration.json", "extension/syntaxes/cap.tmLanguage.json",
+                     "extension/snippets/cap.json",
                      "extension/node_modules/vscode-languageclient/package.json"):
         assert required in names
     assert not any(name.startswith("extension/tests/") for name in names)

@@ -948,3 +948,28 @@ def _derive_practices(con, specs: list[ColumnSpec], file_given: bool, probs: Pro
             + " FROM (SELECT practice_id FROM members UNION SELECT practice_id FROM events "
                   "UNION SELECT practice_id FROM measures) WHERE practice_id IS NOT NULL ORDER BY practice_id")
 
+
+
+def load_table(panel: Panel, table: str, path: str | Path, specs: list[ColumnSpec],
+               options: ReadOptions | None = None) -> list[Diagnostic]:
+    """Read one more file into a loaded panel's connection as the typed table `table` (a remittance),
+    with the checks every panel table gets: each value typed per its spec, a bad or missing value
+    reported with its file, row and column. Raises InputError; returns the warnings."""
+    options = options or ReadOptions()
+    check_options(options)
+    path, sheet = split_sheet(path)
+    if sheet is not None and options.sheet is None:
+        options = dataclasses.replace(options, sheet=sheet)
+    probs = Problems()
+    raw = read_table(panel.con, table, path, detect_format(path, options.format), probs, options)
+    if raw is not None:
+        rules = _text_rules(panel.con, table, raw, options, specs, probs)
+        if raw.imprecise or raw.error_cells:
+            _report_cells(raw, specs, probs, panel.show_ids)
+        _type_table(panel.con, table, raw, specs, probs, panel.show_ids, rules)
+        for stmt in raw.drop():
+            fetch_all(panel.con, stmt)
+    if probs.errors:
+        raise InputError(probs.errors + probs.warnings)
+    panel.kinds[table] = {"_row": "integer", **{s.name: s.kind for s in specs}}
+    return probs.warnings

@@ -109,7 +109,7 @@ class _Lowering:
             report_currency=self.header.report_currency, report_rate=rate.value if rate else None,
             definitions=definitions, lines=tuple(lines), line_order=line_order,
             columns=columns, measures=measures, params=params,
-            payer=self.header.payer, provider=self.header.provider)
+            payer=self.header.payer, provider=self.header.provider, retro_months=self.header.retro_months)
 
     def _exposure(self) -> str:
         """`list as of quarter_start` is the exposure rule that takes the list on the quarter's first day."""

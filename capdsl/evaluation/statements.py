@@ -50,7 +50,9 @@ class Installment:
 class Line:
     id: str
     label: str
-    kind: Literal["line", "pool"]
+    kind: Literal["line", "pool", "adjustment"] = _doc(
+        "line (monthly), pool (annual, in installments) or adjustment (`capdsl retro`: owed for past months)",
+        default=dataclasses.MISSING)
     amount: Decimal
     basis: Decimal | None = _doc("the quantity the line is computed on, e.g. members")
     basis_unit: str | None = None
@@ -94,7 +96,7 @@ class Statement:
     report_total: Decimal | None = None
     months: list[MonthStatement] | None = _doc(
         "with --by month: the statement of each month of the period; every line's monthly amounts add up "
-        "to its period amount (a pool's installments fall in the last month of their quarter)")
+        "to its period amount (a pool's installments fall in the month they are paid in)")
 
 
 @dataclass(slots=True, kw_only=True)

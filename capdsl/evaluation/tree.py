@@ -380,6 +380,7 @@ class Program:
     params: dict[str, ParamDecl]
     payer: str | None = None
     provider: str | None = None
+    retro_months: int | None = None  # `retroactive N months`: how far back eligibility changes are paid
 
     @property
     def has_pools(self) -> bool:

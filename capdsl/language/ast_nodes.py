@@ -224,6 +224,7 @@ class Header:
     age_rule: str = "month_start"
     exposure: str = "first_day"
     list_day: str | None = None  # `list as of quarter_start`: the day the list of members is taken on
+    retro_months: int | None = None  # `retroactive 12 months`: how far back eligibility changes are paid
     rounding_mode: str = "half_up"
     rounding_quantum: Decimal = Decimal("0.01")
     report_currency: str | None = None

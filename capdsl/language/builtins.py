@@ -202,6 +202,39 @@ def month_label(month: int) -> str:
     return MONTH_NAMES[month - 1]
 
 
+#: What `paid monthly` / `paid quarterly` mean, for hover and completion.
+FREQUENCY_DOCS: dict[str, str] = {
+    "monthly": "paid every month (a line's default); a pool: in twelve equal parts, January to December",
+    "quarterly": "paid in March, June, September and December, each quarter's last month; a pool: in four "
+                 "equal parts",
+}
+#: What `rate per month|quarter|year` means, for hover and completion.
+RATE_DOCS: dict[str, str] = {
+    "month": "the amount is a rate per month (the default): in a month the line is paid it pays the rate once "
+             "for each month since its previous payment",
+    "quarter": "the amount is a rate per quarter: in a month the line is paid it pays the rate × the months since "
+               "its previous payment ÷ 3 — with `paid quarterly`, the quarter's fee once a quarter",
+    "year": "the amount is a rate per year: in a month the line is paid it pays the rate × the months since its "
+            "previous payment ÷ 12 — a twelfth each month, or with `paid in December` the whole amount once",
+}
+#: What `member events during month|quarter|year` reads, for hover and completion.
+EVENT_WINDOW_DOCS: dict[str, str] = {
+    "month": "the member's own events (any practice) dated in the evaluated month (the default window)",
+    "quarter": "the member's own events (any practice) dated in the evaluated month's quarter",
+    "year": "the member's own events (any practice) dated in the evaluated month's year",
+}
+
+
+def pay_time_doc(word: str) -> str:
+    """What a payment month word means (`June`, `Q2`, `H1`), for hover and completion."""
+    month = month_label(PAY_TIMES[word])
+    if word[0] == "Q" and word[1:].isdigit():
+        return f"the last month of quarter {word[1]}: {month}"
+    if word[0] == "H" and word[1:].isdigit():
+        return f"the last month of the {'first' if word == 'H1' else 'second'} half-year: {month}"
+    return month
+
+
 # ───────────────────────────── age and exposure rules ─────────────────────────────
 
 @dataclass(frozen=True, slots=True)

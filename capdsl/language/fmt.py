@@ -188,6 +188,7 @@ def _header(h: n.Header) -> list[PLine]:
         "age": lambda: f"age as of {h.age_rule}",
         "exposure": lambda: f"exposure {h.exposure}",
         "list": lambda: f"list as of {h.list_day}",
+        "retroactive": lambda: f"retroactive {h.retro_months} months",
         "rounding": lambda: f"rounding {h.rounding_mode} {h.rounding_quantum:f} per line",
         "report": lambda: f"report in {h.report_currency} at {quantity(h.report_rate)}",
         "ref": lambda: f"ref {quote(h.ref.text)}",
@@ -277,7 +278,7 @@ def _line(line: n.Line) -> list[PLine]:
     if line.paid:
         clauses.append(("paid", "paid " + ", ".join(installment_text(i) for i in line.paid)))
     if line.payment is not None:
-        clauses.append(("payment", payment_text(line.payment)))
+        clauses.append(("paid", payment_text(line.payment)))
     if line.rate_per is not None:
         clauses.append(("rate", f"rate per {line.rate_per}"))
     if line.ref is not None:

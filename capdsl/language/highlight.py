@@ -17,18 +17,23 @@ from pygments.token import (Comment, Keyword, Literal, Name, Number, Operator, P
                             Whitespace)
 
 DECLARATIONS = ("contract", "inputs", "define", "bands", "cells", "tier", "modifier", "schedule", "line", "pool",
-                "example")
+                "settlement", "example")
 KEYWORDS = ("end", "payer", "provider", "currency", "period", "age", "as", "exposure", "rounding", "per",
             "report", "at", "ref", "by", "to", "under", "over", "when", "otherwise", "combine", "amount",
             "applies", "basis", "paid", "rest", "set", "aged", "born", "enrolled", "from", "code", "on",
-            "expect", "if", "then", "else", "sum", "count", "with", "for", "where", "present", "missing", "any")
+            "expect", "if", "then", "else", "sum", "count", "with", "for", "where", "present", "missing", "any",
+            "list", "rate", "during", "until", "total", "cap", "floor", "corridor", "around", "within", "share",
+            "retroactive")
 WORD_OPERATORS = ("and", "or", "not", "in", "is", "of")
 SCOPES = ("member", "practice", "event", "measure", "param", "calendar")
 TYPES = ("bool", "text", "date", "number", "integer", "percent", "money")
-UNITS = ("points", "point", "hours", "hour", "days", "day", "members", "member", "events", "year")
-CONSTANTS = ("month_start", "month_end", "year_start", "first_day", "pro_rata", "any_day", "half_up",
-             "half_even", "down", "up", "month", "highest", "lowest", "multiply", "add", "first",
-             "Q1", "Q2", "Q3", "Q4")
+UNITS = ("points", "point", "hours", "hour", "days", "day", "members", "member", "events", "year", "months")
+#: The months a payment falls in (`paid in June`, `50% in H1`), as the grammar's PAY_TIME spells them.
+MONTH_NAMES = ("January", "February", "March", "April", "May", "June", "July", "August", "September", "October",
+               "November", "December")
+CONSTANTS = ("month_start", "month_end", "quarter_start", "year_start", "first_day", "pro_rata", "any_day",
+             "half_up", "half_even", "down", "up", "month", "quarter", "highest", "lowest", "multiply", "add",
+             "first", "monthly", "quarterly", "Q1", "Q2", "Q3", "Q4", "H1", "H2") + MONTH_NAMES
 FUNCTIONS = ("min", "max", "clamp", "abs", "round", "years_between", "months_between", "days_between")
 
 
@@ -51,15 +56,18 @@ class CapLexer(RegexLexer):
             # the name a declaration introduces
             (r"(define|bands|cells|tier|modifier|schedule)([ \t\f]+)(\w+)", bygroups(Keyword.Declaration, Whitespace,
                                                                         Name.Function)),
-            (r"(line|pool)([ \t\f]+)(\w+)", bygroups(Keyword.Declaration, Whitespace, Name.Function)),
+            (r"(line|pool|settlement)([ \t\f]+)(\w+)", bygroups(Keyword.Declaration, Whitespace, Name.Function)),
             (words(DECLARATIONS, prefix=r"(?<![\w.])", suffix=r"(?![\w])"), Keyword.Declaration),
             # member.age: the scope, the dot, the attribute
-            (r"(?<![\w.])(member|practice|event|measure|param)(\.)(\w+)",
+            (r"(?<![\w.])(member|practice|event|measure|param|calendar)(\.)(\w+)",
              bygroups(Name.Builtin, Punctuation, Name.Attribute)),
             (r"(per)([ \t\f]+)(?!line(?![\w]))(\w+)", bygroups(Keyword, Whitespace, Keyword.Type)),  # CZK per member
             # an input declaration: `event points: points`
             (r"(?<![\w.])(member|practice|event|measure|param)([ \t\f]+)(\w+)([ \t\f]*)(:)",
              bygroups(Name.Builtin, Whitespace, Name.Variable, Whitespace, Punctuation)),
+            # `over member events during year`: the member's own events, a source like `members`, and its window
+            (r"(?<![\w.])(member)([ \t\f]+)(events)(?![\w])", bygroups(Keyword.Type, Whitespace, Keyword.Type)),
+            (r"(?<![\w.])(during)([ \t\f]+)(month|quarter|year)(?![\w])", bygroups(Keyword, Whitespace, Keyword.Type)),
             (words(SCOPES, prefix=r"(?<![\w.])", suffix=r"(?![\w])"), Name.Builtin),
             include("literals"),
             (words(("true", "false"), prefix=r"(?<![\w.])", suffix=r"(?![\w])"), Keyword.Constant),

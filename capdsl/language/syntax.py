@@ -80,6 +80,10 @@ def settlement_amount(terms: n.Settlement) -> n.Expr:
                     n.IfExpr(n.Compare("<", total, lower, c.span), below, zero, c.span), c.span)
 
 
+#: The longest look-back `retroactive N months` may state.
+MAX_RETRO_MONTHS = 36
+
+
 def pay_month(text: str) -> int:
     return PAY_TIMES[text]
 
@@ -178,7 +182,8 @@ def _check_tree_depth(tree: Tree, source: Source) -> None:
 _TOKEN_OR_COMMENT = re.compile(r'"(?:[^"\\\n]|\\.)*"|#[^\r\n]*')
 
 
-HEADER_ORDER = ("payer", "provider", "currency", "period", "list", "age", "exposure", "rounding", "report", "ref")
+HEADER_ORDER = ("payer", "provider", "currency", "period", "list", "age", "exposure", "rounding", "report", "retroactive",
+                "ref")
 
 
 def _comments(text: str) -> list[n.Comment]:
@@ -271,7 +276,8 @@ class _Builder:
             elif clause == "report":
                 fields["report_currency"], fields["report_rate"] = value
             else:
-                fields[{"age": "age_rule", "period": "period_unit", "list": "list_day"}.get(clause, clause)] = value
+                fields[{"age": "age_rule", "period": "period_unit", "list": "list_day",
+                        "retroactive": "retro_months"}.get(clause, clause)] = value
         # `written` in canonical order, so a formatted file parses to the same AST
         canonical = [c for c in HEADER_ORDER if c in written] + [c for c in written if c not in HEADER_ORDER]
         return n.Header(**fields, written=tuple(canonical), span=span, clause_spans=tuple(spans))
@@ -290,6 +296,13 @@ class _Builder:
 
     def h_age(self, span, items):
         return ("age", str(items[0]), span)
+
+    def h_retro(self, span, items):
+        text = str(items[0])
+        if not text.isdigit() or not 1 <= int(text) <= MAX_RETRO_MONTHS:
+            self._fail("E0112", f"`retroactive {text} months`: the look-back is a whole number of months from 1 to "
+                                f"{MAX_RETRO_MONTHS}", span, "write e.g. `retroactive 12 months`")
+        return ("retroactive", int(text), span)
 
     def h_list(self, span, items):
         return ("list", str(items[0]), span)

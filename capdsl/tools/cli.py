@@ -862,7 +862,9 @@ def _compiled_sql(program, dialect, period, tables, assignments, params_file) ->
 # ─────────────────────────────── panel ───────────────────────────────────
 
 @main.group(epilog="\b\nExamples:\n  capdsl panel from-synthea patients.csv conditions.csv -o members.parquet "
-                   "--as-of 2011-01-01\n  capdsl panel from-synthea --help")
+                   "--as-of 2011-01-01\n"
+                   "  capdsl panel from-834 examples/x12/members_2011-01.834 -o members.csv\n"
+                   "  capdsl panel from-synthea --help")
 def panel() -> None:
     """Build member panels from other data sets."""
 
@@ -907,6 +909,97 @@ def from_synthea_cmd(patients, conditions, output, as_of, n_practices, practice_
     else:
         for line in report.lines():
             click.echo(line)
+
+
+@panel.command("from-atr", epilog="\b\nExamples:\n  capdsl panel from-atr examples/fhir_atr -o members.csv\n"
+                                  "  capdsl panel from-atr export/ -o members.parquet --json\n"
+                                  "  capdsl panel from-atr attribution-bundle.json -o members.csv")
+@click.argument("source", type=click.Path())
+@click.option("-o", "--output", required=True, type=click.Path(),
+              help="The members file (.csv or .parquet; - is CSV on standard output, the report then on stderr).")
+@click.option("--format", "out_format", type=click.Choice(["csv", "parquet"]), default=None,
+              help="Output format (default: from the file extension).")
+@click.option("--json", "as_json", is_flag=True, help="Print the conversion report as JSON.")
+@handle_errors
+def from_atr_cmd(source, output, out_format, as_json):
+    """Convert a FHIR Da Vinci ATR member-attribution list (SOURCE: the folder of a $davinci-data-export's
+    NDJSON files, or one Bundle .json file) into a members table. Each resource is validated with
+    fhir.resources (the 'fhir' extra); every member that cannot be converted, and every inactive one, is
+    listed with its position and the reason. Exit 1 only if no member could be read."""
+    import json as _json
+
+    from capdsl.data.fhir_atr import from_atr
+
+    reading = from_atr(source, output, fmt=out_format)
+    to_stderr = output == "-"
+    if as_json:
+        click.echo(_json.dumps({**reading.to_dict(), "output": output}, indent=2, ensure_ascii=False),
+                   err=to_stderr)
+    else:
+        for line in [*reading.lines(), f"members table -> {output}"]:
+            click.echo(line, err=to_stderr)
+
+
+def _x12_report(reading, output: str, as_json: bool) -> None:
+    """The conversion report of from-834 / from-820: on stderr when the table itself goes to stdout."""
+    import json as _json
+
+    to_stderr = output == "-"
+    if as_json:
+        click.echo(_json.dumps(reading.to_dict(), indent=2, ensure_ascii=False), err=to_stderr)
+    else:
+        for line in reading.lines():
+            click.echo(line, err=to_stderr)
+
+
+@panel.command("from-834", epilog="\b\nExamples:\n  capdsl panel from-834 examples/x12/members_2011-01.834 "
+                                  "-o members.csv\n"
+                                  "  capdsl panel from-834 enrollment.834 -o members.parquet "
+                                  "--practices examples/practices.csv\n"
+                                  "  capdsl panel from-834 enrollment.834 -o - --json > members.csv")
+@click.argument("file", type=click.Path())
+@click.option("-o", "--output", required=True, type=click.Path(),
+              help="The members file (.csv or .parquet; - is CSV on standard output, the report then on stderr).")
+@click.option("--practices", "practices_file", default=None, type=click.Path(),
+              help="A practices table: a member whose primary care provider it does not list is rejected; an "
+                   "'npi' column maps NPIs (NM108 XX) to practice ids.")
+@click.option("--format", "out_format", type=click.Choice(["csv", "parquet"]), default=None,
+              help="Output format (default: from the file extension).")
+@click.option("--show-ids", is_flag=True, help="Show member ids in the report (hidden by default: health data).")
+@click.option("--json", "as_json", is_flag=True, help="Print the conversion report as JSON.")
+@handle_errors
+def from_834_cmd(file, output, practices_file, out_format, show_ids, as_json):
+    """Convert an X12 5010 834 benefit enrollment file into a members table. pyx12 (the 'x12' extra)
+    walks and validates the file; every member loop that cannot be used (no id, birth date or primary care
+    provider, a segment pyx12 finds invalid, a cancellation) is listed with its segment position and the
+    reason. Exit 1 only if no member could be read."""
+    from capdsl.data.x12 import from_834
+
+    reading = from_834(file, output, practices=practices_file, fmt=out_format, show_ids=show_ids)
+    _x12_report(reading, output, as_json)
+
+
+@panel.command("from-820", epilog="\b\nExamples:\n  capdsl panel from-820 examples/x12/remittance_2011-02.820 "
+                                  "-o remittance.csv\n"
+                                  "  capdsl panel from-820 payment.820 -o remittance.parquet --json")
+@click.argument("file", type=click.Path())
+@click.option("-o", "--output", required=True, type=click.Path(),
+              help="The remittance file (.csv or .parquet; - is CSV on standard output, the report then on "
+                   "stderr).")
+@click.option("--format", "out_format", type=click.Choice(["csv", "parquet"]), default=None,
+              help="Output format (default: from the file extension).")
+@click.option("--show-ids", is_flag=True, help="Show member ids in the report (hidden by default: health data).")
+@click.option("--json", "as_json", is_flag=True, help="Print the conversion report as JSON.")
+@handle_errors
+def from_820_cmd(file, output, out_format, show_ids, as_json):
+    """Convert an X12 5010 820 premium payment (member-level capitation remittance) into a remittance
+    table: one row per paid amount (RMR) and per adjustment (ADX), with practice, member, month, capdsl
+    line and reference. Every record that cannot be used is listed with its segment position and the
+    reason. Exit 1 only if nothing could be read."""
+    from capdsl.data.x12 import from_820
+
+    reading = from_820(file, output, fmt=out_format, show_ids=show_ids)
+    _x12_report(reading, output, as_json)
 
 
 # ─────────────────────────────── cache ───────────────────────────────────
@@ -1010,8 +1103,11 @@ def _pairs(items, option: str, form: str, code: str) -> dict[str, str]:
 def _register_commands() -> None:
     """Commands owned by their own modules (kept out of this file to keep it thin)."""
     from capdsl.tools.diff_command import register as register_validation
+    from capdsl.tools.reconcile_command import register as register_reconcile, register_retro
 
     register_validation(main)
+    register_reconcile(main)
+    register_retro(main)
 
 
 @main.command("lsp", epilog="\b\nExamples:\n  capdsl lsp     # an editor starts it and talks LSP on stdin/stdout\n"

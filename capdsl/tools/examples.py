@@ -120,7 +120,9 @@ def build_rows(program: t.Program, example: n.Example, source: Source):
             born = born_aged(entry.age, start)
             for k in range(entry.count):
                 row_no += 1
-                members.append({"member_id": f"{entry.practice}-{entry.age}-{k + 1}", "practice_id": entry.practice,
+                # the example's line number keeps two lines of members of one practice and age apart
+                members.append({"member_id": f"{entry.practice}-{entry.age}-{k + 1}-l{entry.span.line}",
+                                "practice_id": entry.practice,
                                 "birth_date": born, "enrolled_from": None, "enrolled_to": None, "sex": None,
                                 "_row": row_no, "_label": f"example line {entry.span.line}", **attrs})
         elif isinstance(entry, n.ExMember):

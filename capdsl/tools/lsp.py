@@ -24,8 +24,9 @@ from dataclasses import dataclass, field
 
 from capdsl.errors import CapError, Diagnostic, Source, Span
 from capdsl.language import ast_nodes as n
-from capdsl.language.builtins import AGE_RULES, BUILTINS, CALENDAR, EXPOSURE_RULES, FUNCTION_DOCS, FUNCTIONS, LIST_DAYS, \
-    OPTIONAL_FIELDS, SCOPES, Builtin
+from capdsl.language.builtins import AGE_RULES, BUILTINS, CALENDAR, EVENT_WINDOW_DOCS, EXPOSURE_RULES, FREQUENCY_DOCS, \
+    FUNCTION_DOCS, FUNCTIONS, LIST_DAYS, OPTIONAL_FIELDS, PAY_TIMES, PERIOD_MONTHS, RATE_DOCS, SCOPES, Builtin, \
+    pay_time_doc
 from capdsl.language.units import of_kind
 
 log = logging.getLogger("capdsl.tools.lsp")
@@ -354,10 +355,10 @@ def hover_markdown(analysis: Analysis, line: int, column: int) -> tuple[str, Spa
     """Markdown for the name under a 1-based position, and the span it covers."""
     index = analysis.index
     if index is None:
-        return None
+        return keyword_hover(analysis, line, column)
     occ = index.at(line, column)
     if occ is None:
-        return function_hover(analysis, line, column)
+        return function_hover(analysis, line, column) or keyword_hover(analysis, line, column)
     definition = index.definitions.get(occ.key)
     if definition is None:
         if occ.key.startswith("calendar.") and occ.key[len("calendar."):] in CALENDAR:
@@ -386,6 +387,78 @@ def function_hover(analysis: Analysis, line: int, column: int) -> tuple[str, Spa
             doc = FUNCTION_DOCS[m.group(1)]
             return (f"**built-in function** `{m.group(1)}`\n\n{doc}",
                     Span(line, m.start(1) + 1, line, m.end(1) + 1))
+    return None
+
+
+def _sentence(text: str) -> str:
+    return text[0].upper() + text[1:] + ("" if text.endswith(".") else ".")
+
+
+def _list_day_text(word: str) -> str:
+    if word not in LIST_DAYS:
+        return (f"`{word}` is not a list day: a list is taken on the first day of a month, quarter or year "
+                f"(`month_start`, `quarter_start`, `year_start`; E0111).")
+    rule = EXPOSURE_RULES[LIST_DAYS[word]]
+    doc = rule.doc.split(": ", 1)[-1] if rule.doc.startswith("`") else rule.doc
+    return (f"{_sentence(doc)} Ages are taken on the same day ({AGE_RULES[word].doc}) unless `age as of` says "
+            f"otherwise.")
+
+
+#: Clauses whose words hover with their meaning: the clause's pattern (its last group the word that
+#: chooses the meaning) and how to say it.
+_CLAUSE_HOVERS: tuple[tuple[re.Pattern, object], ...] = (
+    (re.compile(r"(?<![\w.])(list)\s+(as)\s+(of)\s+(\w+)"),
+     lambda w: (f"list as of {w}", _list_day_text(w))),
+    (re.compile(r"(?<![\w.])(age)\s+(as)\s+(of)\s+(\w+)"),
+     lambda w: (f"age as of {w}", _sentence(f"member.age is {AGE_RULES[w].doc}") if w in AGE_RULES else None)),
+    (re.compile(r"^\s*(exposure)\s+(\w+)"),
+     lambda w: (f"exposure {w}", _sentence(EXPOSURE_RULES[w].doc) if w in EXPOSURE_RULES else None)),
+    (re.compile(r"^\s*(rate)\s+(per)\s+(\w+)"),
+     lambda w: (f"rate per {w}", _sentence(RATE_DOCS[w]) + " In the other months it pays 0 (“not due this "
+                                                           "month”)." if w in RATE_DOCS else None)),
+    (re.compile(r"^\s*(paid)\s+(monthly|quarterly)(?!\w)"),
+     lambda w: (f"paid {w}", _sentence(FREQUENCY_DOCS[w]))),
+    (re.compile(r"^\s*(paid)\s+(in)(?!\w)"),
+     lambda w: ("paid in …", "The months the line is paid in (a pool: its equal parts), each a month's name, `Q1`–`Q4` "
+                             "(a quarter's last month) or `H1`, `H2` (June, December). In a month it is paid, a "
+                             "line pays its rate × the months since its previous payment (see `rate per`); in the "
+                             "other months 0 (“not due this month”).")),
+    (re.compile(r"^\s*(paid)(?=\s+(?:[0-9.]+\s*%|rest)(?!\w))"),
+     lambda w: ("paid … in …", "A pool's installments: each share is paid in its month (a month's name, `Q1`–`Q4` "
+                               "or `H1`, `H2`), rounded; `rest` takes what the others leave; with `when`, an "
+                               "installment is withheld unless its condition holds.")),
+    (re.compile(r"(?<![\w.])(member)\s+(events)(?:\s+(during)\s+(\w+))?"),
+     lambda w: (f"member events during {w or 'month'}",
+                _sentence(EVENT_WINDOW_DOCS[w or "month"]) + " A per-member value: it stands inside `sum of … over "
+                "members`, and its `sum of …` and `where` read only the event, parameters and constants."
+                if (w or "month") in EVENT_WINDOW_DOCS else None)),
+)
+
+
+def keyword_hover(analysis: Analysis, line: int, column: int) -> tuple[str, Span] | None:
+    """Markdown for a keyword of a clause under a 1-based position: `list as of quarter_start`, `rate per
+    year`, `paid quarterly`, a payment month (`June`, `Q2`, `H1`), `member events during year`. Read
+    from the line's text, so it works while the file does not parse."""
+    code = _code_part(analysis.source.line_text(line))
+    for pattern, say in _CLAUSE_HOVERS:
+        for m in pattern.finditer(code):
+            groups = [g for g in range(1, (m.lastindex or 0) + 1) if m.group(g) is not None]
+            if not any(m.start(g) < column <= m.end(g) + 1 for g in groups):  # on a word, or just after it
+                continue
+            word = m.group(pattern.groups) if m.group(pattern.groups) is not None else ""
+            title, text = say(word)
+            if text is None:
+                return None
+            span = Span(line, m.start() + 1, line, m.end() + 1)
+            return f"**{title}**\n\n{text}", span
+    for m in re.finditer(r"(?<![\w.])(\w+)(?!\w)", code):
+        if not m.start() < column <= m.end() + 1 or m.group(1) not in PAY_TIMES:
+            continue
+        if not re.match(r"\s*paid\b", code):
+            return None
+        return (f"**{m.group(1)}** — paid in {pay_time_doc(m.group(1))}\n\nA payment falls in a month named, or in a "
+                f"quarter's or half-year's last month (`Q1`–`Q4`: March, June, September, December; `H1`, `H2`: "
+                f"June, December).", Span(line, m.start() + 1, line, m.end() + 1))
     return None
 
 
@@ -452,6 +525,12 @@ def definition_markdown(d: Definition, type_text: str | None = None) -> str:
             from capdsl.language.fmt import installment_text
 
             parts.append("paid " + ", ".join(installment_text(i) for i in decl.paid))
+        if decl.payment is not None:
+            from capdsl.language.fmt import payment_text
+
+            parts.append(payment_text(decl.payment))
+        if decl.rate_per is not None:
+            parts.append(f"rate per {decl.rate_per}")
         body.append("```cap\n" + "\n".join(parts) + "\n```")
     out.extend(body)
     ref = getattr(decl, "ref", None)
@@ -468,13 +547,15 @@ def grammar_keywords() -> tuple[str, ...]:
     """Every word the grammar spells out (keywords and fixed terminal values)."""
     from capdsl.language.syntax import grammar_text
 
-    text = grammar_text()
+    text = re.sub(r"//[^\n]*", "", grammar_text())  # the comments quote Lark's options, not keywords
     words = set(re.findall(r'"([A-Za-z_]\w*)"', text))
-    # keyword terminals are word-bounded regexes: /(month_start|month_end)(?!\w)/, /Q[1-4](?!\w)/
+    # keyword terminals are word-bounded regexes: /(month_start|month_end)(?!\w)/, /(Q[1-4]|H[12])(?!\w)/
     for body in re.findall(r"/\(?([\w|\[\]-]+?)\)?\(\?!\\w\)/", text):
         for alt in body.split("|"):
             if m := re.fullmatch(r"(\w*)\[(\d)-(\d)\]", alt):
                 words |= {f"{m.group(1)}{d}" for d in range(int(m.group(2)), int(m.group(3)) + 1)}
+            elif m := re.fullmatch(r"(\w*)\[(\d+)\]", alt):
+                words |= {f"{m.group(1)}{d}" for d in m.group(2)}
             elif re.fullmatch(r"[A-Za-z_]\w*", alt):
                 words.add(alt)
     return tuple(sorted(words))
@@ -511,7 +592,8 @@ def _builtin_type(builtin: Builtin) -> str:
 
 
 def _keyword_detail(word: str) -> str:
-    """What an age or exposure rule means, for the completion list; "" for other keywords."""
+    """What an age or exposure rule, a payment month or frequency or a period means, for the
+    completion list; "" for other keywords."""
     if word in AGE_RULES:
         text = f"age rule: {AGE_RULES[word].doc}"
         if word in LIST_DAYS and EXPOSURE_RULES[LIST_DAYS[word]].period != "month":
@@ -519,6 +601,12 @@ def _keyword_detail(word: str) -> str:
         return text
     if word in EXPOSURE_RULES:
         return f"exposure rule: {EXPOSURE_RULES[word].doc}"
+    if word in PAY_TIMES:
+        return f"paid in {pay_time_doc(word)}"
+    if word in FREQUENCY_DOCS:
+        return f"paid {word}: {FREQUENCY_DOCS[word]}"
+    if word in PERIOD_MONTHS:
+        return f"a period: `rate per {word}`, `member events during {word}`"
     return ""
 
 
@@ -529,13 +617,110 @@ class Completion:
     detail: str = ""
 
 
+_OPENERS = ("contract", "inputs", "define", "bands", "cells", "tier", "modifier", "schedule", "line", "pool",
+            "settlement", "example")
+
+
+def block_at(text: str, line: int) -> str | None:
+    """The keyword of the innermost block open at a 1-based line — `contract` in the header, `line` or
+    `pool` in a block of clauses — or None at the top level. Read from the text, so it works while the
+    file does not parse."""
+    stack: list[str] = []
+    for raw in text.splitlines()[: max(0, line - 1)]:
+        code = _code_part(raw).strip()
+        if not code:
+            continue
+        word = code.split()[0]
+        if word == "end":
+            if stack:
+                stack.pop()
+        elif code.endswith(":") and word in _OPENERS:
+            stack.append(word)
+    return stack[-1] if stack else None
+
+
+def _header_clauses() -> list[Completion]:
+    out = [Completion("payer", "keyword", "the payer, for statements"),
+           Completion("provider", "keyword", "the kind of provider"),
+           Completion("currency", "keyword", "required: the contract currency (an ISO 4217 code)"),
+           Completion("period month", "keyword", "the unit of a line's amount; a line may state `rate per quarter` "
+                                                 "or `rate per year`")]
+    out += [Completion(f"list as of {w}", "keyword", _list_day_text(w)) for w in LIST_DAYS]
+    out += [Completion(f"age as of {w}", "keyword", f"member.age is {r.doc}") for w, r in AGE_RULES.items()]
+    out += [Completion(f"exposure {w}", "keyword", r.doc) for w, r in EXPOSURE_RULES.items() if r.period == "month"]
+    out += [Completion("rounding half_up 0.01 per line", "keyword", "each statement line rounded once a month"),
+            Completion("report in", "keyword", "a second currency: `report in EUR at 25.28 CZK per EUR`"),
+            Completion("ref", "keyword", "the document the contract comes from"),
+            Completion("end", "keyword", "closes the header")]
+    return out
+
+
+def _line_clauses(kind: str) -> list[Completion]:
+    out = [Completion("amount", "keyword", f"the {kind}'s amount" + (" for the year" if kind == "pool" else
+                                                                     ", per practice per month")),
+           Completion("applies when", "keyword", "paid only when the condition holds; otherwise shown as not applied"),
+           Completion("basis", "keyword", "the quantity shown beside the amount, with a label")]
+    out += [Completion(f"paid {w}", "keyword", doc) for w, doc in FREQUENCY_DOCS.items()]
+    out.append(Completion("paid in", "keyword", "the months it is paid in: month names, Q1–Q4, H1, H2"))
+    if kind == "pool":
+        out.append(Completion("paid 50% in H1, rest in H2", "keyword",
+                              "installments: a share in each month, `rest` the remainder, `when` a condition"))
+    else:  # a pool is an annual amount (E0508)
+        out += [Completion(f"rate per {w}", "keyword", RATE_DOCS[w]) for w in PERIOD_MONTHS]
+    out += [Completion("ref", "keyword", "the clause it comes from"),
+            Completion("end", "keyword", f"closes the {kind}")]
+    return out
+
+
+def _words(words, doc, kind: str = "keyword") -> list[Completion]:
+    return [Completion(w, kind, doc(w)) for w in words]
+
+
+def clause_completions(text: str, line: int, before: str) -> list[Completion] | None:
+    """What may be typed where a clause's word is chosen — after `list as of`, `age as of`,
+    `exposure`, `rate per`, `paid`, `paid in` (and each comma of it), an installment's `in`,
+    `member events during` — or at the start of a clause in the header or a line or pool block;
+    None elsewhere. `before` is the line's text up to the cursor."""
+    code = _code_part(before)
+    if m := re.search(r"(?<![\w.])(list|age)\s+as\s+of\s+\w*$", code):
+        if m.group(1) == "list":
+            return _words(LIST_DAYS, lambda w: "list day: " + _list_day_text(w))
+        return _words(AGE_RULES, lambda w: f"age rule: {AGE_RULES[w].doc}")
+    if re.match(r"\s*exposure\s+\w*$", code):
+        return _words([w for w, r in EXPOSURE_RULES.items() if r.period == "month"],
+                      lambda w: f"exposure rule: {EXPOSURE_RULES[w].doc}")
+    if re.match(r"\s*rate\s+per\s+\w*$", code):
+        return _words(PERIOD_MONTHS, lambda w: RATE_DOCS[w])
+    if re.search(r"(?<![\w.])member\s+events\s+during\s+\w*$", code):
+        return _words(PERIOD_MONTHS, lambda w: EVENT_WINDOW_DOCS[w])
+    if re.match(r"\s*paid\s+\w*$", code):
+        return _words(FREQUENCY_DOCS, lambda w: FREQUENCY_DOCS[w]) + [Completion("in", "keyword", "paid in the "
+                                                                                 "months named")]
+    if re.match(r"\s*paid\s+in\s+(\w+\s*,\s*)*\w*$", code) or re.match(r"\s*paid\b.*\bin\s+\w*$", code):
+        return _words(PAY_TIMES, lambda w: "paid in " + pay_time_doc(w))
+    lines = text.splitlines()
+    continued = line >= 2 and len(lines) >= line - 1 and _code_part(lines[line - 2]).rstrip().endswith("\\")
+    if re.fullmatch(r"\s*\w*", code) and not continued:
+        block = block_at(text, line)
+        if block == "contract":
+            return _header_clauses()
+        if block in ("line", "pool"):
+            return _line_clauses(block)
+    return None
+
+
 def completions(analysis: Analysis, line: int, column: int, fallback: Index | None = None) -> list[Completion]:
     """What may be typed at a 1-based position. After `member.` (or another
-    scope and a dot) the attributes of that scope; elsewhere the names the
+    scope and a dot) the attributes of that scope; where a clause's word is
+    chosen (`list as of …`, `rate per …`, `paid in …`, `during …`, a clause of
+    the header or of a line or pool block) those words; elsewhere the names the
     document defines, the grammar's keywords, the functions and the scopes.
     `fallback` is the index of the last version that parsed."""
     text_line = analysis.source.line_text(line)[: max(0, column - 1)]
     index = analysis.index or fallback
+    clause = clause_completions(analysis.source.text, line, text_line)
+    if clause is not None:
+        return clause
     m = re.search(rf"(?<![\w.])({_SCOPE})\.(\w*)$", text_line)
     if m:
         scope = m.group(1)

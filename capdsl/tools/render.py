@@ -316,8 +316,9 @@ def _statement_table(currency: str, rep: str | None, plain: bool):
     from rich.table import Table
 
     tab = Table(show_lines=False, header_style="bold", box=None if plain else box.SIMPLE_HEAD, pad_edge=False)
-    tab.add_column("line", ratio=1, min_width=20)
-    tab.add_column("basis", justify="right", no_wrap=True)
+    # an amount is never cut: on a narrow terminal the label and the basis wrap instead
+    tab.add_column("line", ratio=1, min_width=12)
+    tab.add_column("basis", justify="right", overflow="fold", min_width=5)
     tab.add_column(f"amount ({currency})", justify="right", no_wrap=True)
     if rep:
         tab.add_column(f"({rep})", justify="right", style="dim", no_wrap=True)

@@ -1,0 +1,99 @@
+"""A remittance: what a payer paid, per practice and month — per line or in one sum, per member or
+for the practice — read into a loaded panel's connection as the table `remittance`, for
+`capdsl reconcile`.
+
+    practice_id  month (YYYY-MM)  line (a contract line, or empty: the practice's payment)
+    member_id (empty: not per member)  amount  reference (where the payer's file says it)
+
+CSV, Parquet, JSON and .xlsx files are read with the panel's own checks (`panel.load_table`); an
+ASC X12 820 file (`.820`, `.x12`, `.edi`, or a file that starts with an ISA segment) through
+`capdsl.data.x12.read_820`, whose rejected records are errors with their segment position.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+
+from capdsl.data.panel import Panel, load_table
+from capdsl.data.read import ReadOptions, fetch_all
+from capdsl.data.requirements import ColumnSpec
+from capdsl.errors import Diagnostic, InputError, error
+
+TABLE = "remittance"
+NEED = "a remittance (capdsl reconcile)"
+SPECS = [ColumnSpec("practice_id", "text", True, needed_by=NEED), ColumnSpec("month", "text", True, needed_by=NEED),
+         ColumnSpec("line", "text", needed_by=NEED), ColumnSpec("member_id", "text", needed_by=NEED),
+         ColumnSpec("amount", "decimal", True, needed_by=NEED), ColumnSpec("reference", "text", needed_by=NEED)]
+X12_SUFFIXES = (".820", ".x12", ".edi")
+#: rows reported per problem before "… and N more"
+LIMIT = 10
+
+
+def is_x12(path: Path) -> bool:
+    if path.suffix.lower() in X12_SUFFIXES:
+        return True
+    try:
+        with open(path, "rb") as f:
+            return f.read(3) == b"ISA"
+    except OSError:
+        return False
+
+
+def load_remittance(panel: Panel, path: str | Path, options: ReadOptions | None = None) -> list[Diagnostic]:
+    """Read the remittance into `panel` (table `remittance`, with `month_start` the month's first day);
+    raise InputError naming every row that cannot be read. Returns the warnings."""
+    path = Path(path)
+    if is_x12(path) and (options is None or options.format is None):
+        warnings = _load_820(panel, path)
+    else:
+        warnings = load_table(panel, TABLE, path, SPECS, options)
+    bad = fetch_all(panel.con, f"SELECT _row, month FROM {TABLE} WHERE NOT regexp_full_match(month, "
+                               f"'[0-9]{{4}}-(0[1-9]|1[0-2])') ORDER BY _row LIMIT {LIMIT + 1}")
+    if bad:
+        total = fetch_all(panel.con, f"SELECT count(*) FROM {TABLE} WHERE NOT regexp_full_match(month, "
+                                     f"'[0-9]{{4}}-(0[1-9]|1[0-2])')")[0][0]
+        problems = [error("E0740", f"row {row}, column month: {month!r} is not a month", path=str(path),
+                          hint="write the month paid for as YYYY-MM, e.g. 2011-02") for row, month in bad[:LIMIT]]
+        if total > LIMIT:
+            problems.append(error("E0740", f"… and {total - LIMIT} more rows with a month that is not YYYY-MM",
+                                  path=str(path)))
+        raise InputError(problems)
+    fetch_all(panel.con, f"CREATE OR REPLACE TABLE {TABLE} AS SELECT *, CAST(month || '-01' AS DATE) AS month_start "
+                         f"FROM {TABLE}")
+    return warnings
+
+
+def _load_820(panel: Panel, path: Path) -> list[Diagnostic]:
+    try:
+        from capdsl.data.x12 import read_820
+    except ImportError as exc:  # the `x12` extra is not installed
+        raise InputError([error("E0741", f"an X12 820 file needs pyx12, which is not installed ({exc})",
+                                path=str(path), hint="pip install 'capdsl[x12]'")]) from None
+    reading = read_820(path)
+    problems = [error("E0742", f"{position}: {reason}", path=str(path),
+                      hint="correct the record, or remove it and reconcile it by hand")
+                for position, reason in reading.rejected]
+    if problems:
+        raise InputError(problems)
+    rows = []
+    for i, r in enumerate(reading.remittance, start=1):
+        try:
+            amount = Decimal(str(r["amount"]))
+        except (InvalidOperation, KeyError):
+            raise InputError([error("E0742", f"{r.get('reference') or f'record {i}'}: amount "
+                                             f"{r.get('amount')!r} is not a number", path=str(path))]) from None
+        rows.append((i, r.get("practice_id"), r.get("month"), r.get("line") or None, r.get("member_id") or None,
+                     amount, r.get("reference")))
+    con = panel.con
+    con.execute(f"CREATE OR REPLACE TABLE {TABLE} (_row BIGINT, practice_id VARCHAR, month VARCHAR, line VARCHAR, "
+                f"member_id VARCHAR, amount DECIMAL(38, 12), reference VARCHAR)")
+    if rows:
+        con.executemany(f"INSERT INTO {TABLE} VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+    missing = fetch_all(con, f"SELECT _row, reference FROM {TABLE} WHERE practice_id IS NULL OR month IS NULL "
+                             f"ORDER BY _row LIMIT {LIMIT}")
+    if missing:
+        raise InputError([error("E0742", f"{ref or f'record {row}'}: no payee practice or month", path=str(path))
+                          for row, ref in missing])
+    panel.kinds[TABLE] = {"_row": "integer", **{s.name: s.kind for s in SPECS}}
+    return []

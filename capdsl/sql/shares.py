@@ -1,0 +1,75 @@
+"""The member shares of a program's attributable lines (`capdsl.evaluation.shares`) as one query:
+a row per counted member-month of the reported months and attributable line, with the share
+rounded with the contract's rule. It reads the same CTEs as the statement query (`months`, `prac`,
+`pm`, the member-event totals and `mm`), so a share is computed from the same member-month rules.
+
+    (practice_id, member_id, month_start, line, share, age)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from sqlglot import exp
+
+from capdsl.evaluation import tree as t
+from capdsl.evaluation.periods import Period
+from capdsl.evaluation.shares import line_shares
+from capdsl.language.builtins import BUILTINS, EXPOSURE_RULES
+from capdsl.sql import ctes, inputs, members
+from capdsl.sql.analysis import analyse
+from capdsl.sql.dialects import dec, get
+from capdsl.sql.emit import Emitter, Scope
+from capdsl.sql.exprs import AGE, MONTH, WEIGHT, alias, col, lit, paren, table_as
+from capdsl.sql.inputs import check_tables
+from capdsl.sql.query import Options
+
+MEMBER_ID = BUILTINS[("member", "id")].column
+
+
+def shares_sql(program: t.Program, period: Period, dialect: str = "duckdb", *,
+               params: Mapping[str, object] | None = None, options: Options = Options(),
+               tables: Mapping[str, str] | None = None) -> tuple[str, tuple[str, ...]]:
+    """The query's SQL text and the attributable lines it gives shares of (none: no query worth running)."""
+    shares = line_shares(program)
+    if not shares:
+        return "", ()
+    # the analysis of a program whose lines are the shares: the columns and member-event totals they read
+    probe = t.Program(**{**{f: getattr(program, f) for f in program.__dataclass_fields__},
+                         "lines": tuple(t.LineDef(name, name, "line", share) for name, share in shares.items()),
+                         "line_order": tuple(shares)})
+    a = analyse(probe, period)
+    a.member_cols.setdefault(MEMBER_ID, BUILTINS[("member", "id")].kind)
+    d = get(dialect)
+    em = Emitter(a, d, dict(params or {}), options, check_tables(tables))
+    parts: list[tuple[str, exp.Expression]] = [("months", members.months_query(a))]
+    if options.inputs == "warehouse" and a.measure_uses:
+        parts += [("msr", inputs.measures_query(em)), ("mcheck", inputs.measures_check(em))]
+    parts += [("prac", ctes.prac_query(em)), ("pm", ctes.pm_query(em))]
+    parts += [(f"mev{name}", members.member_events_query(em, node)) for node, name in a.member_events.items()]
+    parts.append(("mm", members.mm_query(em)))
+    scope = Scope("member", row="mm", pm="pm")
+    whole = EXPOSURE_RULES[program.exposure].weight == "whole"
+    selects = []
+    for name, share in shares.items():
+        value = dec(em.ex(share, scope))
+        if not whole:
+            value = dec(exp.Mul(this=col(WEIGHT, "mm"), expression=paren(value)))
+        rounded = em.round(value, program.quantum, program.rounding_mode)
+        on = exp.and_(exp.EQ(this=col("practice_id", "pm"), expression=col("practice_id", "mm")),
+                      exp.EQ(this=col("month_start", "pm"), expression=col(MONTH, "mm")), copy=False)
+        sel = exp.select(col("practice_id", "mm"), alias(col(MEMBER_ID, "mm"), "member_id"),
+                         alias(col(MONTH, "mm"), "month_start"), alias(exp.Literal.string(name), "line"),
+                         alias(rounded, "share"), alias(col(AGE, "mm"), "age"), copy=False).from_(table_as("mm", "mm"), copy=False).join(
+            table_as("pm", "pm"), on=on, join_type="inner", copy=False)
+        if len(a.months) > len(a.reported):
+            sel = sel.where(exp.In(this=col(MONTH, "mm"), expressions=[lit(m) for m in a.reported]), copy=False)
+        selects.append(sel)
+    query = selects[0]
+    for sel in selects[1:]:
+        query = exp.union(query, sel, distinct=False, copy=False)
+    query = exp.select(exp.Star(), copy=False).from_(exp.Subquery(this=query, alias=exp.TableAlias(
+        this=exp.to_identifier("shares"))), copy=False)
+    query.set("with_", exp.With(expressions=[exp.CTE(this=q, alias=exp.TableAlias(this=exp.to_identifier(n)))
+                                             for n, q in parts]))
+    return d.finish(query).sql(dialect=d.name), tuple(shares)

@@ -1,0 +1,215 @@
+"""`capdsl reconcile` (what was paid against what the contract says) and `capdsl retro` (what past
+months owe once the panel has changed), on the interpreter and DuckDB, end to end."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from capdsl.errors import CapError
+from capdsl.pipeline import Run
+from capdsl.tools.cli import main
+from capdsl.tools.reconcile import run_reconcile
+from capdsl.tools.retro import look_back, run_retro
+from test_payment_terms import EVENTS, MEMBERS, QUARTERLY
+
+D = Decimal
+ENGINES = ["python", "duckdb"]
+
+# January: M3 underpaid by 1, M2 paid before joining, M9 unknown; February: M1 only, and the global sum
+# itemised short by 10; a practice that is not on the panel
+REMITTANCE = """practice_id,month,line,member_id,amount,reference
+P1,2011-01,,M1,20.00,chk 1
+P1,2011-01,,M3,19.00,chk 1
+P1,2011-01,,M4,20.00,chk 1
+P1,2011-01,,M2,20.00,chk 1
+P1,2011-01,,M9,10.00,chk 1
+P1,2011-02,,M1,10.00,chk 2
+P1,2011-02,global_sum,,20.00,chk 2
+P2,2011-02,,,50.00,chk 2
+"""
+# the panel the past months were paid on: no M2 yet, M3 still enrolled, M4 with another birth date and an end
+PAID_MEMBERS = """member_id,practice_id,birth_date,enrolled_from,enrolled_to
+M1,P1,1970-01-01,2010-01-01,
+M3,P1,1990-03-03,2010-01-01,
+M4,P1,1926-03-20,2010-01-01,2011-03-31
+"""
+
+
+@pytest.fixture
+def files(tmp_path) -> dict:
+    for name, text in (("q.cap", QUARTERLY), ("members.csv", MEMBERS), ("events.csv", EVENTS),
+                       ("remit.csv", REMITTANCE), ("paid.csv", PAID_MEMBERS)):
+        (tmp_path / name).write_text(text, encoding="utf-8")
+    return {k: str(tmp_path / v) for k, v in (("contract", "q.cap"), ("members", "members.csv"),
+                                               ("events", "events.csv"), ("remittance", "remit.csv"),
+                                               ("paid", "paid.csv"))}
+
+
+def reconcile(files, engine, **kw):
+    run = Run(files={"members": files["members"], "events": files["events"]}, period="2011-Q1", engine=engine)
+    return run_reconcile(files["contract"], run, files["remittance"], **kw)
+
+
+def rows(rec) -> list[tuple]:
+    return [(r.level, r.practice_id, r.month, r.line, r.member_id, r.expected, r.paid, r.difference, r.status)
+            for r in rec.rows]
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_every_discrepancy_with_its_reason(files, engine):
+    rec = reconcile(files, engine)
+    got = {(r.level, r.practice_id, r.month, r.line or r.member_id): r for r in rec.rows}
+    assert got["practice", "P1", "2011-01", "total"].status == "overpaid"
+    assert got["practice", "P1", "2011-01", "total"].difference == D("27.75")  # 89 paid, 61.25 (with the pool)
+    assert got["practice", "P1", "2011-03", "total"].reason == "not paid"
+    assert got["practice", "P2", "2011-02", "total"].reason == "the practice is not on the panel"
+    line = got["line", "P1", "2011-02", "global_sum"]
+    assert (line.expected, line.paid, line.status) == (D("30.00"), D("20.00"), "underpaid")
+    assert ("line", "P1", "2011-01", "global_sum") not in got  # January is paid per member, not itemised
+    m3 = got["member", "P1", "2011-01", "M3"]
+    assert (m3.expected, m3.paid, m3.status) == (D("20.00"), D("19.00"), "underpaid")
+    assert m3.reason == "the contract gives global_sum 10.00 + registration 10.00"
+    assert got["member", "P1", "2011-01", "M2"].reason == "the member does not count in 2011-01 (enrolled " \
+                                                          "2011-02-15 to …)"
+    assert got["member", "P1", "2011-01", "M9"].reason == "the member is not on the panel"
+    assert got["member", "P1", "2011-01", "M1"].status == "matched"
+    assert got["member", "P1", "2011-03", "M1"].reason == "not paid; the contract gives claims 700.00 + global_sum 10.00"
+    assert rec.attributable == ("registration", "global_sum", "stop_loss", "claims")
+
+
+def test_the_interpreter_and_duckdb_reconcile_alike(files):
+    assert rows(reconcile(files, "python")) == rows(reconcile(files, "duckdb"))
+
+
+def test_a_tolerance_matches_small_differences(files):
+    rec = reconcile(files, "duckdb", tolerance=D("1.00"))
+    m3 = next(r for r in rec.rows if r.member_id == "M3" and r.month == "2011-01")
+    assert m3.status == "matched" and m3.difference == D("-1.00")
+
+
+def test_the_command_in_every_format(files, tmp_path):
+    base = ["reconcile", files["contract"], "--members", files["members"], "--events", files["events"],
+            "--remittance", files["remittance"], "--period", "2011-Q1"]
+    table = CliRunner().invoke(main, base)
+    assert table.exit_code == 0, table.output
+    assert "underpaid" in table.stdout and "[1] not paid" in table.stdout
+    checked = CliRunner().invoke(main, base + ["--check", "-q"])
+    assert checked.exit_code == 1
+    data = json.loads(CliRunner().invoke(main, base + ["--format", "json"]).stdout)
+    assert data["summary"]["member"]["unexplained"] == {"count": 2, "difference": "30.00"}
+    assert all(r["status"] != "matched" for r in data["rows"])
+    everything = CliRunner().invoke(main, base + ["--all", "-o", str(tmp_path / "out" / "all.csv")])
+    assert everything.exit_code != 0 and "E0" in everything.output  # a missing folder: a clear error
+    out = tmp_path / "all.csv"
+    assert CliRunner().invoke(main, base + ["--all", "-o", str(out)]).exit_code == 0
+    text = out.read_text(encoding="utf-8")
+    assert text.startswith("level,practice_id,month,line,member_id,expected,paid,difference,status,reason")
+    assert ",matched," in text
+    html = tmp_path / "r.html"
+    assert CliRunner().invoke(main, base + ["-o", str(html)]).exit_code == 0
+    assert "<title>Reconciliation — Quarterly — 2011-Q1</title>" in html.read_text(encoding="utf-8")
+
+
+def test_a_remittance_month_that_is_not_a_month_is_named_by_row(files, tmp_path):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("practice_id,month,amount\nP1,2011-01,10\nP1,2011-2,10\n", encoding="utf-8")
+    result = CliRunner().invoke(main, ["reconcile", files["contract"], "--members", files["members"],
+                                       "--remittance", str(bad), "--period", "2011-Q1"])
+    assert result.exit_code == 1
+    assert "error[E0740]: row 3, column month: '2011-2' is not a month" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_an_amount_that_is_not_a_number_is_named_by_row_and_column(files, tmp_path):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("practice_id,month,amount\nP1,2011-01,ten\n", encoding="utf-8")
+    result = CliRunner().invoke(main, ["reconcile", files["contract"], "--members", files["members"],
+                                       "--remittance", str(bad), "--period", "2011-Q1"])
+    assert result.exit_code == 1 and "row 2" in result.output and "amount" in result.output
+
+
+def test_retro_pays_what_past_months_owe_as_lines_of_the_period(files):
+    run = Run(files={"members": files["members"], "events": files["events"]}, period="2011-06", engine="duckdb")
+    retro = run_retro(files["contract"], run, {"members": files["paid"], "events": files["events"]}, months=5,
+                      members=True)
+    (st,) = retro.result.statements
+    adjustments = {line.id: line for line in st.lines if line.kind == "adjustment"}
+    assert adjustments["registration:retro"].amount == D("20.00")  # April's list: M2 and M4 at 20, not M3
+    assert adjustments["global_sum:retro"].amount == D("20.00")
+    assert adjustments["global_sum:retro"].note == "2 months changed: 2011-04, 2011-05"
+    assert any(line.kind == "line" for line in st.lines)  # the period's own lines too
+    by_member = {(a.member_id, a.month): a for a in retro.members}
+    assert by_member["M2", "2011-04"].reason == "added since (a retroactive enrolment)"
+    assert by_member["M3", "2011-04"].adjustment == D("-20.00")
+    assert by_member["M4", "2011-04"].reason == ("birth date corrected from 1926-03-20 to 1926-02-20; "
+                                                 "enrolment end changed from 2011-03-31 to open")
+    assert sum(a.adjustment for a in retro.members) == sum(a.amount for a in adjustments.values())
+    assert retro.window == ("2011-01", "2011-05")
+
+
+def test_retro_needs_a_look_back(files):
+    run = Run(files={"members": files["members"]}, period="2011-06", engine="duckdb")
+    with pytest.raises(CapError) as caught:
+        run_retro(files["contract"], run, {"members": files["paid"]})
+    assert caught.value.code == "E0934"
+
+
+def test_the_contract_states_its_look_back(files, tmp_path):
+    contract = Path(files["contract"])
+    text = contract.read_text(encoding="utf-8").replace("    list as of quarter_start\n",
+                                                        "    list as of quarter_start\n    retroactive 3 months\n")
+    (tmp_path / "r.cap").write_text(text, encoding="utf-8")
+    result = CliRunner().invoke(main, ["retro", str(tmp_path / "r.cap"), "--members", files["members"],
+                                       "--events", files["events"], "--paid-members", files["paid"], "--period",
+                                       "2011-06", "--only-adjustments", "--format", "csv"])
+    assert result.exit_code == 0, result.output
+    assert "registration:retro" in result.stdout and "(2011-03 to 2011-05)" in result.stdout
+    bad = CliRunner().invoke(main, ["check", str(tmp_path / "r.cap").replace("r.cap", "bad.cap")])
+    (tmp_path / "bad.cap").write_text(text.replace("retroactive 3 months", "retroactive 0 months"), "utf-8")
+    bad = CliRunner().invoke(main, ["check", str(tmp_path / "bad.cap")])
+    assert "E0112" in bad.output
+
+
+def test_look_back_crosses_the_year():
+    from datetime import date
+
+    assert look_back(date(2011, 2, 1), 3) == [date(2010, 11, 1), date(2010, 12, 1), date(2011, 1, 1)]
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _doc_block(after: str) -> list[str]:
+    text = (ROOT / "docs" / "reconcile.md").read_text(encoding="utf-8")
+    block = text[text.index(after):].split("```text\n", 1)[1].split("```", 1)[0]
+    return [line.rstrip() for line in block.splitlines()]
+
+
+def test_the_worked_example_of_the_docs_is_what_the_command_prints():
+    ex = ROOT / "examples"
+    result = CliRunner(env={"COLUMNS": "80"}).invoke(main, [
+        "reconcile", str(ROOT / "contracts" / "us_pmpm.cap"), "--members", str(ex / "members.csv"),
+        "--practices", str(ex / "practices.csv"), "--events", str(ex / "events.csv"), "--measures",
+        str(ex / "measures.csv"), "--period", "2011-03", "--remittance", str(ex / "remittance_2011-03.csv"),
+        "--practice", "P00001", "--practice", "P00002", "-q"])
+    assert result.exit_code == 0, result.output
+    printed = [line.rstrip() for line in result.stdout.splitlines()]
+    block = _doc_block("## A worked example")
+    assert printed[-len(block):] == block
+
+
+def test_the_retro_example_of_the_docs_is_what_the_command_prints():
+    ex = ROOT / "examples" / "retro"
+    base = ["retro", str(ROOT / "contracts" / "us_pmpm.cap"), "--members", str(ex / "members.csv"),
+            "--paid-members", str(ex / "members_paid.csv"), "--period", "2011-06", "--months", "12", "-q"]
+    detail = CliRunner().invoke(main, base + ["--detail", "member"])
+    assert [line.rstrip() for line in detail.stdout.splitlines()] == _doc_block("`--detail member` gives")
+    table = CliRunner(env={"COLUMNS": "80"}).invoke(main, base + ["--only-adjustments"])
+    shown = [line for line in _doc_block("examples/retro/members_paid.csv") if line != "…"]
+    printed = [line.rstrip() for line in table.stdout.splitlines()]
+    assert all(line in printed for line in shown) and printed[-1] == shown[-1]
