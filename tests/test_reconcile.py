@@ -52,7 +52,7 @@ def files(tmp_path) -> dict:
 
 def reconcile(files, engine, **kw):
     run = Run(files={"members": files["members"], "events": files["events"]}, period="2011-Q1", engine=engine)
-    return run_reconcile(files["contract"], run, files["remittance"], **kw)
+    return run_reconcile(files["contract"], run, files["remittance"], **{"everything": True, **kw})
 
 
 def rows(rec) -> list[tuple]:
@@ -80,6 +80,9 @@ def test_every_discrepancy_with_its_reason(files, engine):
     assert got["member", "P1", "2011-01", "M1"].status == "matched"
     assert got["member", "P1", "2011-03", "M1"].reason == "not paid; the contract gives claims 700.00 + global_sum 10.00"
     assert rec.attributable == ("registration", "global_sum", "stop_loss", "claims")
+    assert rec.counts()["member"]["matched"] == [3, D("0.00")]
+    only = reconcile(files, engine, everything=False)
+    assert only.counts() == rec.counts() and only.rows == rec.discrepancies
 
 
 def test_the_interpreter_and_duckdb_reconcile_alike(files):

@@ -850,17 +850,9 @@ class _Checker:
             return
         total = 0
         rests = []
-        seen: dict[int, n.Installment] = {}
+        self.one_payment_a_month(pool.paid, f"pool `{pool.name}` has two installments in", "merge them into one share",
+                                 "installment")
         for inst in pool.paid:
-            if inst.month in seen:
-                first = seen[inst.month]
-                same = "" if first.label == inst.label else f" ({first.label} and {inst.label} are both paid in " \
-                                                              f"{month_label(inst.month)})"
-                self.report(error("E0503", f"pool `{pool.name}` has two installments in {month_label(inst.month)}"
-                                           f"{same}", inst.span, hint="merge them into one share",
-                                  notes=[Note(f"the first {first.label} installment", first.span)]))
-            else:
-                seen[inst.month] = inst
             if inst.share is None:
                 rests.append(inst)
                 continue
@@ -895,19 +887,22 @@ class _Checker:
                                        f"amount", line.clause_span("rate"),
                               hint="remove `rate per`; to pay a rate in some months only, write a `line` with "
                                    "`paid in …`"))
-        if line.payment is None:
-            return
-        seen: dict[int, n.PayTime] = {}
-        for time in line.payment.months:
-            if time.month in seen:
-                first = seen[time.month]
-                same = "" if first.label == time.label else f" ({first.label} and {time.label} are both paid in " \
-                                                             f"{month_label(time.month)})"
-                self.report(error("E0503", f"{line.kind} `{line.name}` is paid twice in {month_label(time.month)}"
-                                           f"{same}", time.span, hint="name each month once",
-                                  notes=[Note(f"the first {first.label}", first.span)]))
-            else:
-                seen[time.month] = time
+        if line.payment is not None:
+            self.one_payment_a_month(line.payment.months, f"{line.kind} `{line.name}` is paid twice in",
+                                     "name each month once", "")
+
+    def one_payment_a_month(self, items, what: str, hint: str, noun: str) -> None:
+        """E0503: installments or `paid in` months (each with its month, label and span) fall in
+        distinct months; `Q2` and `June` are the same one."""
+        seen: dict[int, object] = {}
+        for item in items:
+            first = seen.setdefault(item.month, item)
+            if first is item:
+                continue
+            same = "" if first.label == item.label else \
+                f" ({first.label} and {item.label} are both paid in {month_label(item.month)})"
+            self.report(error("E0503", f"{what} {month_label(item.month)}{same}", item.span, hint=hint,
+                              notes=[Note(f"the first {first.label}{' ' + noun if noun else ''}", first.span)]))
 
     # ──────────────────────────── examples ─────────────────────────────
     def check_example(self, ex: n.Example) -> None:

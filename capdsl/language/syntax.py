@@ -827,7 +827,7 @@ def _previous_word(text: str, pos: int) -> str | None:
     return m.group(1) if m else None
 
 
-def _open_block(source: Source, upto_line: int) -> tuple[str, int] | None:
+def open_block(source: Source, upto_line: int) -> tuple[str, int] | None:
     """The innermost block keyword opened before `upto_line` and not closed with `end`."""
     stack: list[tuple[str, int]] = []
     for lineno, raw in enumerate(source.text.splitlines()[: upto_line], start=1):
@@ -886,7 +886,7 @@ def _friendly(exc: UnexpectedInput, source: Source) -> Diagnostic:
         tok = getattr(exc, "token", None)
         expected = set(getattr(exc, "expected", set()) or set())
         if tok is None or tok.type == "$END":
-            block = _open_block(source, source.line_count)
+            block = open_block(source, source.line_count)
             last = source.line_count
             span = Span.point(last, max(1, len(source.line_text(last)) + 1))
             if block:

@@ -617,26 +617,14 @@ class Completion:
     detail: str = ""
 
 
-_OPENERS = ("contract", "inputs", "define", "bands", "cells", "tier", "modifier", "schedule", "line", "pool",
-            "settlement", "example")
-
-
 def block_at(text: str, line: int) -> str | None:
     """The keyword of the innermost block open at a 1-based line — `contract` in the header, `line` or
-    `pool` in a block of clauses — or None at the top level. Read from the text, so it works while the
-    file does not parse."""
-    stack: list[str] = []
-    for raw in text.splitlines()[: max(0, line - 1)]:
-        code = _code_part(raw).strip()
-        if not code:
-            continue
-        word = code.split()[0]
-        if word == "end":
-            if stack:
-                stack.pop()
-        elif code.endswith(":") and word in _OPENERS:
-            stack.append(word)
-    return stack[-1] if stack else None
+    `pool` in a block of clauses — or None at the top level. Read from the text (`syntax.open_block`),
+    so it works while the file does not parse."""
+    from capdsl.language.syntax import open_block
+
+    found = open_block(Source(text, ""), max(0, line - 1))
+    return found[0] if found else None
 
 
 def _header_clauses() -> list[Completion]:

@@ -56,18 +56,14 @@ class Reconciliation:
     currency: str
     tolerance: Decimal
     engine: str
-    rows: list[Discrepancy] = field(default_factory=list)
+    rows: list[Discrepancy] = field(default_factory=list)  # the discrepancies, or (`everything`) every row
     attributable: tuple[str, ...] = ()  # the lines reconciled per member
     warnings: list[str] = field(default_factory=list)
+    #: per level and status: how many compared amounts, and their differences' sum (of every row)
+    summary: dict[str, dict[str, list]] = field(default_factory=dict)
 
-    def counts(self) -> dict[str, dict[str, object]]:
-        """Per level and status: how many, and the differences' sum."""
-        out: dict[str, dict[str, object]] = {}
-        for row in self.rows:
-            level = out.setdefault(row.level, {s: [0, Decimal(0)] for s in STATUSES})
-            level[row.status][0] += 1
-            level[row.status][1] += row.difference
-        return out
+    def counts(self) -> dict[str, dict[str, list]]:
+        return self.summary
 
     @property
     def discrepancies(self) -> list[Discrepancy]:
@@ -88,18 +84,15 @@ def _expected_rows(result: Result) -> list[tuple]:
 
 
 def reconcile(result: Result, panel: Panel, shares: tuple[str, list[tuple] | str] | None, tolerance: Decimal,
-              path: str = "") -> Reconciliation:
+              path: str = "", everything: bool = False) -> Reconciliation:
     """Compare `result` (statements built with their months) with the panel's `remittance` table.
     `shares` is (the attributable lines, their share rows or the SQL that gives them) when the
-    remittance has member rows, else None."""
+    remittance has member rows, else None. The comparison is the table `compared`; its summary is
+    counted there, and only the discrepancies (every row with `everything`) are read back."""
     con = panel.con
     out = Reconciliation(result.contract, path or result.path, result.period, result.currency, tolerance,
                          result.engine, warnings=list(result.warnings))
-    con.execute("CREATE OR REPLACE TEMP TABLE expected (practice_id VARCHAR, month_start DATE, line VARCHAR, "
-                "label VARCHAR, amount DECIMAL(38, 12), applied BOOLEAN)")
-    rows = _expected_rows(result)
-    if rows:
-        con.executemany("INSERT INTO expected VALUES (?, ?, ?, ?, ?, ?)", rows)
+    _table(con, "expected", _expected_rows(result), EXPECTED_COLUMNS)
     tol = str(tolerance)
     months = ", ".join(f"DATE '{m}-01'" for m in result.months)
     status = (f"CASE WHEN expected IS NULL THEN 'unexplained' WHEN abs(coalesce(paid, 0) - expected) <= {tol} "
@@ -120,7 +113,7 @@ def reconcile(result: Result, panel: Panel, shares: tuple[str, list[tuple] | str
                          THEN 'the practice is not on the panel'
                     ELSE 'nothing is owed for this month' END,
                NULL, NULL, NULL, j.reference
-        FROM j ORDER BY 2, 3"""
+        FROM j"""
     line_sql = f"""
         WITH named AS (SELECT DISTINCT line FROM {REMITTANCE} WHERE line IS NOT NULL),
         itemised AS (SELECT DISTINCT practice_id, month_start FROM {REMITTANCE} WHERE line IS NOT NULL),
@@ -142,53 +135,96 @@ def reconcile(result: Result, panel: Panel, shares: tuple[str, list[tuple] | str
                          THEN 'the contract has no line ' || j.line
                     ELSE 'nothing is owed for this line and month' END,
                NULL, j.label, NULL, j.reference
-        FROM j ORDER BY 2, 3, 4"""
-    found = fetch_all(con, practice_sql) + fetch_all(con, line_sql)
-    if shares is not None:
-        found += _member_rows(con, shares, status, out)
+        FROM j"""
+    parts = [practice_sql, line_sql] + ([_member_sql(con, shares, status, out)] if shares is not None else [])
+    names = "level, practice_id, month, line, expected, paid, diff, status, reason, member_id, label, age, reference"
+    con.execute("CREATE OR REPLACE TEMP TABLE compared AS " + " UNION ALL ".join(
+        f"SELECT {k} AS ord, * FROM ({sql}) AS part({names})" for k, sql in enumerate(parts)))
+    for level, st, n, total in fetch_all(con, "SELECT level, status, count(*), sum(diff) FROM compared GROUP BY ALL"):
+        out.summary.setdefault(level, {s: [0, Decimal(0)] for s in STATUSES})[st] = [n, _amount(total)]
+    where = "" if everything else "WHERE status <> 'matched'"
+    found = fetch_all(con, f"SELECT {names} FROM compared {where} ORDER BY ord, practice_id, month, line, "
+                                f"member_id")
     out.rows = [Discrepancy(level, pid, month, line, _amount(exp_), _amount(paid), _amount(diff) or Decimal("0.00"),
                             st, reason, member_id=mid, label=label, age=age, reference=ref)
                 for level, pid, month, line, exp_, paid, diff, st, reason, mid, label, age, ref in found]
     return out
 
 
+EXPECTED_COLUMNS = (("practice_id", "VARCHAR"), ("month_start", "DATE"), ("line", "VARCHAR"), ("label", "VARCHAR"),
+                    ("amount", "DECIMAL(38, 12)"), ("applied", "BOOLEAN"))
+SHARE_COLUMNS = (("practice_id", "VARCHAR"), ("member_id", "VARCHAR"), ("month_start", "DATE"), ("line", "VARCHAR"),
+                 ("share", "DECIMAL(38, 12)"), ("age", "INTEGER"))
+
+
+def _empty(columns) -> str:
+    return "SELECT " + ", ".join(f"CAST(NULL AS {t}) AS {n}" for n, t in columns) + " LIMIT 0"
+
+
+def _table(con, name: str, rows: list[tuple], columns) -> None:
+    """`rows` as the temporary table `name`, handed to DuckDB as one Arrow table (a row at a time is slow)."""
+    import pyarrow as pa
+
+    types = {"VARCHAR": pa.string(), "DATE": pa.date32(), "BOOLEAN": pa.bool_(), "INTEGER": pa.int32(),
+             "DECIMAL(38, 12)": pa.decimal128(38, 12)}
+    arrays = [pa.array([r[i] for r in rows], type=types[t]) for i, (_, t) in enumerate(columns)]
+    con.register(f"{name}_rows", pa.table(arrays, names=[n for n, _ in columns]))
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS SELECT * FROM {name}_rows")
+    con.unregister(f"{name}_rows")
+
+
 def _amount(value) -> Decimal | None:
     return None if value is None else Decimal(value).quantize(Decimal("0.01"))
 
 
-def _member_rows(con, shares, status: str, out: Reconciliation) -> list[tuple]:
+def _member_sql(con, shares, status: str, out: Reconciliation) -> str:
     lines, source = shares
     out.attributable = tuple(lines)
-    con.execute("CREATE OR REPLACE TEMP TABLE shares (practice_id VARCHAR, member_id VARCHAR, month_start DATE, "
-                "line VARCHAR, share DECIMAL(38, 12), age INTEGER)")
     if isinstance(source, str):
-        if source:
-            con.execute(f"INSERT INTO shares {source}")
-    elif source:
-        con.executemany("INSERT INTO shares VALUES (?, ?, ?, ?, ?, ?)", source)
+        con.execute(f"CREATE OR REPLACE TEMP TABLE shares AS {source}" if source else
+                    "CREATE OR REPLACE TEMP TABLE shares AS SELECT * FROM (" + _empty(SHARE_COLUMNS) + ")")
+    else:
+        _table(con, "shares", source, SHARE_COLUMNS)
     attributable = ", ".join(f"'{name}'" for name in lines) or "NULL"
+    # the reasons are written for the discrepancies only: a national panel's matched member-months
+    # then cost a sum and a join, not a string each
     sql = f"""
         WITH s AS (SELECT s.practice_id, s.member_id, s.month_start,
-                          sum(CASE WHEN e.applied THEN s.share ELSE 0 END) AS expected, max(s.age) AS age,
-                          coalesce(string_agg(s.line || ' ' || CAST(CAST(s.share AS DECIMAL(38, 2)) AS VARCHAR),
-                                              ' + ' ORDER BY s.line) FILTER (WHERE e.applied AND s.share <> 0),
-                                   'nothing') AS parts
+                          sum(CASE WHEN e.applied THEN s.share ELSE 0 END) AS expected, max(s.age) AS age
                    FROM shares s JOIN expected e ON e.practice_id = s.practice_id
                         AND e.month_start = s.month_start AND e.line = s.line
                    GROUP BY ALL),
         p AS (SELECT practice_id, member_id, month_start, sum(amount) AS paid, min(reference) AS reference,
                      bool_or(line IS NOT NULL AND line NOT IN ({attributable})) AS other_line
               FROM {REMITTANCE} WHERE member_id IS NOT NULL GROUP BY ALL),
-        j AS (SELECT coalesce(s.practice_id, p.practice_id) AS practice_id, coalesce(s.member_id, p.member_id)
-                     AS member_id, coalesce(s.month_start, p.month_start) AS month_start, s.expected, s.age,
-                     s.parts, p.paid, p.reference, p.other_line
-              FROM s FULL JOIN p ON s.practice_id = p.practice_id AND s.member_id = p.member_id
-                                AND s.month_start = p.month_start)
+        j0 AS (SELECT coalesce(s.practice_id, p.practice_id) AS practice_id, coalesce(s.member_id, p.member_id)
+                      AS member_id, coalesce(s.month_start, p.month_start) AS month_start, s.expected, s.age,
+                      p.paid, p.reference, p.other_line
+               FROM s FULL JOIN p ON s.practice_id = p.practice_id AND s.member_id = p.member_id
+                                 AND s.month_start = p.month_start),
+        j AS MATERIALIZED (SELECT *, {status} AS status FROM j0),
+        bad AS (SELECT practice_id, member_id, month_start, expected FROM j WHERE status <> 'matched'),
+        parts AS (SELECT s.practice_id, s.member_id, s.month_start,
+                         coalesce(string_agg(s.line || ' ' || CAST(CAST(s.share AS DECIMAL(38, 2)) AS VARCHAR),
+                                             ' + ' ORDER BY s.line) FILTER (WHERE e.applied AND s.share <> 0),
+                                  'nothing') AS parts
+                  FROM shares s SEMI JOIN bad b ON b.practice_id = s.practice_id AND b.member_id = s.member_id
+                       AND b.month_start = s.month_start
+                       JOIN expected e ON e.practice_id = s.practice_id
+                       AND e.month_start = s.month_start AND e.line = s.line
+                  GROUP BY ALL),
+        m AS (SELECT member_id, min(practice_id) AS practice_id, min(birth_date) AS birth_date,
+                     min({_col(con, "enrolled_from")}) AS enrolled_from,
+                     max({_col(con, "enrolled_to")}) AS enrolled_to
+              FROM members SEMI JOIN (SELECT member_id FROM bad WHERE expected IS NULL) b
+                   ON b.member_id = members.member_id
+              GROUP BY member_id)
         SELECT 'member', j.practice_id, strftime(j.month_start, '%Y-%m'), NULL, j.expected, j.paid,
-               coalesce(j.paid, 0) - coalesce(j.expected, 0), {status} AS status,
-               CASE WHEN j.other_line THEN 'paid per member for a line the contract pays per practice'
-                    WHEN j.expected IS NOT NULL AND j.paid IS NULL THEN 'not paid; the contract gives ' || j.parts
-                    WHEN j.expected IS NOT NULL THEN 'the contract gives ' || j.parts
+               coalesce(j.paid, 0) - coalesce(j.expected, 0), j.status,
+               CASE WHEN j.status = 'matched' THEN ''
+                    WHEN j.other_line THEN 'paid per member for a line the contract pays per practice'
+                    WHEN j.expected IS NOT NULL AND j.paid IS NULL THEN 'not paid; the contract gives ' || x.parts
+                    WHEN j.expected IS NOT NULL THEN 'the contract gives ' || x.parts
                     WHEN m.member_id IS NULL THEN 'the member is not on the panel'
                     WHEN m.practice_id <> j.practice_id THEN 'the member is registered with ' || m.practice_id
                     WHEN m.birth_date > last_day(j.month_start) THEN 'the member is not born yet'
@@ -196,12 +232,11 @@ def _member_rows(con, shares, status: str, out: Reconciliation) -> list[tuple]:
                          || coalesce(CAST(m.enrolled_from AS VARCHAR), '…') || ' to '
                          || coalesce(CAST(m.enrolled_to AS VARCHAR), '…') || ')' END,
                j.member_id, NULL, j.age, j.reference
-        FROM j LEFT JOIN (SELECT member_id, min(practice_id) AS practice_id, min(birth_date) AS birth_date,
-                                 min({_col(con, "enrolled_from")}) AS enrolled_from,
-                                 max({_col(con, "enrolled_to")}) AS enrolled_to
-                          FROM members GROUP BY member_id) m ON m.member_id = j.member_id
-        ORDER BY 2, 3, j.member_id"""
-    return fetch_all(con, sql)
+        FROM j LEFT JOIN parts x ON x.practice_id = j.practice_id AND x.member_id = j.member_id
+                                AND x.month_start = j.month_start
+               LEFT JOIN m ON m.member_id = j.member_id
+        """
+    return sql
 
 
 def _col(con, name: str) -> str:
@@ -212,7 +247,7 @@ def _col(con, name: str) -> str:
 
 
 def run_reconcile(contract, run, remittance: str, *, tolerance: Decimal = Decimal(0), read_options=None,
-                  practices: tuple[str, ...] = ()) -> Reconciliation:
+                  practices: tuple[str, ...] = (), everything: bool = False) -> Reconciliation:
     """Evaluate the contract on the run's panel (statements with their months), read the remittance
     into the panel, compute the member shares where the remittance pays per member, and compare."""
     from capdsl.data.panel import parse_params
@@ -245,7 +280,7 @@ def run_reconcile(contract, run, remittance: str, *, tolerance: Decimal = Decima
                 sql, lines = shares_sql(program, period, params=params,
                                         options=duckdb_engine.panel_options(panel.con))
                 shares = (lines, sql)
-        out = reconcile(result, panel, shares, tolerance)
+        out = reconcile(result, panel, shares, tolerance, everything=everything)
         out.warnings += [warning_text(w) for w in warnings]
         return out
     finally:

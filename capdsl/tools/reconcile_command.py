@@ -37,6 +37,7 @@ def _text(value) -> str:
 
 
 def rows_of(rec: Reconciliation, everything: bool) -> list:
+    """The rows to show: every compared amount read back (`--all`), else the discrepancies."""
     return rec.rows if everything else rec.discrepancies
 
 
@@ -220,7 +221,8 @@ def register(main: click.Group) -> None:
                        period, engine, spark_master, show_ids)
         with cli.progress(quiet, f"reconciling {Path(contract).name} for {run.period} against "
                                  f"{Path(remittance).name}"):
-            rec = run_reconcile(contract, run, remittance, tolerance=tol, practices=only_practices)
+            rec = run_reconcile(contract, run, remittance, tolerance=tol, practices=only_practices,
+                                everything=everything)
         if not quiet:
             for w in rec.warnings:
                 click.echo(w, err=True)
