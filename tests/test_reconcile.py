@@ -216,3 +216,36 @@ def test_the_retro_example_of_the_docs_is_what_the_command_prints():
     shown = [line for line in _doc_block("examples/retro/members_paid.csv") if line != "…"]
     printed = [line.rstrip() for line in table.stdout.splitlines()]
     assert all(line in printed for line in shown) and printed[-1] == shown[-1]
+
+
+@pytest.mark.spark
+def test_spark_reconciles_as_duckdb(files, spark):
+    """The statements and the member shares computed on Spark (the session the fixture started)."""
+    assert rows(reconcile(files, "spark")) == rows(reconcile(files, "duckdb"))
+
+
+def test_from_the_payers_files_834_and_820(tmp_path):
+    """The sample X12 files end to end: the February 834 as the panel, the 820 as the remittance, and
+    the January 834 as the panel January was paid on."""
+    pytest.importorskip("pyx12")
+    x12 = ROOT / "examples" / "x12"
+    for month in ("01", "02"):
+        made = CliRunner().invoke(main, ["panel", "from-834", str(x12 / f"members_2011-{month}.834"),
+                                         "-o", str(tmp_path / f"members_{month}.csv")])
+        assert made.exit_code == 0, made.output
+    contract = str(ROOT / "contracts" / "us_pmpm.cap")
+    result = CliRunner().invoke(main, ["reconcile", contract, "--members", str(tmp_path / "members_02.csv"),
+                                       "--remittance", str(x12 / "remittance_2011-02.820"), "--period", "2011-02",
+                                       "--format", "json", "-q"])
+    assert result.exit_code == 0, result.output
+    got = {(r["level"], r["line"] or r["member_id"]): r for r in json.loads(result.stdout)["rows"]}
+    assert got["member", "M90000003"]["status"] == "overpaid" and got["member", "M90000003"]["paid"] == "110.00"
+    assert got["member", "M90000007"]["status"] == "underpaid" and got["member", "M90000007"]["paid"] == "80.00"
+    assert got["member", "M90000005"]["reason"].startswith("the member does not count in 2011-02")
+    assert got["member", "M90000099"]["reason"] == "the member is not on the panel"
+    assert got["line", "adjustment:53"]["status"] == "unexplained"
+    retro = CliRunner().invoke(main, ["retro", contract, "--members", str(tmp_path / "members_02.csv"),
+                                      "--paid-members", str(tmp_path / "members_01.csv"), "--period", "2011-02",
+                                      "--months", "1", "--detail", "member", "-q"])
+    assert retro.exit_code == 0, retro.output
+    assert "M90000009,2011-01,,100.00,100.00,added since (a retroactive enrolment)" in retro.stdout

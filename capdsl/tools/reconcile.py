@@ -186,20 +186,21 @@ def _member_sql(con, shares, status: str, out: Reconciliation) -> str:
     else:
         _table(con, "shares", source, SHARE_COLUMNS)
     attributable = ", ".join(f"'{name}'" for name in lines) or "NULL"
-    # the reasons are written for the discrepancies only: a national panel's matched member-months
-    # then cost a sum and a join, not a string each
+    # Member rows of a line without member shares are compared with the line, per practice, only.
+    # The reasons are written for the discrepancies only: a national panel's matched member-months
+    # then cost a sum and a join, not a string each.
     sql = f"""
         WITH s AS (SELECT s.practice_id, s.member_id, s.month_start,
                           sum(CASE WHEN e.applied THEN s.share ELSE 0 END) AS expected, max(s.age) AS age
                    FROM shares s JOIN expected e ON e.practice_id = s.practice_id
                         AND e.month_start = s.month_start AND e.line = s.line
                    GROUP BY ALL),
-        p AS (SELECT practice_id, member_id, month_start, sum(amount) AS paid, min(reference) AS reference,
-                     bool_or(line IS NOT NULL AND line NOT IN ({attributable})) AS other_line
-              FROM {REMITTANCE} WHERE member_id IS NOT NULL GROUP BY ALL),
+        p AS (SELECT practice_id, member_id, month_start, sum(amount) AS paid, min(reference) AS reference
+              FROM {REMITTANCE} WHERE member_id IS NOT NULL AND (line IS NULL OR line IN ({attributable}))
+              GROUP BY ALL),
         j0 AS (SELECT coalesce(s.practice_id, p.practice_id) AS practice_id, coalesce(s.member_id, p.member_id)
                       AS member_id, coalesce(s.month_start, p.month_start) AS month_start, s.expected, s.age,
-                      p.paid, p.reference, p.other_line
+                      p.paid, p.reference
                FROM s FULL JOIN p ON s.practice_id = p.practice_id AND s.member_id = p.member_id
                                  AND s.month_start = p.month_start),
         j AS MATERIALIZED (SELECT *, {status} AS status FROM j0),
@@ -222,7 +223,6 @@ def _member_sql(con, shares, status: str, out: Reconciliation) -> str:
         SELECT 'member', j.practice_id, strftime(j.month_start, '%Y-%m'), NULL, j.expected, j.paid,
                coalesce(j.paid, 0) - coalesce(j.expected, 0), j.status,
                CASE WHEN j.status = 'matched' THEN ''
-                    WHEN j.other_line THEN 'paid per member for a line the contract pays per practice'
                     WHEN j.expected IS NOT NULL AND j.paid IS NULL THEN 'not paid; the contract gives ' || x.parts
                     WHEN j.expected IS NOT NULL THEN 'the contract gives ' || x.parts
                     WHEN m.member_id IS NULL THEN 'the member is not on the panel'
@@ -237,6 +237,30 @@ def _member_sql(con, shares, status: str, out: Reconciliation) -> str:
                LEFT JOIN m ON m.member_id = j.member_id
         """
     return sql
+
+
+def _spark_shares(program, period, params: dict, panel: Panel, master: str | None):
+    """The member shares' query run on Spark over the panel's tables, its rows handed back as Arrow."""
+    from capdsl.sql.query import Options
+    from capdsl.sql.shares import shares_sql
+    from capdsl.sql.spark_engine import CONF, register_panel, spark_error, spark_session
+
+    spark = spark_session(master)
+    for key, value in CONF.items():
+        spark.conf.set(key, value)
+    tables = register_panel(spark, panel.con)
+    empty = not fetch_all(panel.con, "SELECT 1 FROM practices LIMIT 1")
+    sql, lines = shares_sql(program, period, "spark", params=params, tables=tables,
+                            options=Options(practices="derive" if empty else "table"))
+    if not sql:
+        return lines, []
+    try:
+        arrow = spark.sql(sql).toArrow()
+    except Exception as exc:  # noqa: BLE001  (py4j and pyspark errors: capdsl's)
+        raise spark_error(exc, spark, "computing the member shares") from None
+    panel.con.register("shares_rows", arrow)
+    return lines, "SELECT practice_id, member_id, month_start, line, CAST(share AS DECIMAL(38, 12)) AS share, " \
+                  "CAST(age AS INTEGER) AS age FROM shares_rows"
 
 
 def _col(con, name: str) -> str:
@@ -273,6 +297,8 @@ def run_reconcile(contract, run, remittance: str, *, tolerance: Decimal = Decima
 
                 rows = evaluate_shares(program, panel_rows(program, panel), period.months, params)
                 shares = (tuple(line_shares(program)), rows)
+            elif run.engine == "spark":  # the shares computed where the statements were: on Spark
+                shares = _spark_shares(program, period, params, panel, run.spark_master)
             else:
                 from capdsl.sql import duckdb_engine
                 from capdsl.sql.shares import shares_sql
