@@ -11,6 +11,7 @@ from datetime import date
 from capdsl.evaluation import tree as t
 from capdsl.evaluation.months import run_plan
 from capdsl.evaluation.periods import Period
+from capdsl.language.builtins import BUILTINS
 from capdsl.sql.exprs import AGE_ATTR, PRACTICE_ID
 from capdsl.sql.kinds import numeric_type, whole_weights
 
@@ -20,6 +21,8 @@ def run_months(program: t.Program, period: Period) -> tuple[tuple[date, ...], tu
     plan = run_plan(program, period.months)
     return plan.run, plan.due if plan.pools_due else ()
 
+
+MEMBER_OF_EVENT, MEMBER_ID = BUILTINS[("event", "member")].column, BUILTINS[("member", "id")].column
 
 # ─────────────────────────── predicates on inlined nodes ───────────────────────────
 
@@ -168,6 +171,8 @@ def collect(a: Analysis) -> None:
                     a.plan.year_sums.add(name)
             elif isinstance(node, t.MemberEvents) and node not in a.member_events:
                 a.member_events[node] = f"_me{len(a.member_events) + 1}"
+                a.event_cols.setdefault(MEMBER_OF_EVENT, "text")  # the events are matched on it,
+                a.member_cols.setdefault(MEMBER_ID, "text")  # and the member on its id
             elif isinstance(node, t.YearSum) and node not in a.plan.years:
                 a.plan.years[node] = f"ys_{len(a.plan.years) + 1}"
             elif isinstance(node, t.Col):
