@@ -2,7 +2,7 @@
 
 On a deterministic panel (benchmarks/panel_gen.py: European age mix, ~1,500
 members per practice, ~8 % diabetic, ~0.5 events per member-year) written
-as Parquet, for two contracts:
+as Parquet, for three contracts:
 
 - contracts/cz_vzp_2011_adult.cap — the richest contract in contracts/ by
   constructs (bands, a tier, parameters, monthly and yearly measures,
@@ -11,7 +11,15 @@ as Parquet, for two contracts:
   evaluated (12 member-month passes) — as the interpreter does;
 - contracts/hu_gp.cap — the richest of the others (4 bands, 3 tiers, a tier
   that chooses between bands, degression with min/max over an aggregate,
-  text-keyed tiers, filtered event counts); one month, no pool.
+  text-keyed tiers, filtered event counts); one month, no pool;
+- benchmarks/rate_cells_stop_loss.cap — the rate cells (category × age ×
+  sex) and regional factors of contracts/us_medicaid_rate_cells.cap with
+  its maternity kick, plus an individual stop-loss over each member's own
+  claims of the year (`sum of … over member events during year`), for
+  2011-12, the month it is paid in. Its panel is the same members with a
+  category and a region, and two claims per member-year with allowed
+  amounts instead of the services (benchmarks/panel_rate_cells.py, derived
+  from the base panel the first time it is needed).
 
 Timed in one run (each timing is the best and the median of --repeat runs,
 a fresh DuckDB connection each; capdsl and the hand-written query run in
@@ -36,6 +44,7 @@ alternation, so the drift of a shared machine reaches both alike):
 
     python benchmarks/bench_engines.py                         # 1 M members, a few minutes
     python benchmarks/bench_engines.py --members 10000000 --spark --year
+    python benchmarks/bench_engines.py --contract rate_cells_stop_loss --no-slow --no-process
 
 Needs the `bench` extra for (c): pip install -e '.[bench]'.
 """
@@ -52,6 +61,7 @@ import sys
 import tempfile
 import time
 from collections import defaultdict
+from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
@@ -60,11 +70,13 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 
+import panel_rate_cells  # noqa: E402
 from panel_gen import generate  # noqa: E402
 
 TABLES = ("members", "practices", "events", "measures")
 VZP = ROOT / "contracts" / "cz_vzp_2011_adult.cap"
 HU = ROOT / "contracts" / "hu_gp.cap"
+RC = HERE / "rate_cells_stop_loss.cap"
 PERIOD = "2011-03"
 CENT = Decimal("0.01")
 
@@ -181,16 +193,116 @@ SELECT practice_id,
 FROM s ORDER BY practice_id
 """
 
-CONTRACTS = {"cz_vzp_2011_adult": (VZP, HAND_VZP), "hu_gp": (HU, HAND_HU)}
+def _rate_case() -> str:
+    """The base rate of contracts/us_medicaid_rate_cells.cap's cells, by category, then age, then sex
+    (the panel records every member's sex)."""
+    def by_sex(f: str, m: str) -> str:
+        return f"CASE WHEN sex = 'F' THEN {f} ELSE {m} END"
+
+    return f"""CASE category
+           WHEN 'TANF' THEN CASE WHEN age < 1 THEN 520.00 WHEN age <= 5 THEN 142.50 WHEN age <= 14 THEN 118.20
+                                 WHEN age <= 20 THEN {by_sex('205.40', '131.60')}
+                                 WHEN age <= 44 THEN {by_sex('312.75', '224.30')} ELSE {by_sex('468.90', '441.10')} END
+           WHEN 'CHIP' THEN CASE WHEN age < 1 THEN 410.00 WHEN age <= 5 THEN 121.80 WHEN age <= 14 THEN 102.40
+                                 ELSE 148.60 END
+           WHEN 'SSI' THEN CASE WHEN age <= 20 THEN 905.00 WHEN age <= 44 THEN {by_sex('1288.40', '1216.70')}
+                                WHEN age <= 64 THEN {by_sex('1642.15', '1710.35')} ELSE 1395.00 END
+           WHEN 'EXPANSION' THEN CASE WHEN age <= 18 THEN 265.00 WHEN age <= 24 THEN {by_sex('298.60', '214.20')}
+                                      WHEN age <= 34 THEN {by_sex('356.80', '279.45')}
+                                      WHEN age <= 44 THEN {by_sex('421.30', '366.90')}
+                                      WHEN age <= 54 THEN 548.25 ELSE 689.70 END END"""
 
 
-CSV_TYPES = {"measures": ", types={'period': 'VARCHAR'}", "practices": ", types={'coefficient': 'DECIMAL(4,2)'}"}
+# Rate cells x regional factor for the members counted in December, the kick for December's
+# deliveries, and the stop-loss: the year's claims are added up per member, only the members above
+# the attachment point are kept (HAVING), and those counted in December are paid 80 % of the excess.
+HAND_RC = """
+WITH mm AS (   -- members counted in December 2011 (first_day exposure), age on 1 December
+  SELECT member_id, practice_id, category, region, sex,
+         2011 - year(birth_date) - CASE WHEN 1201 < month(birth_date) * 100 + {day}(birth_date) THEN 1 ELSE 0 END AS age
+  FROM {members}
+  WHERE birth_date <= DATE '2011-12-01'
+    AND (enrolled_from IS NULL OR enrolled_from <= DATE '2011-12-01')
+    AND (enrolled_to IS NULL OR enrolled_to >= DATE '2011-12-01')),
+cap AS (
+  SELECT practice_id,
+         sum((%(rate)s)
+             * CASE region WHEN 'NORTH' THEN 1.000
+                           WHEN 'METRO' THEN CASE WHEN category = 'SSI' THEN 1.040 ELSE 1.085 END
+                           ELSE CASE WHEN category = 'SSI' THEN 0.980 ELSE 0.955 END END) AS capitation
+  FROM mm GROUP BY practice_id),
+claims AS (   -- members whose allowed claims of 2011 pass the attachment point
+  SELECT member_id, sum(allowed) AS allowed
+  FROM {events}
+  WHERE date >= DATE '2011-01-01' AND date <= DATE '2011-12-31' AND member_id IS NOT NULL
+  GROUP BY member_id HAVING sum(allowed) > 150000),
+sl AS (
+  SELECT mm.practice_id, sum(0.8 * (claims.allowed - 150000)) AS stop_loss
+  FROM claims JOIN mm ON mm.member_id = claims.member_id GROUP BY mm.practice_id),
+kick AS (
+  SELECT practice_id,
+         sum(CASE code WHEN '59400' THEN 5850.00 WHEN '59510' THEN 7425.00 WHEN '59610' THEN 6040.00
+                       ELSE 7610.00 END) AS kick
+  FROM {events}
+  WHERE date >= DATE '2011-12-01' AND date <= DATE '2011-12-31' AND code IN ('59400', '59510', '59610', '59618')
+  GROUP BY practice_id)
+SELECT p.practice_id,
+       round(coalesce(cap.capitation, 0), 2) AS capitation,
+       round(coalesce(kick.kick, 0), 2) AS maternity_kick,
+       round(coalesce(sl.stop_loss, 0), 2) AS stop_loss
+FROM {practices} AS p LEFT JOIN cap ON cap.practice_id = p.practice_id
+                      LEFT JOIN kick ON kick.practice_id = p.practice_id
+                      LEFT JOIN sl ON sl.practice_id = p.practice_id
+ORDER BY p.practice_id
+""" % {"rate": _rate_case()}
+
+
+@dataclass(frozen=True)
+class Bench:
+    """A benchmarked contract: its file, the hand-written query, the period both compute, and its panel
+    (`base`: panel_gen.py's; `rate_cells`: panel_rate_cells.py's, derived from it)."""
+
+    path: Path
+    hand: str
+    period: str = PERIOD
+    panel: str = "base"
+
+    @property
+    def month(self) -> date:
+        year, month = self.period.split("-")
+        return date(int(year), int(month), 1)
+
+    def files(self, base: dict) -> dict:
+        """The panel files of this contract, given the base panel's."""
+        if self.panel == "base":
+            return base
+        members = Path(base["members"])
+        out = members.parent / "rate_cells"
+        files = {t: out / f"{t}.parquet" for t in ("members", "events")}
+        if not all(f.exists() for f in files.values()):
+            print(f"deriving the rate-cell panel into {out} …", flush=True)
+            panel_rate_cells.generate(members.parent, out)
+        return {"members": str(files["members"]), "practices": base["practices"], "events": str(files["events"])}
+
+
+CONTRACTS = {"cz_vzp_2011_adult": Bench(VZP, HAND_VZP), "hu_gp": Bench(HU, HAND_HU),
+             "rate_cells_stop_loss": Bench(RC, HAND_RC, "2011-12", "rate_cells")}
+
+
+CSV_TYPES = {"period": "VARCHAR", "coefficient": "DECIMAL(4,2)", "allowed": "DECIMAL(12,2)"}
+
+
+def read_csv(path) -> str:
+    """DuckDB's read_csv of a panel file, with the types of the columns in CSV_TYPES it has pinned."""
+    with open(path, encoding="utf-8") as f:
+        header = f.readline().strip().split(",")
+    pinned = ", ".join(f"'{c}': '{CSV_TYPES[c]}'" for c in header if c in CSV_TYPES)
+    return f"read_csv('{path}'" + (f", types={{{pinned}}})" if pinned else ")")
 
 
 def hand_sql(text: str, files: dict, dialect: str) -> str:
     if dialect == "duckdb":  # CSV: types detected, except what a careful author pins (text periods, exact money)
-        tables = {k: (f"read_csv('{v}'{CSV_TYPES.get(k, '')})" if str(v).endswith(".csv") else f"read_parquet('{v}')")
-                  for k, v in files.items()}
+        tables = {k: (read_csv(v) if str(v).endswith(".csv") else f"read_parquet('{v}')") for k, v in files.items()}
         return text.format(day="day", **tables)
     tables = {k: f"parquet.`{v}`" for k, v in files.items()}
     return text.format(day="dayofmonth", **tables)
@@ -207,15 +319,16 @@ def hand_items(columns: list[str], rows) -> dict:
 
 
 def capdsl_items(result, month: date) -> dict:
-    """capdsl's MonthlyResult -> the same {(practice, item): amount} (pool as its name, installments `_qN`)."""
+    """capdsl's MonthlyResult -> the same {(practice, item): amount} (pool as its name, an installment
+    paid in a quarter's last month `_qN`)."""
     out = {}
     for pid, m, line, amount, applied, basis in result.rows:
         if m == month:
             out[(pid, line)] = Decimal(amount).quantize(CENT)
     for pid, pool, year, amount, applied in result.pools:
         out[(pid, pool)] = Decimal(amount).quantize(CENT)
-    for pid, pool, year, quarter, amount, paid in result.installments:
-        out[(pid, f"{pool}_q{quarter}")] = Decimal(amount).quantize(CENT)
+    for pid, pool, year, paid_month, amount, paid in result.installments:
+        out[(pid, f"{pool}_q{(paid_month - 1) // 3 + 1}")] = Decimal(amount).quantize(CENT)
     return out
 
 
@@ -304,23 +417,23 @@ def member_months(files: dict, months: list[int]) -> int:
 # sections
 # ---------------------------------------------------------------------------
 
-def bench_duckdb(files: dict, repeat: int) -> dict:
-    """capdsl DuckDB in-process vs the hand-written DuckDB query, both contracts."""
+def bench_duckdb(base: dict, repeat: int, contracts: dict) -> dict:
+    """capdsl DuckDB in-process vs the hand-written DuckDB query, contract by contract."""
     import duckdb
 
     from capdsl.evaluation.periods import parse_period
     from capdsl.pipeline import compile_file
     from capdsl.sql.duckdb_engine import evaluate_files
 
-    period = parse_period(PERIOD)
     out = {}
-    for name, (path, text) in CONTRACTS.items():
-        _, program = compile_file(path)
+    for name, bench in contracts.items():
+        _, program = compile_file(bench.path)
+        files, period = bench.files(base), parse_period(bench.period)
 
         def ours():
             return evaluate_files(program, files, period, {}, con=duckdb.connect())
 
-        sql = hand_sql(text, files, "duckdb")
+        sql = hand_sql(bench.hand, files, "duckdb")
 
         def theirs():
             con = duckdb.connect()
@@ -329,7 +442,7 @@ def bench_duckdb(files: dict, repeat: int) -> dict:
             return [d[0] for d in cur.description], cur.fetchall()
 
         t_ours, result, t_hand, (columns, rows) = timed_pair(ours, theirs, repeat)
-        total = assert_same(name, capdsl_items(result, date(2011, 3, 1)), hand_items(columns, rows))
+        total = assert_same(name, capdsl_items(result, bench.month), hand_items(columns, rows))
         ratio = t_ours.median / t_hand.median
         report("duckdb", f"{name}: capdsl DuckDB (evaluate_files, in-process)", str(t_ours))
         report("duckdb", f"{name}: hand-written DuckDB SQL", str(t_hand))
@@ -339,7 +452,7 @@ def bench_duckdb(files: dict, repeat: int) -> dict:
     return out
 
 
-def bench_interpreter(sub: int, data: Path, main_members: int, capdsl_times: dict) -> None:
+def bench_interpreter(sub: int, data: Path, main_members: int, capdsl_times: dict, contracts: dict) -> None:
     """(b) The reference interpreter on a subsample panel, extrapolated per member-month."""
     from capdsl.evaluation.interpret import evaluate
     from capdsl.data.panel import load_panel, parse_params
@@ -347,10 +460,10 @@ def bench_interpreter(sub: int, data: Path, main_members: int, capdsl_times: dic
     from capdsl.pipeline import compile_file, panel_rows, requirements
     from capdsl.sql.compile import run_months
 
-    files = panel(sub, data)
-    period = parse_period(PERIOD)
-    for name, (path, _) in CONTRACTS.items():
-        _, program = compile_file(path)
+    base = panel(sub, data)
+    for name, bench in contracts.items():
+        _, program = compile_file(bench.path)
+        files, period = bench.files(base), parse_period(bench.period)
         loaded = load_panel(files, requirements(program))
         rows = panel_rows(program, loaded)
         params = parse_params([], None, requirements(program))  # the contract's defaults, as `capdsl eval`
@@ -513,11 +626,11 @@ con.execute(f"COPY ({sql}) TO '{out}' (HEADER, DELIMITER ',')")
 """
 
 
-def bench_process(files: dict, repeat: int) -> None:
+def bench_process(base: dict, repeat: int, contracts: dict, csv: bool = False) -> None:
     """The whole `capdsl eval` process vs a whole python process running the hand-written SQL, three
     ways: with the cache filled (a re-run: the contract, its query and the panel's checks remembered),
     on a new panel (the contract and query remembered, the files new: a monthly run), and with no
-    cache at all."""
+    cache at all. With `csv`, on the panel written as CSV files."""
     exe = Path(sys.executable).parent / "capdsl"
     with tempfile.TemporaryDirectory() as tmp:
         script = Path(tmp) / "hand.py"
@@ -526,26 +639,27 @@ def bench_process(files: dict, repeat: int) -> None:
         cold = {**os.environ, "CAPDSL_NO_CACHE": "1"}
         copies = iter(range(10**6))
 
-        def fresh_copy() -> dict:
+        def fresh_copy(files: dict) -> dict:
             """The panel as new files (new inodes, just written: their checks cannot be remembered)."""
             where = Path(tmp) / f"copy{next(copies)}"
             where.mkdir()
             return {t: shutil.copy(f, where / Path(f).name) for t, f in files.items()}
 
-        def command(path, panel) -> list[str]:
-            return [str(exe), "eval", str(path), "--members", str(panel["members"]),
-                    "--practices", str(panel["practices"]), "--events", str(panel["events"]),
-                    "--measures", str(panel["measures"]), "--period", PERIOD,
+        def command(bench: Bench, panel) -> list[str]:
+            tables = [arg for t in TABLES if t in panel for arg in (f"--{t}", str(panel[t]))]
+            return [str(exe), "eval", str(bench.path), *tables, "--period", bench.period,
                     "--format", "csv", "-o", str(Path(tmp) / "ours.csv"), "-q"]
 
-        for name, (path, text) in CONTRACTS.items():
+        for name, bench in contracts.items():
+            files = csv_panel(bench.files(base)) if csv else bench.files(base)
             sql_file = Path(tmp) / f"{name}.sql"
-            sql_file.write_text(hand_sql(text, files, "duckdb"))
+            sql_file.write_text(hand_sql(bench.hand, files, "duckdb"))
             theirs = [sys.executable, str(script), str(sql_file), str(Path(tmp) / "hand.csv")]
             for label, env, new_panel in (("cache filled", warm, False), ("new panel", warm, True),
                                           ("no cache", cold, False)):
                 # the copies are made before the clock starts: only the run itself is timed
-                commands = iter([command(path, fresh_copy() if new_panel else files) for _ in range(repeat + 1)])
+                commands = iter([command(bench, fresh_copy(files) if new_panel else files)
+                                 for _ in range(repeat + 1)])
                 t_ours, _, t_hand, _ = timed_pair(
                     lambda: subprocess.run(next(commands), check=True, capture_output=True, env=env),
                     lambda: subprocess.run(theirs, check=True, capture_output=True), repeat)
@@ -571,7 +685,7 @@ def csv_panel(files: dict) -> dict:
     return out
 
 
-def bench_spark(files: dict, repeat: int) -> None:
+def bench_spark(base: dict, repeat: int, contracts: dict) -> None:
     """capdsl on Spark vs the hand-written query on Spark, same session (local[2]), after a warm-up."""
     from capdsl.evaluation.periods import parse_period
     from capdsl.pipeline import compile_file
@@ -579,26 +693,26 @@ def bench_spark(files: dict, repeat: int) -> None:
     from capdsl.sql.spark_engine import run, spark_session
 
     spark = spark_session("local[2]")
-    tables = {}
-    for k, v in files.items():  # capdsl takes table names (quoted identifiers): temp views over the files
-        spark.read.parquet(str(v)).createOrReplaceTempView(f"bench_{k}")
-        tables[k] = f"bench_{k}"
-    period = parse_period(PERIOD)
     try:
-        for name, (path, text) in CONTRACTS.items():
-            _, program = compile_file(path)
+        for name, bench in contracts.items():
+            _, program = compile_file(bench.path)
+            files, period = bench.files(base), parse_period(bench.period)
+            tables = {}
+            for k, v in files.items():  # capdsl takes table names (quoted identifiers): temp views over the files
+                spark.read.parquet(str(v)).createOrReplaceTempView(f"bench_{name}_{k}")
+                tables[k] = f"bench_{name}_{k}"
 
             def ours():
                 return run(program, spark, period, {}, tables, Options(row_column=None, measure_values="text"))
 
-            sql = hand_sql(text, files, "spark")
+            sql = hand_sql(bench.hand, files, "spark")
 
             def theirs():
                 df = spark.sql(sql)
                 return df.columns, [tuple(r) for r in df.collect()]
 
             t_ours, result, t_hand, (columns, rows) = timed_pair(ours, theirs, repeat)
-            total = assert_same(f"{name} (spark)", capdsl_items(result, date(2011, 3, 1)), hand_items(columns, rows))
+            total = assert_same(f"{name} (spark)", capdsl_items(result, bench.month), hand_items(columns, rows))
             report("spark", f"{name}: capdsl on Spark (local[2], from Parquet)", str(t_ours))
             report("spark", f"{name}: hand-written SQL on Spark (local[2])", str(t_hand))
             report("spark", f"{name}: ratio capdsl / hand (median)", f"{t_ours.median / t_hand.median:.2f}x",
@@ -607,13 +721,14 @@ def bench_spark(files: dict, repeat: int) -> None:
         spark.stop()
 
 
-def bench_year(files: dict, repeat: int) -> None:
+def bench_year(base: dict, repeat: int, contracts: dict) -> None:
     """The whole year 2011 (12 months) through `capdsl eval`, in a child process: time and peak RSS."""
     exe = Path(sys.executable).parent / "capdsl"
     with tempfile.TemporaryDirectory() as tmp:
-        for name, (path, _) in CONTRACTS.items():
-            cmd = [str(exe), "eval", str(path), "--members", files["members"], "--practices", files["practices"],
-                   "--events", files["events"], "--measures", files["measures"], "--period", "2011",
+        for name, bench in contracts.items():
+            files = bench.files(base)
+            tables = [arg for t in TABLES if t in files for arg in (f"--{t}", str(files[t]))]
+            cmd = [str(exe), "eval", str(bench.path), *tables, "--period", "2011",
                    "--format", "csv", "-o", str(Path(tmp) / "year.csv"), "-q"]
             times, peaks = [], []
             for _ in range(repeat):
@@ -646,31 +761,37 @@ def main(argv=None) -> int:
     parser.add_argument("--year", action="store_true", help="also the year 2011 with peak memory")
     parser.add_argument("--csv", action="store_true",
                         help="also the whole processes on the panel as CSV (hand-written SQL over read_csv)")
+    parser.add_argument("--contract", action="append", choices=sorted(CONTRACTS), metavar="NAME",
+                        help=f"only this contract (repeatable; default all: {', '.join(CONTRACTS)}); the rules "
+                             "engines run only with cz_vzp_2011_adult")
     args = parser.parse_args(argv)
+    contracts = {k: v for k, v in CONTRACTS.items() if not args.contract or k in args.contract}
 
     files = panel(args.members, args.data)
-    print(f"panel: {args.members:,} members (Parquet, {args.data / str(args.members)}), period {PERIOD}, "
+    periods = ", ".join(f"{name} {bench.period}" for name, bench in contracts.items())
+    print(f"panel: {args.members:,} members (Parquet, {args.data / str(args.members)}), periods: {periods}; "
           f"{os.cpu_count()} cores, best/median of {args.repeat} runs", flush=True)
     print("capdsl DuckDB vs hand-written DuckDB SQL (in-process, from Parquet)", flush=True)
-    times = bench_duckdb(files, args.repeat)
+    times = bench_duckdb(files, args.repeat, contracts)
     if args.slow:
         print(f"reference interpreter (subsample of {args.subsample:,} members, extrapolated)", flush=True)
-        bench_interpreter(args.subsample, args.data, args.members, times)
-        print(f"per-row rules engines (subsample of {args.subsample:,} members, capitation only, extrapolated)",
-              flush=True)
-        bench_rules(args.subsample, args.data, args.members, times["cz_vzp_2011_adult"])
+        bench_interpreter(args.subsample, args.data, args.members, times, contracts)
+        if "cz_vzp_2011_adult" in contracts:
+            print(f"per-row rules engines (subsample of {args.subsample:,} members, capitation only, extrapolated)",
+                  flush=True)
+            bench_rules(args.subsample, args.data, args.members, times["cz_vzp_2011_adult"])
     if args.process:
         print("whole processes (start-up included)", flush=True)
-        bench_process(files, args.repeat)
+        bench_process(files, args.repeat, contracts)
     if args.csv:
         print("whole processes on the panel as CSV files (start-up included)", flush=True)
-        bench_process(csv_panel(files), args.repeat)
+        bench_process(files, args.repeat, contracts, csv=True)
     if args.spark:
         print("Spark local[2]", flush=True)
-        bench_spark(files, max(1, min(args.repeat, 3)))
+        bench_spark(files, max(1, min(args.repeat, 3)), contracts)
     if args.year:
         print("the year 2011 on DuckDB (child process)", flush=True)
-        bench_year(files, max(1, min(args.repeat, 3)))
+        bench_year(files, max(1, min(args.repeat, 3)), contracts)
     return 0
 
 

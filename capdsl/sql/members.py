@@ -41,6 +41,13 @@ def windows(a: Analysis) -> tuple[str, ...]:
     return tuple(p for p in ("quarter", "year") if any(n.window == p for n in a.member_events))
 
 
+def span(node: t.MemberEvents) -> tuple[str, str]:
+    """The months table's columns holding the first and last day of a member-event total's window."""
+    if node.window == "month":
+        return "month_start", "month_end"
+    return f"{node.window}_first", f"{node.window}_last"
+
+
 def snapshot(a: Analysis) -> bool:
     """Whether the list of members is taken on a day other than each month's first (`list as of`)."""
     rule = EXPOSURE_RULES[a.program.exposure]
@@ -167,20 +174,22 @@ def mm_query(em: Emitter) -> exp.Expression:
         sel = sel.join(table_as("months", f.mo), join_type="cross", copy=False).where(cond, copy=False)
     else:
         sel = sel.join(table_as("months", f.mo), on=cond, join_type="inner", copy=False)
-    for name in a.member_events.values():  # the member's event totals of the month's windows
+    for node, name in a.member_events.items():  # the member's event totals of the month's windows
         on = exp.and_(exp.EQ(this=col(MEMBER_ID, name), expression=col(MEMBER_ID, f.m)),
-                      exp.EQ(this=col("month_start", name), expression=col("month_start", f.mo)), copy=False)
+                      exp.EQ(this=col("window_first", name), expression=col(span(node)[0], f.mo)), copy=False)
         sel = sel.join(table_as(f"mev{name}", name), on=on, join_type="left", copy=False)
     return sel
 
 
 def member_events_query(em: Emitter, node: t.MemberEvents) -> exp.Expression:
-    """A member's own events (`tree.MemberEvents`) added up per member and evaluated month, over the
-    window containing the month: one row per member with events there."""
+    """A member's own events (`tree.MemberEvents`) added up per member and window (month, quarter or
+    year) containing an evaluated month, keyed by the window's first day: one row per member with
+    events there. The months of a window share its total, so a year's events are read once, not once
+    per month."""
     e, mo = "e", "mo"
     date_col, member_col = BUILTINS[("event", "date")].column, BUILTINS[("event", "member")].column
-    first, last = ("month_start", "month_end") if node.window == "month" else \
-        (f"{node.window}_first", f"{node.window}_last")
+    first, last = span(node)
+    spans = exp.select(col(first), col(last), copy=False).from_("months", copy=False).distinct(copy=False)
     scope = Scope("event", row=e)
     value = col("quantity", e) if node.kind == "count" else dec(em.ex(node.expr, scope))
     cond = exp.and_(exp.GTE(this=col(date_col, e), expression=col(first, mo)),
@@ -188,11 +197,11 @@ def member_events_query(em: Emitter, node: t.MemberEvents) -> exp.Expression:
     where = exp.Not(this=is_null(col(member_col, e)))
     if node.where is not None:
         where = exp.and_(where, paren(em.ex(node.where, scope)), copy=False)
-    return exp.select(alias(col(member_col, e), MEMBER_ID), col("month_start", mo),
+    return exp.select(alias(col(member_col, e), MEMBER_ID), alias(col(first, mo), "window_first"),
                       alias(dec(exp.Sum(this=value)), "total"), copy=False).from_(
         exp.alias_(input_table(em, "events"), e, copy=False), copy=False).join(
-        table_as("months", mo), on=cond, join_type="inner", copy=False).where(where, copy=False).group_by(
-        col(member_col, e), col("month_start", mo), copy=False)
+        exp.alias_(exp.Subquery(this=spans), mo, copy=False), on=cond, join_type="inner", copy=False).where(
+        where, copy=False).group_by(col(member_col, e), col(first, mo), copy=False)
 
 
 def mm_null(a: Analysis, name: str) -> exp.Expression:
