@@ -232,7 +232,7 @@ def _step(span: Decimal, bins: int) -> Decimal:
     """A round bin width (1, 2, 2.5 or 5 × 10^k, at least 0.01) giving at most `bins` bins over `span`."""
     if span <= 0:
         return Decimal(1)
-    k = math.floor(math.log10(float(span) / bins))
+    k = int((span / bins).log10().to_integral_value(rounding=ROUND_FLOOR))
     for exp in (k - 1, k, k + 1, k + 2):
         for m in ("1", "2", "2.5", "5"):
             step = Decimal(m).scaleb(exp)
