@@ -312,3 +312,28 @@ def test_two_example_lines_of_members_of_one_practice_and_age_are_different_memb
     for engine in ENGINES:
         result = CliRunner().invoke(main, ["test", str(contract), "--engine", engine])
         assert result.exit_code == 0 and "1 passed" in result.output, result.output
+
+
+def test_a_division_inside_a_members_event_total_compiles_beside_a_deferred_sum():
+    """A division inside `over member events` raises in the totals' own query: the member sum around
+    it has no failure to defer (the differential test found the compiler looking for one)."""
+    from capdsl.evaluation import tree as t
+    from capdsl.evaluation.interpret import evaluate as interpret
+    from capdsl.evaluation.periods import parse_period
+    from capdsl.sql import evaluate as sql_evaluate
+    from sql_support import Panel, line, program
+
+    points = t.Col("event", "points", "decimal")
+    total = t.MemberEvents("sum", "month", t.Arith("/", points, points))
+    # behind a condition, the member sum is not surely read: its failures would be deferred
+    amount = t.Case(((t.Cmp(">", t.Col("practice", "hours", "decimal"), t.Const(D(0), "decimal")),
+                      t.Agg("count", "events", None)),), t.Agg("sum", "members", total))
+    prog = program([line("l0", amount)])
+    panel = Panel(practice_attrs={"hours": "decimal"})
+    panel.practice("P1", hours=D(0))
+    panel.member("M1", "P1", date(1970, 1, 1))
+    panel.event("P1", date(2011, 3, 2), "A", points=4, member_id="M1")
+    per = parse_period("2011-03")
+    got = sql_evaluate(prog, panel.duckdb(), per, {})
+    assert got.rows == interpret(prog, panel.rows(), per.months, {}).rows
+    assert got.rows[0][3] == D("1.00")  # no hours: M1's 4/4

@@ -29,11 +29,6 @@ ZERO = t.Const(Decimal(0), "decimal")
 ONE = t.Const(Decimal(1), "decimal")
 
 
-def _practice_level(node: t.Node) -> bool:
-    return not any(isinstance(n, (t.Agg, t.LineRef, t.YearSum, t.MemberEvents))
-                   or (isinstance(n, t.Col) and n.table != "practice") for n in t.walk(node))
-
-
 def member_share(node: t.Node) -> t.Node | None:
     """M for an inlined line amount: a member-level tree whose weighted sum over the counted members
     is the amount; None when the line is not attributable."""
@@ -53,18 +48,18 @@ def member_share(node: t.Node) -> t.Node | None:
             return t.Arith(node.op, left, right, node.origin)
         if node.op == "*":
             for factor, rest, flip in ((node.left, node.right, False), (node.right, node.left, True)):
-                if _practice_level(factor):
+                if t.practice_level(factor):
                     inner = member_share(rest)
                     if inner is None:
                         return None
                     return t.Arith("*", inner, factor, node.origin) if flip else t.Arith("*", factor, inner, node.origin)
             return None
-        if node.op == "/" and _practice_level(node.right):
+        if node.op == "/" and t.practice_level(node.right):
             inner = member_share(node.left)
             return None if inner is None else t.Arith("/", inner, node.right, node.origin)
         return None
     if isinstance(node, t.Case):
-        if not all(_practice_level(cond) for cond, _ in node.whens):
+        if not all(t.practice_level(cond) for cond, _ in node.whens):
             return None
         whens = []
         for cond, value in node.whens:

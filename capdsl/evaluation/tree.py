@@ -456,6 +456,13 @@ def year_closure(program: "Program") -> tuple[frozenset[str], tuple[Agg, ...]]:
     return frozenset(lines), tuple(aggs.values())
 
 
+def practice_level(node: Node) -> bool:
+    """Reads only the practice-month: the same for every member (and event) of it (a `Ref` counts as
+    not: inline first)."""
+    return not any(isinstance(n, (Agg, LineRef, YearSum, Ref, MemberEvents))
+                   or (isinstance(n, Col) and n.table != "practice") for n in walk(node))
+
+
 def walk(node: Node):
     stack = [node]
     while stack:

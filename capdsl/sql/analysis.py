@@ -26,12 +26,6 @@ MEMBER_OF_EVENT, MEMBER_ID = BUILTINS[("event", "member")].column, BUILTINS[("me
 
 # ─────────────────────────── predicates on inlined nodes ───────────────────────────
 
-def practice_level(node: t.Node) -> bool:
-    """Reads only the practice-month: the same for every member (and event) of it."""
-    return not any(isinstance(n, (t.Agg, t.LineRef, t.YearSum, t.Ref, t.MemberEvents))
-                   or (isinstance(n, t.Col) and n.table != "practice") for n in t.walk(node))
-
-
 def reads_month(node: t.Node) -> bool:
     """Whether it reads something of its month (the month, a monthly measure) besides the member-month."""
     return any(isinstance(n, (t.MonthStart, t.Calendar, t.MemberEvents))
@@ -40,7 +34,7 @@ def reads_month(node: t.Node) -> bool:
 
 def month_invariant(node: t.Node) -> bool:
     """The same in every month of a practice's year: practice-level, and reads nothing of the month."""
-    return practice_level(node) and not reads_month(node)
+    return t.practice_level(node) and not reads_month(node)
 
 
 def affine(node: t.Node) -> bool:
@@ -78,8 +72,17 @@ def surely_read(node: t.Node) -> set:
 
 
 def raises(node: t.Node) -> bool:
-    """May evaluating this (inlined) node stop the query: a `Fail` or a division."""
-    return any(isinstance(n, t.Fail) or (isinstance(n, t.Arith) and n.op == "/") for n in t.walk(node))
+    """May evaluating this (inlined) node stop the query: a `Fail` or a division. Not one inside a
+    member's event total: that is computed, and stops the query, in its own CTE
+    (`members.member_events_query`), whatever reads it."""
+    stack = [node]
+    while stack:
+        n = stack.pop()
+        if isinstance(n, t.Fail) or (isinstance(n, t.Arith) and n.op == "/"):
+            return True
+        if not isinstance(n, t.MemberEvents):
+            stack.extend(t.children(n))
+    return False
 
 
 def line_roots(line: t.LineDef) -> list[t.Node]:
@@ -215,7 +218,7 @@ def factor_out(agg: t.Agg, exposure: str) -> tuple[t.Node | None, t.Agg]:
             or not isinstance(expr, t.Arith) or expr.op != "*" or numeric_type(expr) is None):
         return None, agg
     for factor, rest in ((expr.left, expr.right), (expr.right, expr.left)):
-        if practice_level(factor) and not raises(factor):
+        if t.practice_level(factor) and not raises(factor):
             inner_factor, inner = factor_out(t.Agg("sum", "members", rest, agg.where, agg.origin), exposure)
             if inner_factor is not None:
                 factor = t.Arith("*", factor, inner_factor)

@@ -123,7 +123,7 @@ class Emitter:
     def failure(self, node: t.Node, s: Scope) -> exp.Expression | None:
         """The payload of the first failure evaluating `node` would meet, in the interpreter's order,
         else NULL (None: it cannot fail). `s` is a deferred scope: the values it reads never raise."""
-        if not raises(node) or isinstance(node, t.MemberEvents):  # a member's events raise in their own CTE
+        if not raises(node):
             return None
         value = lambda n: self.ex(n, s)  # noqa: E731
         if isinstance(node, t.Fail):
