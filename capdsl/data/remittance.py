@@ -16,7 +16,7 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
 from capdsl.data.panel import Panel, load_table
-from capdsl.data.read import ReadOptions, fetch_all
+from capdsl.data.read import LIMIT, Problems, ReadOptions, fetch_all
 from capdsl.data.requirements import ColumnSpec
 from capdsl.errors import Diagnostic, InputError, error
 
@@ -26,8 +26,6 @@ SPECS = [ColumnSpec("practice_id", "text", True, needed_by=NEED), ColumnSpec("mo
          ColumnSpec("line", "text", needed_by=NEED), ColumnSpec("member_id", "text", needed_by=NEED),
          ColumnSpec("amount", "decimal", True, needed_by=NEED), ColumnSpec("reference", "text", needed_by=NEED)]
 X12_SUFFIXES = (".820", ".x12", ".edi")
-#: rows reported per problem before "… and N more"
-LIMIT = 10
 
 
 def is_x12(path: Path) -> bool:
@@ -48,17 +46,15 @@ def load_remittance(panel: Panel, path: str | Path, options: ReadOptions | None 
         warnings = _load_820(panel, path)
     else:
         warnings = load_table(panel, TABLE, path, SPECS, options)
-    bad = fetch_all(panel.con, f"SELECT _row, month FROM {TABLE} WHERE NOT regexp_full_match(month, "
-                               f"'[0-9]{{4}}-(0[1-9]|1[0-2])') ORDER BY _row LIMIT {LIMIT + 1}")
+    not_a_month = f"NOT regexp_full_match(month, '[0-9]{{4}}-(0[1-9]|1[0-2])')"
+    bad = fetch_all(panel.con, f"SELECT _row, month FROM {TABLE} WHERE {not_a_month} ORDER BY _row LIMIT {LIMIT}")
     if bad:
-        total = fetch_all(panel.con, f"SELECT count(*) FROM {TABLE} WHERE NOT regexp_full_match(month, "
-                                     f"'[0-9]{{4}}-(0[1-9]|1[0-2])')")[0][0]
-        problems = [error("E0740", f"row {row}, column month: {month!r} is not a month", path=str(path),
-                          hint="write the month paid for as YYYY-MM, e.g. 2011-02") for row, month in bad[:LIMIT]]
-        if total > LIMIT:
-            problems.append(error("E0740", f"… and {total - LIMIT} more rows with a month that is not YYYY-MM",
-                                  path=str(path)))
-        raise InputError(problems)
+        probs = Problems()
+        total = fetch_all(panel.con, f"SELECT count(*) FROM {TABLE} WHERE {not_a_month}")[0][0]
+        probs.rows("E0740", str(path), bad, total, "rows with a month that is not YYYY-MM",
+                   lambda r: f"row {r[0]}, column month: {r[1]!r} is not a month",
+                   hint="write the month paid for as YYYY-MM, e.g. 2011-02")
+        raise InputError(probs.items)
     fetch_all(panel.con, f"CREATE OR REPLACE TABLE {TABLE} AS SELECT *, CAST(month || '-01' AS DATE) AS month_start "
                          f"FROM {TABLE}")
     return warnings

@@ -291,21 +291,14 @@ class _Lowering:
         def in_months(ms: list[int]) -> t.Node:
             return t.In(month, tuple(t.Const(Decimal(m), "integer") for m in ms))
 
-        every = len(months) == 12
-        if every and rate_months == 1:
-            return amount, basis, (), None
+        if len(months) == 12:  # paid every month: a month covers one month of the rate
+            return scaled(amount, 1), basis, (), None
         zero = t.Const(Decimal(0), "decimal")
         whens = tuple((in_months(ms), scaled(amount, cover)) for cover, ms in sorted(by_cover.items()))
-        if every and len(whens) == 1:
-            amount = whens[0][1]
-        else:
-            amount = t.Case(whens, zero, None, ("paid",) * len(whens), decl.span)
-        if basis is not None and not every:
+        amount = t.Case(whens, zero, None, ("paid",) * len(whens), decl.span)
+        if basis is not None:
             basis = t.Case(((in_months(list(months)), basis),), zero, None, ("paid",), decl.span)
-        if every:
-            return amount, basis, (), None
-        text = source_text(self.source, decl.clause_span("payment")).strip() if decl.payment is not None else None
-        return amount, basis, months, text
+        return amount, basis, months, source_text(self.source, decl.clause_span("payment")).strip()
 
     def _default_basis(self, amount: t.Node):
         """The quantity beside a line: its members or events, when it aggregates over them."""

@@ -8,6 +8,7 @@ rounded with the contract's rule. It reads the same CTEs as the statement query 
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 
 from sqlglot import exp
@@ -35,9 +36,8 @@ def shares_sql(program: t.Program, period: Period, dialect: str = "duckdb", *,
     if not shares:
         return "", ()
     # the analysis of a program whose lines are the shares: the columns and member-event totals they read
-    probe = t.Program(**{**{f: getattr(program, f) for f in program.__dataclass_fields__},
-                         "lines": tuple(t.LineDef(name, name, "line", share) for name, share in shares.items()),
-                         "line_order": tuple(shares)})
+    probe = dataclasses.replace(program, lines=tuple(t.LineDef(name, name, "line", share)
+                                                     for name, share in shares.items()), line_order=tuple(shares))
     a = analyse(probe, period)
     a.member_cols.setdefault(MEMBER_ID, BUILTINS[("member", "id")].kind)
     d = get(dialect)

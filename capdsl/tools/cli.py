@@ -633,7 +633,7 @@ def emit(result, out_format: str, output: str | None, *, raw_cells: bool = False
         return
     _emit(out_format, output, lambda path: render.write_parquet(result, path),
           lambda console, plain=False: render.table(result, console, plain=plain),
-          lambda: render.to_json(result) if out_format == "json" else render.to_csv(result, raw_cells=raw_cells))
+          lambda: render.to_csv(result, raw_cells=raw_cells))
 
 
 def _emit(out_format: str, output: str | None, write_parquet, draw_table, text) -> None:

@@ -136,7 +136,7 @@ def reconcile(result: Result, panel: Panel, shares: tuple[str, list[tuple] | str
                     ELSE 'nothing is owed for this line and month' END,
                NULL, j.label, NULL, j.reference
         FROM j"""
-    parts = [practice_sql, line_sql] + ([_member_sql(con, shares, status, out)] if shares is not None else [])
+    parts = [practice_sql, line_sql] + ([_member_sql(panel, shares, status, out)] if shares is not None else [])
     names = "level, practice_id, month, line, expected, paid, diff, status, reason, member_id, label, age, reference"
     con.execute("CREATE OR REPLACE TEMP TABLE compared AS " + " UNION ALL ".join(
         f"SELECT {k} AS ord, * FROM ({sql}) AS part({names})" for k, sql in enumerate(parts)))
@@ -177,7 +177,8 @@ def _amount(value) -> Decimal | None:
     return None if value is None else Decimal(value).quantize(Decimal("0.01"))
 
 
-def _member_sql(con, shares, status: str, out: Reconciliation) -> str:
+def _member_sql(panel: Panel, shares, status: str, out: Reconciliation) -> str:
+    con = panel.con
     lines, source = shares
     out.attributable = tuple(lines)
     if isinstance(source, str):
@@ -215,8 +216,8 @@ def _member_sql(con, shares, status: str, out: Reconciliation) -> str:
                        AND e.month_start = s.month_start AND e.line = s.line
                   GROUP BY ALL),
         m AS (SELECT member_id, min(practice_id) AS practice_id, min(birth_date) AS birth_date,
-                     min({_col(con, "enrolled_from")}) AS enrolled_from,
-                     max({_col(con, "enrolled_to")}) AS enrolled_to
+                     min({_col(panel, "enrolled_from")}) AS enrolled_from,
+                     max({_col(panel, "enrolled_to")}) AS enrolled_to
               FROM members SEMI JOIN (SELECT member_id FROM bad WHERE expected IS NULL) b
                    ON b.member_id = members.member_id
               GROUP BY member_id)
@@ -263,11 +264,9 @@ def _spark_shares(program, period, params: dict, panel: Panel, master: str | Non
                   "CAST(age AS INTEGER) AS age FROM shares_rows"
 
 
-def _col(con, name: str) -> str:
-    """A members column, or NULL when the panel's members file has none."""
-    have = {r[0] for r in fetch_all(con, "SELECT column_name FROM information_schema.columns "
-                                         "WHERE table_name = 'members'")}
-    return name if name in have else "CAST(NULL AS DATE)"
+def _col(panel: Panel, name: str) -> str:
+    """A members column, or NULL when the panel's members table has none."""
+    return name if name in panel.kinds.get("members", {}) else "CAST(NULL AS DATE)"
 
 
 def run_reconcile(contract, run, remittance: str, *, tolerance: Decimal = Decimal(0), read_options=None,

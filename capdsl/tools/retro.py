@@ -18,7 +18,7 @@ from datetime import date
 from decimal import Decimal
 
 from capdsl.errors import UsageError, error
-from capdsl.evaluation.periods import month_end, parse_period
+from capdsl.evaluation.periods import parse_period
 from capdsl.evaluation.statements import Line, Result, Statement
 
 ZERO = Decimal("0.00")
@@ -73,7 +73,7 @@ def _amounts(result: Result, window: set[date]) -> dict[tuple[str, str, date], D
     return out
 
 
-def _shares_table(contract, panel, year: int, params: dict, table: str, window: set[date]):
+def _shares_table(contract, panel, year: int, params: dict, window: set[date]):
     """The panel's shares for the window's months of `year` as an Arrow table."""
     from capdsl.sql import duckdb_engine
     from capdsl.sql.shares import shares_sql
@@ -109,38 +109,37 @@ def run_retro(contract, run, paid_files: dict, *, months: int | None = None, onl
     paid_run = dataclasses.replace(run, files=dict(paid_files))
     params = parse_params(list(run.assignments), run.params_file, contract.requirements())
     owed, paid = {}, {}
-    con = duckdb.connect()
+    shares: dict[str, list] = {"owed": [], "paid": []}  # Arrow tables, a year's each
+    people: dict[str, object] = {}  # each side's members (the same table in every year)
     member_lines: tuple[str, ...] = ()
-    try:
-        for side, side_run, into in (("owed", run, owed), ("paid", paid_run, paid)):
-            for year, result, panel in _year_results(contract, side_run, window):
-                try:
-                    into.update(_amounts(result, in_window))
-                    if members:
-                        table, member_lines = _shares_table(contract, panel, year, params, side, in_window)
-                        if table is not None:
-                            con.register(f"{side}_{year}", table)
-                            con.execute(f"CREATE OR REPLACE TABLE {side}_shares AS SELECT * FROM {side}_{year}"
-                                        if not _exists(con, f"{side}_shares") else
-                                        f"INSERT INTO {side}_shares SELECT * FROM {side}_{year}")
-                        con.register(f"{side}_members_{year}", panel.con.sql(
-                            f"SELECT member_id, practice_id, birth_date, {_cols(panel)} FROM members").to_arrow_table())
-                        if not _exists(con, f"{side}_members"):
-                            con.execute(f"CREATE TABLE {side}_members AS SELECT * FROM {side}_members_{year}")
-                finally:
-                    panel.close()
-        current, panel = evaluate(contract, run, practices=())
-        panel.close()
-        result = _with_adjustments(current, program, owed, paid, window, only_adjustments)
-        adjustments = _member_adjustments(con) if members and _exists(con, "owed_shares") else []
-    finally:
-        con.close()
+    for side, side_run, into in (("owed", run, owed), ("paid", paid_run, paid)):
+        for year, result, panel in _year_results(contract, side_run, window):
+            try:
+                into.update(_amounts(result, in_window))
+                if members:
+                    table, member_lines = _shares_table(contract, panel, year, params, in_window)
+                    if table is not None:
+                        shares[side].append(table)
+                    people.setdefault(side, panel.con.sql(
+                        f"SELECT member_id, practice_id, birth_date, {_cols(panel)} FROM members").to_arrow_table())
+            finally:
+                panel.close()
+    current, panel = evaluate(contract, run, practices=())
+    panel.close()
+    result = _with_adjustments(current, program, owed, paid, window, only_adjustments)
+    adjustments = []
+    if members and shares["owed"] and shares["paid"]:
+        import pyarrow as pa
+
+        con = duckdb.connect()
+        try:
+            for side in ("owed", "paid"):
+                con.register(f"{side}_shares", pa.concat_tables(shares[side]))
+                con.register(f"{side}_members", people[side])
+            adjustments = _member_adjustments(con)
+        finally:
+            con.close()
     return Retro(result, (window[0].isoformat()[:7], window[-1].isoformat()[:7]), adjustments, member_lines)
-
-
-def _exists(con, table: str) -> bool:
-    found = con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [table]).fetchall()
-    return bool(found[0][0])
 
 
 def _cols(panel) -> str:
@@ -152,10 +151,6 @@ def _with_adjustments(current: Result, program, owed: dict, paid: dict, window: 
                       only_adjustments: bool) -> Result:
     labels = {line.name: line.label for line in program.lines}
     first, last = window[0].isoformat()[:7], window[-1].isoformat()[:7]
-    by_practice: dict[str, list[Line]] = {}
-    for key in sorted(set(owed) | set(paid), key=lambda k: (k[0], k[1], k[2])):
-        pid, line, _ = key
-        by_practice.setdefault(pid, [])
     statements = []
     known = {st.practice_id: st for st in current.statements}
     practices = sorted(set(known) | {k[0] for k in owed} | {k[0] for k in paid})
@@ -182,8 +177,6 @@ def _with_adjustments(current: Result, program, owed: dict, paid: dict, window: 
 
 
 def _member_adjustments(con) -> list[MemberAdjustment]:
-    if not _exists(con, "paid_shares"):
-        con.execute("CREATE TABLE paid_shares AS SELECT * FROM owed_shares LIMIT 0")
     rows = con.execute("""
         WITH o AS (SELECT practice_id, member_id, month_start, sum(share) AS owed FROM owed_shares GROUP BY ALL),
         p AS (SELECT practice_id, member_id, month_start, sum(share) AS paid FROM paid_shares GROUP BY ALL),
@@ -217,6 +210,3 @@ def _member_adjustments(con) -> list[MemberAdjustment]:
                              None if o is None else Decimal(o).quantize(q), Decimal(d).quantize(q), reason)
             for pid, mid, month, p, o, d, reason in rows]
 
-
-def month_span(first: date) -> str:
-    return f"{first.isoformat()} to {month_end(first).isoformat()}"
