@@ -118,6 +118,37 @@ def test_the_command_in_every_format(files, tmp_path):
     assert "<title>Reconciliation — Quarterly — 2011-Q1</title>" in html.read_text(encoding="utf-8")
 
 
+def _as_parquet(csv_path: str, out: Path, month=None) -> str:
+    import duckdb
+
+    con = duckdb.connect()
+    select = "SELECT * REPLACE (CAST(amount AS DECIMAL(18, 2)) AS amount"
+    select += f", CASE WHEN member_id = 'M4' THEN '{month}' ELSE month END AS month)" if month else ")"
+    con.execute(f"COPY ({select} FROM read_csv('{csv_path}', all_varchar = true)) TO '{out}' (FORMAT parquet)")
+    con.close()
+    return str(out)
+
+
+def test_a_parquet_remittance_is_read_where_it_lies_and_reconciles_as_csv(files, tmp_path):
+    """A Parquet remittance is checked and read through a view over the file (not copied): the same
+    comparison as the CSV's, and a bad month is still named by its row (a Parquet row is its record
+    number: no header)."""
+    parquet = _as_parquet(files["remittance"], tmp_path / "remit.parquet")
+    assert rows(reconcile({**files, "remittance": parquet}, "duckdb")) == rows(reconcile(files, "duckdb"))
+    bad = _as_parquet(files["remittance"], tmp_path / "bad.parquet", month="2011-13")
+    with pytest.raises(CapError) as caught:
+        reconcile({**files, "remittance": bad}, "duckdb")
+    assert "row 3, column month: '2011-13' is not a month" in str(caught.value.diagnostics[0].message)
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_only_the_practices_asked_for_are_reconciled(files, engine):
+    rec = reconcile(files, engine, practices=("P1",))
+    assert {r.practice_id for r in rec.rows} == {"P1"}
+    every = reconcile(files, engine)
+    assert [r for r in every.rows if r.practice_id == "P1"] == rec.rows
+
+
 def test_a_remittance_month_that_is_not_a_month_is_named_by_row(files, tmp_path):
     bad = tmp_path / "bad.csv"
     bad.write_text("practice_id,month,amount\nP1,2011-01,10\nP1,2011-2,10\n", encoding="utf-8")

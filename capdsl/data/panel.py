@@ -328,8 +328,8 @@ def _typed_column(spec: ColumnSpec, c: str | None, native: str | None, raw: RawT
     return f"{typed} AS {quote_name(spec.name)}"
 
 
-# members and events are the large tables; practices and measures stay copies (measures is rebuilt)
-_VIEWABLE = ("members", "events")
+# members, events and a remittance are the large tables; practices and measures stay copies (measures is rebuilt)
+_VIEWABLE = ("members", "events", "remittance")
 # a text value a reader must tidy: empty, or spaces at either end (DuckDB's trim removes spaces only)
 _UNTIDY = "({c} = '' OR starts_with({c}, ' ') OR ends_with({c}, ' '))"
 

@@ -21,6 +21,7 @@ from capdsl.data.requirements import ColumnSpec
 from capdsl.errors import Diagnostic, InputError, error
 
 TABLE = "remittance"
+TYPED = "remittance_typed"  # the rows as read and typed, under the view `remittance`
 NEED = "a remittance (capdsl reconcile)"
 SPECS = [ColumnSpec("practice_id", "text", True, needed_by=NEED), ColumnSpec("month", "text", True, needed_by=NEED),
          ColumnSpec("line", "text", needed_by=NEED), ColumnSpec("member_id", "text", needed_by=NEED),
@@ -38,9 +39,12 @@ def is_x12(path: Path) -> bool:
         return False
 
 
-def load_remittance(panel: Panel, path: str | Path, options: ReadOptions | None = None) -> list[Diagnostic]:
-    """Read the remittance into `panel` (table `remittance`, with `month_start` the month's first day);
-    raise InputError naming every row that cannot be read. Returns the warnings."""
+def load_remittance(panel: Panel, path: str | Path, options: ReadOptions | None = None,
+                    practices: tuple[str, ...] = ()) -> list[Diagnostic]:
+    """Read the remittance into `panel` as the view `remittance`, with `month_start` the month's first
+    day (only `practices`' rows when given); raise InputError naming every row that cannot be read.
+    Returns the warnings. The typed rows stay where the panel's checks put them (a view over a
+    Parquet file, else a table), so a million-row file is not copied once more for a column."""
     path = Path(path)
     if is_x12(path) and (options is None or options.format is None):
         warnings = _load_820(panel, path)
@@ -55,8 +59,14 @@ def load_remittance(panel: Panel, path: str | Path, options: ReadOptions | None 
                    lambda r: f"row {r[0]}, column month: {r[1]!r} is not a month",
                    hint="write the month paid for as YYYY-MM, e.g. 2011-02")
         raise InputError(probs.items)
-    fetch_all(panel.con, f"CREATE OR REPLACE TABLE {TABLE} AS SELECT *, CAST(month || '-01' AS DATE) AS month_start "
-                         f"FROM {TABLE}")
+    con = panel.con
+    kind = fetch_all(con, f"SELECT CASE table_type WHEN 'VIEW' THEN 'VIEW' ELSE 'TABLE' END "
+                          f"FROM information_schema.tables WHERE table_name = '{TABLE}'")[0][0]
+    con.execute(f"ALTER {kind} {TABLE} RENAME TO {TYPED}")
+    keep = ""
+    if practices:
+        keep = " WHERE practice_id IN (" + ", ".join("'" + p.replace("'", "''") + "'" for p in practices) + ")"
+    con.execute(f"CREATE VIEW {TABLE} AS SELECT *, CAST(month || '-01' AS DATE) AS month_start FROM {TYPED}{keep}")
     return warnings
 
 

@@ -1,9 +1,11 @@
 """The member shares of a program's attributable lines (`capdsl.evaluation.shares`) as one query:
 a row per counted member-month of the reported months and attributable line, with the share
-rounded with the contract's rule. It reads the same CTEs as the statement query (`months`, `prac`,
-`pm`, the member-event totals and `mm`), so a share is computed from the same member-month rules.
+rounded with the contract's rule (or, `wide`, a row per member-month with a column per line). It
+reads the same CTEs as the statement query (`months`, `prac`, `pm`, the member-event totals and
+`mm`), so a share is computed from the same member-month rules.
 
     (practice_id, member_id, month_start, line, share, age)
+    (practice_id, member_id, month_start, s0, s1, …, age)             wide
 """
 
 from __future__ import annotations
@@ -30,8 +32,9 @@ MEMBER_ID = BUILTINS[("member", "id")].column
 
 def shares_sql(program: t.Program, period: Period, dialect: str = "duckdb", *,
                params: Mapping[str, object] | None = None, options: Options = Options(),
-               tables: Mapping[str, str] | None = None) -> tuple[str, tuple[str, ...]]:
-    """The query's SQL text and the attributable lines it gives shares of (none: no query worth running)."""
+               tables: Mapping[str, str] | None = None, wide: bool = False) -> tuple[str, tuple[str, ...]]:
+    """The query's SQL text and the attributable lines it gives shares of (none: no query worth running).
+    `wide`: a row per member-month, the lines' shares as columns s0, s1, … in the lines' order."""
     shares = line_shares(program)
     if not shares:
         return "", ()
@@ -50,24 +53,30 @@ def shares_sql(program: t.Program, period: Period, dialect: str = "duckdb", *,
     parts.append(("mm", members.mm_query(em)))
     scope = Scope("member", row="mm", pm="pm")
     whole = EXPOSURE_RULES[program.exposure].weight == "whole"
-    selects = []
-    for name, share in shares.items():
+    on = exp.and_(exp.EQ(this=col("practice_id", "pm"), expression=col("practice_id", "mm")),
+                  exp.EQ(this=col("month_start", "pm"), expression=col(MONTH, "mm")), copy=False)
+    keys = [col("practice_id", "mm"), alias(col(MEMBER_ID, "mm"), "member_id"), alias(col(MONTH, "mm"), "month_start")]
+
+    def rows(*values: exp.Expression) -> exp.Select:
+        sel = exp.select(*keys, *values, alias(col(AGE, "mm"), "age"), copy=False).from_(
+            table_as("mm", "mm"), copy=False).join(table_as("pm", "pm"), on=on.copy(), join_type="inner", copy=False)
+        if len(a.months) > len(a.reported):
+            sel = sel.where(exp.In(this=col(MONTH, "mm"), expressions=[lit(m) for m in a.reported]), copy=False)
+        return sel
+
+    values = []
+    for share in shares.values():
         value = dec(em.ex(share, scope))
         if not whole:
             value = dec(exp.Mul(this=col(WEIGHT, "mm"), expression=paren(value)))
-        rounded = em.round(value, program.quantum, program.rounding_mode)
-        on = exp.and_(exp.EQ(this=col("practice_id", "pm"), expression=col("practice_id", "mm")),
-                      exp.EQ(this=col("month_start", "pm"), expression=col(MONTH, "mm")), copy=False)
-        sel = exp.select(col("practice_id", "mm"), alias(col(MEMBER_ID, "mm"), "member_id"),
-                         alias(col(MONTH, "mm"), "month_start"), alias(exp.Literal.string(name), "line"),
-                         alias(rounded, "share"), alias(col(AGE, "mm"), "age"), copy=False).from_(table_as("mm", "mm"), copy=False).join(
-            table_as("pm", "pm"), on=on, join_type="inner", copy=False)
-        if len(a.months) > len(a.reported):
-            sel = sel.where(exp.In(this=col(MONTH, "mm"), expressions=[lit(m) for m in a.reported]), copy=False)
-        selects.append(sel)
-    query = selects[0]
-    for sel in selects[1:]:
-        query = exp.union(query, sel, distinct=False, copy=False)
+        values.append(em.round(value, program.quantum, program.rounding_mode))
+    if wide:
+        query = rows(*(alias(v, f"s{i}") for i, v in enumerate(values)))
+    else:
+        query = None
+        for name, value in zip(shares, values):
+            sel = rows(alias(exp.Literal.string(name), "line"), alias(value, "share"))
+            query = sel if query is None else exp.union(query, sel, distinct=False, copy=False)
     query = exp.select(exp.Star(), copy=False).from_(exp.Subquery(this=query, alias=exp.TableAlias(
         this=exp.to_identifier("shares"))), copy=False)
     query.set("with_", exp.With(expressions=[exp.CTE(this=q, alias=exp.TableAlias(this=exp.to_identifier(n)))

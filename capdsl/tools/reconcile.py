@@ -93,6 +93,10 @@ def reconcile(result: Result, panel: Panel, shares: tuple[str, list[tuple] | str
     out = Reconciliation(result.contract, path or result.path, result.period, result.currency, tolerance,
                          result.engine, warnings=list(result.warnings))
     _table(con, "expected", _expected_rows(result), EXPECTED_COLUMNS)
+    # what was paid per practice, month and line, in one pass over the remittance (the practice and
+    # line comparisons read this, not the file)
+    con.execute(f"CREATE OR REPLACE TEMP TABLE paid_lines AS SELECT practice_id, month_start, line, "
+                f"sum(amount) AS amount, min(reference) AS reference FROM {REMITTANCE} GROUP BY ALL")
     tol = str(tolerance)
     months = ", ".join(f"DATE '{m}-01'" for m in result.months)
     status = (f"CASE WHEN expected IS NULL THEN 'unexplained' WHEN abs(coalesce(paid, 0) - expected) <= {tol} "
@@ -100,7 +104,7 @@ def reconcile(result: Result, panel: Panel, shares: tuple[str, list[tuple] | str
     practice_sql = f"""
         WITH e AS (SELECT practice_id, month_start, sum(amount) AS expected FROM expected GROUP BY ALL),
         p AS (SELECT practice_id, month_start, sum(amount) AS paid, min(reference) AS reference
-              FROM {REMITTANCE} GROUP BY ALL),
+              FROM paid_lines GROUP BY ALL),
         j AS (SELECT coalesce(e.practice_id, p.practice_id) AS practice_id,
                      coalesce(e.month_start, p.month_start) AS month_start, e.expected, p.paid, p.reference
               FROM e FULL JOIN p ON e.practice_id = p.practice_id AND e.month_start = p.month_start)
@@ -115,13 +119,13 @@ def reconcile(result: Result, panel: Panel, shares: tuple[str, list[tuple] | str
                NULL, NULL, NULL, j.reference
         FROM j"""
     line_sql = f"""
-        WITH named AS (SELECT DISTINCT line FROM {REMITTANCE} WHERE line IS NOT NULL),
-        itemised AS (SELECT DISTINCT practice_id, month_start FROM {REMITTANCE} WHERE line IS NOT NULL),
+        WITH named AS (SELECT DISTINCT line FROM paid_lines WHERE line IS NOT NULL),
+        itemised AS (SELECT DISTINCT practice_id, month_start FROM paid_lines WHERE line IS NOT NULL),
         e AS (SELECT practice_id, month_start, line, label, amount AS expected FROM expected
               WHERE line IN (SELECT line FROM named)
                 AND (practice_id, month_start) IN (SELECT (practice_id, month_start) FROM itemised)),
-        p AS (SELECT practice_id, month_start, line, sum(amount) AS paid, min(reference) AS reference
-              FROM {REMITTANCE} WHERE line IS NOT NULL GROUP BY ALL),
+        p AS (SELECT practice_id, month_start, line, amount AS paid, reference
+              FROM paid_lines WHERE line IS NOT NULL),
         j AS (SELECT coalesce(e.practice_id, p.practice_id) AS practice_id,
                      coalesce(e.month_start, p.month_start) AS month_start, coalesce(e.line, p.line) AS line,
                      e.label, e.expected, p.paid, p.reference
@@ -136,11 +140,17 @@ def reconcile(result: Result, panel: Panel, shares: tuple[str, list[tuple] | str
                     ELSE 'nothing is owed for this line and month' END,
                NULL, j.label, NULL, j.reference
         FROM j"""
-    parts = [practice_sql, line_sql] + ([_member_sql(panel, shares, status, out)] if shares is not None else [])
     names = "level, practice_id, month, line, expected, paid, diff, status, reason, member_id, label, age, reference"
+    parts = [practice_sql, line_sql]
+    if shares is not None:
+        _member_summary(con, panel, shares, status, out, everything)
+        parts.append(_member_rows(panel, out.attributable))
     con.execute("CREATE OR REPLACE TEMP TABLE compared AS " + " UNION ALL ".join(
         f"SELECT {k} AS ord, * FROM ({sql}) AS part({names})" for k, sql in enumerate(parts)))
-    for level, st, n, total in fetch_all(con, "SELECT level, status, count(*), sum(diff) FROM compared GROUP BY ALL"):
+    counted = "SELECT level, status, count(*), sum(diff) FROM compared WHERE level <> 'member' GROUP BY ALL"
+    if shares is not None:
+        counted += " UNION ALL SELECT 'member', status, n, total FROM member_summary"
+    for level, st, n, total in fetch_all(con, counted):
         out.summary.setdefault(level, {s: [0, Decimal(0)] for s in STATUSES})[st] = [n, _amount(total)]
     where = "" if everything else "WHERE status <> 'matched'"
     found = fetch_all(con, f"SELECT {names} FROM compared {where} ORDER BY ord, practice_id, month, line, "
@@ -155,10 +165,6 @@ EXPECTED_COLUMNS = (("practice_id", "VARCHAR"), ("month_start", "DATE"), ("line"
                     ("amount", "DECIMAL(38, 12)"), ("applied", "BOOLEAN"))
 SHARE_COLUMNS = (("practice_id", "VARCHAR"), ("member_id", "VARCHAR"), ("month_start", "DATE"), ("line", "VARCHAR"),
                  ("share", "DECIMAL(38, 12)"), ("age", "INTEGER"))
-
-
-def _empty(columns) -> str:
-    return "SELECT " + ", ".join(f"CAST(NULL AS {t}) AS {n}" for n, t in columns) + " LIMIT 0"
 
 
 def _table(con, name: str, rows: list[tuple], columns) -> None:
@@ -177,71 +183,99 @@ def _amount(value) -> Decimal | None:
     return None if value is None else Decimal(value).quantize(Decimal("0.01"))
 
 
-def _member_sql(panel: Panel, shares, status: str, out: Reconciliation) -> str:
-    con = panel.con
+def _lit(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _member_summary(con, panel: Panel, shares, status: str, out: Reconciliation, everything: bool) -> None:
+    """The member-months compared in one pass, as the table `member_summary`: per status, how many
+    and their differences' sum, with the discrepancies (every row with `everything`) as a list that
+    the table `member_compared` unnests. The shares come a row per member-month (`wide`, each line's
+    share a column), so only the payments are grouped before the join; a payment's reference is
+    looked up for the rows read back only."""
     lines, source = shares
     out.attributable = tuple(lines)
-    if isinstance(source, str):
-        con.execute(f"CREATE OR REPLACE TEMP TABLE shares AS {source}" if source else
-                    "CREATE OR REPLACE TEMP TABLE shares AS SELECT * FROM (" + _empty(SHARE_COLUMNS) + ")")
-    else:
+    n = len(lines)
+    cols = "".join(f", s{i}" for i in range(n))
+    if isinstance(source, str):  # the wide shares query itself, inlined
+        wide = source or ("SELECT CAST(NULL AS VARCHAR) AS practice_id, CAST(NULL AS VARCHAR) AS member_id, "
+                          "CAST(NULL AS DATE) AS month_start, CAST(NULL AS INTEGER) AS age LIMIT 0")
+    else:  # the rows of another engine, a row per member-month and line: turned to the same shape
         _table(con, "shares", source, SHARE_COLUMNS)
-    attributable = ", ".join(f"'{name}'" for name in lines) or "NULL"
+        per_line = "".join(f", sum(share) FILTER (WHERE line = {_lit(name)}) AS s{i}" for i, name in enumerate(lines))
+        wide = f"SELECT practice_id, member_id, month_start, max(age) AS age{per_line} FROM shares GROUP BY ALL"
+    attributable = ", ".join(_lit(name) for name in lines) or "NULL"
+    flags = "".join(f", bool_or(applied) FILTER (WHERE line = {_lit(name)}) AS ok{i}" for i, name in enumerate(lines))
+    # A share counts where the practice's statement has the line for the month, and is paid where
+    # the line is applied; a member-month with no such line has no expected amount.
+    owed = " + ".join(f"CASE WHEN o.ok{i} THEN coalesce(sh.s{i}, 0) ELSE 0 END" for i in range(n)) or "0"
+    has = " OR ".join(f"(o.ok{i} IS NOT NULL AND sh.s{i} IS NOT NULL)" for i in range(n)) or "FALSE"
+    found = ("{'practice_id': practice_id, 'member_id': member_id, 'month_start': month_start, "
+             "'expected': expected, 'paid': paid, 'diff': diff, 'status': status, 'age': age"
+             + "".join(f", 's{i}': s{i}, 'ok{i}': ok{i}" for i in range(n)) + "}")
     # Member rows of a line without member shares are compared with the line, per practice, only.
-    # The reasons are written for the discrepancies only: a national panel's matched member-months
-    # then cost a sum and a join, not a string each.
-    sql = f"""
-        WITH s AS (SELECT s.practice_id, s.member_id, s.month_start,
-                          sum(CASE WHEN e.applied THEN s.share ELSE 0 END) AS expected, max(s.age) AS age
-                   FROM shares s JOIN expected e ON e.practice_id = s.practice_id
-                        AND e.month_start = s.month_start AND e.line = s.line
-                   GROUP BY ALL),
-        p AS (SELECT practice_id, member_id, month_start, sum(amount) AS paid, min(reference) AS reference
-              FROM {REMITTANCE} WHERE member_id IS NOT NULL AND (line IS NULL OR line IN ({attributable}))
-              GROUP BY ALL),
-        j0 AS (SELECT coalesce(s.practice_id, p.practice_id) AS practice_id, coalesce(s.member_id, p.member_id)
-                      AS member_id, coalesce(s.month_start, p.month_start) AS month_start, s.expected, s.age,
-                      p.paid, p.reference
-               FROM s FULL JOIN p ON s.practice_id = p.practice_id AND s.member_id = p.member_id
-                                 AND s.month_start = p.month_start),
-        j AS MATERIALIZED (SELECT *, {status} AS status FROM j0),
-        bad AS (SELECT practice_id, member_id, month_start, expected FROM j WHERE status <> 'matched'),
-        parts AS (SELECT s.practice_id, s.member_id, s.month_start,
-                         coalesce(string_agg(s.line || ' ' || CAST(CAST(s.share AS DECIMAL(38, 2)) AS VARCHAR),
-                                             ' + ' ORDER BY s.line) FILTER (WHERE e.applied AND s.share <> 0),
-                                  'nothing') AS parts
-                  FROM shares s SEMI JOIN bad b ON b.practice_id = s.practice_id AND b.member_id = s.member_id
-                       AND b.month_start = s.month_start
-                       JOIN expected e ON e.practice_id = s.practice_id
-                       AND e.month_start = s.month_start AND e.line = s.line
-                  GROUP BY ALL),
-        m AS (SELECT member_id, min(practice_id) AS practice_id, min(birth_date) AS birth_date,
-                     min({_col(panel, "enrolled_from")}) AS enrolled_from,
-                     max({_col(panel, "enrolled_to")}) AS enrolled_to
-              FROM members SEMI JOIN (SELECT member_id FROM bad WHERE expected IS NULL) b
-                   ON b.member_id = members.member_id
-              GROUP BY member_id)
-        SELECT 'member', j.practice_id, strftime(j.month_start, '%Y-%m'), NULL, j.expected, j.paid,
-               coalesce(j.paid, 0) - coalesce(j.expected, 0), j.status,
-               CASE WHEN j.status = 'matched' THEN ''
-                    WHEN j.expected IS NOT NULL AND j.paid IS NULL THEN 'not paid; the contract gives ' || x.parts
-                    WHEN j.expected IS NOT NULL THEN 'the contract gives ' || x.parts
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE member_summary AS
+        WITH sh AS ({wide}),
+        o AS (SELECT practice_id, month_start{flags} FROM expected GROUP BY ALL),
+        s AS (SELECT sh.practice_id, sh.member_id, sh.month_start, CASE WHEN {has} THEN sh.age END AS age,
+                     CASE WHEN {has} THEN {owed} END AS expected{"".join(f", sh.s{i}, o.ok{i}" for i in range(n))}
+              FROM sh LEFT JOIN o ON o.practice_id = sh.practice_id AND o.month_start = sh.month_start),
+        p AS (SELECT practice_id, member_id, month_start, sum(amount) AS paid FROM {REMITTANCE}
+              WHERE member_id IS NOT NULL AND (line IS NULL OR line IN ({attributable}))
+              GROUP BY practice_id, member_id, month_start),
+        j AS (SELECT coalesce(s.practice_id, p.practice_id) AS practice_id, coalesce(s.member_id, p.member_id)
+                     AS member_id, coalesce(s.month_start, p.month_start) AS month_start, s.expected, s.age,
+                     p.paid{cols}{"".join(f", ok{i}" for i in range(n))}
+              FROM s FULL JOIN p ON s.practice_id = p.practice_id AND s.member_id = p.member_id
+                                AND s.month_start = p.month_start
+              WHERE s.expected IS NOT NULL OR p.paid IS NOT NULL),
+        k AS (SELECT *, coalesce(paid, 0) - coalesce(expected, 0) AS diff, {status} AS status FROM j)
+        SELECT status, count(*) AS n, sum(diff) AS total,
+               list({found}) {"" if everything else "FILTER (WHERE status <> 'matched')"} AS found
+        FROM k GROUP BY status""")
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE member_compared AS
+        WITH b AS (SELECT unnest(found, recursive := true) FROM member_summary WHERE found IS NOT NULL),
+        r AS (SELECT practice_id, member_id, month_start, min(reference) AS reference FROM {REMITTANCE}
+              SEMI JOIN b USING (practice_id, member_id, month_start)
+              WHERE member_id IS NOT NULL AND (line IS NULL OR line IN ({attributable}))
+              GROUP BY ALL)
+        SELECT b.*, r.reference FROM b LEFT JOIN r USING (practice_id, member_id, month_start)""")
+
+
+def _member_rows(panel: Panel, lines: tuple[str, ...]) -> str:
+    """The compared member-months (`member_compared`) with their reasons: the shares the contract
+    gives (each line applied, in the lines' order by name), or why it gives nothing."""
+    order = sorted(range(len(lines)), key=lambda i: lines[i])
+    terms = ", ".join(f"CASE WHEN b.ok{i} AND b.s{i} <> 0 THEN {_lit(lines[i] + ' ')} || "
+                      f"CAST(CAST(b.s{i} AS DECIMAL(38, 2)) AS VARCHAR) END" for i in order)
+    parts = f"coalesce(NULLIF(concat_ws(' + ', {terms}), ''), 'nothing')" if lines else "'nothing'"
+    return f"""
+        WITH m AS (SELECT member_id, min(practice_id) AS practice_id, min(birth_date) AS birth_date,
+                          min({_col(panel, "enrolled_from")}) AS enrolled_from,
+                          max({_col(panel, "enrolled_to")}) AS enrolled_to
+                   FROM members SEMI JOIN (SELECT member_id FROM member_compared WHERE expected IS NULL) b
+                        ON b.member_id = members.member_id
+                   GROUP BY member_id)
+        SELECT 'member', b.practice_id, strftime(b.month_start, '%Y-%m'), NULL, b.expected, b.paid, b.diff, b.status,
+               CASE WHEN b.status = 'matched' THEN ''
+                    WHEN b.expected IS NOT NULL AND b.paid IS NULL THEN 'not paid; the contract gives ' || {parts}
+                    WHEN b.expected IS NOT NULL THEN 'the contract gives ' || {parts}
                     WHEN m.member_id IS NULL THEN 'the member is not on the panel'
-                    WHEN m.practice_id <> j.practice_id THEN 'the member is registered with ' || m.practice_id
-                    WHEN m.birth_date > last_day(j.month_start) THEN 'the member is not born yet'
-                    ELSE 'the member does not count in ' || strftime(j.month_start, '%Y-%m') || ' (enrolled '
+                    WHEN m.practice_id <> b.practice_id THEN 'the member is registered with ' || m.practice_id
+                    WHEN m.birth_date > last_day(b.month_start) THEN 'the member is not born yet'
+                    ELSE 'the member does not count in ' || strftime(b.month_start, '%Y-%m') || ' (enrolled '
                          || coalesce(CAST(m.enrolled_from AS VARCHAR), '…') || ' to '
                          || coalesce(CAST(m.enrolled_to AS VARCHAR), '…') || ')' END,
-               j.member_id, NULL, j.age, j.reference
-        FROM j LEFT JOIN parts x ON x.practice_id = j.practice_id AND x.member_id = j.member_id
-                                AND x.month_start = j.month_start
-               LEFT JOIN m ON m.member_id = j.member_id
+               b.member_id, NULL, b.age, b.reference
+        FROM member_compared b LEFT JOIN m ON m.member_id = b.member_id
         """
-    return sql
 
 
 def _spark_shares(program, period, params: dict, panel: Panel, master: str | None):
-    """The member shares' query run on Spark over the panel's tables, its rows handed back as Arrow."""
+    """The member shares' query (`wide`) run on Spark over the panel's tables, its rows handed back as
+    Arrow."""
     from capdsl.sql.query import Options
     from capdsl.sql.shares import shares_sql
     from capdsl.sql.spark_engine import CONF, register_panel, spark_error, spark_session
@@ -252,16 +286,16 @@ def _spark_shares(program, period, params: dict, panel: Panel, master: str | Non
     tables = register_panel(spark, panel.con)
     empty = not fetch_all(panel.con, "SELECT 1 FROM practices LIMIT 1")
     sql, lines = shares_sql(program, period, "spark", params=params, tables=tables,
-                            options=Options(practices="derive" if empty else "table"))
+                            options=Options(practices="derive" if empty else "table"), wide=True)
     if not sql:
-        return lines, []
+        return lines, ""
     try:
         arrow = spark.sql(sql).toArrow()
     except Exception as exc:  # noqa: BLE001  (py4j and pyspark errors: capdsl's)
         raise spark_error(exc, spark, "computing the member shares") from None
     panel.con.register("shares_rows", arrow)
-    return lines, "SELECT practice_id, member_id, month_start, line, CAST(share AS DECIMAL(38, 12)) AS share, " \
-                  "CAST(age AS INTEGER) AS age FROM shares_rows"
+    values = "".join(f", CAST(s{i} AS DECIMAL(38, 12)) AS s{i}" for i in range(len(lines)))
+    return lines, f"SELECT practice_id, member_id, month_start, CAST(age AS INTEGER) AS age{values} FROM shares_rows"
 
 
 def _col(panel: Panel, name: str) -> str:
@@ -281,10 +315,7 @@ def run_reconcile(contract, run, remittance: str, *, tolerance: Decimal = Decima
     contract = contract if isinstance(contract, CompiledContract) else compiled_file(contract)
     result, panel = evaluate(contract, run, by_month=True, practices=practices)
     try:
-        warnings = load_remittance(panel, remittance, read_options)
-        if practices:
-            keep = ", ".join("'" + p.replace("'", "''") + "'" for p in practices)
-            panel.con.execute(f"DELETE FROM {REMITTANCE} WHERE practice_id NOT IN ({keep})")
+        warnings = load_remittance(panel, remittance, read_options, practices)
         per_member = fetch_all(panel.con, f"SELECT count(*) FROM {REMITTANCE} WHERE member_id IS NOT NULL")[0][0]
         shares = None
         if per_member:
@@ -303,7 +334,7 @@ def run_reconcile(contract, run, remittance: str, *, tolerance: Decimal = Decima
                 from capdsl.sql.shares import shares_sql
 
                 sql, lines = shares_sql(program, period, params=params,
-                                        options=duckdb_engine.panel_options(panel.con))
+                                        options=duckdb_engine.panel_options(panel.con), wide=True)
                 shares = (lines, sql)
         out = reconcile(result, panel, shares, tolerance, everything=everything)
         out.warnings += [warning_text(w) for w in warnings]
