@@ -327,6 +327,43 @@ def test_names_beginning_with_an_underscore_are_reserved(text, what):
     assert line[diags[0].span.column - 1: diags[0].span.end_column - 1] == name
 
 
+def _grammar_words() -> set[str]:
+    import re
+
+    from capdsl.language.syntax import grammar_text
+
+    g = grammar_text()
+    words = set(re.findall(r'"([a-z_]+)"', g))
+    for alternatives in re.findall(r"/\(([a-z_|]+)\)", g):
+        words |= set(alternatives.split("|"))
+    return words
+
+
+def test_the_reserved_words_are_exactly_those_an_expression_cannot_read_as_a_name():
+    """UNREADABLE_NAMES (E0212, docs/language.md) is what the grammar makes it: a definition named by
+    any other keyword is read back by name; one of these never is."""
+    from capdsl.errors import CapError
+    from capdsl.language.builtins import UNREADABLE_NAMES
+
+    unreadable = set()
+    for word in sorted(_grammar_words()):
+        try:
+            diags = errors(f"define {word} = 2\nline a \"A\" = {word} * 1 CZK\n")
+        except CapError:  # a parse error: the word cannot be a definition's name or be read
+            unreadable.add(word)
+            continue
+        if [d for d in diags if d.code != "E0212"]:  # read as something else (`true` as the boolean)
+            unreadable.add(word)
+        assert ("E0212" in [d.code for d in diags]) == (word in UNREADABLE_NAMES), word
+    assert unreadable == set(UNREADABLE_NAMES)
+
+
+@pytest.mark.parametrize("word", ["sum", "true", "member", "calendar"])
+def test_a_definition_named_by_a_word_of_the_language_is_refused(word):
+    diags = errors(f"define {word} = 2\n")
+    assert [d.code for d in diags] == ["E0212"] and "is a word of the language" in diags[0].message
+
+
 def test_a_name_with_an_inner_underscore_is_fine():
     assert codes("inputs:\n    member a_b: bool = false\nend\ndefine x_ = 1 CZK\nline l_1 \"L\" = x_\n") == []
 

@@ -21,6 +21,10 @@ TABLE_OF_SCOPE = {"member": "members", "practice": "practices", "event": "events
 #: The start of the names capdsl keeps for itself (its internal columns and tables): no author's name
 #: may begin with it (E0212).
 RESERVED_PREFIX = "_"
+#: The words an expression always reads as the language's (an aggregate, a condition, a boolean, a
+#: scope), so a definition, table or line of that name could never be read (E0212). Every other
+#: keyword is a name wherever a name is expected.
+UNREADABLE_NAMES = ("sum", "count", "if", "not", "true", "false") + SCOPES
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,7 +24,7 @@ from capdsl.language import ast_nodes as n
 from capdsl.language import coverage as tables
 from capdsl.language import units as u
 from capdsl.language.builtins import (BUILTINS, DECLARABLE_COLUMNS, LIST_DAYS, OPTIONAL_FIELDS, RESERVED_PREFIX,
-                                      TABLE_OF_SCOPE, month_label, standard_column)
+                                      TABLE_OF_SCOPE, UNREADABLE_NAMES, month_label, standard_column)
 from capdsl.language.check_expr import CONST, OPEN_ENDS, Facts, combine, kind_name, percent_text
 from capdsl.language.units import Level, Type
 
@@ -212,8 +212,12 @@ class _Checker:
 
     def reserved(self, name: str, span: Span, what: str) -> None:
         """E0212: names beginning with `RESERVED_PREFIX` are capdsl's (its internal columns and tables
-        use them)."""
-        if name.startswith(RESERVED_PREFIX):
+        use them); a word an expression reads as the language's could never be referred to."""
+        if name in UNREADABLE_NAMES:
+            self.report(error("E0212", f"the {what} name `{name}` is a word of the language: an expression "
+                                       f"reading `{name}` means the language's `{name}`, never this {what}",
+                              self.name_span(name, span), hint=f"choose another name, e.g. `{name}_value`"))
+        elif name.startswith(RESERVED_PREFIX):
             better = name.lstrip(RESERVED_PREFIX) or "x"
             self.report(error("E0212", f"the {what} name `{name}` begins with `{RESERVED_PREFIX}`, which is "
                                        f"reserved for capdsl", self.name_span(name, span),
