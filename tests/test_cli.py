@@ -305,3 +305,24 @@ def test_explain_reports_the_panels_warnings_as_eval_does():
     assert "W0712" in result.stderr
     assert any("W0712" in w for w in json.loads(result.stdout)["warnings"])
     assert "W0712" in run("eval", VZP, *SAMPLE, "--period", "2011-03").stderr
+
+
+@pytest.mark.parametrize("command, source", [("from-atr", "examples/fhir_atr"),
+                                             ("from-834", "examples/x12/members_2011-01.834"),
+                                             ("from-820", "examples/x12/remittance_2011-02.820")])
+def test_a_parquet_panel_is_not_written_onto_a_terminal(command, source, tmp_path):
+    """`panel from-… -o - --format parquet` onto a terminal is E0917 and writes nothing there; into a
+    pipe it is the Parquet file."""
+    import pty
+
+    argv = [sys.executable, "-m", "capdsl", "panel", command, source, "-o", "-", "--format", "parquet"]
+    primary, replica = pty.openpty()
+    try:
+        done = subprocess.run(argv, cwd=ROOT, stdout=replica, stderr=subprocess.PIPE, timeout=300)
+    finally:
+        os.close(replica)
+        os.close(primary)
+    assert done.returncode == 1 and b"E0917" in done.stderr and b"Traceback" not in done.stderr
+    piped = subprocess.run(argv, cwd=ROOT, capture_output=True, timeout=300)
+    assert piped.returncode == 0, piped.stderr
+    assert piped.stdout[:4] == b"PAR1"

@@ -930,6 +930,7 @@ def from_atr_cmd(source, output, out_format, as_json):
 
     from capdsl.data.fhir_atr import from_atr
 
+    _table_to_terminal(output, out_format, "members.parquet")
     reading = from_atr(source, output, fmt=out_format)
     to_stderr = output == "-"
     if as_json:
@@ -938,6 +939,13 @@ def from_atr_cmd(source, output, out_format, as_json):
     else:
         for line in [*reading.lines(), f"members table -> {output}"]:
             click.echo(line, err=to_stderr)
+
+
+def _table_to_terminal(output: str, out_format: str | None, example: str) -> None:
+    """A Parquet table on standard output goes to a pipe or a file, never onto a terminal (E0917)."""
+    if output == "-" and out_format == "parquet" and sys.stdout.isatty():
+        raise UsageError(error("E0917", "--format parquet is not printed to a terminal",
+                               hint=f"add -o {example}, or keep -o - and pipe it into a file or a program"))
 
 
 def _x12_report(reading, output: str, as_json: bool) -> None:
@@ -975,6 +983,7 @@ def from_834_cmd(file, output, practices_file, out_format, show_ids, as_json):
     reason. Exit 1 only if no member could be read."""
     from capdsl.data.x12 import from_834
 
+    _table_to_terminal(output, out_format, "members.parquet")
     reading = from_834(file, output, practices=practices_file, fmt=out_format, show_ids=show_ids)
     _x12_report(reading, output, as_json)
 
@@ -998,6 +1007,7 @@ def from_820_cmd(file, output, out_format, show_ids, as_json):
     reason. Exit 1 only if nothing could be read."""
     from capdsl.data.x12 import from_820
 
+    _table_to_terminal(output, out_format, "remittance.parquet")
     reading = from_820(file, output, fmt=out_format, show_ids=show_ids)
     _x12_report(reading, output, as_json)
 
