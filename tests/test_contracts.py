@@ -103,3 +103,33 @@ def test_a_contract_with_pools_on_spark_matches_golden():
                      "--format", "csv", "--engine", "spark", "--quiet")
         assert result.exit_code == 0, result.output
         assert result.stdout == expected, stem
+
+
+EVENTS_ONLY = '''contract "Events at a practice no other line names":
+    currency EUR
+    period month
+end
+
+line fees "Fees" = sum of 10 EUR over events
+line capitation "Capitation" = sum of 1 EUR over members
+
+example "P2 has events and no members":
+    period 2011-03
+    practice P1
+    2 members of P1 aged 40
+    3 events of P2 code "A" on 2011-03-10
+    expect P1 total = 2.00 EUR
+    expect P2 fees = 30.00 EUR
+    expect total = 32.00 EUR
+end
+'''
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_an_example_practice_named_only_by_its_events_is_paid_on_every_engine(engine, tmp_path):
+    """Events of a practice that no `practice` line or member names put it on the example's panel:
+    not dropped by the interpreter, not an error about a practices file on a SQL engine."""
+    path = tmp_path / "events_only.cap"
+    path.write_text(EVENTS_ONLY, encoding="utf-8")
+    result = run("test", str(path), "--engine", engine)
+    assert result.exit_code == 0 and "1 passed, 0 failed" in result.output, result.output

@@ -143,7 +143,9 @@ def build_rows(program: t.Program, example: n.Example, source: Source):
             measures.append((entry.practice, entry.period or str(period.year), entry.measure, constant(entry.value)))
         elif isinstance(entry, n.ExExpect):
             expects.append(entry)
-    for row in members:
+    # A practice the example names only through its members or events is on the panel too, with the
+    # practice inputs' defaults: its events are paid to it, on every engine, not dropped.
+    for row in (*members, *events):
         if row["practice_id"] not in practices:
             practices[row["practice_id"]] = {"practice_id": row["practice_id"],
                                              **fill("practice", (), practice_cols, example.span,
