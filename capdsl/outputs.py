@@ -204,3 +204,17 @@ def _fsync(path: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+def stdout_console(**options):
+    """A rich Console on standard output whose closed pipe (`capdsl … | head`) raises BrokenPipeError,
+    which the CLI turns into a quiet exit 141, as for any other output; rich's own handling exits
+    with 1, which reads as a failure."""
+    from rich.console import Console
+
+    class _Console(Console):
+        def on_broken_pipe(self) -> None:
+            self.quiet = True
+            raise BrokenPipeError
+
+    return _Console(**options)

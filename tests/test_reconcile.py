@@ -280,3 +280,36 @@ def test_from_the_payers_files_834_and_820(tmp_path):
                                       "--months", "1", "--detail", "member", "-q"])
     assert retro.exit_code == 0, retro.output
     assert "M90000009,2011-01,,100.00,100.00,added since (a retroactive enrolment)" in retro.stdout
+
+
+EXAMPLE = ["reconcile", "contracts/us_pmpm.cap", "--panel", "examples", "--remittance",
+           "examples/remittance_2011-03.csv", "--period", "2011-03", "-q"]
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_a_narrow_terminal_gets_every_amount_whole():
+    """Below 72 columns the tables are a line per amount: nothing is cut short with an ellipsis."""
+    import os
+    import subprocess
+    import sys
+
+    data = json.loads(CliRunner().invoke(main, [*EXAMPLE, "--format", "json"]).stdout)
+    env = {**os.environ, "COLUMNS": "40"}
+    text = subprocess.run([sys.executable, "-m", "capdsl", *EXAMPLE], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=300).stdout
+    assert "…" not in text
+    joined = " ".join(text.split())  # a line may wrap at a space
+    for r in data["rows"][:50]:
+        assert f"expected {r['expected'] or '—'}, paid {r['paid'] or '—'}" in joined, r
+
+
+def test_a_closed_pipe_ends_the_table_quietly_with_141():
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-m", "capdsl", *EXAMPLE], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    proc.stdout.readline()
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=300) == 141 and "Traceback" not in err, err

@@ -638,7 +638,7 @@ def emit(result, out_format: str, output: str | None, *, raw_cells: bool = False
 
 def _emit(out_format: str, output: str | None, write_parquet, draw_table, text) -> None:
     """Print or write (atomically; `-` is standard output) in the chosen format."""
-    from capdsl.outputs import STDOUT, atomic_write
+    from capdsl.outputs import STDOUT, atomic_write, stdout_console
 
     to_file = output is not None and output != STDOUT
     if out_format == "parquet":
@@ -654,7 +654,7 @@ def _emit(out_format: str, output: str | None, write_parquet, draw_table, text) 
                 draw_table(buf, plain=True)
             atomic_write(output, buf.export_text())
         else:
-            console = Console(highlight=False)
+            console = stdout_console(highlight=False)
             draw_table(console, plain=not console.is_terminal)
         return
     if to_file:

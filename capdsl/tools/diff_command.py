@@ -91,7 +91,7 @@ def run_diff(old_path: str, new_path: str, run, new_run=None, *, rate: str | Non
 
 
 def emit_impact(impact, out_format: str, output: str | None) -> None:
-    from capdsl.outputs import STDOUT, atomic_write
+    from capdsl.outputs import STDOUT, atomic_write, stdout_console
 
     to_file = output is not None and output != STDOUT
     if out_format == "json":
@@ -109,7 +109,7 @@ def emit_impact(impact, out_format: str, output: str | None) -> None:
                 impact_table(impact, console)
             atomic_write(output, console.export_text())
         else:
-            impact_table(impact, Console())
+            impact_table(impact, stdout_console())
         return
     if to_file:
         atomic_write(output, text)

@@ -68,6 +68,11 @@ def to_json(rec: Reconciliation, everything: bool) -> str:
     return json.dumps(data, ensure_ascii=False, indent=2) + "\n"
 
 
+#: Below this many columns the tables become one line per compared amount: a table's columns
+#: would be too narrow to read, and an amount must never be cut short.
+NARROW = 72
+
+
 def table(rec: Reconciliation, console, everything: bool, plain: bool) -> None:
     from rich import box
     from rich.table import Table
@@ -75,35 +80,49 @@ def table(rec: Reconciliation, console, everything: bool, plain: bool) -> None:
     from capdsl.tools.reconcile import STATUSES
 
     console.print(f"{rec.contract} — reconciliation for {rec.period} ({rec.currency}, tolerance "
-                  f"{rec.tolerance:f})")
+                  f"{rec.tolerance:f})", markup=False, highlight=False)
     counts = rec.counts()
-    t = Table(box=None if plain else box.SIMPLE, show_edge=False, pad_edge=False)
-    t.add_column("level")
-    for status in STATUSES:
-        t.add_column(status, justify="right")
-    for level in ("practice", "line", "member"):
-        if level in counts:
-            t.add_row(level, *(f"{n} ({_signed(total)})" if n else "0" for n, total in
-                               (counts[level][s] for s in STATUSES)))
-    console.print(t)
+    cells = {level: [f"{n} ({_signed(total)})" if n else "0" for n, total in (counts[level][s] for s in STATUSES)]
+             for level in ("practice", "line", "member") if level in counts}
     shown = rows_of(rec, everything)
-    if not shown:
-        console.print("every amount matches")
-        return
-    d = Table(box=None if plain else box.SIMPLE, show_edge=False, pad_edge=False)
-    for name, justify in (("practice", "left"), ("month", "left"), ("line / member", "left"),
-                          ("expected", "right"), ("paid", "right"), ("difference", "right"), ("status", "left")):
-        d.add_column(name, justify=justify, no_wrap=name != "line / member")
     notes = []
+    rows = []
     for r in shown:
         who = r.member_id if r.level == "member" else r.line
         mark = ""
         if r.reason:
             notes.append(r.reason)
             mark = f" [{len(notes)}]"
-        d.add_row(r.practice_id, r.month, f"{who}{mark}", _text(r.expected), _text(r.paid), _signed(r.difference),
-                  r.status)
-    console.print(d)
+        rows.append((r.practice_id, r.month, f"{who}{mark}", _text(r.expected), _text(r.paid),
+                     _signed(r.difference), r.status))
+    if console.width < NARROW:
+        for level, values in cells.items():
+            console.print(f"{level}: " + ", ".join(f"{s} {v}" for s, v in zip(STATUSES, values)),
+                          markup=False, highlight=False)
+        if not shown:
+            console.print("every amount matches")
+        for practice, month, who, expected, paid, difference, status in rows:
+            console.print(f"{practice} {month} {who}: expected {expected or '—'}, paid {paid or '—'}, "
+                          f"{status} {difference}", markup=False, highlight=False)
+    else:
+        t = Table(box=None if plain else box.SIMPLE, show_edge=False, pad_edge=False)
+        t.add_column("level")
+        for status in STATUSES:
+            t.add_column(status, justify="right", no_wrap=True)
+        for level, values in cells.items():
+            t.add_row(level, *values)
+        console.print(t)
+        if not shown:
+            console.print("every amount matches")
+            return
+        d = Table(box=None if plain else box.SIMPLE, show_edge=False, pad_edge=False)
+        for name, justify in (("practice", "left"), ("month", "left"), ("line / member", "left"),
+                              ("expected", "right"), ("paid", "right"), ("difference", "right"),
+                              ("status", "left")):
+            d.add_column(name, justify=justify, overflow="fold", no_wrap=justify == "right")
+        for row in rows:
+            d.add_row(*row)
+        console.print(d)
     for i, note in enumerate(notes, 1):
         console.print(f"[{i}] {note}", markup=False, highlight=False)
 
@@ -148,7 +167,7 @@ engine {e(rec.engine)}; lines reconciled per member: {e(", ".join(rec.attributab
 
 
 def emit(rec: Reconciliation, out_format: str, output: str | None, everything: bool) -> None:
-    from capdsl.outputs import STDOUT, atomic_write
+    from capdsl.outputs import STDOUT, atomic_write, stdout_console
 
     to_file = output is not None and output != STDOUT
     if out_format == "table":
@@ -162,7 +181,7 @@ def emit(rec: Reconciliation, out_format: str, output: str | None, everything: b
                 table(rec, console, everything, plain=True)
             atomic_write(output, console.export_text())
         else:
-            console = Console(highlight=False)
+            console = stdout_console(highlight=False)
             table(rec, console, everything, plain=not console.is_terminal)
         return
     text = {"csv": to_csv, "json": to_json, "html": to_html}[out_format](rec, everything)
