@@ -20,19 +20,11 @@ from capdsl.evaluation.statements import summarise, to_jsonable
 from capdsl.pipeline import Run, compiled_file, evaluate, member_detail
 from capdsl.tools import render
 from capdsl.tools.cli import main
+from statement_panel import contract, write_panel
 
 ROOT = Path(__file__).resolve().parent.parent
 
-CONTRACT = '''contract "JSON – výstup":
-    currency CZK
-    period month
-    age as of month_start
-    exposure first_day
-    rounding half_up 0.01 per line
-    report in EUR at 25.28 CZK per EUR
-end
-
-inputs:
+BODY = '''inputs:
     practice akord: bool = false
     measure quality: percent
 end
@@ -46,15 +38,8 @@ line supplement "AKORD supplement":
     applies when practice.akord
 end
 
-line regulation "Regulation":
-    amount -1 CZK * count of members
-end
-
-pool bonus "Quality bonus":
-    amount 1200 CZK
-    paid 50% in Q2, rest in Q4 when measure.quality is present
-end
 '''
+CONTRACT = contract("JSON – výstup", BODY, regulation="Regulation")
 
 MEMBERS = """member_id,practice_id,birth_date,enrolled_from,enrolled_to
 M1,P1,1970-01-01,,
@@ -70,18 +55,11 @@ Příbram 2,false
 "=HYPERLINK(""x"")",true
 "tab\tand ""quote"" \\ back",false
 """
-MEASURES = """practice_id,period,measure,value
-P1,2011,quality,90%
-"""
 
 
 @pytest.fixture(scope="module")
 def panel(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("json")
-    (folder / "c.cap").write_text(CONTRACT, encoding="utf-8")
-    (folder / "members.csv").write_text(MEMBERS, encoding="utf-8")
-    (folder / "practices.csv").write_text(PRACTICES, encoding="utf-8")
-    (folder / "measures.csv").write_text(MEASURES, encoding="utf-8")
+    folder = write_panel(tmp_path_factory.mktemp("json"), CONTRACT, MEMBERS, PRACTICES)
     return folder
 
 

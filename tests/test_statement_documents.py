@@ -19,21 +19,13 @@ import pytest
 from click.testing import CliRunner
 
 from capdsl.tools.cli import main
+from statement_panel import contract, eval_argv, write_panel
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 NO_CHROMIUM = "chromium is not installed (apt-get install chromium; `make system-deps` does it)"
 
-CONTRACT = '''contract "Documents test":
-    currency CZK
-    period month
-    age as of month_start
-    exposure first_day
-    rounding half_up 0.01 per line
-    report in EUR at 25.28 CZK per EUR
-end
-
-inputs:
+BODY = '''inputs:
     practice akord: bool = false
     measure quality: percent
     param fee: CZK = 10 CZK
@@ -47,16 +39,9 @@ line supplement "AKORD supplement":
     ref "Annex 2"
 end
 
-line regulation "Drug-cost regulation":
-    amount -1 CZK * count of members
-end
-
-pool bonus "Quality bonus":
-    amount 1200 CZK
-    paid 50% in Q2, rest in Q4 when measure.quality is present
-    ref "Annex 3, quality bonus"
-end
 '''
+CONTRACT = contract("Documents test", BODY, regulation="Drug-cost regulation",
+                    bonus_ref="Annex 3, quality bonus")
 
 SCRIPT = "<script>alert(1)</script>"
 FORMULA = '=HYPERLINK("x")'
@@ -73,27 +58,18 @@ P2,false,
 "{SCRIPT}",true,Scripted
 "{FORMULA.replace('"', '""')}",false,Formula
 """
-MEASURES = """practice_id,period,measure,value
-P1,2011,quality,90%
-"""
 IDS = ["P1", "P2", SCRIPT, FORMULA]
 
 
 @pytest.fixture(scope="module")
 def panel(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("documents")
-    (folder / "c.cap").write_text(CONTRACT, encoding="utf-8")
+    folder = write_panel(tmp_path_factory.mktemp("documents"), CONTRACT, MEMBERS, PRACTICES)
     (folder / "plain.cap").write_text(CONTRACT.replace("    report in EUR at 25.28 CZK per EUR\n", ""),
                                       encoding="utf-8")
-    (folder / "members.csv").write_text(MEMBERS, encoding="utf-8")
-    (folder / "practices.csv").write_text(PRACTICES, encoding="utf-8")
-    (folder / "measures.csv").write_text(MEASURES, encoding="utf-8")
     return folder
 
 
-def args(folder: Path, *more: str, contract: str = "c.cap") -> list[str]:
-    return ["eval", str(folder / contract), "--members", str(folder / "members.csv"), "--practices",
-            str(folder / "practices.csv"), "--measures", str(folder / "measures.csv"), "--quiet", *more]
+args = eval_argv
 
 
 def run(*argv: str, env=None):

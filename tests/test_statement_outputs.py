@@ -21,20 +21,12 @@ from click.testing import CliRunner
 from rich.console import Console
 
 from capdsl.tools.cli import main
+from statement_panel import contract, eval_argv, write_panel
 
 ROOT = Path(__file__).resolve().parent.parent
 GOLDEN = ROOT / "tests" / "golden" / "statements"
 
-CONTRACT = '''contract "Outputs test":
-    currency CZK
-    period month
-    age as of month_start
-    exposure first_day
-    rounding half_up 0.01 per line
-    report in EUR at 25.28 CZK per EUR
-end
-
-inputs:
+BODY = '''inputs:
     practice akord: bool = false
     practice weekly_hours: number = 0
     measure quality: percent
@@ -49,15 +41,8 @@ line supplement "AKORD supplement":
     applies when practice.akord and practice.weekly_hours >= 30
 end
 
-line regulation "Drug-cost regulation (deduction)":
-    amount -1 CZK * count of members
-end
-
-pool bonus "Quality bonus":
-    amount 1200 CZK
-    paid 50% in Q2, rest in Q4 when measure.quality is present
-end
 '''
+CONTRACT = contract("Outputs test", BODY)
 
 MEMBERS = """member_id,practice_id,birth_date,enrolled_from,enrolled_to
 M1,P1,1970-01-01,,
@@ -71,24 +56,15 @@ P1,true,20
 P2,false,40
 "=HYPERLINK(""x"")",true,40
 """
-MEASURES = """practice_id,period,measure,value
-P1,2011,quality,90%
-"""
 
 
 @pytest.fixture(scope="module")
 def panel(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("outputs")
-    (folder / "c.cap").write_text(CONTRACT, encoding="utf-8")
-    (folder / "members.csv").write_text(MEMBERS, encoding="utf-8")
-    (folder / "practices.csv").write_text(PRACTICES, encoding="utf-8")
-    (folder / "measures.csv").write_text(MEASURES, encoding="utf-8")
+    folder = write_panel(tmp_path_factory.mktemp("outputs"), CONTRACT, MEMBERS, PRACTICES)
     return folder
 
 
-def args(folder: Path, *more: str) -> list[str]:
-    return ["eval", str(folder / "c.cap"), "--members", str(folder / "members.csv"), "--practices",
-            str(folder / "practices.csv"), "--measures", str(folder / "measures.csv"), "--quiet", *more]
+args = eval_argv
 
 
 def run(*argv: str, env=None):

@@ -19,6 +19,7 @@ import pytest
 from click.testing import CliRunner
 
 from capdsl.tools.cli import main
+from statement_panel import contract, eval_argv, write_panel
 
 openpyxl = pytest.importorskip("openpyxl")
 calamine = pytest.importorskip("python_calamine")
@@ -26,16 +27,7 @@ calamine = pytest.importorskip("python_calamine")
 ROOT = Path(__file__).resolve().parent.parent
 HOSTILE = '=HYPERLINK("x")'
 
-CONTRACT = '''contract "Spreadsheet test":
-    currency CZK
-    period month
-    age as of month_start
-    exposure first_day
-    rounding half_up 0.01 per line
-    report in EUR at 25.28 CZK per EUR
-end
-
-inputs:
+BODY = '''inputs:
     practice akord: bool = false
     measure quality: percent
 end
@@ -49,17 +41,10 @@ line supplement "AKORD supplement":
     applies when practice.akord
 end
 
-line regulation "Drug-cost regulation (deduction)":
-    amount -1 CZK * count of members
-end
-
-line big "A large fixed amount" = 9876543210.99 CZK
-
-pool bonus "Quality bonus":
-    amount 1200 CZK
-    paid 50% in Q2, rest in Q4 when measure.quality is present
-end
 '''
+BETWEEN = '''line big "A large fixed amount" = 9876543210.99 CZK
+'''
+CONTRACT = contract("Spreadsheet test", BODY, between=BETWEEN)
 
 MEMBERS = """member_id,practice_id,birth_date,enrolled_from,enrolled_to
 M1,P1,1970-01-01,,
@@ -73,24 +58,15 @@ P1,true
 Příbram,false
 "=HYPERLINK(""x"")",true
 """
-MEASURES = """practice_id,period,measure,value
-P1,2011,quality,90%
-"""
 
 
 @pytest.fixture(scope="module")
 def panel(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("xlsx")
-    (folder / "c.cap").write_text(CONTRACT, encoding="utf-8")
-    (folder / "members.csv").write_text(MEMBERS, encoding="utf-8")
-    (folder / "practices.csv").write_text(PRACTICES, encoding="utf-8")
-    (folder / "measures.csv").write_text(MEASURES, encoding="utf-8")
+    folder = write_panel(tmp_path_factory.mktemp("xlsx"), CONTRACT, MEMBERS, PRACTICES)
     return folder
 
 
-def argv(folder: Path, *more: str) -> list[str]:
-    return ["eval", str(folder / "c.cap"), "--members", str(folder / "members.csv"), "--practices",
-            str(folder / "practices.csv"), "--measures", str(folder / "measures.csv"), "--quiet", *more]
+argv = eval_argv
 
 
 def run(*args: str):
