@@ -104,3 +104,60 @@ def test_cli_generate_print_append_and_test(tmp_path):
     assert "3 passed, 0 failed" in r.output
     r = CliRunner().invoke(main, ["test", path, "--append"])
     assert r.exit_code == 1 and "E0914" in r.output
+
+
+CELLS = '''contract "Cells":
+    currency USD
+    period month
+    age as of month_start
+    exposure first_day
+end
+
+inputs:
+    member category: text
+    member region: text
+end
+
+cells base by member.category, member.age, member.sex:
+    "A", under 21,    any: 100.00 USD
+    "A", 21 and over, "F": 200.00 USD
+    "A", 21 and over, "M": 210.00 USD
+    "B", any,         any: 50.00 USD
+end
+
+cells factor by member.region, member.category:
+    "N", any: 1.0
+    "S", "A": 0.5
+    otherwise: 2.0
+end
+
+line capitation "Capitation" = sum of base * factor over members
+'''
+
+
+def test_rate_cells_are_probed_row_by_row_and_at_the_edges_between_cells():
+    """Each cell row is reached, a numeric key's range edges are probed with the neighbouring row's
+    other keys (the 21-year-old lands in a sexed cell, not in a gap), the other table's keys are
+    filled so the member falls in one of its cells, and `otherwise` gets a case."""
+    checked, program = compile_text(CELLS)
+    text = generate(program, checked.contract, checked.source)
+    assert "Not generated" not in text, text
+    results = outcomes(CELLS + "\n" + text)
+    assert [o.name for o in results] == ["generated: cells base", "generated: cells factor"]
+    assert all(o.passed for o in results), [o.failures or o.error for o in results]
+    for amount in ("100.00", "200.00", "210.00", "50.00"):  # the rows (and factor's "S", "A": 100 × 0.5)
+        assert f"capitation = {amount} USD" in text, amount
+    assert "row 1, member.age `under 21` just above (excluded)" in text  # age 21: a sexed cell
+    assert 'aged 21 with category = "A", sex = "F"' in text
+    otherwise = text[text.index("otherwise (values no row lists)"):]
+    assert 'region = "other", category = "A"' in otherwise and "capitation = 200.00 USD" in otherwise  # 100 × 2
+    changed = variant(CELLS, ('"A", 21 and over, "M": 210.00 USD', '"A", 21 and over, "M": 211.00 USD'))
+    failed = [o.name for o in outcomes(changed + "\n" + text) if not o.passed]
+    assert failed == ["generated: cells base"]
+
+
+def test_every_contract_of_the_library_generates_its_cases_without_a_refusal():
+    for path in CONTRACTS:
+        checked, program = compile_path(path)
+        text = generate(program, checked.contract, checked.source)
+        assert "not generated, the contract fails on it" not in text, (path.name, text)

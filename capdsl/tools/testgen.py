@@ -2,6 +2,7 @@
 
 For every band table keyed by an input (member.age, a member or practice
 column) the generator probes each band edge and the value just outside it;
+for every rate-cell table, each row and the edges of its numeric keys' ranges;
 for every tier, modifier entry and line `applies when` condition it builds
 MC/DC-style cases: the condition true and false, and for `and` / `or` each
 comparison flipped on its own while the others hold the outcome open. Each
@@ -56,7 +57,9 @@ class Inputs:
 
         self.currency = program.currency
         self.types: dict[tuple[str, str], n.TypeExpr] = {}
-        self.kinds: dict[tuple[str, str], str] = {("member", "age"): "integer"}
+        from capdsl.language.builtins import BUILTINS
+
+        self.kinds: dict[tuple[str, str], str] = {key: b.kind for key, b in BUILTINS.items()}
         for decl in contract.of_type(n.Inputs):
             for d in decl.decls:
                 self.types[(d.scope, d.name)] = d.type
@@ -276,6 +279,138 @@ def band_cases(decl: n.Bands, inputs: Inputs) -> tuple[list[Case], str | None]:
     return cases, None
 
 
+def cells_cases(decl: n.Cells, inputs: Inputs, tables: list[n.Cells]) -> tuple[list[Case], str | None]:
+    """A case reaching each row of a rate-cell table (every key set to a value the row takes), and,
+    for a numeric key, each edge of the row's range and the value just outside it with the other
+    keys held in the row: the boundaries between neighbouring cells. `otherwise` gets a case of
+    values no row lists."""
+    attrs = [_attr_of(k) for k in decl.keys]
+    if any(a is None or a[0] == "measure" for a in attrs):
+        return [], f"cells {decl.name}: keyed by an expression a case cannot set directly"
+    others = [d for d in tables if d is not decl]
+    probes: list[tuple[tuple, str]] = []  # (a value per key, why)
+
+    for number, row in enumerate(decl.entries, start=1):
+        if row.keys is None:
+            probes.append((_past_every_row(decl, others, inputs), "otherwise (values no row lists)"))
+            continue
+        values = _held(decl, row, inputs)
+        probes.append((_reaching(decl, number - 1, values, others, inputs), f"row {number}"))
+        for j, (attr, key) in enumerate(zip(attrs, row.keys)):
+            if key.form != "range":
+                continue
+            r = key.range
+            lo = r.low.value if r.low is not None else None
+            hi = r.high.value if r.high is not None else None
+            for value, what in _probes(r.form, lo, hi, inputs.step(*attr)):
+                if value is not None and value >= 0:
+                    # the keys the row does not test are left to `complete_for_cells`: a value
+                    # outside the row then lands in the neighbouring row it belongs to
+                    edge = [None if k.form == "any" else v for k, v in zip(row.keys, values)]
+                    edge[j] = value
+                    probes.append((tuple(edge), f"row {number}, {attr[0]}.{attr[1]} `{_range_text(r)}` {what}"))
+    whys: dict[tuple, list[str]] = {}
+    for values, why in probes:  # neighbouring rows share edges: one case, every reason listed
+        whys.setdefault(values, []).append(why)
+    cases = []
+    for values, reasons in whys.items():
+        shown = ", ".join(f"{a[0]}.{a[1]} = {_num(v) if isinstance(v, Decimal) else v}"
+                          for a, v in zip(attrs, values) if v is not None)
+        case = Case(f"cells {decl.name}", f"{shown}: " + "; ".join(reasons))
+        for (scope, name), value in zip(attrs, values):
+            if value is not None:
+                (case.member if scope == "member" else case.practice)[name] = value
+        cases.append(case)
+    return cases, None
+
+
+def _matches(key: n.CellKey, value) -> bool:
+    if key.form == "any":
+        return True
+    if key.form == "values":
+        return value in key.values
+    if not isinstance(value, (int, Decimal)) or isinstance(value, bool):
+        return False
+    r = key.range
+    lo = r.low.value if r.low is not None else None
+    hi = r.high.value if r.high is not None else None
+    return {"to": lambda: lo <= value <= hi, "to_under": lambda: lo <= value < hi,
+            "and_over": lambda: value >= lo, "over": lambda: value > lo, "under": lambda: value < hi,
+            "exact": lambda: value == lo}[r.form]()
+
+
+def complete_for_cells(case: Case, tables: list[n.Cells], inputs: Inputs) -> None:
+    """Give a case's member and practice the keys of every other rate-cell table: the first row that
+    agrees with what the case already sets, so a case probing one table is not refused by another
+    (a member must fall in some cell of each)."""
+    for decl in tables:
+        attrs = [_attr_of(k) for k in decl.keys]
+        if any(a is None or a[0] == "measure" for a in attrs):
+            continue
+        given = lambda a: (case.member if a[0] == "member" else case.practice).get(  # noqa: E731
+            "age" if a == ("member", "age") else a[1])
+        for row in decl.entries:
+            if row.keys is None:
+                break
+            if all(given(a) is None or _matches(k, given(a)) for a, k in zip(attrs, row.keys)):
+                for a, k, value in zip(attrs, row.keys, _held(decl, row, inputs)):
+                    if given(a) is None:
+                        (case.member if a[0] == "member" else case.practice)[a[1]] = value
+                break
+
+
+def _reaching(decl: n.Cells, index: int, values: list, others: list[n.Cells], inputs: Inputs) -> tuple:
+    """The key values of a case reaching row `index`: a key the row does not test takes what the
+    other tables need (a member must fall in a cell of each), unless an earlier row would then
+    match first; else its baseline."""
+    row = decl.entries[index]
+    attrs = [_attr_of(k) for k in decl.keys]
+    probe = Case("", "")
+    for a, k, v in zip(attrs, row.keys, values):
+        if k.form != "any":
+            (probe.member if a[0] == "member" else probe.practice)[a[1]] = v
+    complete_for_cells(probe, others, inputs)
+    chosen = [v if k.form != "any" else (probe.member if a[0] == "member" else probe.practice).get(a[1], v)
+              for a, k, v in zip(attrs, row.keys, values)]
+    earlier = any(all(_matches(k, c) for k, c in zip(r.keys, chosen)) for r in decl.entries[:index]
+                  if r.keys is not None)
+    return tuple(values if earlier else chosen)
+
+
+def _past_every_row(decl: n.Cells, others: list[n.Cells], inputs: Inputs) -> tuple:
+    """Key values no row of the table takes, reaching its `otherwise`: one key at its baseline (a
+    text no row lists, a number below every range), the others what the other tables need."""
+    attrs = [_attr_of(k) for k in decl.keys]
+    rows = [r for r in decl.entries if r.keys is not None]
+    for j, attr in enumerate(attrs):
+        probe = Case("", "")
+        (probe.member if attr[0] == "member" else probe.practice)[attr[1]] = inputs.baseline(*attr)
+        complete_for_cells(probe, others, inputs)
+        values = tuple((probe.member if a[0] == "member" else probe.practice).get(a[1], inputs.baseline(*a))
+                       if i != j else inputs.baseline(*a) for i, a in enumerate(attrs))
+        if not any(all(_matches(k, v) for k, v in zip(r.keys, values)) for r in rows):
+            return values
+    return tuple(inputs.baseline(*a) for a in attrs)
+
+
+def _held(decl: n.Cells, row: n.CellRow, inputs: Inputs) -> list:
+    """A value each key of the row matches: a range's first edge, the first listed value, the key's
+    baseline for `any`."""
+    out = []
+    for expr, key in zip(decl.keys, row.keys):
+        attr = _attr_of(expr)
+        if key.form == "range":
+            r = key.range
+            lo = r.low.value if r.low is not None else None
+            hi = r.high.value if r.high is not None else None
+            out.append(_probes(r.form, lo, hi, inputs.step(*attr))[0][0])
+        elif key.form == "values":
+            out.append(key.values[0])
+        else:
+            out.append(inputs.baseline(*attr))
+    return out
+
+
 def _probes(form: str, lo, hi, step) -> list[tuple]:
     """Each edge of a range and the value just outside it (None where the side is open)."""
     if form == "to":
@@ -346,6 +481,8 @@ def collect_cases(contract: n.Contract, inputs: Inputs, source: Source) -> tuple
     for decl in contract.decls:
         if isinstance(decl, n.Bands):
             found, note = band_cases(decl, inputs)
+        elif isinstance(decl, n.Cells):
+            found, note = cells_cases(decl, inputs, list(contract.of_type(n.Cells)))
         elif isinstance(decl, (n.Tier, n.Modifier)):
             kind = "tier" if isinstance(decl, n.Tier) else "modifier"
             found, note = [], None
@@ -364,6 +501,9 @@ def collect_cases(contract: n.Contract, inputs: Inputs, source: Source) -> tuple
         cases += found
         if note:
             skipped.append(note)
+    tables = list(contract.of_type(n.Cells))
+    for case in cases:
+        complete_for_cells(case, tables, inputs)
     return cases, skipped
 
 
@@ -437,10 +577,10 @@ def generate(program: t.Program, contract: n.Contract, source: Source, *, period
                 body.append(f"    expect {pid} {ln.name} = {line.amount} {program.currency}")
         body.append(f"    expect {pid} total = {st.total} {program.currency}")
     if not cases and not skipped:
-        return ("# capdsl test --generate: nothing to probe: the contract has no band table, tier, modifier,\n"
-                "# schedule or line condition.\n")
+        return ("# capdsl test --generate: nothing to probe: the contract has no band table, rate cells, tier,\n"
+                "# modifier, schedule or line condition.\n")
     out = [f"# ── Generated by `capdsl test --generate` for {period}: boundary cases of every band,",
-           "# tier, modifier and condition, with the amounts the contract computes today.",
+           "# rate cell, tier, modifier and condition, with the amounts the contract computes today.",
            "# Review each amount against the contract text before committing. ──", ""]
     for group, body in blocks.items():
         out.append(_block(f"generated: {group}", period, body, params))
