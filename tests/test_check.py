@@ -364,6 +364,13 @@ def test_a_definition_named_by_a_word_of_the_language_is_refused(word):
     assert [d.code for d in diags] == ["E0212"] and "is a word of the language" in diags[0].message
 
 
+@pytest.mark.parametrize("word", ["count", "sum", "true", "if"])
+def test_an_input_may_be_named_by_a_word_of_the_language(word):
+    """An input is read through its scope (`member.count`), never by its bare name."""
+    text = f"inputs:\n    member {word}: number = 0\nend\nline l \"L\" = sum of member.{word} * 1 CZK over members\n"
+    assert codes(text) == []
+
+
 def test_a_name_with_an_inner_underscore_is_fine():
     assert codes("inputs:\n    member a_b: bool = false\nend\ndefine x_ = 1 CZK\nline l_1 \"L\" = x_\n") == []
 

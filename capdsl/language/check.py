@@ -210,10 +210,11 @@ class _Checker:
                 at = text.find(name, at + 1)
         return span
 
-    def reserved(self, name: str, span: Span, what: str) -> None:
+    def reserved(self, name: str, span: Span, what: str, scoped: bool = False) -> None:
         """E0212: names beginning with `RESERVED_PREFIX` are capdsl's (its internal columns and tables
-        use them); a word an expression reads as the language's could never be referred to."""
-        if name in UNREADABLE_NAMES:
+        use them); a word an expression reads as the language's could never be referred to (an
+        input is: `member.count` is read through its scope)."""
+        if name in UNREADABLE_NAMES and not scoped:
             self.report(error("E0212", f"the {what} name `{name}` is a word of the language: an expression "
                                        f"reading `{name}` means the language's `{name}`, never this {what}",
                               self.name_span(name, span), hint=f"choose another name, e.g. `{name}_value`"))
@@ -240,7 +241,7 @@ class _Checker:
             self.report(error("E0210", f"`calendar.{d.name}` cannot be declared: the calendar values are built in",
                               d.span, hint="remove this line; read `calendar.month`, `calendar.quarter`, … as they are"))
             return
-        self.reserved(d.name, d.span, "parameter" if d.scope == "param" else f"{d.scope} input")
+        self.reserved(d.name, d.span, "parameter" if d.scope == "param" else f"{d.scope} input", scoped=True)
         column = standard_column(d.scope, d.name)
         if column is not None and column.read_as is not None and column.read_as != f"{d.scope}.{d.name}":
             self.report(error("E0210", f"`{d.scope}.{d.name}` would read the {column.table} file's `{d.name}` "
