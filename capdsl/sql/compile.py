@@ -6,8 +6,16 @@ The query is a chain of CTEs, each a single pass; each module builds its own:
   msr, mcheck  warehouse measures, normalised and checked                    inputs
   prac      the practices evaluated                                           ctes
   pm        practice × month: attributes and measures resolved per month      ctes
+  mev_*     a member's own events added up per member and window
+            (`tree.MemberEvents`), one CTE per distinct total                 members
   mm        member-months: members joined to the months they count in
-            (exposure rule), with `_age` and the exposure weight `_weight`    members
+            (exposure rule), with `_age` and the exposure weight `_weight`.
+            The member sums are split by the totals they read
+            (`members.member_passes`), a pass each (mm/mg/am with a suffix):
+            those reading none on mm, without a join; those a threshold on
+            one total gates (`gates`) on mm_me1 …, the members whose total
+            passes it (an inner join); the rest on mm_ev, every member-month
+            left-joined to the totals it reads                                members
   mg        member-months with a group size `_n`: grouped by everything an
             expression reads when year-only months are read (pools), else 1;
             the months only pools read are summed per practice when the
@@ -113,16 +121,19 @@ class _Compiler(Emitter):
         inner = {name: agg for _, name, agg in a.plan.factors.values()}
         member_aggs = {agg: name for name, agg in inner.items() if agg.source == "members"}
         event_aggs = {agg: name for name, agg in inner.items() if agg.source == "events"}
+        member_sums: dict[str, str] = {}  # member sum -> the table holding it
         if member_aggs:
             for node, name in a.member_events.items():
                 add(f"mev{name}", members.member_events_query(self, node))
-            add("mm", members.mm_query(self))
-            add("mg", members.mg_query(self))
-            add("am", ctes.agg_query(self, "mg", member_aggs, "member"))
+            for part in members.member_passes(a, member_aggs):
+                add(f"mm{part.suffix}", members.mm_query(self, part.totals, part.gate))
+                add(f"mg{part.suffix}", members.mg_query(self, f"mm{part.suffix}", part.totals))
+                add(f"am{part.suffix}", ctes.agg_query(self, f"mg{part.suffix}", part.aggs, "member"))
+                member_sums.update(dict.fromkeys(part.aggs.values(), f"am{part.suffix}"))
         if event_aggs:
             add("ev", ctes.ev_query(self))
             add("ae", ctes.agg_query(self, "ev", event_aggs, "event"))
-        add("base", ctes.base_query(self, bool(member_aggs), bool(event_aggs)))
+        add("base", ctes.base_query(self, member_sums, bool(event_aggs)))
         source = lines.monthly_layers(self, "base", add)
         items = lines.line_items(self)
         if a.pools:

@@ -159,25 +159,27 @@ def agg_columns(em: Emitter, agg: t.Agg, name: str, scope: Scope, months: tuple)
     return outs
 
 
-def base_query(em: Emitter, members: bool, events: bool) -> exp.Expression:
+def base_query(em: Emitter, member_sums: dict[str, str], events: bool) -> exp.Expression:
     """`pm` with the aggregates `agg_*` = F × s_* (0 when a practice had no rows) and the deferred
-    failures `fail__*` of their sums."""
+    failures `fail__*` of their sums; `member_sums` maps each member sum to its table (`am`,
+    `am_me1`, ...: `members.member_passes`), the event sums are in `ae`."""
     plan = em.a.plan
+    table = lambda inner, source: member_sums[inner] if source == "members" else "ae"  # noqa: E731
     cols = [exp.Column(this=exp.Star(), table=exp.to_identifier("pm"))]
     sel = exp.select(copy=False).from_("pm", copy=False)
     for agg, name in plan.aggs.items():
         factor, inner, _ = plan.factors[agg]
-        total = exp.Coalesce(this=col(inner, "am" if agg.source == "members" else "ae"), expressions=[num(0)])
+        total = exp.Coalesce(this=col(inner, table(inner, agg.source)), expressions=[num(0)])
         if factor is not None:
             total = dec(exp.Mul(this=paren(em.ex(factor, Scope("practice", pm="pm"))), expression=total))
         cols.append(alias(total, name))
     for (_, source_table, _, _), inner in plan.sums.items():
         if inner in plan.deferred:
-            cols.append(alias(col(f"fail__{inner}", "am" if source_table == "members" else "ae"), f"fail__{inner}"))
-    for src, used in (("am", members), ("ae", events)):
-        if used:
-            sel = sel.join(src, on=exp.and_(
-                exp.EQ(this=col("practice_id", src), expression=col("practice_id", "pm")),
-                exp.EQ(this=col("month_start", src), expression=col("month_start", "pm")), copy=False),
-                join_type="left", copy=False)
+            cols.append(alias(col(f"fail__{inner}", table(inner, source_table)), f"fail__{inner}"))
+    joined = list(dict.fromkeys(member_sums.values())) + (["ae"] if events else [])
+    for src in joined:
+        sel = sel.join(src, on=exp.and_(
+            exp.EQ(this=col("practice_id", src), expression=col("practice_id", "pm")),
+            exp.EQ(this=col("month_start", src), expression=col("month_start", "pm")), copy=False),
+            join_type="left", copy=False)
     return sel.select(*cols, copy=False)

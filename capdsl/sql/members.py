@@ -8,6 +8,7 @@ them their meaning): which members count in a month, for how much, and at what a
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import date
 
 from sqlglot import exp
@@ -21,6 +22,7 @@ from capdsl.sql.dialects import dec, get, num
 from capdsl.sql.emit import Emitter, Scope
 from capdsl.sql.exprs import AGE, AGE_ATTR, MONTH, N, WEIGHT, alias, case, col, is_null, lit, literal_table, null, \
     paren, table_as
+from capdsl.sql.gates import Gate, gate as gate_of
 from capdsl.sql.inputs import input_table
 from capdsl.sql.query import Options
 
@@ -158,49 +160,117 @@ def age(a: Analysis, f: _Frame) -> exp.Expression:
     return exp.Anonymous(this="GREATEST", expressions=[years, num(0)])
 
 
-def mm_query(em: Emitter) -> exp.Expression:
-    """Member-months: one row per member and month the member counts in, with `_age` and `_weight`."""
+def mm_query(em: Emitter, totals: tuple[str, ...] | None = None, gate: Gate | None = None) -> exp.Expression:
+    """Member-months: one row per member and month the member counts in, with `_age`, `_weight` and
+    the member-event totals `totals` (their columns; None: all of them), a member with no events
+    having 0. With `gate` (`gates.Gate`), only the members whose gate total meets one of its
+    conditions: the totals passing it are joined, not left-joined."""
     a, f = em.a, _Frame(em.a)
+    names = list(a.member_events.values()) if totals is None else list(totals)
+    gated = a.member_events[gate.total] if gate is not None else None
     cond = counted(em.p.exposure, f)
     cols = [col("practice_id", f.m), alias(col("month_start", f.mo), MONTH)]
     if em.o.row_column:
         cols.append(col(em.o.row_column, f.m))
     cols += [col(c, f.m) for c in sorted(a.member_cols) if c != "practice_id"]
     cols += [alias(age(a, f), AGE), alias(weight(em, f), WEIGHT)]
-    cols += [alias(dec(exp.Coalesce(this=col("total", name), expressions=[num(0)])), name)
-             for name in a.member_events.values()]
+    cols += [alias(dec(exp.Coalesce(this=col("total", name), expressions=[num(0)])), name) for name in names]
     sel = exp.select(*cols, copy=False).from_(exp.alias_(input_table(em, "members"), f.m, copy=False), copy=False)
     if f.single:
         sel = sel.join(table_as("months", f.mo), join_type="cross", copy=False).where(cond, copy=False)
     else:
         sel = sel.join(table_as("months", f.mo), on=cond, join_type="inner", copy=False)
-    for node, name in a.member_events.items():  # the member's event totals of the month's windows
-        on = exp.and_(exp.EQ(this=col(MEMBER_ID, name), expression=col(MEMBER_ID, f.m)),
-                      exp.EQ(this=col("window_first", name), expression=col(span(node)[0], f.mo)), copy=False)
-        sel = sel.join(table_as(f"mev{name}", name), on=on, join_type="left", copy=False)
+    nodes = {name: node for node, name in a.member_events.items()}
+    for name in sorted(names, key=lambda n: n != gated):  # the member's event totals of the month's windows
+        on = exp.EQ(this=col(MEMBER_ID, name), expression=col(MEMBER_ID, f.m))
+        if len(spans(a, nodes[name])) > 1:  # one window: every total is of it
+            on = exp.and_(on, exp.EQ(this=col("window_first", name), expression=col(span(nodes[name])[0], f.mo)),
+                          copy=False)
+        if name == gated:
+            on = exp.and_(on, paren(passes(em, gate, col("total", name))), copy=False)
+        sel = sel.join(table_as(f"mev{name}", name), on=on, join_type="inner" if name == gated else "left",
+                       copy=False)
     return sel
+
+
+def passes(em: Emitter, gate: Gate, total: exp.Expression) -> exp.Expression:
+    """Whether a total meets one of the gate's conditions."""
+    ops = {">": exp.GT, ">=": exp.GTE}
+    return exp.or_(*[ops[op](this=total.copy(), expression=em.ex(t.Const(c, "decimal"), Scope("member")))
+                     for op, c in sorted(gate.conds)], copy=False)
+
+
+@dataclass(frozen=True)
+class Pass:
+    """One pass over the member-months for the member sums `aggs` (sum -> its column): the CTEs
+    `mm<suffix>`, `mg<suffix>` and `am<suffix>`, joining the member-event totals `totals`, and
+    with `gate` only the members whose total passes it."""
+
+    suffix: str
+    aggs: dict
+    totals: tuple[str, ...] = ()
+    gate: Gate | None = None
+
+
+def member_passes(a: Analysis, aggs: dict) -> list[Pass]:
+    """The member sums split by what they read, so that the member-months are joined to the members'
+    event totals only for the sums that read them: the sums reading none on the member-months alone
+    (`mm`, `mg`, `am`); the sums a gate (`gates.gate`) holds, per total, on the members passing
+    it (`mm_me1`, ...); the others on every member-month joined to the totals they read (`mm_ev`)."""
+    plain, gated, general = {}, {}, {}
+    for agg, name in aggs.items():
+        if not member_event_columns(a, [agg]):
+            plain[agg] = name
+        elif (g := gate_of(agg)) is None:
+            general[agg] = name
+        else:
+            gated.setdefault(a.member_events[g.total], []).append((agg, name, g))
+    order = list(a.member_events.values())
+    ordered = lambda read: tuple(n for n in order if n in read)  # noqa: E731
+    out = [Pass("", plain)] if plain else []
+    for total in ordered(gated):
+        items = gated[total]
+        joined = Gate(items[0][2].total, frozenset().union(*(g.conds for _, _, g in items)))
+        out.append(Pass(total, {agg: name for agg, name, _ in items},
+                        ordered(member_event_columns(a, [agg for agg, _, _ in items])), joined))
+    if general:
+        out.append(Pass("_ev", general, ordered(member_event_columns(a, general))))
+    return out
+
+
+def spans(a: Analysis, node: t.MemberEvents) -> list[tuple[date, date]]:
+    """The windows (first and last day) of a member-event total that contain an evaluated month."""
+    return sorted({window(node.window, m) for m in a.months})
 
 
 def member_events_query(em: Emitter, node: t.MemberEvents) -> exp.Expression:
     """A member's own events (`tree.MemberEvents`) added up per member and window (month, quarter or
     year) containing an evaluated month, keyed by the window's first day: one row per member with
     events there. The months of a window share its total, so a year's events are read once, not once
-    per month."""
+    per month. With one window, its dates are literals (the engine filters the scan by them)."""
     e, mo = "e", "mo"
     date_col, member_col = BUILTINS[("event", "date")].column, BUILTINS[("event", "member")].column
-    first, last = span(node)
-    spans = exp.select(col(first), col(last), copy=False).from_("months", copy=False).distinct(copy=False)
     scope = Scope("event", row=e)
     value = col("quantity", e) if node.kind == "count" else dec(em.ex(node.expr, scope))
-    cond = exp.and_(exp.GTE(this=col(date_col, e), expression=col(first, mo)),
-                    exp.LTE(this=col(date_col, e), expression=col(last, mo)), copy=False)
     where = exp.Not(this=is_null(col(member_col, e)))
     if node.where is not None:
         where = exp.and_(where, paren(em.ex(node.where, scope)), copy=False)
+    events = exp.alias_(input_table(em, "events"), e, copy=False)
+    found = spans(em.a, node)
+    if len(found) == 1:
+        (lo, hi), = found
+        within = exp.and_(exp.GTE(this=col(date_col, e), expression=lit(lo)),
+                          exp.LTE(this=col(date_col, e), expression=lit(hi)), copy=False)
+        return exp.select(alias(col(member_col, e), MEMBER_ID), alias(lit(lo), "window_first"),
+                          alias(dec(exp.Sum(this=value)), "total"), copy=False).from_(events, copy=False).where(
+            exp.and_(within, where, copy=False), copy=False).group_by(col(member_col, e), copy=False)
+    first, last = span(node)
+    bounds = exp.select(col(first), col(last), copy=False).from_("months", copy=False).distinct(copy=False)
+    cond = exp.and_(exp.GTE(this=col(date_col, e), expression=col(first, mo)),
+                    exp.LTE(this=col(date_col, e), expression=col(last, mo)), copy=False)
     return exp.select(alias(col(member_col, e), MEMBER_ID), alias(col(first, mo), "window_first"),
-                      alias(dec(exp.Sum(this=value)), "total"), copy=False).from_(
-        exp.alias_(input_table(em, "events"), e, copy=False), copy=False).join(
-        exp.alias_(exp.Subquery(this=spans), mo, copy=False), on=cond, join_type="inner", copy=False).where(
+                      alias(dec(exp.Sum(this=value)), "total"), copy=False).from_(events, copy=False).join(
+        exp.alias_(exp.Subquery(this=bounds), mo, copy=False), on=cond, join_type="inner", copy=False).where(
         where, copy=False).group_by(col(member_col, e), col(first, mo), copy=False)
 
 
@@ -213,15 +283,17 @@ def mm_null(a: Analysis, name: str) -> exp.Expression:
     return null(a.member_cols[name])
 
 
-def mg_query(em: Emitter) -> exp.Expression:
-    """Member-months grouped by everything an expression can read (practice, month, age, weight,
-    member columns), with the group's size `_n`: each aggregate's expression is then computed
-    once per group, as the interpreter does. Σ over a group of n equal values is exactly n × value."""
+def mg_query(em: Emitter, source: str = "mm", totals: tuple[str, ...] | None = None) -> exp.Expression:
+    """Member-months (`source`, with the member-event totals `totals`; None: all) grouped by
+    everything an expression can read (practice, month, age, weight, member columns, totals), with
+    the group's size `_n`: each aggregate's expression is then computed once per group, as the
+    interpreter does. Σ over a group of n equal values is exactly n × value."""
     a, row = em.a, em.o.row_column
-    names = [AGE, WEIGHT] + [c for c in sorted(a.member_cols) if c != "practice_id"] + list(a.member_events.values())
+    totals = tuple(a.member_events.values()) if totals is None else totals
+    names = [AGE, WEIGHT] + [c for c in sorted(a.member_cols) if c != "practice_id"] + list(totals)
     if not a.grouped:
         # no year-only months: grouping costs about what it saves, so each member-month is its own group
-        return exp.select(exp.Star(), alias(num(1), N), copy=False).from_("mm", copy=False)
+        return exp.select(exp.Star(), alias(num(1), N), copy=False).from_(source, copy=False)
 
     def grouped(read: set[str], where: exp.Expression | None, month: date | None = None) -> exp.Expression:
         """Grouped by practice, month and `read`; with `month`, not by month: on that month's row."""
@@ -231,20 +303,20 @@ def mg_query(em: Emitter) -> exp.Expression:
         if row:  # the first row of the group names it in error messages
             outs.append(alias(exp.Min(this=col(row)), row))
         sel = exp.select(col("practice_id"), col(MONTH) if month is None else alias(lit(month), MONTH), *outs,
-                         copy=False).from_("mm", copy=False)
+                         copy=False).from_(source, copy=False)
         return (sel.where(where, copy=False) if where is not None else sel).group_by(*keys, copy=False)
 
     def each(month: exp.Expression, where: exp.Expression | None) -> exp.Expression:
         """Each member-month its own group (Dialect.groups_member_months false: Spark)."""
         outs = [col(c) for c in names] + [alias(num(1), N)] + ([col(row)] if row else [])
-        sel = exp.select(col("practice_id"), alias(month, MONTH), *outs, copy=False).from_("mm", copy=False)
+        sel = exp.select(col("practice_id"), alias(month, MONTH), *outs, copy=False).from_(source, copy=False)
         return sel.where(where, copy=False) if where is not None else sel
 
     # months read only for the pools' year sums: grouped by just what those aggregates read,
     # and with `spread` (analysis.spreads_year) not by month: their sum lands on the first such month
     reported = exp.In(this=col(MONTH), expressions=[lit(m) for m in a.reported])
     year_read = {WEIGHT} | {AGE if n.name == AGE_ATTR else n.name for agg in a.year_aggs for n in t.walk(agg)
-                            if isinstance(n, t.Col) and n.table == "member"} | member_event_columns(a, a.year_aggs)
+                            if isinstance(n, t.Col) and n.table == "member"} | (member_event_columns(a, a.year_aggs) & set(totals))
     first = next(m for m in a.months if m not in a.reported) if a.spread else None
     if a.spread and not em.d.groups_member_months:
         # one pass, as a hand-written query: the other months' rows are moved onto the first
