@@ -86,3 +86,29 @@ def test_lowered_bands_pick_the_band_a_reader_would(entries, ends, start, frac, 
         expected = next((i for i, (f, lo, hi) in enumerate(ranges) if _contains(f, lo, hi, x)), None)
         picked = next((i for i, (cond, _) in enumerate(case.whens) if _holds(cond, x)), None)
         assert picked == expected, (x, ranges, case.whens)
+
+
+
+def _lowered(key_definition: str, key: str) -> t.Case:
+    text = (f'contract "B":\n    currency CZK\nend\ninputs:\n    member flag: bool = false\nend\n'
+            f"{key_definition}\n"
+            f"bands b by {key}:\n    under 0: 0\n    0 to 4: 1\n    5 to 9: 2\n    otherwise: 3\nend\n"
+            f'line l "L" = sum of 1 CZK * b over members\n')
+    _, program = compile_source(Source(text, "b.cap"))
+    return program.definitions["b"].expr
+
+
+def test_a_whole_number_key_needs_no_lower_test_past_the_band_before():
+    """An age is a whole number for the checker (which then sees no gap between 4 and 5) and so for
+    the lowerer: past `0 to 4` it is at least 5, so `5 to 9` tests its upper bound only."""
+    case = _lowered("", "member.age")
+    assert [c.op for c, _ in case.whens] == ["<", "<=", "<="]
+
+
+def test_a_key_that_may_be_a_fraction_keeps_its_lower_tests():
+    """A key is a whole number only when all its branches are (the checker's type, not the first
+    branch's): past `under 0` and `0 to 4` this key may be 4.5, which `5 to 9` must not take."""
+    case = _lowered("define k = if member.flag then member.age else 4.5", "k")
+    second = case.whens[2][0]
+    assert isinstance(second, t.And) and [c.op for c in second.items] == [">=", "<="]
+    assert [i for i, (cond, _) in enumerate(case.whens) if _holds(cond, Decimal("4.5"))] == []

@@ -129,7 +129,7 @@ def test_member_in_no_band_is_an_error_naming_the_table():
 
     text = BANDS.format(rule="month_start").replace("65 and over: 2", "65 to 99: 2")
     source = Source(text, "t.cap")
-    program = lower(SimpleNamespace(contract=parse(source), source=source))
+    program = lower(SimpleNamespace(contract=parse(source), source=source, key_types={}))
     with pytest.raises(EvalError) as info:
         evaluate(program, Rows([], [member("M1", "P1", date(1900, 1, 1))]), MARCH, {})
     assert info.value.code == "E0801"
@@ -352,7 +352,7 @@ def test_months_read_only_for_pools_do_not_evaluate_other_lines(engine, tmp_path
             'pool bonus "Bonus":\n    amount 1 CZK * sum of count of members over year\n'
             '    paid 50% in Q1, rest in Q4\nend\n')
     source = Source(text, "gap.cap")
-    program = lower(SimpleNamespace(contract=parse(source), source=source))  # the checker would reject the gap
+    program = lower(SimpleNamespace(contract=parse(source), source=source, key_types={}))  # the checker would reject the gap
     members = tmp_path / "m.csv"
     members.write_text("member_id,practice_id,birth_date\nM1,P1,1945-01-15\nM2,P1,1980-06-01\n", encoding="utf-8")
     run = lambda period: run_pipeline(program, Run(files={"members": str(members)}, period=period,  # noqa: E731

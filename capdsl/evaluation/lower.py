@@ -15,8 +15,9 @@ from decimal import ROUND_HALF_UP, Decimal
 
 from capdsl.errors import CheckError, Source, Span, error
 from capdsl.evaluation import tree as t
+from capdsl.evaluation.kinds import kind_of as value_kind
 from capdsl.language import ast_nodes as n
-from capdsl.language.builtins import (BUILTINS, CALENDAR, DATE_FUNCTIONS, FREQUENCIES, LIST_DAYS, PERIOD_MONTHS,
+from capdsl.language.builtins import (BUILTINS, DATE_FUNCTIONS, FREQUENCIES, LIST_DAYS, PERIOD_MONTHS,
                                       month_label)
 from capdsl.language.check_expr import round_quantum, rounding_mode_arg
 
@@ -65,13 +66,14 @@ def source_text(source: Source, span: Span) -> str:
 
 def lower(checked) -> t.Program:
     """Build the program from a `check.Checked` (uses its contract, source and header)."""
-    return _Lowering(checked.contract, checked.source).program()
+    return _Lowering(checked.contract, checked.source, checked.key_types).program()
 
 
 class _Lowering:
-    def __init__(self, contract: n.Contract, source: Source):
+    def __init__(self, contract: n.Contract, source: Source, key_types: dict | None = None):
         self.contract = contract
         self.source = source
+        self.key_types = key_types or {}
         header = contract.header
         if header is None or header.currency is None:
             raise CheckError(error("E0202", "the contract has no currency"), source)
@@ -369,12 +371,14 @@ class _Lowering:
                           tuple(f'"{e.code}"' for e in decl.entries if e.code is not None), decl.span)
         else:  # pragma: no cover - guarded by ref()
             raise CheckError(error("E0208", f"'{decl.name}' cannot be used as a value", decl.span), self.source)
-        kind = _kind_of_node(expr, self.definitions)
+        kind = value_kind(expr, self._exposure(), self.definitions)
         return t.Definition(decl.name, _level(expr, self.definitions), expr, kind, "", ref, decl.span)
 
     def _bands(self, decl: n.Bands) -> t.Node:
         key = self.expr(decl.key, False)
-        integral = _kind_of_node(key, self.definitions) == "integer"
+        # a whole-number key as the checker's coverage check saw it (E0401 on the same domain)
+        kt = self.key_types.get(decl.name)
+        integral = kt is not None and kt.kind == "integer"
         # Bands are tried in order. While every band so far met the one before it with no gap and
         # needed no lower test, the values reaching the next band are exactly those above the last
         # upper bound, so a band starting there needs no lower test either: `age <= 14`, not
@@ -647,26 +651,3 @@ def _covers(reached: tuple[str, Decimal], low_op: str, low: Decimal, integral: b
     # key > bound: for a whole-number key that is key >= bound + 1
     return low <= bound or (integral and bound == bound.to_integral_value() and low <= bound + 1)
 
-
-def _kind_of_node(node: t.Node, definitions: dict[str, t.Definition]) -> str:
-    if isinstance(node, t.Const):
-        return node.kind
-    if isinstance(node, (t.Cmp, t.And, t.Or, t.Not, t.In, t.Present)):
-        return "bool"
-    if isinstance(node, (t.Col, t.Param, t.Measure)):
-        return node.kind
-    if isinstance(node, t.Ref):
-        return definitions[node.name].kind
-    if isinstance(node, t.Case):
-        for _, value in node.whens:
-            return _kind_of_node(value, definitions)
-        return _kind_of_node(node.otherwise, definitions)
-    if isinstance(node, t.Coalesce):
-        return _kind_of_node(node.operand, definitions)
-    if isinstance(node, t.MonthStart):
-        return "date"
-    if isinstance(node, t.Calendar):
-        return CALENDAR[node.part].kind
-    if isinstance(node, t.DateDiff):
-        return "integer"
-    return "decimal"

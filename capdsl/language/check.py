@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import difflib
 import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 
 from capdsl.errors import CheckError, Diagnostic, Note, Source, Span, error, sort_key, warning
@@ -49,6 +49,9 @@ class Checked:
     symbols: dict[str, Symbol]
     inputs: dict[tuple[str, str], n.InputDecl]
     warnings: tuple[Diagnostic, ...]
+    #: the types of the bands' and schedules' keys: whether a band's key is a whole number is decided
+    #: here, once, for the coverage check and for the lowerer's tests alike
+    key_types: dict[str, Type] = field(default_factory=dict)
 
 
 def check(contract: n.Contract, source: Source) -> Checked:
@@ -58,7 +61,8 @@ def check(contract: n.Contract, source: Source) -> Checked:
     diags = sorted(checker.diags, key=sort_key)
     if any(d.is_error for d in diags):
         raise CheckError(diags, source)
-    return Checked(contract, source, checker.header, checker.result_symbols(), checker.inputs, tuple(diags))
+    return Checked(contract, source, checker.header, checker.result_symbols(), checker.inputs, tuple(diags),
+                   dict(checker.key_types))
 
 
 def inferred_types(contract: n.Contract, source: Source) -> tuple[dict[str, Symbol], dict[tuple[str, str], Type]]:
