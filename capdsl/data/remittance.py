@@ -12,6 +12,7 @@ ASC X12 820 file (`.820`, `.x12`, `.edi`, or a file that starts with an ISA segm
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
@@ -27,6 +28,7 @@ SPECS = [ColumnSpec("practice_id", "text", True, needed_by=NEED), ColumnSpec("mo
          ColumnSpec("line", "text", needed_by=NEED), ColumnSpec("member_id", "text", needed_by=NEED),
          ColumnSpec("amount", "decimal", True, needed_by=NEED), ColumnSpec("reference", "text", needed_by=NEED)]
 X12_SUFFIXES = (".820", ".x12", ".edi")
+MONTH = re.compile("[0-9]{4}-(0[1-9]|1[0-2])")
 
 
 def is_x12(path: Path) -> bool:
@@ -50,9 +52,13 @@ def load_remittance(panel: Panel, path: str | Path, options: ReadOptions | None 
         warnings = _load_820(panel, path)
     else:
         warnings = load_table(panel, TABLE, path, SPECS, options)
-    not_a_month = f"NOT regexp_full_match(month, '[0-9]{{4}}-(0[1-9]|1[0-2])')"
-    bad = fetch_all(panel.con, f"SELECT _row, month FROM {TABLE} WHERE {not_a_month} ORDER BY _row LIMIT {LIMIT}")
-    if bad:
+    not_a_month = f"NOT regexp_full_match(month, '{MONTH.pattern}')"
+    # The distinct months are few (DuckDB finds them from a Parquet file's dictionaries) and are
+    # checked here, not in SQL, where the filter would be pushed down to every row: the rows are
+    # scanned for their numbers only when a month is wrong.
+    months = fetch_all(panel.con, f"SELECT DISTINCT month FROM {TABLE}")
+    if any(m is not None and not MONTH.fullmatch(m) for m, in months):
+        bad = fetch_all(panel.con, f"SELECT _row, month FROM {TABLE} WHERE {not_a_month} ORDER BY _row LIMIT {LIMIT}")
         probs = Problems()
         total = fetch_all(panel.con, f"SELECT count(*) FROM {TABLE} WHERE {not_a_month}")[0][0]
         probs.rows("E0740", str(path), bad, total, "rows with a month that is not YYYY-MM",

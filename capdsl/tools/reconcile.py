@@ -192,7 +192,7 @@ def _member_summary(con, panel: Panel, shares, status: str, out: Reconciliation,
     and their differences' sum, with the discrepancies (every row with `everything`) as a list that
     the table `member_compared` unnests. The shares come a row per member-month (`wide`, each line's
     share a column), so only the payments are grouped before the join; a payment's reference is
-    looked up for the rows read back only."""
+    carried through the join (as cheap as the sum it is grouped with, and no second pass)."""
     lines, source = shares
     out.attributable = tuple(lines)
     n = len(lines)
@@ -211,7 +211,8 @@ def _member_summary(con, panel: Panel, shares, status: str, out: Reconciliation,
     owed = " + ".join(f"CASE WHEN o.ok{i} THEN coalesce(sh.s{i}, 0) ELSE 0 END" for i in range(n)) or "0"
     has = " OR ".join(f"(o.ok{i} IS NOT NULL AND sh.s{i} IS NOT NULL)" for i in range(n)) or "FALSE"
     found = ("{'practice_id': practice_id, 'member_id': member_id, 'month_start': month_start, "
-             "'expected': expected, 'paid': paid, 'diff': diff, 'status': status, 'age': age"
+             "'expected': expected, 'paid': paid, 'diff': diff, 'status': status, 'age': age, "
+             "'reference': reference"
              + "".join(f", 's{i}': s{i}, 'ok{i}': ok{i}" for i in range(n)) + "}")
     # Member rows of a line without member shares are compared with the line, per practice, only.
     con.execute(f"""
@@ -221,12 +222,13 @@ def _member_summary(con, panel: Panel, shares, status: str, out: Reconciliation,
         s AS (SELECT sh.practice_id, sh.member_id, sh.month_start, CASE WHEN {has} THEN sh.age END AS age,
                      CASE WHEN {has} THEN {owed} END AS expected{"".join(f", sh.s{i}, o.ok{i}" for i in range(n))}
               FROM sh LEFT JOIN o ON o.practice_id = sh.practice_id AND o.month_start = sh.month_start),
-        p AS (SELECT practice_id, member_id, month_start, sum(amount) AS paid FROM {REMITTANCE}
+        p AS (SELECT practice_id, member_id, month_start, sum(amount) AS paid, min(reference) AS reference
+              FROM {REMITTANCE}
               WHERE member_id IS NOT NULL AND (line IS NULL OR line IN ({attributable}))
               GROUP BY practice_id, member_id, month_start),
         j AS (SELECT coalesce(s.practice_id, p.practice_id) AS practice_id, coalesce(s.member_id, p.member_id)
                      AS member_id, coalesce(s.month_start, p.month_start) AS month_start, s.expected, s.age,
-                     p.paid{cols}{"".join(f", ok{i}" for i in range(n))}
+                     p.paid, p.reference{cols}{"".join(f", ok{i}" for i in range(n))}
               FROM s FULL JOIN p ON s.practice_id = p.practice_id AND s.member_id = p.member_id
                                 AND s.month_start = p.month_start
               WHERE s.expected IS NOT NULL OR p.paid IS NOT NULL),
@@ -236,12 +238,7 @@ def _member_summary(con, panel: Panel, shares, status: str, out: Reconciliation,
         FROM k GROUP BY status""")
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE member_compared AS
-        WITH b AS (SELECT unnest(found, recursive := true) FROM member_summary WHERE found IS NOT NULL),
-        r AS (SELECT practice_id, member_id, month_start, min(reference) AS reference FROM {REMITTANCE}
-              SEMI JOIN b USING (practice_id, member_id, month_start)
-              WHERE member_id IS NOT NULL AND (line IS NULL OR line IN ({attributable}))
-              GROUP BY ALL)
-        SELECT b.*, r.reference FROM b LEFT JOIN r USING (practice_id, member_id, month_start)""")
+        SELECT unnest(found, recursive := true) FROM member_summary WHERE found IS NOT NULL""")
 
 
 def _member_rows(panel: Panel, lines: tuple[str, ...]) -> str:
@@ -316,7 +313,8 @@ def run_reconcile(contract, run, remittance: str, *, tolerance: Decimal = Decima
     result, panel = evaluate(contract, run, by_month=True, practices=practices)
     try:
         warnings = load_remittance(panel, remittance, read_options, practices)
-        per_member = fetch_all(panel.con, f"SELECT count(*) FROM {REMITTANCE} WHERE member_id IS NOT NULL")[0][0]
+        per_member = fetch_all(panel.con, f"SELECT count(*) FROM (SELECT 1 FROM {REMITTANCE} "
+                                          f"WHERE member_id IS NOT NULL LIMIT 1)")[0][0]
         shares = None
         if per_member:
             program = contract.tree
