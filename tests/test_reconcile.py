@@ -186,6 +186,26 @@ def test_retro_pays_what_past_months_owe_as_lines_of_the_period(files):
     assert retro.window == ("2011-01", "2011-05")
 
 
+def test_retro_streams_the_member_shares_through_files_it_removes(files, tmp_path, monkeypatch):
+    """Per member, both panels' shares go through Parquet files (a national panel's member-months
+    are not held in memory), in a folder of their own that is gone afterwards, also after a
+    failure."""
+    import tempfile
+
+    spill = tmp_path / "spill"
+    spill.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(spill))
+    run = Run(files={"members": files["members"], "events": files["events"]}, period="2011-06", engine="duckdb")
+    retro = run_retro(files["contract"], run, {"members": files["paid"], "events": files["events"]}, months=5,
+                      members=True)
+    assert retro.members and list(spill.iterdir()) == []
+    broken = tmp_path / "broken.csv"
+    broken.write_text("member_id,practice_id,birth_date\nM1,P1,not a date\n", encoding="utf-8")
+    with pytest.raises(CapError):
+        run_retro(files["contract"], run, {"members": str(broken)}, months=5, members=True)
+    assert list(spill.iterdir()) == []
+
+
 def test_retro_needs_a_look_back(files):
     run = Run(files={"members": files["members"]}, period="2011-06", engine="duckdb")
     with pytest.raises(CapError) as caught:

@@ -7,12 +7,15 @@ on gave — becomes an adjustment line of each practice's statement for the peri
 lines (`capdsl.evaluation.shares`) give the adjustment each member brings, with the change of its
 record that explains it.
 
-The per-member comparison is SQL over DuckDB: both panels' shares are tables of one connection.
+The per-member comparison is SQL over DuckDB: both panels' shares are written to Parquet files that
+one connection reads, so the member-months of a large panel are streamed, not held in memory.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
+import tempfile
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
@@ -73,17 +76,24 @@ def _amounts(result: Result, window: set[date]) -> dict[tuple[str, str, date], D
     return out
 
 
-def _shares_table(contract, panel, year: int, params: dict, window: set[date]):
-    """The panel's shares for the window's months of `year` as an Arrow table."""
+def _write_shares(contract, panel, year: int, params: dict, window: set[date], path: str):
+    """The panel's shares for the window's months of `year`, written to the Parquet file `path` by
+    DuckDB (streamed, not held in memory); False when the contract has no attributable lines."""
     from capdsl.sql import duckdb_engine
     from capdsl.sql.shares import shares_sql
 
     sql, lines = shares_sql(contract.tree, parse_period(str(year)), params=params,
                             options=duckdb_engine.panel_options(panel.con))
     if not sql:
-        return None, lines
+        return False, lines
     months = ", ".join(f"DATE '{m.isoformat()}'" for m in sorted(window) if m.year == year)
-    return panel.con.sql(f"SELECT * FROM ({sql}) WHERE month_start IN ({months})").to_arrow_table(), lines
+    panel.con.execute(f"COPY (SELECT * FROM ({sql}) WHERE month_start IN ({months})) TO {_quoted(path)} "
+                      f"(FORMAT parquet)")
+    return True, lines
+
+
+def _quoted(path: str) -> str:
+    return "'" + path.replace("'", "''") + "'"
 
 
 def run_retro(contract, run, paid_files: dict, *, months: int | None = None, only_adjustments: bool = False,
@@ -109,36 +119,45 @@ def run_retro(contract, run, paid_files: dict, *, months: int | None = None, onl
     paid_run = dataclasses.replace(run, files=dict(paid_files))
     params = parse_params(list(run.assignments), run.params_file, contract.requirements())
     owed, paid = {}, {}
-    shares: dict[str, list] = {"owed": [], "paid": []}  # Arrow tables, a year's each
-    people: dict[str, object] = {}  # each side's members (the same table in every year)
+    # Per member, both panels' shares and members go to Parquet files (a year's shares each), which
+    # one DuckDB connection then compares: a national panel's member-months are never all in memory.
+    spill = tempfile.TemporaryDirectory(prefix="capdsl-retro-") if members else None
+    shares: dict[str, list[str]] = {"owed": [], "paid": []}
     member_lines: tuple[str, ...] = ()
-    for side, side_run, into in (("owed", run, owed), ("paid", paid_run, paid)):
-        for year, result, panel in _year_results(contract, side_run, window):
+    try:
+        for side, side_run, into in (("owed", run, owed), ("paid", paid_run, paid)):
+            for year, result, panel in _year_results(contract, side_run, window):
+                try:
+                    into.update(_amounts(result, in_window))
+                    if spill is not None:
+                        path = os.path.join(spill.name, f"{side}_shares_{year}.parquet")
+                        written, member_lines = _write_shares(contract, panel, year, params, in_window, path)
+                        if written:
+                            shares[side].append(path)
+                        people = os.path.join(spill.name, f"{side}_members.parquet")
+                        if not os.path.exists(people):
+                            panel.con.execute(f"COPY (SELECT member_id, practice_id, birth_date, {_cols(panel)} "
+                                              f"FROM members) TO {_quoted(people)} (FORMAT parquet)")
+                finally:
+                    panel.close()
+        current, panel = evaluate(contract, run, practices=())
+        panel.close()
+        result = _with_adjustments(current, program, owed, paid, window, only_adjustments)
+        adjustments = []
+        if spill is not None and shares["owed"] and shares["paid"]:
+            con = duckdb.connect()
             try:
-                into.update(_amounts(result, in_window))
-                if members:
-                    table, member_lines = _shares_table(contract, panel, year, params, in_window)
-                    if table is not None:
-                        shares[side].append(table)
-                    people.setdefault(side, panel.con.sql(
-                        f"SELECT member_id, practice_id, birth_date, {_cols(panel)} FROM members").to_arrow_table())
+                for side in ("owed", "paid"):
+                    files = ", ".join(_quoted(f) for f in shares[side])
+                    con.execute(f"CREATE VIEW {side}_shares AS SELECT * FROM read_parquet([{files}])")
+                    people = _quoted(os.path.join(spill.name, f"{side}_members.parquet"))
+                    con.execute(f"CREATE VIEW {side}_members AS SELECT * FROM read_parquet({people})")
+                adjustments = _member_adjustments(con)
             finally:
-                panel.close()
-    current, panel = evaluate(contract, run, practices=())
-    panel.close()
-    result = _with_adjustments(current, program, owed, paid, window, only_adjustments)
-    adjustments = []
-    if members and shares["owed"] and shares["paid"]:
-        import pyarrow as pa
-
-        con = duckdb.connect()
-        try:
-            for side in ("owed", "paid"):
-                con.register(f"{side}_shares", pa.concat_tables(shares[side]))
-                con.register(f"{side}_members", people[side])
-            adjustments = _member_adjustments(con)
-        finally:
-            con.close()
+                con.close()
+    finally:
+        if spill is not None:
+            spill.cleanup()
     return Retro(result, (window[0].isoformat()[:7], window[-1].isoformat()[:7]), adjustments, member_lines)
 
 
