@@ -83,12 +83,13 @@ def _write_shares(contract, panel, year: int, params: dict, window: set[date], p
     from capdsl.sql.shares import shares_sql
 
     sql, lines = shares_sql(contract.tree, parse_period(str(year)), params=params,
-                            options=duckdb_engine.panel_options(panel.con))
+                            options=duckdb_engine.panel_options(panel.con), wide=True)
     if not sql:
         return False, lines
     months = ", ".join(f"DATE '{m.isoformat()}'" for m in sorted(window) if m.year == year)
-    panel.con.execute(f"COPY (SELECT * FROM ({sql}) WHERE month_start IN ({months})) TO {_quoted(path)} "
-                      f"(FORMAT parquet)")
+    share = " + ".join(f"coalesce(s{i}, 0)" for i in range(len(lines)))  # what the member-month brings in all
+    panel.con.execute(f"COPY (SELECT practice_id, member_id, month_start, {share} AS share FROM ({sql}) "
+                      f"WHERE month_start IN ({months})) TO {_quoted(path)} (FORMAT parquet)")
     return True, lines
 
 
