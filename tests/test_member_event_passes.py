@@ -297,3 +297,28 @@ def test_the_tree_on_spark(spark):
     per = parse_period("2011-12")
     got = sql_evaluate(prog, panel.duckdb(), per, {}, engine="spark", spark=spark)
     assert got.rows == interpret(prog, panel.rows(), per.months, {}).rows
+
+
+def test_a_failure_inside_a_members_events_names_the_event_on_both_engines(tmp_path):
+    """A schedule with no entry for a member's event's code stops the run on both engines with the
+    same message: the event (its row and code) at its own practice, not the member who reads it."""
+    from capdsl.errors import CapError
+
+    (tmp_path / "m.cap").write_text(
+        'contract "M":\n    currency USD\nend\nschedule fee by event.code:\n    "A": 10 USD\nend\n'
+        "define annual = sum of fee over member events during year\n"
+        'line l "L" = sum of annual over members\n', encoding="utf-8")
+    (tmp_path / "members.csv").write_text("member_id,practice_id,birth_date\nM1,P1,1980-01-01\nM2,P1,1980-01-01\nM3,P2,1980-01-01\n",
+                                          encoding="utf-8")
+    (tmp_path / "events.csv").write_text("practice_id,member_id,date,code,points,quantity\n"
+                                         "P1,M1,2011-03-02,A,0,1\nP2,M2,2011-03-05,Z,0,1\n", encoding="utf-8")
+    files = {"members": str(tmp_path / "members.csv"), "events": str(tmp_path / "events.csv")}
+    messages = []
+    for engine in ("python", "duckdb"):
+        with pytest.raises(CapError) as caught:
+            run_pipeline(compile_source(Source((tmp_path / "m.cap").read_text(encoding="utf-8"), "m.cap"))[1],
+                         Run(files=files, period="2011-03", engine=engine))
+        assert caught.value.code == "E0806"
+        messages.append(caught.value.diagnostics[0].message)
+    assert messages[0] == messages[1]
+    assert messages[0].endswith("event at row 3 (code 'Z') in practice P2")

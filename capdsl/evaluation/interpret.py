@@ -269,9 +269,12 @@ class Interpreter:
             for event in member_events_in(env.member_events.get(env.member["member_id"], ()), node.window,
                                           env.month):
                 env.event = event
-                if node.where is not None and not self.ev(node.where, env):
-                    continue
-                total += event["quantity"] if node.kind == "count" else self.ev(node.expr, env)
+                try:
+                    if node.where is not None and not self.ev(node.where, env):
+                        continue
+                    total += event["quantity"] if node.kind == "count" else self.ev(node.expr, env)
+                except Failure as failure:  # the event is named, at its own practice (as the SQL backend does)
+                    raise self._row_failure(failure.node, event, False, env, event.get("practice_id")) from None
         finally:
             env.event = outer
         if self.tracer is not None:
@@ -430,10 +433,12 @@ class Interpreter:
             tracer.groups[(env.month, id(agg))] = list(traced.values())
         return total
 
-    def _row_failure(self, node: t.Fail, row: dict, is_members: bool, env: Env) -> EvalError:
+    def _row_failure(self, node: t.Fail, row: dict, is_members: bool, env: Env,
+                     practice_id: str | None = None) -> EvalError:
         who = f"member at row {row.get('_row', '?')} ({row.get('_label', 'id hidden')}, aged {row.get('age')})" \
             if is_members else f"event at row {row.get('_row', '?')} (code {row.get('code')!r})"
-        return EvalError(error(node.code, f"{node.message}: {who} in practice {env.practice['practice_id']}",
+        practice_id = practice_id if practice_id is not None else env.practice["practice_id"]
+        return EvalError(error(node.code, f"{node.message}: {who} in practice {practice_id}",
                                node.origin,
                                hint="add the missing band/entry, or an `otherwise:` entry",
                                notes=[Note("the table is declared here", node.origin)]))
