@@ -82,6 +82,7 @@ class Reading:
     group_members: int
     members_rejected: int  # group members that did not become a row (the other rejections are lines)
     patients_not_in_group: int
+    absent: tuple[str, ...] = ()  # the types members reference that the export has no resource of
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -171,6 +172,9 @@ class _Export:
     counts: dict[str, int] = field(default_factory=dict)
     rejected: list[tuple[str, str]] = field(default_factory=list)
     warnings: list[tuple[str, str]] = field(default_factory=list)
+    types_seen: set[str] = field(default_factory=set)  # every used type with a resource, valid or not
+    #: references to a type the export has no resource of at all (a whole file missing), per type
+    absent: dict[str, int] = field(default_factory=dict)
 
 
 #: (position, the parsed JSON, why it cannot be read or None, the Bundle entry's fullUrl or None)
@@ -280,6 +284,7 @@ def _load(path: Path) -> _Export:
         if kind not in USED_TYPES:
             ex.counts[kind] = ex.counts.get(kind, 0) + 1
             continue
+        ex.types_seen.add(kind)
         if kind == "Group":
             group = _load_group(obj, pos, get_class, invalid, ex)
             if group is not None:
@@ -368,6 +373,8 @@ def _resolve(ex: _Export, reference: str | None, kinds: tuple[str, ...], what: s
     if key in ex.bad:
         raise _Reject(f"{what} {label} {ex.bad[key]}")
     if key not in ex.found:
+        if key[0] not in ex.types_seen:
+            ex.absent[key[0]] = ex.absent.get(key[0], 0) + 1
         raise _Reject(f"{what} {label} is not in the export")
     return key[0], ex.found[key][1]
 
@@ -562,11 +569,17 @@ def read_attribution(path: str | os.PathLike, *, today: date | None = None) -> R
                 continue
             first[row["member_id"]] = pos
             rows.append(row)
+    # A type with no resource at all is one missing file (or a filtered export), not many faults: said
+    # once, before the members it cost.
+    ex.warnings[:0] = [(src.name, f"the export has no {kind} resource"
+                                  + (f" (no {kind}.ndjson file)" if src.is_dir() else "")
+                                  + f": {n:,} reference{'s' if n != 1 else ''} to one cannot be followed")
+                       for kind, n in sorted(ex.absent.items())]
     outside = sum(1 for key in ex.found if key[0] == "Patient" and key not in patients)
     order = {t: i for i, t in enumerate(USED_TYPES)}
     counts = dict(sorted(ex.counts.items(), key=lambda kv: (order.get(kv[0], len(order)), kv[0])))
     return Reading(str(src), tuple(rows), tuple(ex.rejected), tuple(ex.warnings), counts, len(ex.groups), count,
-                   rejected, outside)
+                   rejected, outside, tuple(sorted(ex.absent)))
 
 
 # ───────────────────────────── writing ─────────────────────────────
@@ -606,6 +619,9 @@ def from_atr(path: str | os.PathLike, out: str | os.PathLike, fmt: str | None = 
         raise InputError(error(
             "E0702", f"no member could be read from the attribution list ({reading.group_members} group members, "
                      f"{reading.members_rejected} rejected); nothing is written", path=str(path),
-            notes=[Note(f"{p}: {r}") for p, r in reading.rejected[:REPORT_LIMIT]]))
+            notes=[Note(f"{p}: {r}") for p, r in reading.rejected[:REPORT_LIMIT]],
+            hint=(f"the export has no {' and no '.join(reading.absent)} resource: add "
+                  + ", ".join(f"{kind}.ndjson" for kind in reading.absent) + " to the folder")
+            if reading.absent and Path(path).is_dir() else None))
     write_members(reading, out, fmt)
     return reading

@@ -7,8 +7,9 @@ import csv
 import html
 import io
 import json
+import re
 import sys
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import TYPE_CHECKING
 
 import click
@@ -54,8 +55,13 @@ def to_csv(rec: Reconciliation, everything: bool) -> str:
     return buf.getvalue()
 
 
+def _cents(value: Decimal) -> str:
+    """An amount with at least its cents (a status nothing fell into sums to 0.00, as others do)."""
+    return _text(value if value.as_tuple().exponent <= -2 else value.quantize(Decimal("0.01")))
+
+
 def summary(rec: Reconciliation) -> dict:
-    return {level: {status: {"count": n, "difference": _text(total)} for status, (n, total) in by.items()}
+    return {level: {status: {"count": n, "difference": _cents(total)} for status, (n, total) in by.items()}
             for level, by in rec.counts().items()}
 
 
@@ -191,15 +197,25 @@ def emit(rec: Reconciliation, out_format: str, output: str | None, everything: b
         click.echo(text, nl=False)
 
 
+#: A tolerance is written as a plain amount: digits, optionally a point and up to 12 decimals (the
+#: comparison's scale). An exponent (`1e-9999999999`) would be expanded digit by digit, and a
+#: literal beyond DECIMAL(38, 12) would be compared as a float.
+TOLERANCE = re.compile(r"(?:[0-9]{1,24}(?:\.[0-9]{0,12})?|\.[0-9]{1,12})")
+
+
 def parse_tolerance(text: str) -> Decimal:
-    try:
-        value = Decimal(text)
-    except InvalidOperation:
-        value = None
-    if value is None or not value.is_finite() or value < 0:
-        raise UsageError(error("E0933", f"--tolerance {text}: not a non-negative amount",
-                               hint="pass e.g. --tolerance 0.01 (in the contract's currency)"))
-    return value
+    written = text.strip()
+    if TOLERANCE.fullmatch(written):
+        return Decimal(written)
+    if written.startswith("-"):
+        hint = "a difference up to the tolerance either way counts as matched: pass e.g. --tolerance 0.01"
+    elif any(c.isalpha() for c in written.replace("e", "").replace("E", "")):
+        hint = "write the amount alone, in the contract's currency and without its unit: --tolerance 0.01"
+    elif "," in written:
+        hint = "write decimals with a point, without thousands separators: --tolerance 0.01"
+    else:
+        hint = "write a plain amount with at most 12 decimals, in the contract's currency: --tolerance 0.01"
+    raise UsageError(error("E0933", f"--tolerance {text!r}: not a non-negative amount", hint=hint))
 
 
 def register(main: click.Group) -> None:
@@ -281,6 +297,10 @@ def member_adjustments_json(retro) -> str:
                                        for a in retro.members]}, ensure_ascii=False, indent=2) + "\n"
 
 
+#: what `retro --detail member` writes: a row per member-month, not statements
+DETAIL_FORMATS = {".csv": "csv", ".json": "json"}
+
+
 def register_retro(main: click.Group) -> None:
     cli = sys.modules[main.callback.__module__]
     if "retro" in main.commands:
@@ -300,8 +320,10 @@ def register_retro(main: click.Group) -> None:
     @click.option("--only-adjustments", is_flag=True, help="Only the adjustment lines, not the period's own lines.")
     @click.option("--detail", type=click.Choice(["member"]), default=None,
                   help="Instead of statements, the adjustment of each member and month, with what changed.")
-    @click.option("--format", "out_format", type=click.Choice(["table", "csv", "json", "xlsx", "html"]),
-                  default=None, help="The statements' formats (default: from -o's extension, else table).")
+    @click.option("--format", "out_format", default=None,
+                  type=click.Choice(["table", "csv", "json", "parquet", "xlsx", "html", "pdf"]),
+                  help="The statements' formats (default: from -o's extension, else table); with --detail "
+                       "member: csv (the default) or json.")
     @click.option("-o", "--output", type=click.Path(), help="Write here (atomically); - is stdout.")
     @click.option("-q", "--quiet", is_flag=True, help="No progress or warnings on stderr.")
     @cli.handle_errors
@@ -317,10 +339,18 @@ def register_retro(main: click.Group) -> None:
         from capdsl.tools.retro import run_retro
 
         if detail:
-            target, out_format = output_format(output, out_format, {".csv": "csv", ".json": "json"}, "csv")
+            target, out_format = output_format(output, out_format, DETAIL_FORMATS, "csv")
+            if out_format not in DETAIL_FORMATS.values():
+                raise UsageError(error("E0906", f"retro --detail member is written as csv or json, not {out_format}",
+                                       hint="pass --format csv (or -o adjustments.csv), or drop --detail for "
+                                            "the statements"))
         else:
             target, out_format = output_format(output, out_format, cli.STATEMENT_FORMATS, "table")
             cli._parquet_needs_a_file(out_format, target, f"statements.{out_format}")
+            if out_format == "pdf":
+                from capdsl.tools.statement_doc import require_pdf
+
+                require_pdf()  # before any work: no Chromium, no run
         run = cli._run(contract, members, practices, events, measures, input_format, assignments, params_file,
                        period, engine, spark_master, show_ids)
         paid = {"members": paid_members}
@@ -333,6 +363,10 @@ def register_retro(main: click.Group) -> None:
         if not quiet:
             for w in retro.result.warnings:
                 click.echo(w, err=True)
+            if not any(line.kind == "adjustment" for st in retro.result.statements for line in st.lines):
+                first, last = retro.window
+                click.echo(f"no adjustment: no practice's amounts for {first} to {last} differ between the "
+                           f"two panels", err=True)
         if detail:
             from capdsl.outputs import STDOUT, atomic_write
 
