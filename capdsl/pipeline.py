@@ -253,14 +253,14 @@ def nobody_enrolled(panel, period) -> Diagnostic | None:
         where.append("(birth_date IS NULL OR birth_date <= $end)")
     clause = " AND ".join(where) or "TRUE"
     total, counted = con.execute(f"SELECT count(*), count(*) FILTER (WHERE {clause}) FROM members",
-                                 {"start": start, "end": end} if where else {}).fetchone()
+                                 {"start": start, "end": end} if where else {}).fetchall()[0]
     if counted:
         return None
     if not total:
         return warning("W0960", f"the members table has no rows: every statement for {period.text} is 0")
     span = ""
     if "enrolled_from" in kinds and "enrolled_to" in kinds:
-        low, high = con.execute("SELECT min(enrolled_from), max(enrolled_to) FROM members").fetchone()
+        low, high = con.execute("SELECT min(enrolled_from), max(enrolled_to) FROM members").fetchall()[0]
         if low is not None or high is not None:
             span = f" (enrolments run from {low or 'the start'} to {high or 'now'})"
     return warning("W0960", f"none of the {total} members is enrolled in {period.text}{span}: every "

@@ -130,3 +130,12 @@ def test_no_private_names_from_other_modules():
 @pytest.mark.parametrize("module", sorted(MODULES))
 def test_every_module_is_in_a_layer(module):
     _layer(module)
+
+
+def test_every_query_is_fetched_whole():
+    """A panel's DuckDB connection allows one open result: a `.fetchone()` leaves the rest of its
+    result open, and the next `register` on the connection (an .xlsx or JSON Lines table) fails.
+    Queries are fetched whole (`data.read.fetch_all`, `.fetchall()`)."""
+    found = [f"{path.relative_to(PACKAGE)}:{n}" for path in sorted(PACKAGE.rglob("*.py"))
+             for n, text in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1) if ".fetchone()" in text]
+    assert found == []

@@ -142,11 +142,10 @@ def test_the_csv_report_quotes_ids_as_a_spreadsheet_reads_them(panel):
 
 # ─────────────────────────────── remittance formats ───────────────────────────────
 
-@pytest.mark.xfail(strict=True, reason="capdsl/pipeline.py nobody_enrolled() fetches its one-row count with "
-                                       "fetchone(), which leaves the panel's DuckDB result open; reading an .xlsx "
-                                       "or JSON Lines remittance into that connection then fails on register()")
 @pytest.mark.parametrize("kind", ["xlsx", "jsonl"])
 def test_an_xlsx_or_json_remittance_reconciles_as_its_csv(panel, tmp_path, kind):
+    """The panel's connection has no result left open once evaluated (every query fetched whole), so
+    a remittance read through `register` (.xlsx, JSON Lines) can follow."""
     path = tmp_path / f"remit.{kind}"
     rows = [("practice_id", "month", "amount"), ("P'1", "2011-03", "360.00"), ("P,2", "2011-03", "90")]
     if kind == "xlsx":
@@ -276,3 +275,36 @@ def test_an_export_without_patients_names_the_missing_file_in_its_hint(tmp_path)
     assert result.exit_code == 1 and "error[E0702]" in result.output
     assert "hint: the export has no Patient resource: add Patient.ndjson to the folder" in result.output
     assert not out.exists()
+
+
+# ─────────────────────────────── amounts and reasons ───────────────────────────────
+
+def rows_of(result) -> list[dict]:
+    assert result.exit_code in (0, 1), result.output
+    return json.loads(result.stdout)["rows"]
+
+
+def test_a_payment_finer_than_a_cent_is_shown_to_its_last_digit(tmp_path):
+    """100.004 paid for 100.00 owed is overpaid by 0.004: shown so, not as 100.00 paid, 0.00 apart."""
+    (tmp_path / "members.csv").write_text("member_id,practice_id,birth_date\nM1,P1,1970-01-01\n", encoding="utf-8")
+    (tmp_path / "remit.csv").write_text("practice_id,month,line,member_id,amount\n"
+                                        "P1,2011-03,capitation,M1,100.004\n", encoding="utf-8")
+    panel = {"members": str(tmp_path / "members.csv"), "remittance": str(tmp_path / "remit.csv")}
+    rows = rows_of(invoke(*reconcile_args(panel, "--format", "json")))
+    (member,) = [r for r in rows if r["level"] == "member"]
+    assert (member["paid"], member["difference"], member["status"]) == ("100.004", "0.004", "overpaid")
+    table = invoke(*reconcile_args(panel, "--format", "table")).stdout
+    assert "1 (+0.004)" in table and "+0.00 " not in table
+
+
+def test_a_month_outside_the_period_is_the_reason_at_every_level(tmp_path):
+    """Paid for May in a reconciliation of March: the practice, its line and its member all say so
+    (not 'nothing is owed' nor 'the member does not count')."""
+    (tmp_path / "members.csv").write_text("member_id,practice_id,birth_date\nM1,P1,1970-01-01\n", encoding="utf-8")
+    (tmp_path / "remit.csv").write_text("practice_id,month,line,member_id,amount\n"
+                                        "P1,2011-03,capitation,M1,100.00\nP1,2011-05,capitation,M1,100.00\n",
+                                        encoding="utf-8")
+    panel = {"members": str(tmp_path / "members.csv"), "remittance": str(tmp_path / "remit.csv")}
+    rows = rows_of(invoke(*reconcile_args(panel, "--format", "json")))
+    may = {r["level"]: r["reason"] for r in rows if r["month"] == "2011-05"}
+    assert may == dict.fromkeys(("practice", "line", "member"), "paid for a month outside the period reconciled")

@@ -690,7 +690,7 @@ class Panel:
         directory)? True when it cannot tell."""
         try:
             spilled, where = self.con.execute("SELECT (SELECT count(*) FROM duckdb_temporary_files()), "
-                                              "current_setting('temp_directory')").fetchone()
+                                              "current_setting('temp_directory')").fetchall()[0]
         except duckdb.Error:
             return True
         return bool(spilled) or bool(where) and os.path.exists(where)

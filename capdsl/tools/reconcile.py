@@ -26,6 +26,8 @@ from capdsl.data.remittance import TABLE as REMITTANCE
 from capdsl.evaluation.statements import Result
 
 STATUSES = ("matched", "underpaid", "overpaid", "unexplained")
+CENT = Decimal("0.01")
+OUTSIDE = "paid for a month outside the period reconciled"
 
 
 @dataclass(slots=True)
@@ -112,7 +114,7 @@ def reconcile(result: Result, panel: Panel, shares: tuple[str, list[tuple] | str
                coalesce(j.paid, 0) - coalesce(j.expected, 0), {status} AS status,
                CASE WHEN j.expected IS NOT NULL AND j.paid IS NULL THEN 'not paid'
                     WHEN j.expected IS NOT NULL THEN ''
-                    WHEN j.month_start NOT IN ({months}) THEN 'paid for a month outside the period reconciled'
+                    WHEN j.month_start NOT IN ({months}) THEN '{OUTSIDE}'
                     WHEN NOT EXISTS (SELECT 1 FROM expected x WHERE x.practice_id = j.practice_id)
                          THEN 'the practice is not on the panel'
                     ELSE 'nothing is owed for this month' END,
@@ -135,6 +137,7 @@ def reconcile(result: Result, panel: Panel, shares: tuple[str, list[tuple] | str
                coalesce(j.paid, 0) - coalesce(j.expected, 0), {status} AS status,
                CASE WHEN j.expected IS NOT NULL AND j.paid IS NULL THEN 'not paid'
                     WHEN j.expected IS NOT NULL THEN ''
+                    WHEN j.month_start NOT IN ({months}) THEN '{OUTSIDE}'
                     WHEN NOT EXISTS (SELECT 1 FROM expected x WHERE x.line = j.line)
                          THEN 'the contract has no line ' || j.line
                     ELSE 'nothing is owed for this line and month' END,
@@ -144,7 +147,7 @@ def reconcile(result: Result, panel: Panel, shares: tuple[str, list[tuple] | str
     parts = [practice_sql, line_sql]
     if shares is not None:
         _member_summary(con, panel, shares, status, out, everything)
-        parts.append(_member_rows(panel, out.attributable))
+        parts.append(_member_rows(panel, out.attributable, months))
     con.execute("CREATE OR REPLACE TEMP TABLE compared AS " + " UNION ALL ".join(
         f"SELECT {k} AS ord, * FROM ({sql}) AS part({names})" for k, sql in enumerate(parts)))
     counted = "SELECT level, status, count(*), sum(diff) FROM compared WHERE level <> 'member' GROUP BY ALL"
@@ -180,7 +183,13 @@ def _table(con, name: str, rows: list[tuple], columns) -> None:
 
 
 def _amount(value) -> Decimal | None:
-    return None if value is None else Decimal(value).quantize(Decimal("0.01"))
+    """An amount in cents; one finer than a cent (a payment of 100.004) to its last digit, so that
+    it does not read as a match it is not."""
+    if value is None:
+        return None
+    exact = Decimal(value)
+    cents = exact.quantize(CENT)
+    return cents if cents == exact else exact.normalize()
 
 
 def _lit(text: str) -> str:
@@ -241,7 +250,7 @@ def _member_summary(con, panel: Panel, shares, status: str, out: Reconciliation,
         SELECT unnest(found, recursive := true) FROM member_summary WHERE found IS NOT NULL""")
 
 
-def _member_rows(panel: Panel, lines: tuple[str, ...]) -> str:
+def _member_rows(panel: Panel, lines: tuple[str, ...], months: str) -> str:
     """The compared member-months (`member_compared`) with their reasons: the shares the contract
     gives (each line applied, in the lines' order by name), or why it gives nothing."""
     order = sorted(range(len(lines)), key=lambda i: lines[i])
@@ -259,6 +268,7 @@ def _member_rows(panel: Panel, lines: tuple[str, ...]) -> str:
                CASE WHEN b.status = 'matched' THEN ''
                     WHEN b.expected IS NOT NULL AND b.paid IS NULL THEN 'not paid; the contract gives ' || {parts}
                     WHEN b.expected IS NOT NULL THEN 'the contract gives ' || {parts}
+                    WHEN b.month_start NOT IN ({months}) THEN '{OUTSIDE}'
                     WHEN m.member_id IS NULL THEN 'the member is not on the panel'
                     WHEN m.practice_id <> b.practice_id THEN 'the member is registered with ' || m.practice_id
                     WHEN m.birth_date > last_day(b.month_start) THEN 'the member is not born yet'

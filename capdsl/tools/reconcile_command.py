@@ -134,7 +134,11 @@ def table(rec: Reconciliation, console, everything: bool, plain: bool) -> None:
 
 
 def _signed(value: Decimal) -> str:
-    return f"{value:+,.2f}" if value else "0.00"
+    """A difference with its sign and cents, and its last digit when finer than a cent."""
+    if not value:
+        return "0.00"
+    places = max(2, -int(value.as_tuple().exponent))
+    return f"{value:+,.{places}f}"
 
 
 def to_html(rec: Reconciliation, everything: bool) -> str:
