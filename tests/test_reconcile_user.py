@@ -308,3 +308,13 @@ def test_a_month_outside_the_period_is_the_reason_at_every_level(tmp_path):
     rows = rows_of(invoke(*reconcile_args(panel, "--format", "json")))
     may = {r["level"]: r["reason"] for r in rows if r["month"] == "2011-05"}
     assert may == dict.fromkeys(("practice", "line", "member"), "paid for a month outside the period reconciled")
+
+
+def test_the_json_is_what_the_standard_library_would_write(panel):
+    """orjson writes it (the standard library's indented encoder is slow on a large panel's
+    discrepancies), byte for byte as `json.dumps(…, ensure_ascii=False, indent=2)`."""
+    out = invoke(*reconcile_args(panel, "--all", "--format", "json")).stdout
+    assert "Müller-Ž" in out
+    assert out == json.dumps(json.loads(out), ensure_ascii=False, indent=2) + "\n"
+    detail = invoke(*retro_args("--detail", "member", "--format", "json")).stdout
+    assert detail == json.dumps(json.loads(detail), ensure_ascii=False, indent=2) + "\n"
