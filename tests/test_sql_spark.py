@@ -386,3 +386,12 @@ def test_payment_terms_of_language_v2_match_the_interpreter(spark, period):
     want = interpret(prog, panel.rows(), per.months, {})
     assert (got.rows, got.pools, got.installments) == (want.rows, want.pools, want.installments)
     assert any(row[2] == "stop_loss" and row[3] == D("480.00") for row in want.rows) == (period == "2011")
+
+
+def test_the_driver_capdsl_starts_logs_errors_only(spark):
+    """Spark's start-up warnings and its default profile's banner stay off the user's terminal:
+    the JVM capdsl starts reads capdsl's log4j2 settings (errors only, on stderr)."""
+    from capdsl.sql.spark_engine import QUIET_LOG
+
+    assert spark.sparkContext._jvm.System.getProperty("log4j2.configurationFile") == QUIET_LOG.as_uri()
+    assert "rootLogger.level = error" in QUIET_LOG.read_text(encoding="utf-8")

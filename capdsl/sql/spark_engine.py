@@ -18,6 +18,7 @@ import shutil
 import socket
 import warnings as pywarnings
 from datetime import date
+from pathlib import Path
 from typing import Callable
 from urllib.parse import urlsplit
 
@@ -39,6 +40,8 @@ CONF = {
     # back to a slower map, and member-months grouped by practice and month exceed it on large panels.
     "spark.sql.codegen.aggregate.fastHashMap.capacityBit": "20",
 }
+#: the driver's logging when capdsl starts its JVM (errors only), unless the caller sets its Java options
+QUIET_LOG = Path(__file__).with_name("log4j2.properties")
 _TABLES = ("members", "practices", "events", "measures")
 # tables already in a cluster: no `_row` column, measure values as text, read by the panel loader's
 # rules (defaults, trimming, measures normalised: docs/sql.md, the warehouse tables)
@@ -79,7 +82,9 @@ def spark_session(master: str | None = None, app: str = "capdsl", conf: dict[str
     builder = SparkSession.builder.appName(app).master(master)
     builder = builder.config("spark.ui.enabled", "false").config("spark.ui.showConsoleProgress", "false")
     builder = builder.config("spark.sql.shuffle.partitions", "4")
-    for key, value in {**CONF, **(conf or {})}.items():
+    settings = {**CONF, **(conf or {})}
+    settings.setdefault("spark.driver.extraJavaOptions", f"-Dlog4j2.configurationFile={QUIET_LOG.as_uri()}")
+    for key, value in settings.items():
         builder = builder.config(key, value)
     try:
         spark = builder.getOrCreate()
