@@ -197,14 +197,16 @@ def _with_adjustments(current: Result, program, owed: dict, paid: dict, window: 
 
 
 def _member_adjustments(con) -> list[MemberAdjustment]:
+    """The member-months whose shares differ between the panels, with what changed. A side's shares
+    are a row per member-month (a member is on a panel once), so they are joined as they are."""
     rows = con.execute("""
-        WITH o AS (SELECT practice_id, member_id, month_start, sum(share) AS owed FROM owed_shares GROUP BY ALL),
-        p AS (SELECT practice_id, member_id, month_start, sum(share) AS paid FROM paid_shares GROUP BY ALL),
-        j AS (SELECT coalesce(o.practice_id, p.practice_id) AS practice_id, coalesce(o.member_id, p.member_id)
-                     AS member_id, coalesce(o.month_start, p.month_start) AS month_start, o.owed, p.paid
-              FROM o FULL JOIN p ON o.practice_id = p.practice_id AND o.member_id = p.member_id
-                                AND o.month_start = p.month_start
-              WHERE coalesce(o.owed, 0) <> coalesce(p.paid, 0))
+        WITH j AS (SELECT coalesce(o.practice_id, p.practice_id) AS practice_id,
+                          coalesce(o.member_id, p.member_id) AS member_id,
+                          coalesce(o.month_start, p.month_start) AS month_start, o.share AS owed, p.share AS paid
+                   FROM owed_shares o FULL JOIN paid_shares p
+                        ON o.practice_id = p.practice_id AND o.member_id = p.member_id
+                           AND o.month_start = p.month_start
+                   WHERE coalesce(o.share, 0) <> coalesce(p.share, 0))
         SELECT j.practice_id, j.member_id, strftime(j.month_start, '%Y-%m'), j.paid, j.owed,
                coalesce(j.owed, 0) - coalesce(j.paid, 0),
                CASE WHEN b.member_id IS NULL THEN 'added since (a retroactive enrolment)'
