@@ -682,3 +682,164 @@ def test_help_has_examples():
     for command in ("from-834", "from-820"):
         result = invoke("panel", command, "--help")
         assert result.exit_code == 0 and f"capdsl panel {command} examples/x12/" in result.output
+
+
+# ───────────────────────────── transaction sets in parallel ─────────────────────────────
+
+import dataclasses  # noqa: E402
+
+from capdsl.data import x12 as x12_module  # noqa: E402
+
+
+@pytest.fixture
+def parallel(monkeypatch):
+    """Any file of several transaction sets is read by two processes; the list tells how many parts each
+    reading used (False: it was read in one process)."""
+    if not x12_module._FORK:
+        pytest.skip("files are read in one process on this platform")
+    monkeypatch.setattr(x12_module, "PARALLEL_MIN_BYTES", 0)
+    monkeypatch.setattr(x12_module, "MIN_PART_BYTES", 0)
+    used: list = []
+    real = x12_module._parallel_parts
+
+    def spy(*args, **kwargs):
+        parts = real(*args, **kwargs)
+        used.append(len(parts) if parts is not None else False)
+        return parts
+
+    monkeypatch.setattr(x12_module, "_parallel_parts", spy)
+    return used
+
+
+def multi_set(tmp_path: Path, source: Path, copies: int, edit=None, name: str = "multi.x12") -> Path:
+    """The source's transaction sets `copies` times over, each copy with its own member ids, ST02/SE02
+    renumbered and GE01 recounted; `edit` spoils the segments before SE01 is recounted."""
+    segs = segments(source)
+    st = next(i for i, s in enumerate(segs) if s.startswith("ST*"))
+    ge = next(i for i, s in enumerate(segs) if s.startswith("GE*"))
+    out, n = segs[:st], 0
+    for k in range(copies):
+        for s in segs[st:ge]:
+            s = s.replace("M9000000", f"M9{k}00000")
+            if s.startswith("ST*"):
+                n += 1
+                s = "*".join(s.split("*")[:2] + [f"{n:04d}"] + s.split("*")[3:])
+            elif s.startswith("SE*"):
+                s = f"SE*0*{n:04d}"
+            out.append(s)
+    out += [f"GE*{n}*" + segs[ge].split("*")[2], *segs[ge + 1:]]
+    return write_x12(tmp_path / name, edit(out) if edit else out)
+
+
+def same(read, path: Path, **kwargs):
+    serial, par = read(path, jobs=1, **kwargs), read(path, jobs=2, **kwargs)
+    assert dataclasses.asdict(par) == dataclasses.asdict(serial)
+    return serial
+
+
+def test_parallel_reading_is_the_serial_reading_on_the_samples(parallel):
+    assert rows(same(read_834, FEB)) == FEB_ROWS  # one transaction set: read in one process
+    same(read_834, JAN, show_ids=True)
+    r = same(read_820, REMIT)
+    assert parallel == [False, False, 3]  # jobs=1 does not ask; only the 820 has several sets
+    assert len(r.remittance) == 21 and r.transactions == 3
+
+
+def test_positions_in_a_later_transaction_set_are_the_files(tmp_path, parallel):
+    def edit(segs):
+        sets = [i for i, s in enumerate(segs) if s.startswith("ST*")]
+        out = list(segs)
+        second, third = sets[1], sets[2]
+        out[second:third] = [s.replace("DMG*D8*19621126", "DMG*D8*19621131").replace("N3*400", "XYZ*400")
+                             for s in out[second:third]]
+        a, b = member_block(out[third:], "M92000005")
+        return out[:third + a] + [s for s in out[third + a:third + b] if not s.startswith("DMG*")] \
+            + out[third + b:]
+
+    path = multi_set(tmp_path, JAN, 4, edit)
+    r = same(read_834, path)
+    assert parallel == [4]
+    assert r.transactions == 4 and r.records == 32 and len(r.members) == 29
+    segs = segments(path)
+    dmg = next(i for i, s in enumerate(segs) if s.startswith("DMG*D8*19621131"))
+    st = max(i for i, s in enumerate(segs[:dmg]) if s.startswith("ST*"))
+    position = f"segment {dmg - st + 1} (loop 2100A, line {dmg + 1})"
+    assert position == "segment 23 (loop 2100A, line 110)"  # in the first set: segment 23, line 25
+    assert [p for p, why in r.rejected if "Birth Date" in why] == [position]
+    xyz = next(i for i, s in enumerate(segs) if s.startswith("XYZ*400"))
+    assert any(p.endswith(f"line {xyz + 1})") for p, _ in r.rejected)
+    assert any("has no birth date" in why for _, why in r.rejected)
+
+
+def test_820_positions_and_header_problems_in_later_sets(tmp_path, parallel):
+    def edit(segs):
+        out = list(segs)
+        sts = [i for i, s in enumerate(out) if s.startswith("ST*")]
+        out[sts[5] + 3] = "DTM*582****RD8*20110201-20110231"  # the sixth set's header month
+        rmr = next(i for i in range(sts[4], sts[5]) if out[i].startswith("RMR*"))
+        out[rmr] = out[rmr].replace("**110.00", "**11O.00")  # an amount in the fifth set
+        return out
+
+    path = multi_set(tmp_path, REMIT, 3, edit, name="multi.820")
+    r = same(read_820, path)
+    assert parallel == [9]
+    assert r.transactions == 9 and r.records == 30
+    segs = segments(path)
+    rmr, dtm = (next(i for i, s in enumerate(segs) if text in s) for text in ("11O.00", "20110231"))
+    st = max(i for i in range(dtm) if segs[i].startswith("ST*"))
+    positions = [p for p, _ in r.rejected]
+    assert positions[0] == f"segment 9 (loop 2300B, line {rmr + 1})"
+    assert f"segment 4 (header, line {dtm + 1})" in positions
+    assert sum(f"the header of the transaction set at segment 1 (ST, line {st + 1}) is invalid" in why
+               for _, why in r.rejected) == 3
+    assert st > 100
+
+
+def test_an_envelope_error_is_read_in_one_process(tmp_path, parallel):
+    """pyx12's reader checks the envelope before the file is cut: a wrong GE count, a repeated ST02, a
+    second interchange each make the file read as one, with the same rejections as always."""
+    def wrong_count(segs):
+        return [("GE*5*201" if s.startswith("GE*") else s) for s in segs]
+
+    def repeated_st02(segs):
+        return [("ST*820*0001*005010X218" if s.startswith("ST*820*0002") else s) for s in segs]
+
+    for n, edit in enumerate((wrong_count, repeated_st02)):
+        r = same(read_820, multi_set(tmp_path, REMIT, 2, edit, name=f"e{n}.820"))
+        assert r.rejected
+    twice = tmp_path / "twice.820"
+    twice.write_text(REMIT.read_text() + REMIT.read_text().replace("000000201", "000000202"))
+    same(read_820, twice)
+    assert parallel == [False, False, False]
+
+
+def test_element_values_are_pyx12s(tmp_path):
+    """_Seg.v reads an element as pyx12's Segment.get_value does, stripped, "" when it is absent."""
+    import pyx12.segment
+
+    from capdsl.data.x12 import Where, _Seg
+
+    data = pyx12.segment.Segment("HD*030**HMO* A:B *IND", "~", "*", ":")
+    seg = _Seg(Where("HD", 1, 1, (), None), data, None, [])
+    for ref in ("HD01", "HD02", "HD04", "HD04-1", "HD04-2", "HD04-3", "HD05", "HD09", "HD09-1"):
+        value = data.get_value(ref)
+        assert seg.v(ref) == (value.strip() if value is not None else ""), ref
+    assert seg.v("HD04") == "A:B" and seg.v("HD04-2") == "B"
+
+
+@pytest.mark.parametrize("command, reader, sample", [("from-834", "read_834", JAN), ("from-820", "read_820", REMIT)])
+def test_jobs_is_the_number_of_reading_processes(tmp_path, monkeypatch, command, reader, sample):
+    """`--jobs 1` reads in this process (a busy machine); without it, the reader picks the cores."""
+    seen = []
+    real = getattr(x12_module, reader)
+
+    def spy(path, **kw):
+        seen.append(kw.get("jobs"))
+        return real(path, **kw)
+
+    monkeypatch.setattr(x12_module, reader, spy)
+    for extra in (["--jobs", "1"], []):
+        result = invoke("panel", command, sample, "-o", tmp_path / "out.csv", *extra)
+        assert result.exit_code == 0, result.output
+    assert seen == [1, None]
+    assert "x>=1" in invoke("panel", command, sample, "-o", tmp_path / "out.csv", "--jobs", "0").output

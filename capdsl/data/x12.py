@@ -12,6 +12,11 @@ the transaction set from ST = 1, as a 999 acknowledgement does (IK3); L
 counts the file's segments from ISA = 1, which is the line number when each
 segment ends a line (as in the sample files in examples/x12/).
 
+pyx12's walk is nearly all of a reading's time, so a large file of several
+transaction sets is walked by several processes, whole sets each (`jobs`,
+see _parts): the rows, the rejections and their positions are the ones one
+process finds. A file of one transaction set is walked by one process.
+
 834 → members (one row per member, the capdsl members columns):
 
 * member_id: REF*0F for a subscriber (INS01 = Y); for a dependent its own
@@ -42,6 +47,7 @@ import csv
 import functools
 import io
 import os
+import sys
 from collections import Counter
 from dataclasses import asdict, dataclass, field, replace
 from datetime import date
@@ -155,7 +161,9 @@ def _pyx12():
         import pyx12.error_handler
         import pyx12.errors
         import pyx12.params
+        import pyx12.path
         import pyx12.x12context
+        import pyx12.x12file
     except ImportError:
         raise UsageError(error("E0741", "reading X12 files needs pyx12, which is not installed",
                                hint="pip install 'capdsl[x12]'")) from None
@@ -229,11 +237,7 @@ class Where:
     count: int  # position in the transaction set, ST = 1
     line: int  # position in the file, ISA = 1
     loops: tuple[str, ...]
-
-    @property
-    def loop(self) -> str | None:
-        inner = [x for x in self.loops if x not in _WRAPPERS]
-        return inner[-1] if inner else ("header" if "HEADER" in self.loops else None)
+    loop: str | None  # the innermost loop that is not a wrapper ("header" in the header), see _inner_loop
 
     @property
     def short(self) -> str:
@@ -264,8 +268,32 @@ class _Seg:
     issues: list[_Issue]
 
     def v(self, ref: str) -> str:
-        value = self.data.get_value(ref)
+        """The element's value, as pyx12's `Segment.get_value` gives it (stripped; "" when absent).
+
+        The reference designator is parsed once per name (by pyx12's X12Path), not at every call:
+        the mapping asks a few dozen names millions of times in a large file.
+        """
+        seg_id, ele, sub = _refdes(ref)
+        data = self.data
+        if seg_id is not None and seg_id != data.seg_id:
+            value = data.get_value(ref)  # pyx12 raises its own error for a designator of another segment
+        elif ele >= len(data.elements):
+            return ""
+        elif sub is None:
+            value = data.elements[ele].format()
+        else:
+            comp = data.elements[ele]
+            value = comp[sub].format() if sub < len(comp) else None
         return value.strip() if isinstance(value, str) else ""
+
+
+@functools.cache
+def _refdes(ref: str) -> tuple[str | None, int, int | None]:
+    """(segment id, element index, sub-element index) of a reference designator, counted from 0."""
+    xp = _pyx12().path.X12Path(ref)
+    if xp.ele_idx is None:
+        raise IndexError(f"{ref} is not a valid element index")
+    return xp.seg_id, xp.ele_idx - 1, (xp.subele_idx - 1 if xp.subele_idx is not None else None)
 
 
 def _loops_of(node) -> tuple[str, ...]:
@@ -273,28 +301,45 @@ def _loops_of(node) -> tuple[str, ...]:
     return tuple(getattr(path, "loop_list", ()) or ())
 
 
+def _inner_loop(loops: tuple[str, ...]) -> str | None:
+    inner = [x for x in loops if x not in _WRAPPERS]
+    return inner[-1] if inner else ("header" if "HEADER" in loops else None)
+
+
 class _Walk:
     """The file's segments, as pyx12 walks them, each with the problems pyx12 found in it.
 
     After the iteration, `tail` holds the problems found at the end of the
     file (missing trailers, a segment cut off).
+
+    `text` reads a part of the file instead (see _chunks): an interchange of
+    some of its transaction sets whose first ST is line `offset` + 3 of the
+    file, so that every position names the file's line. `envelope_issues`
+    then tells whether pyx12 reported anything at the part's own envelope
+    (ISA, GS, GE, IEA), whose positions are not the file's.
     """
 
-    def __init__(self, path: Path, kind: str, show_ids: bool) -> None:
+    def __init__(self, path: Path, kind: str, show_ids: bool, text: str | None = None, offset: int = 0) -> None:
         self.path, self.kind, self.show_ids = path, kind, show_ids
+        self.text, self.offset = text, offset
         self.tail: list[Rejection] = []
         self.transactions = 0
         self.last: Where | None = None
+        self.envelope_issues = False
 
     def _fail(self, message: str, hint: str | None = None, code: str = "E0724") -> InputError:
         return InputError(error(code, message, path=str(self.path), hint=hint))
 
     def __iter__(self) -> Iterator[_Seg]:
         x12 = _pyx12()
-        _check_file(self.path)
+        if self.text is None:
+            _check_file(self.path)
         recorder = _recorder_class()(self.show_ids)
         fic, guide = _GUIDES[self.kind]
-        with open(self.path, encoding="utf-8-sig") as fh:
+        offset = self.offset
+        # id(map node) -> (the node, kept alive so that its id is not reused; its loops; the inner loop)
+        places: dict[int, tuple[Any, tuple[str, ...], str | None]] = {}
+        with (open(self.path, encoding="utf-8-sig") if self.text is None else io.StringIO(self.text)) as fh:
             try:
                 reader = x12.x12context.X12ContextReader(x12.params.ParamsBase(), recorder, fh)
             except x12.errors.X12Error as exc:
@@ -314,9 +359,17 @@ class _Walk:
                     elif sid == "ST":
                         self.transactions += 1
                     count = (node.seg_count or 0) + (sid == "SE")  # pyx12 has not counted the SE yet
-                    where = Where(sid, count, node.cur_line_number or 0, _loops_of(node.x12_map_node))
+                    map_node = node.x12_map_node
+                    place = places.get(id(map_node))
+                    if place is None:
+                        loops = _loops_of(map_node)
+                        place = places[id(map_node)] = (map_node, loops, _inner_loop(loops))
+                    where = Where(sid, count, (node.cur_line_number or 0) + offset, place[1], place[2])
                     self.last = where
-                    yield _Seg(where, seg, node.x12_map_node, recorder.drain())
+                    issues = recorder.drain()
+                    if issues and sid in _ENVELOPE:
+                        self.envelope_issues = True
+                    yield _Seg(where, seg, map_node, issues)
                 reader.src.cleanup()
                 recorder.handle_errors(reader.src.pop_errors())
                 rest = (reader.src.raw.buffer + fh.read()).strip()
@@ -394,6 +447,181 @@ def _check_file(path: Path) -> None:
         raise InputError(error("E0701", f"cannot read {path}: {exc.strerror or exc}", path=p)) from None
     if not head.strip():
         raise InputError(error("E0702", "the file is empty", path=p))
+
+
+# ───────────────────────────── transaction sets in parallel ─────────────────────────────
+
+# A part is at least this big: each part's reader loads pyx12's maps again (tens of milliseconds),
+# which must stay small beside the walk of its sets (about a second for this size).
+MIN_PART_BYTES = 200_000
+# Below this size (two parts) a file is read in this process.
+PARALLEL_MIN_BYTES = 2 * MIN_PART_BYTES
+_PARTS_PER_JOB = 8  # so that a process finishing early takes another part
+# elsewhere (macOS, Windows) forking is unsafe or absent, and files are read in one process
+_FORK = sys.platform.startswith("linux")
+
+
+def _default_jobs() -> int:
+    try:
+        n = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        n = os.cpu_count() or 1
+    return max(1, min(n, 8))
+
+
+class _Serial(Exception):
+    """The file is not one clean interchange of several transaction sets: it is read in one process."""
+
+
+class _Tap:
+    """pyx12's raw segment iterator, remembering the text of the segment it handed over last."""
+
+    def __init__(self, raw) -> None:
+        self.raw, self.last = raw, ""
+
+    def __iter__(self):
+        for line in self.raw:
+            self.last = line
+            yield line
+
+
+def _chunks(path: Path, kind: str, target: int) -> Iterator[tuple[str, int]]:
+    """The file cut at transaction-set boundaries: (interchange text, line offset), in file order.
+
+    pyx12's own reader (pyx12.x12file.X12Reader, which the context reader
+    reads through) tokenizes the file and checks its envelope: the ISA/IEA,
+    GS/GE and ST/SE counts and control numbers, their uniqueness, and the
+    segment terminators. Each part is a complete interchange — the file's
+    ISA and GS, whole ST…SE sets of about `target` characters, a GE and an
+    IEA counting them — so that pyx12 walks and validates each set as in the
+    whole file. Raises _Serial as soon as the file is anything else than one
+    ISA, one GS of the reader's guide and ST…SE sets, all without an error
+    from that reader: such a file is read whole, so that every problem is
+    reported as the serial reading reports it.
+    """
+    x12 = _pyx12()
+    fic, guide = _GUIDES[kind]
+    with open(path, encoding="utf-8-sig") as fh:
+        try:
+            src = x12.x12file.X12Reader(fh)
+            tap = src.raw = _Tap(src.raw)
+            term, ele = src.seg_term, src.ele_term
+            sep = term + "\n"
+            head: list[str] = []
+            body: list[str] = []
+            size, sets, first_line, set_start, state = 0, 0, 0, 0, "ISA"
+            for seg in src:
+                if src.pop_errors():
+                    raise _Serial
+                sid = seg.get_seg_id()
+                raw = tap.last
+                if state == "SET":
+                    if sid in _ENVELOPE or sid == "ST":
+                        raise _Serial
+                    body.append(raw)
+                    size += len(raw) + 2
+                    if sid == "SE":
+                        state, sets = "SETS", sets + 1
+                        if size + (size - set_start) / 2 >= target:  # the nearest set boundary to the target
+                            yield sep.join(head + body + [f"GE{ele}{sets}{ele}{gs06}", f"IEA{ele}1{ele}{isa13}"]) \
+                                + sep, first_line - 3
+                            body, size, sets = [], 0, 0
+                elif state == "ISA" and sid == "ISA":
+                    head, state, isa13 = [raw], "GS", seg.get_value("ISA13")
+                elif state == "GS" and sid == "GS":
+                    if (seg.get_value("GS01"), seg.get_value("GS08")) != (fic, guide):
+                        raise _Serial
+                    head.append(raw)
+                    state, gs06 = "SETS", seg.get_value("GS06")
+                elif state == "SETS" and sid == "ST":
+                    if not body:
+                        first_line = src.get_cur_line()
+                    set_start = size
+                    body.append(raw)
+                    size += len(raw) + 2
+                    state = "SET"
+                elif state == "SETS" and sid == "GE":
+                    state = "IEA"
+                elif state == "IEA" and sid == "IEA":
+                    state = "END"
+                else:
+                    raise _Serial
+            src.cleanup()
+            if state != "END" or src.pop_errors() or (tap.raw.buffer + fh.read()).strip():
+                raise _Serial
+            if body:
+                yield sep.join(head + body + [f"GE{ele}{sets}{ele}{gs06}", f"IEA{ele}1{ele}{isa13}"]) + sep, \
+                    first_line - 3
+        except _Serial:
+            raise
+        except Exception:  # noqa: BLE001 - whatever stops pyx12 here, the serial reading reports
+            raise _Serial from None
+
+
+def _read_part(kind: str, path: str, text: str, offset: int, show_ids: bool):
+    """One part's scan (in a worker process); None when it cannot stand for the same sets in the file."""
+    walk = _Walk(Path(path), kind, show_ids, text=text, offset=offset)
+    try:
+        part = (_scan_834 if kind == "834" else _scan_820)(walk)
+    except CapError:
+        return None
+    if walk.envelope_issues or part.tail:
+        return None
+    return part
+
+
+def _parts(path: Path, kind: str, show_ids: bool, jobs: int | None) -> list:
+    """The file's scan (_Part834 / _Part820), as one part or as several in file order.
+
+    pyx12's walk is nearly all the time a reading takes and runs in one
+    Python thread; the transaction sets of a file are independent, so a file
+    of several sets, of PARALLEL_MIN_BYTES or more, is read by `jobs`
+    processes, each walking whole sets (see _chunks). The parts' positions
+    are the file's, and joined in file order they are what one walk over the
+    file finds; any part that cannot promise that (pyx12 reports something at
+    its own envelope, or fails) makes the whole file read in this process.
+    A file of one transaction set is always read in one process.
+
+    The workers are forked (Linux only, see _FORK): a spawned worker imports
+    the caller's main script again, which runs it again when it has no
+    `if __name__ == "__main__"` guard; a forked one starts with pyx12 loaded
+    and runs only pyx12 and this module, none of the libraries (DuckDB)
+    whose threads the fork does not copy.
+    """
+    jobs = _default_jobs() if jobs is None else jobs
+    if jobs > 1 and _FORK and path.is_file() and path.stat().st_size >= PARALLEL_MIN_BYTES:
+        parts = _parallel_parts(path, kind, show_ids, jobs)
+        if parts is not None:
+            return parts
+    return [(_scan_834 if kind == "834" else _scan_820)(_Walk(path, kind, show_ids))]
+
+
+def _parallel_parts(path: Path, kind: str, show_ids: bool, jobs: int) -> list | None:
+    import concurrent.futures
+    import multiprocessing
+
+    size = path.stat().st_size
+    target = size // max(1, min(jobs * _PARTS_PER_JOB, size // max(1, MIN_PART_BYTES)))
+    chunks = _chunks(path, kind, target)
+    pool = None
+    try:
+        first = next(chunks, None)
+        second = next(chunks, None)
+        if second is None:
+            return None
+        pool = concurrent.futures.ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("fork"))
+        futures = [pool.submit(_read_part, kind, str(path), text, offset, show_ids)
+                   for text, offset in (first, second)]
+        del first, second
+        for text, offset in chunks:
+            futures.append(pool.submit(_read_part, kind, str(path), text, offset, show_ids))
+        parts = [f.result() for f in futures]
+    except (_Serial, OSError, concurrent.futures.process.BrokenProcessPool):
+        return None
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
+    return None if any(p is None for p in parts) else parts
 
 
 # ───────────────────────────── values ─────────────────────────────
@@ -607,20 +835,21 @@ def _practice_of(p: _Provider, practices: _Practices | None) -> str | None:
     return p.ident if practices is None else practices.practice(p)
 
 
-def read_834(path: str | os.PathLike, *, practices: Any = None, show_ids: bool = False) -> Reading:
-    """The members of a 5010 834 file (see the module docstring), and every member loop that was not read.
+@dataclass(slots=True)
+class _Part834:
+    """What the segments of a file (or of some of its transaction sets) say, before members are merged."""
 
-    `practices`: a practices table (a file, or ids, or a mapping from the
-    file's provider identifiers to practice ids); members whose primary care
-    provider it does not know are rejected. `show_ids` puts member ids in
-    the reasons (by default `id:3f9a2c`, as in all of capdsl's messages).
-    """
-    known = _practice_lookup(practices)
-    walk = _Walk(Path(path), "834", show_ids)
-    loops: list[_Member] = []
-    file_level: list[Rejection] = []
+    loops: list[_Member] = field(default_factory=list)
+    file_level: list[Rejection] = field(default_factory=list)
+    change_file: bool = False
+    transactions: int = 0
+    tail: list[Rejection] = field(default_factory=list)
+
+
+def _scan_834(walk: _Walk) -> _Part834:
+    part = _Part834()
+    loops, file_level = part.loops, part.file_level
     current: _Member | None = None
-    change_file = False
     for seg in walk:
         sid = seg.where.seg_id
         in_member = "2000" in seg.where.loops
@@ -640,7 +869,29 @@ def read_834(path: str | os.PathLike, *, practices: Any = None, show_ids: bool =
             current.complete = True
             current = None
         elif sid == "BGN" and seg.v("BGN08") == "2":
-            change_file = True
+            part.change_file = True
+    part.transactions, part.tail = walk.transactions, walk.tail
+    return part
+
+
+def read_834(path: str | os.PathLike, *, practices: Any = None, show_ids: bool = False,
+             jobs: int | None = None) -> Reading:
+    """The members of a 5010 834 file (see the module docstring), and every member loop that was not read.
+
+    `practices`: a practices table (a file, or ids, or a mapping from the
+    file's provider identifiers to practice ids); members whose primary care
+    provider it does not know are rejected. `show_ids` puts member ids in
+    the reasons (by default `id:3f9a2c`, as in all of capdsl's messages).
+    `jobs`: processes for a large file of several transaction sets (see
+    `_parts`; default: the CPUs available, 1 reads in this process).
+    """
+    known = _practice_lookup(practices)
+    parts = _parts(Path(path), "834", show_ids, jobs)
+    loops = [m for part in parts for m in part.loops]
+    file_level = [r for part in parts for r in part.file_level]
+    change_file = any(part.change_file for part in parts)
+    tail = [r for part in parts for r in part.tail]
+    transactions = sum(part.transactions for part in parts)
     rejected = list(file_level)
     by_id: dict[str, list[_Member]] = {}
     for m in loops:
@@ -685,9 +936,9 @@ def read_834(path: str | os.PathLike, *, practices: Any = None, show_ids: bool =
     if merged:
         warnings.append(f"{plural(merged, 'member')} appear in more than one loop 2000; their loops are merged "
                         "in file order (a later loop's values win)")
-    rejected += walk.tail
+    rejected += tail
     return Reading("834", str(path), members=members, rejected=_in_file_order(rejected), warnings=warnings,
-                   transactions=walk.transactions, records=len(loops), maintenance=dict(maintenance),
+                   transactions=transactions, records=len(loops), maintenance=dict(maintenance),
                    corrections=corrections, show_ids=show_ids)
 
 
@@ -894,23 +1145,25 @@ def _read_header_segment(st: _Transaction, seg: _Seg) -> None:
         st.payee = seg.v("N104")
 
 
-def read_820(path: str | os.PathLike, *, show_ids: bool = False) -> Reading:
-    """The remittance rows of a 5010 820 file (see the module docstring), and every record not read.
+@dataclass(slots=True)
+class _Part820:
+    """What the segments of a file (or of some of its transaction sets) say, before rows are made."""
 
-    Each row: practice_id, member_id (empty for an organisation-level amount),
-    month (YYYY-MM), line (the capdsl line a REF*ZZ names, an ADX's
-    `adjustment:<reason code>`, or empty), amount (Decimal) and reference
-    (the trace number, the segment and its position).
-    """
-    walk = _Walk(Path(path), "820", show_ids)
-    sets: list[_Transaction] = []
-    remits: list[_Remit] = []
-    file_level: list[Rejection] = []
+    sets: list[_Transaction] = field(default_factory=list)
+    remits: list[_Remit] = field(default_factory=list)
+    file_level: list[Rejection] = field(default_factory=list)
+    transactions: int = 0
+    tail: list[Rejection] = field(default_factory=list)
+
+
+def _scan_820(walk: _Walk) -> _Part820:
+    part = _Part820()
+    sets, remits, file_level = part.sets, part.remits, part.file_level
     st: _Transaction | None = None
     current: _Remit | None = None
     for seg in walk:
         sid = seg.where.seg_id
-        inside = bool(_REMIT_LOOPS & set(seg.where.loops))
+        inside = not _REMIT_LOOPS.isdisjoint(seg.where.loops)
         if sid == "ST":
             st = _Transaction(seg.where)
             sets.append(st)
@@ -938,6 +1191,24 @@ def read_820(path: str | os.PathLike, *, show_ids: bool = False) -> Reading:
             current = None
         elif "HEADER" in seg.where.loops:
             _read_header_segment(st, seg)
+    part.transactions, part.tail = walk.transactions, walk.tail
+    return part
+
+
+def read_820(path: str | os.PathLike, *, show_ids: bool = False, jobs: int | None = None) -> Reading:
+    """The remittance rows of a 5010 820 file (see the module docstring), and every record not read.
+
+    Each row: practice_id, member_id (empty for an organisation-level amount),
+    month (YYYY-MM), line (the capdsl line a REF*ZZ names, an ADX's
+    `adjustment:<reason code>`, or empty), amount (Decimal) and reference
+    (the trace number, the segment and its position). `jobs`: as for `read_834`.
+    """
+    parts = _parts(Path(path), "820", show_ids, jobs)
+    sets = [s for part in parts for s in part.sets]
+    remits = [r for part in parts for r in part.remits]
+    file_level = [r for part in parts for r in part.file_level]
+    tail = [r for part in parts for r in part.tail]
+    transactions = sum(part.transactions for part in parts)
     rejected = list(file_level)
     rows: list[dict[str, Any]] = []
     for s in sets:
@@ -951,10 +1222,10 @@ def read_820(path: str | os.PathLike, *, show_ids: bool = False) -> Reading:
         rejected += why
         rows += got
     warnings = _balance_warnings(sets, remits)
-    rejected += walk.tail
+    rejected += tail
     payees = list(dict.fromkeys(s.payee for s in sets if s.payee))
     return Reading("820", str(path), remittance=rows, rejected=_in_file_order(rejected), warnings=warnings,
-                   transactions=walk.transactions, records=len(remits), payees=payees, show_ids=show_ids)
+                   transactions=transactions, records=len(remits), payees=payees, show_ids=show_ids)
 
 
 def _remit_rows(r: _Remit, show_ids: bool, bad_header: bool) -> tuple[list[dict[str, Any]], list[Rejection]]:
@@ -1009,10 +1280,13 @@ def _remit_rows(r: _Remit, show_ids: bool, bad_header: bool) -> tuple[list[dict[
 def _balance_warnings(sets: list[_Transaction], remits: list[_Remit]) -> list[str]:
     """BPR02 against the RMR and ADX amounts of its transaction set (a check, not a rejection)."""
     out = []
+    by_set: dict[int, list] = {}
+    for r in remits:
+        by_set.setdefault(id(r.st), []).extend(
+            [d.amount for d in r.details] + [a.amount for a in r.previous]
+            + [a.amount for d in r.details for a in d.adjustments])
     for s in sets:
-        amounts = [x for r in remits if r.st is s
-                   for x in ([d.amount for d in r.details] + [a.amount for a in r.previous]
-                             + [a.amount for d in r.details for a in d.adjustments])]
+        amounts = by_set.get(id(s), [])
         if s.total is None or any(a is None for a in amounts):
             continue
         found = sum(amounts, Decimal(0))
@@ -1028,26 +1302,26 @@ _OUT_FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
 
 
 def from_834(path: str | os.PathLike, out: str | os.PathLike, *, practices: Any = None, fmt: str | None = None,
-             show_ids: bool = False) -> Reading:
+             show_ids: bool = False, jobs: int | None = None) -> Reading:
     """Read an 834 and write its members table (CSV or Parquet, atomically; `-` is standard output).
 
     Stops with E0725, writing nothing, when no member could be read.
     """
     _, kind = output_format(os.fspath(out), fmt, _OUT_FORMATS, "csv")
-    reading = read_834(path, practices=practices, show_ids=show_ids)
+    reading = read_834(path, practices=practices, show_ids=show_ids, jobs=jobs)
     _require_rows(reading, "member")
     _write(reading.members, MEMBER_COLUMNS, out, kind)
     return replace(reading, output=os.fspath(out))
 
 
 def from_820(path: str | os.PathLike, out: str | os.PathLike, *, fmt: str | None = None,
-             show_ids: bool = False) -> Reading:
+             show_ids: bool = False, jobs: int | None = None) -> Reading:
     """Read an 820 and write its remittance table (CSV or Parquet, atomically; `-` is standard output).
 
     Stops with E0725, writing nothing, when no remittance row could be read.
     """
     _, kind = output_format(os.fspath(out), fmt, _OUT_FORMATS, "csv")
-    reading = read_820(path, show_ids=show_ids)
+    reading = read_820(path, show_ids=show_ids, jobs=jobs)
     _require_rows(reading, "remittance row")
     _write(reading.remittance, REMITTANCE_COLUMNS, out, kind)
     return replace(reading, output=os.fspath(out))

@@ -975,8 +975,11 @@ def _x12_report(reading, output: str, as_json: bool) -> None:
               help="Output format (default: from the file extension).")
 @click.option("--show-ids", is_flag=True, help="Show member ids in the report (hidden by default: health data).")
 @click.option("--json", "as_json", is_flag=True, help="Print the conversion report as JSON.")
+@click.option("--jobs", type=click.IntRange(min=1), default=None,
+              help="Processes that read a large file of several transaction sets (default: the free cores, at "
+                   "most 8; 1 on a busy machine).")
 @handle_errors
-def from_834_cmd(file, output, practices_file, out_format, show_ids, as_json):
+def from_834_cmd(file, output, practices_file, out_format, show_ids, as_json, jobs):
     """Convert an X12 5010 834 benefit enrollment file into a members table. pyx12 (the 'x12' extra)
     walks and validates the file; every member loop that cannot be used (no id, birth date or primary care
     provider, a segment pyx12 finds invalid, a cancellation) is listed with its segment position and the
@@ -984,7 +987,7 @@ def from_834_cmd(file, output, practices_file, out_format, show_ids, as_json):
     from capdsl.data.x12 import from_834
 
     _table_to_terminal(output, out_format, "members.parquet")
-    reading = from_834(file, output, practices=practices_file, fmt=out_format, show_ids=show_ids)
+    reading = from_834(file, output, practices=practices_file, fmt=out_format, show_ids=show_ids, jobs=jobs)
     _x12_report(reading, output, as_json)
 
 
@@ -999,8 +1002,11 @@ def from_834_cmd(file, output, practices_file, out_format, show_ids, as_json):
               help="Output format (default: from the file extension).")
 @click.option("--show-ids", is_flag=True, help="Show member ids in the report (hidden by default: health data).")
 @click.option("--json", "as_json", is_flag=True, help="Print the conversion report as JSON.")
+@click.option("--jobs", type=click.IntRange(min=1), default=None,
+              help="Processes that read a large file of several transaction sets (default: the free cores, at "
+                   "most 8; 1 on a busy machine).")
 @handle_errors
-def from_820_cmd(file, output, out_format, show_ids, as_json):
+def from_820_cmd(file, output, out_format, show_ids, as_json, jobs):
     """Convert an X12 5010 820 premium payment (member-level capitation remittance) into a remittance
     table: one row per paid amount (RMR) and per adjustment (ADX), with practice, member, month, capdsl
     line and reference. Every record that cannot be used is listed with its segment position and the
@@ -1008,7 +1014,7 @@ def from_820_cmd(file, output, out_format, show_ids, as_json):
     from capdsl.data.x12 import from_820
 
     _table_to_terminal(output, out_format, "remittance.parquet")
-    reading = from_820(file, output, fmt=out_format, show_ids=show_ids)
+    reading = from_820(file, output, fmt=out_format, show_ids=show_ids, jobs=jobs)
     _x12_report(reading, output, as_json)
 
 
