@@ -125,6 +125,10 @@ CASES = [
     Case("column mapped from a column the file lacks", {}, "E0719", ("no column 'dob'", "birth_date"),
          args={"--column": "members.birth_date=dob"}),
     Case("unusable field separator", {}, "E0722", ("separator",), args={"--delimiter": "ab"}),
+    Case("an X12 834 member loop with an impossible birth date", {"members.834": (
+        Path(__file__).resolve().parent.parent / "examples" / "x12" / "members_2011-01.834").read_text(
+            encoding="utf-8").replace("DMG*D8*19510714", "DMG*D8*19511314")},
+         "E0743", ("segment 14 (loop 2100A", "is not read", "panel from-834"), args={"--members": "members.834"}),
     Case("no such sheet in the workbook", {"members.xlsx": _xlsx([["member_id", "practice_id", "birth_date"],
                                                                    ["M1", "P1", "1970-01-01"]])},
          "E0717", ("no sheet 'Nope'",), args={"--members": "members.xlsx#Nope"}),

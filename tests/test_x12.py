@@ -843,3 +843,58 @@ def test_jobs_is_the_number_of_reading_processes(tmp_path, monkeypatch, command,
         assert result.exit_code == 0, result.output
     assert seen == [1, None]
     assert "x>=1" in invoke("panel", command, sample, "-o", tmp_path / "out.csv", "--jobs", "0").output
+
+
+# ───────────────────────────── an 834 as the members table ─────────────────────────────
+
+PMPM = ROOT / "contracts" / "us_pmpm.cap"
+
+
+def test_retro_reads_two_834s_as_the_panels(tmp_path):
+    """A payer's last and this month's 834 give the retro adjustments directly, as the files
+    `panel from-834` writes from them do."""
+    direct = invoke("retro", PMPM, "--members", FEB, "--paid-members", JAN, "--period", "2011-02", "--months", "1",
+                    "--detail", "member", "-q")
+    assert direct.exit_code == 0, direct.output
+    assert direct.stdout.splitlines()[1:] == ["P00000,M90000009,2011-01,,100.00,100.00,"
+                                              "added since (a retroactive enrolment)"]
+    for name, source in (("feb.csv", FEB), ("jan.csv", JAN)):
+        assert invoke("panel", "from-834", source, "-o", tmp_path / name).exit_code == 0
+    converted = invoke("retro", PMPM, "--members", tmp_path / "feb.csv", "--paid-members", tmp_path / "jan.csv",
+                       "--period", "2011-02", "--months", "1", "--detail", "member", "-q")
+    assert converted.stdout == direct.stdout
+
+
+def test_reconcile_reads_the_834_and_the_820():
+    result = invoke("reconcile", PMPM, "--members", FEB, "--remittance", REMIT, "--period", "2011-02", "-q",
+                    "--format", "json")
+    assert result.exit_code == 0, result.output
+    members = {r["member_id"]: r["status"] for r in json.loads(result.stdout)["rows"] if r["level"] == "member"}
+    assert members["M90000003"] == "overpaid" and members["M90000007"] == "underpaid"
+    assert members["M90000099"] == "unexplained"
+
+
+def test_an_834_member_loop_that_cannot_be_used_stops_the_run(tmp_path):
+    path = spoil(tmp_path, FEB, lambda segs: [s.replace("DMG*D8*19510714", "DMG*D8*19511314") for s in segs],
+                 "bad.834")
+    result = invoke("eval", PMPM, "--members", path, "--period", "2011-02")
+    assert result.exit_code == 1
+    assert "error[E0743]: segment 14 (loop 2100A, line 16)" in result.output
+    assert "capdsl panel from-834" in result.output and "Traceback" not in result.output
+
+
+def test_an_834_is_a_members_table_only(tmp_path):
+    result = invoke("eval", PMPM, "--members", ROOT / "examples" / "members.csv", "--practices", FEB,
+                    "--period", "2011-02")
+    assert result.exit_code == 1 and "error[E0906]: an X12 834 is a members table, not the practices table" \
+        in result.output
+
+
+def test_an_834_change_file_as_the_panel_is_said_to_be_one(tmp_path):
+    path = spoil(tmp_path, JAN, lambda segs: [s.replace("****RX", "****2") if s.startswith("BGN*") else s
+                                              for s in segs], "change.834")
+    bgn = next(s for s in segments(path) if s.startswith("BGN*"))
+    assert bgn.split("*")[8] == "2", bgn  # BGN08 2: a change file
+    result = invoke("eval", PMPM, "--members", path, "--period", "2011-01")
+    assert result.exit_code == 0, result.output
+    assert "warning[W0744]: this is a change file (BGN08 2)" in result.output
