@@ -4,6 +4,8 @@ command's answer is a clear message or the right rows, never a traceback."""
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import re
 import shutil
@@ -318,3 +320,55 @@ def test_the_json_is_what_the_standard_library_would_write(panel):
     assert out == json.dumps(json.loads(out), ensure_ascii=False, indent=2) + "\n"
     detail = invoke(*retro_args("--detail", "member", "--format", "json")).stdout
     assert detail == json.dumps(json.loads(detail), ensure_ascii=False, indent=2) + "\n"
+
+
+# ─────────────────────────────── every output format ───────────────────────────────
+
+def test_parquet_keeps_the_amounts_exact(panel, tmp_path):
+    import pyarrow.parquet as pq
+
+    out = tmp_path / "rec.parquet"
+    assert invoke(*reconcile_args(panel, "--all", "-o", str(out))).exit_code in (0, 1)
+    table = pq.read_table(out)
+    assert str(table.schema.field("expected").type) == "decimal128(38, 2)"
+    assert str(table.schema.field("age").type) == "int32"
+    csv_rows = list(csv.DictReader(io.StringIO(invoke(*reconcile_args(panel, "--all", "--format", "csv")).stdout)))
+    assert [r["member_id"] or None for r in csv_rows] == table.column("member_id").to_pylist()
+    assert [Decimal(r["difference"]) for r in csv_rows] == table.column("difference").to_pylist()
+
+
+def test_xlsx_is_the_rows_the_summary_and_the_run(panel, tmp_path):
+    import openpyxl
+
+    out = tmp_path / "rec.xlsx"
+    assert invoke(*reconcile_args(panel, "-o", str(out))).exit_code in (0, 1)
+    book = openpyxl.load_workbook(out)
+    assert book.sheetnames == ["Discrepancies", "Summary", "Run"]
+    rows = list(book["Discrepancies"].iter_rows(values_only=True))
+    assert rows[0][:8] == ("level", "practice_id", "month", "line", "member_id", "expected", "paid", "difference")
+    o_brien = next(r for r in rows[1:] if r[4] == "O'Brien")
+    assert (o_brien[5], o_brien[6], o_brien[8]) == (100, 200, "overpaid")  # numeric cells
+    summary = {(lvl, st): n for lvl, st, n, _ in book["Summary"].iter_rows(min_row=2, values_only=True)}
+    assert summary["member", "overpaid"] >= 1
+    assert ("tolerance", "0.00") in list(book["Run"].iter_rows(min_row=2, values_only=True))
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "xlsx", "pdf"])
+def test_binary_formats_go_to_a_file_or_a_pipe(panel, fmt, tmp_path):
+    """Without -o they would land on the terminal: E0917, before any work; `-o -` is a pipe."""
+    result = invoke(*reconcile_args(panel, "--format", fmt))
+    assert result.exit_code == 1 and "E0917" in result.output
+    if fmt != "pdf":
+        piped = CliRunner().invoke(main, reconcile_args(panel, "--format", fmt, "-o", "-"))
+        assert piped.exit_code in (0, 1) and piped.stdout_bytes[:4] in (b"PAR1", b"PK\x03\x04")
+
+
+def test_pdf_is_the_page_printed(panel, tmp_path):
+    from capdsl.tools.statement_doc import chromium
+
+    if chromium() is None:
+        pytest.skip("no Chromium")
+    out = tmp_path / "rec.pdf"
+    result = invoke(*reconcile_args(panel, "-o", str(out)))
+    assert result.exit_code in (0, 1), result.output
+    assert out.read_bytes()[:5] == b"%PDF-"

@@ -18,7 +18,9 @@ from capdsl.errors import UsageError, error
 if TYPE_CHECKING:  # the comparison loads duckdb: only when a command runs
     from capdsl.tools.reconcile import Reconciliation
 
-FORMATS = {".csv": "csv", ".json": "json", ".txt": "table", ".html": "html", ".htm": "html"}
+FORMATS = {".csv": "csv", ".json": "json", ".txt": "table", ".html": "html", ".htm": "html",
+           ".parquet": "parquet", ".pq": "parquet", ".xlsx": "xlsx", ".pdf": "pdf"}
+AMOUNT_COLUMNS = ("expected", "paid", "difference")
 COLUMNS = ["level", "practice_id", "month", "line", "member_id", "expected", "paid", "difference", "status",
            "reason", "age", "reference"]
 EXAMPLES = ("\b\nExamples:\n"
@@ -183,10 +185,68 @@ engine {e(rec.engine)}; lines reconciled per member: {e(", ".join(rec.attributab
 """
 
 
+def _scale(values) -> int:
+    """The decimal places that hold every amount of a column exactly (cents at least)."""
+    return max([2] + [-int(v.as_tuple().exponent) for v in values if v is not None])
+
+
+def write_parquet(rec: Reconciliation, everything: bool, path) -> None:
+    """The CSV's rows and columns, the amounts as DECIMAL(38, scale) (never floats), the age an integer."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from capdsl.outputs import atomic_path
+
+    rows = rows_of(rec, everything)
+    arrays = {}
+    for c in COLUMNS:
+        values = [getattr(r, c) for r in rows]
+        if c in AMOUNT_COLUMNS:
+            kind = pa.decimal128(38, _scale(values))
+            values = [None if v is None else v.quantize(Decimal(1).scaleb(-kind.scale)) for v in values]
+        else:
+            kind = pa.int32() if c == "age" else pa.string()
+        arrays[c] = pa.array(values, kind)
+    with atomic_path(path) as tmp:
+        pq.write_table(pa.table(arrays), tmp)
+
+
+def write_xlsx(rec: Reconciliation, everything: bool, path) -> None:
+    """A workbook: the compared amounts (numeric cells), the summary per level and status, the run."""
+    from capdsl.tools.reconcile import STATUSES
+    from capdsl.tools.xlsx_out import write_tables
+
+    rows = [tuple(getattr(r, c) for c in COLUMNS) for r in rows_of(rec, everything)]
+    counts = rec.counts()
+    summary_rows = [(level, status, *counts[level][status]) for level in ("practice", "line", "member")
+                    if level in counts for status in STATUSES]
+    run = [("contract", rec.contract), ("file", rec.path), ("period", rec.period), ("currency", rec.currency),
+           ("tolerance", _text(rec.tolerance)), ("engine", rec.engine),
+           ("lines reconciled per member", ", ".join(rec.attributable) or "none")]
+    run += [("warning", w) for w in rec.warnings]
+    write_tables(path, [("Compared" if everything else "Discrepancies", COLUMNS, rows,
+                         {COLUMNS.index(c) for c in AMOUNT_COLUMNS}),
+                        ("Summary", ["level", "status", "count", "difference"], summary_rows, {3}),
+                        ("Run", ["item", "value"], run, set())])
+
+
 def emit(rec: Reconciliation, out_format: str, output: str | None, everything: bool) -> None:
     from capdsl.outputs import STDOUT, atomic_write, stdout_console
 
     to_file = output is not None and output != STDOUT
+    if out_format == "parquet":
+        write_parquet(rec, everything, output)
+        return
+    if out_format == "xlsx":
+        write_xlsx(rec, everything, output)
+        return
+    if out_format == "pdf":
+        from capdsl.outputs import atomic_path
+        from capdsl.tools.statement_doc import print_pdf
+
+        with atomic_path(output) as tmp:
+            print_pdf(to_html(rec, everything), tmp)
+        return
     if out_format == "table":
         import os
 
@@ -245,8 +305,9 @@ def register(main: click.Group) -> None:
     @click.option("--practice", "only_practices", multiple=True, metavar="ID", help="Only this practice (repeatable).")
     @click.option("--all", "everything", is_flag=True, help="List every compared amount, not only discrepancies.")
     @click.option("--check", is_flag=True, help="Exit 1 when any amount does not match (for scripts).")
-    @click.option("--format", "out_format", type=click.Choice(["table", "csv", "json", "html"]), default=None,
-                  help="table, csv, json or html (default: from -o's extension, else table).")
+    @click.option("--format", "out_format", type=click.Choice(["table", "csv", "json", "html", "parquet", "xlsx",
+                                                                "pdf"]), default=None,
+                  help="table, csv, json, html, parquet, xlsx or pdf (default: from -o's extension, else table).")
     @click.option("-o", "--output", type=click.Path(), help="Write here (atomically); - is stdout.")
     @click.option("-q", "--quiet", is_flag=True, help="No progress or warnings on stderr.")
     @cli.handle_errors
@@ -262,6 +323,11 @@ def register(main: click.Group) -> None:
         from capdsl.tools.reconcile import run_reconcile
 
         target, out_format = output_format(output, out_format, FORMATS, "table")
+        cli._parquet_needs_a_file(out_format, target, f"reconciliation.{out_format}")
+        if out_format == "pdf":
+            from capdsl.tools.statement_doc import require_pdf
+
+            require_pdf()  # before any work
         tol = parse_tolerance(tolerance)
         run = cli._run(contract, members, practices, events, measures, input_format, assignments, params_file,
                        period, engine, spark_master, show_ids)

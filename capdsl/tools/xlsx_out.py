@@ -175,3 +175,22 @@ def write_detail(detail, path, *, raw_cells: bool = False) -> None:
         about.append((name, text))
     _save(book, path)
 
+
+
+def write_tables(path, sheets: list[tuple[str, list[str], list[tuple], set[int]]], *,
+                 raw_cells: bool = False) -> None:
+    """Sheets of rows, one per (title, columns, rows, amount columns): the amount columns' Decimals
+    as numeric cells with their column's decimal places; the first sheet's header filtered. For
+    the outputs that are tables of their own (a reconciliation: its summary, its rows, its run)."""
+    for title, _, rows, _ in sheets:
+        if len(rows) >= MAX_ROWS:
+            raise _too_many_rows(f"the {title.lower()} sheet", len(rows), "write --format csv or parquet, or "
+                                                                          "fewer practices (--practice)")
+    book = _book()
+    for n, (title, columns, rows, amounts) in enumerate(sheets):
+        formats = {i: _number_format(decimal_places((row[i] for row in rows), 2)) for i in amounts}
+        sheet = _Sheet(book, title, columns, rows, raw_cells, formats, filtered=n == 0 or len(rows) > 1,
+                       rows=len(rows))
+        for row in rows:
+            sheet.append(row)
+    _save(book, path)
