@@ -208,15 +208,38 @@ def render(diag: Diagnostic, source: Source | None, color: bool = False) -> str:
     return "\n".join(out)
 
 
+#: A source line longer than LONG_LINE is shown as a window of EXCERPT_WIDTH characters around the
+#: error's column, so that a generated contract's 20,000-character line does not flood the terminal
+#: with it and its caret; a line a person wrote is shown whole.
+LONG_LINE = 400
+EXCERPT_WIDTH = 160
+_EXCERPT_BEFORE = 60
+
+
+def _window(text: str, column: int, end_col: int) -> tuple[str, int, int]:
+    """The part of a long line around `column` (1-based), with `…` where it is cut, and the columns
+    of the span within it."""
+    if len(text) <= LONG_LINE:
+        return text, column, end_col
+    start = max(0, min(column - 1 - _EXCERPT_BEFORE, len(text) - EXCERPT_WIDTH))
+    stop = start + EXCERPT_WIDTH
+    head = "…" if start > 0 else ""
+    tail = "…" if stop < len(text) else ""
+    shift = start - len(head)
+    return head + text[start:stop] + tail, column - shift, min(end_col, stop + 1) - shift
+
+
 def _excerpt(source: Source, span: Span, c: dict) -> list[str]:
     text = source.line_text(span.line)
     gutter = " " * len(str(span.line))
     end_col = span.end_column if span.end_line == span.line else len(text) + 1
     end_col = max(end_col, span.column + 1)
+    text, column, end_col = _window(text, span.column, end_col)
+    end_col = max(end_col, column + 1)
     return [
         f"{c['blue']}{gutter} |{c['reset']}",
         f"{c['blue']}{span.line} |{c['reset']} {text}",
-        f"{c['blue']}{gutter} |{c['reset']} {c['error']}{_caret_line(text, span.column, end_col)}{c['reset']}",
+        f"{c['blue']}{gutter} |{c['reset']} {c['error']}{_caret_line(text, column, end_col)}{c['reset']}",
     ]
 
 

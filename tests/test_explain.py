@@ -335,10 +335,10 @@ def test_a_withheld_release_names_the_measure_and_the_threshold(tmp_path):
 # ─────────────────────────────── JSON ───────────────────────────────
 
 TOP = {"contract", "path", "period", "practice_id", "currency", "parameters", "lines", "warnings"}
-LINE = {"id", "label", "kind", "source", "ref", "lines", "rule", "condition", "parameters", "practice", "months",
-        "amount"}
-MONTH = {"month", "applied", "reasons", "unrounded", "amount", "rounding", "basis", "basis_label", "aggregates",
-         "steps"}
+LINE = {"id", "label", "kind", "source", "ref", "lines", "rule", "condition", "due_text", "parameters", "practice",
+        "months", "amount"}
+MONTH = {"month", "applied", "due", "payment", "reasons", "unrounded", "amount", "rounding", "basis", "basis_label",
+         "aggregates", "steps"}
 STEP = {"kind", "name", "value", "detail", "source", "entry", "period"}
 AGG = {"name", "what", "source", "value", "groups"}
 GROUP = {"key", "count", "value", "subtotal", "matched", "steps"}

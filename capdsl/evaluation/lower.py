@@ -246,7 +246,8 @@ class _Lowering:
         else:
             amount, basis, due, due_text = self._payment(decl, amount, basis)
         return t.LineDef(decl.name, decl.label, decl.kind, amount, applies, applies_text, basis, basis_label,
-                         installments, decl.ref.text if decl.ref else None, decl.span, due, due_text)
+                         installments, decl.ref.text if decl.ref else None, decl.span, due, due_text,
+                         decl.rate_per or "month")
 
     def _installments(self, decl: n.Line) -> tuple[t.Installment, ...]:
         """A pool's installments: its shares, or `paid monthly|quarterly|in …` as equal parts (the last

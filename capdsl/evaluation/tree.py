@@ -326,6 +326,9 @@ class LineDef:
     #: other months (lowered into the tree); this is what statements say about them.
     due: tuple[int, ...] = ()
     due_text: str | None = None
+    #: The period the line's amount is a rate for (`rate per quarter`): with `due`, what explain
+    #: needs to show the factor a paid month's amount was scaled by.
+    rate_per: str = "month"
 
 
 @dataclass(frozen=True, slots=True)

@@ -185,10 +185,15 @@ def impact_table(impact, console) -> None:
             console.print(table)
 
 
-def run_generate(contract: str, *, period: str | None = None, append: bool = False) -> str:
-    """Generate boundary examples for a contract; print them or append them to the file."""
-    from capdsl.outputs import atomic_write
+def run_generate(contract: str, *, period: str | None = None, append: bool = False,
+                 output: str | None = None) -> str:
+    """Generate boundary examples for a contract; print them, write them to `output` or append them
+    to the file."""
+    from capdsl.outputs import STDOUT, atomic_write, check_output
     from capdsl.pipeline import compile_file
+
+    if output is not None:
+        check_output(output)  # before any work, as every -o
     from capdsl.tools.testgen import generate
 
     checked, program = compile_file(contract)
@@ -199,6 +204,8 @@ def run_generate(contract: str, *, period: str | None = None, append: bool = Fal
         atomic_write(contract, original + sep + text)
         click.echo(f"appended generated examples to {contract}; review every amount, then run "
                    f"`capdsl test {contract}`", err=True)
+    elif output is not None and output != STDOUT:
+        atomic_write(output, text)
     else:
         click.echo(text, nl=False)
     return text
@@ -275,19 +282,30 @@ def _add_generate(test: click.Command, cli) -> None:
     test.params.extend([
         click.Option(["--generate", "generate"], type=click.Path(), metavar="CONTRACT",
                      help="Write boundary-case examples (every band edge, every tier/modifier condition "
-                          "true and false) with the amounts the contract computes today, for review."),
+                          "true and false) with the amounts the contract computes today, for review (to "
+                          "standard output, or -o FILE)."),
         click.Option(["--append", "append"], is_flag=True,
                      help="With --generate: append the examples to the contract instead of printing them."),
         click.Option(["--generate-period", "generate_period"], metavar="PERIOD",
                      help="With --generate: the month the examples use (default: the first month every "
-                          "dated value covers, else 2011-01)."),
+                          "dated value covers, else 2011-01, or the first month after it in which the most "
+                          "lines are paid)."),
     ])
     original = test.callback
 
     @cli.handle_errors
     def callback(*args, generate=None, append=False, generate_period=None, **kwargs):
         if generate:
-            run_generate(generate, period=generate_period, append=append)
+            output, unused = kwargs.get("output"), [
+                option for option, given in (("PATHS", kwargs.get("paths")), ("--format", kwargs.get("out_format")),
+                                             ("-k", kwargs.get("keyword")), ("--append with -o", append and
+                                                                             kwargs.get("output")))
+                if given]
+            if unused:  # an option that would otherwise be ignored without a word
+                raise UsageError(error("E0914", f"{', '.join(unused)} cannot be used with --generate",
+                                       hint="--generate writes examples to standard output, to -o FILE, or "
+                                            "into the contract with --append"))
+            run_generate(generate, period=generate_period, append=append, output=output)
             sys.exit(0)
         if append or generate_period:
             raise UsageError(error("E0914", "--append and --generate-period only work with --generate"))

@@ -34,6 +34,7 @@ from capdsl.evaluation.interpret import (Env, Interpreter, Tracer, collect_aggs,
                                          failed_parts)
 from capdsl.evaluation.months import Frames, member_age
 from capdsl.evaluation.lower import source_text
+from capdsl.language.builtins import PERIOD_MONTHS
 
 #: Group-key columns that identify a person: shown only with --show-ids.
 PRIVATE_KEYS = frozenset({"member_id", "birth_date"})
@@ -317,7 +318,7 @@ def explain(program: t.Program, source: Source, run, practice_id: str, *, line_i
                  "source": f"{program.path}:{line.origin.line}", "ref": line.ref,
                  "lines": _line_range(source, line.origin),
                  "rule": _rule_text(source, line),
-                 "condition": line.applies_text,
+                 "condition": line.applies_text, "due_text": line.due_text,
                  "parameters": [_parameter(n, params, program, sources) for n in reads.params],
                  "practice": {c: _str(practice.get(c)) for c in reads.practice},
                  "months": []}
@@ -329,7 +330,8 @@ def explain(program: t.Program, source: Source, run, practice_id: str, *, line_i
                     continue
                 raw, amount, applied, basis = traced
                 total += amount
-                month = {"month": m.isoformat()[:7], "applied": applied,
+                due, payment = _payment_terms(line, m.month)
+                month = {"month": m.isoformat()[:7], "applied": applied, "due": due, "payment": payment,
                          "reasons": [] if applied else _condition_reasons(
                              line.applies_text, line.applies, failed.get((practice_id, m, line.name))),
                          "unrounded": _str(raw), "amount": _str(amount),
@@ -356,6 +358,24 @@ def explain(program: t.Program, source: Source, run, practice_id: str, *, line_i
         out["member"] = explain_member(program, source, rows, period.months, params, practice_id, member_id,
                                        redact=redact, show_ids=show_ids, line_id=line_id)
     return out
+
+
+def _payment_terms(line: t.LineDef, month: int) -> tuple[bool, str | None]:
+    """Whether a line is paid in `month` (1–12), and how its payment terms scale the amount there:
+    the amount × the months since its previous payment ÷ the months of its rate (as lowering builds
+    it), so that the aggregates shown and the unrounded value visibly agree; None for a factor of 1."""
+    months = line.due or tuple(range(1, 13))
+    if month not in months:
+        return False, None
+    previous = months[months.index(month) - 1]
+    cover, rate = (month - previous) % 12 or 12, PERIOD_MONTHS[line.rate_per]
+    if cover == rate:
+        return True, None
+    factor = f"× {cover // rate}" if cover % rate == 0 else f"× {cover} ÷ {rate}"
+    terms = ", ".join(x for x in (f"rate per {line.rate_per}" if line.rate_per != "month" else None,
+                                  line.due_text or "paid every month") if x)
+    since = "one month" if cover == 1 else f"{cover} months"
+    return True, f"the amount {factor} ({terms}: this payment is for {since})"
 
 
 def _line_reads(program: t.Program, reads: Reads, tracer: Tracer, month) -> list[dict]:
@@ -639,6 +659,14 @@ def _months(put, line: dict) -> None:
     i = 0
     while i < len(months):
         month = months[i]
+        if not month.get("due", True):
+            j = i
+            while j + 1 < len(months) and not months[j + 1].get("due", True):
+                j += 1
+            span = month["month"] if j == i else f"{month['month']} to {months[j]['month']}"
+            put(f"  {span}: not due ({line['due_text']}) → 0")
+            i = j + 1
+            continue
         if not month["applied"]:
             j = i
             while j + 1 < len(months) and not months[j + 1]["applied"] and months[j + 1]["reasons"] == month["reasons"]:
@@ -649,6 +677,8 @@ def _months(put, line: dict) -> None:
             i = j + 1
             continue
         put(f"  {month['month']}: {month['unrounded']} → rounded {month['amount']} (rounding {month['rounding']})")
+        if month.get("payment"):
+            put(f"    {month['payment']}")
         if month.get("basis") is not None:
             put(f"    basis: {month['basis']}" + (f" {month['basis_label']}" if month.get("basis_label") else ""))
         named = {(a["name"], a["value"]) for a in month["aggregates"] if a.get("name")}

@@ -509,13 +509,16 @@ def collect_cases(contract: n.Contract, inputs: Inputs, source: Source) -> tuple
 
 # ─────────────────────────────── rendering ───────────────────────────────────
 
-def default_period(contract: n.Contract) -> str:
-    """The first month every dated value covers (so no case fails with E0805), else 2011-01."""
+def default_period(contract: n.Contract, program: t.Program | None = None) -> str:
+    """The first month every dated value covers (so no case fails with E0805), else January 2011;
+    from there, the first month of the next twelve in which the most monthly lines are paid, so the
+    cases of a contract paid quarterly or in December expect the amounts they probe, not zeros."""
     starts = [min(e.start for e in d.entries) for d in contract.of_type(n.Dated) if d.entries]
-    if not starts:
-        return "2011-01"
-    first = max(starts)
-    return f"{first.year}-{first.month:02d}"
+    first = max(starts) if starts else date(2011, 1, 1)
+    months = [date(first.year + (first.month - 1 + i) // 12, (first.month - 1 + i) % 12 + 1, 1) for i in range(12)]
+    dues = [line.due for line in (program.lines if program is not None else ()) if line.kind == "line"]
+    best = max(months, key=lambda m: sum(1 for due in dues if not due or m.month in due))  # max: the first of ties
+    return f"{best.year}-{best.month:02d}"
 
 
 def _case_lines(case: Case, pid: str, inputs: Inputs, start: date, year: str) -> list[str]:
@@ -549,7 +552,7 @@ def generate(program: t.Program, contract: n.Contract, source: Source, *, period
     from capdsl.evaluation.periods import parse_period
 
     inputs = Inputs(program, contract)
-    period = period or default_period(contract)
+    period = period or default_period(contract, program)
     parsed = parse_period(period)
     start, year = parsed.months[0], str(parsed.year)
     params = [f"    set {name} = {inputs.literal('param', name, default)}"
@@ -615,15 +618,14 @@ def _evaluate_probes(program: t.Program, source: Source, probe_text: str, count:
 
 def verify(source: Source, text: str) -> None:
     """The generated blocks must parse and pass against the contract as it is (a self-check)."""
-    from capdsl.tools.examples import run_example
     from capdsl.evaluation.lower import lower
+    from capdsl.language.check import check
     from capdsl.language.syntax import parse
+    from capdsl.tools.examples import run_example
 
     combined = Source(source.text.rstrip("\n") + "\n\n" + text, source.path)
     contract = parse(combined)
-    from types import SimpleNamespace
-
-    program = lower(SimpleNamespace(contract=contract, source=combined))
+    program = lower(check(contract, combined))  # the checker's key types decide how bands are lowered
     for example in contract.examples:
         if example.name.startswith("generated: "):
             outcome = run_example(program, example, combined)
