@@ -39,6 +39,7 @@ import duckdb
 
 from capdsl.data.memo import Memo
 from capdsl.data.params import parse_params  # noqa: F401  (re-exported: parameters are a panel input too)
+from capdsl.data.read import plural, redact_id  # noqa: F401  (re-exported: the panel's messages name rows so)
 from capdsl.data.read import (LIMIT, Problems, RawTable, ReadOptions, delimiter_name, detect_format, fetch_all,
                               native_kind, quote_name, read_table, split_sheet, unreadable_parquet)
 from capdsl.data.requirements import (CANONICAL, ColumnSpec, MeasureSpec, ParamSpec,  # noqa: F401
@@ -57,19 +58,14 @@ _ORDER = {"members": "practice_id, member_id, _row", "practices": "practice_id, 
 
 # ───────────────────────────── privacy ─────────────────────────────
 
-def redact_id(value: Any, show_ids: bool = False) -> str:
-    """`id:3f9a2c` (SHA-256 prefix) or, with show_ids, the id itself in quotes."""
-    if value is None:
-        return "(no id)"
-    text = str(value)
-    if show_ids:
-        return repr(text)
-    return "id:" + hashlib.sha256(text.encode("utf-8")).hexdigest()[:6]
+def read_panel_table(con, name: str, path: Path, fmt: str, probs: Problems, options: ReadOptions | None = None):
+    """A panel table read from its file (`read.read_table`); the members from an X12 834 through
+    `data.x12.members_table` (pyx12)."""
+    if fmt == "x12-834" and name == "members":
+        from capdsl.data.x12 import members_table
 
-
-def plural(n: int, word: str) -> str:
-    """"1 row", "3 rows"."""
-    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+        return members_table(con, path, probs)
+    return read_table(con, name, path, fmt, probs, options)
 
 
 def _show(table: str, column: str, value: Any, show_ids: bool) -> str:
@@ -844,7 +840,7 @@ def load_panel(files: dict[str, str | Path | None], requirements: Requirements |
     try:
         if "members" not in paths:
             probs.add(error("E0701", "no members file was given", hint="pass --members FILE"))
-        raws: dict[str, RawTable | None] = {t: (read_table(con, t, paths[t], fmts[t], probs, options[t])
+        raws: dict[str, RawTable | None] = {t: (read_panel_table(con, t, paths[t], fmts[t], probs, options[t])
                                                 if t in paths else None) for t in TABLES}
         if raws["members"] is not None and raws["members"].rows == 0 and not allow_no_members:
             probs.add(error("E0702", "the members file has a header but no rows", path=raws["members"].path))
@@ -961,7 +957,7 @@ def load_table(panel: Panel, table: str, path: str | Path, specs: list[ColumnSpe
     if sheet is not None and options.sheet is None:
         options = dataclasses.replace(options, sheet=sheet)
     probs = Problems()
-    raw = read_table(panel.con, table, path, detect_format(path, options.format), probs, options)
+    raw = read_panel_table(panel.con, table, path, detect_format(path, options.format), probs, options)
     if raw is not None:
         rules = _text_rules(panel.con, table, raw, options, specs, probs)
         if raw.imprecise or raw.error_cells:

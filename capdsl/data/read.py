@@ -17,6 +17,7 @@ from __future__ import annotations
 import codecs
 import csv
 import difflib
+import hashlib
 import io
 import itertools
 import json
@@ -55,6 +56,21 @@ class ReadOptions:
 
 def delimiter_name(delim: str) -> str:
     return _DELIMITER_NAMES.get(delim, repr(delim))
+
+
+def redact_id(value: Any, show_ids: bool = False) -> str:
+    """`id:3f9a2c` (SHA-256 prefix) or, with show_ids, the id itself in quotes."""
+    if value is None:
+        return "(no id)"
+    text = str(value)
+    if show_ids:
+        return repr(text)
+    return "id:" + hashlib.sha256(text.encode("utf-8")).hexdigest()[:6]
+
+
+def plural(n: int, word: str) -> str:
+    """"1 row", "3 rows"."""
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
 
 def split_sheet(path: str | Path) -> tuple[Path, str | None]:
@@ -713,47 +729,15 @@ def apply_columns(raw: RawTable, mapping: Sequence[tuple[str, str]], probs: Prob
     return raw
 
 
-def _read_834(con, name: str, path: Path, probs: Problems) -> RawTable | None:
-    """An X12 5010 834 as the members table, read by `capdsl.data.x12` (pyx12 walks and validates
-    it). A member loop it cannot use is an error with its segment position, never a member left
-    out of a payment in silence; `panel from-834` writes the members it can read and lists the rest.
-    The rows are numbered in the members' order."""
-    import pyarrow as pa
-
-    from capdsl.data.x12 import MEMBER_COLUMNS, read_834
-
-    p = str(path)
-    if name != "members":
-        probs.add(error("E0906", f"an X12 834 is a members table, not the {name} table", path=p,
-                        hint=f"give it as --members, and the {name} as .csv, .parquet, .jsonl, .json or .xlsx"))
-        return None
-    if _check_file(path, probs, ends_only=True) is None:
-        return None
-    reading = read_834(path)
-    hint = f"correct the record, or convert the file with `capdsl panel from-834 {p} -o members.csv`, which " \
-           "writes the members it can read and lists the others"
-    for r in reading.rejected:
-        probs.add(error("E0743", f"{r.position}: {r.reason}", path=p, hint=hint))
-    if reading.rejected:
-        return None
-    for text in reading.warnings:
-        probs.add(warning("W0744", text, path=p))
-    arrays = {"_row": pa.array(range(1, len(reading.members) + 1), pa.int64())}
-    arrays.update({f"c{i}": pa.array([m.get(c) or None for m in reading.members], pa.string())
-                   for i, c in enumerate(MEMBER_COLUMNS)})
-    con.register(f"_src_{name}", pa.table(arrays))
-    fetch_all(con, f"CREATE TABLE raw_{name} AS SELECT * FROM _src_{name}")
-    con.unregister(f"_src_{name}")
-    return RawTable(name, p, {c: f"c{i}" for i, c in enumerate(MEMBER_COLUMNS)}, len(reading.members))
-
-
 def read_table(con, name: str, path: Path, fmt: str, probs: Problems,
                options: ReadOptions | None = None) -> RawTable | None:
     """The file as table `raw_<name>` (see the module's docstring), or None with its problem in `probs`."""
     options = options or ReadOptions()
-    if fmt == "x12-834":
-        raw = _read_834(con, name, path, probs)
-    elif fmt == "xlsx":
+    if fmt == "x12-834":  # the members table reads an 834 through data.x12 (panel.read_panel_table)
+        probs.add(error("E0906", f"an X12 834 is a members table, not the {name} table", path=str(path),
+                        hint=f"give it as --members, and the {name} as .csv, .parquet, .jsonl, .json or .xlsx"))
+        return None
+    if fmt == "xlsx":
         if _check_file(path, probs, ends_only=True) is None:
             return None
         raw = _read_xlsx(con, name, path, options, probs)

@@ -55,8 +55,9 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping, NamedTuple
 
-from capdsl.data.panel import plural, redact_id
-from capdsl.errors import CapError, InputError, Note, UsageError, error
+from capdsl.data.read import (Problems, RawTable, ReadOptions, detect_format, fetch_all, plural, read_table, redact_id,
+                              split_sheet)
+from capdsl.errors import CapError, InputError, Note, UsageError, error, warning
 from capdsl.outputs import atomic_path, output_format
 
 MEMBER_COLUMNS = ("member_id", "practice_id", "birth_date", "sex", "enrolled_from", "enrolled_to")
@@ -1006,8 +1007,6 @@ def _read_practices(path: Path) -> _Practices:
     """A practices file's practice_id column (and its npi column, when it has one)."""
     import duckdb
 
-    from capdsl.data.read import Problems, ReadOptions, detect_format, fetch_all, read_table, split_sheet
-
     file, sheet = split_sheet(path)
     probs = Problems()
     con = duckdb.connect(":memory:")
@@ -1294,6 +1293,35 @@ def _balance_warnings(sets: list[_Transaction], remits: list[_Remit]) -> list[st
             out.append(f"transaction set at {s.where}: BPR02 pays {s.total} but its RMR and ADX amounts add up "
                        f"to {found}")
     return out
+
+
+# ───────────────────────────── the members table of a panel ─────────────────────────────
+
+def members_table(con, path: Path, probs: Problems) -> RawTable | None:
+    """An X12 5010 834 as a panel's members table (`raw_members`, as `read.read_table` makes one),
+    read as `panel from-834` reads it. A member loop it cannot use is an error with its segment
+    position, never a member left out of a payment in silence; `panel from-834` writes the members
+    it can read and lists the rest. The rows are numbered in the members' order."""
+    import pyarrow as pa
+
+    p = str(path)
+    reading = read_834(path)  # a file missing, empty or not an 834 raises its error (E0701, E0702, E0724)
+    hint = f"correct the record, or convert the file with `capdsl panel from-834 {p} -o members.csv`, which " \
+           "writes the members it can read and lists the others"
+    for r in reading.rejected:
+        probs.add(error("E0743", f"{r.position}: {r.reason}", path=p, hint=hint))
+    if reading.rejected:
+        return None
+    for text in reading.warnings:
+        probs.add(warning("W0744", text, path=p))
+    name = "members"
+    arrays = {"_row": pa.array(range(1, len(reading.members) + 1), pa.int64())}
+    arrays.update({f"c{i}": pa.array([m.get(c) or None for m in reading.members], pa.string())
+                   for i, c in enumerate(MEMBER_COLUMNS)})
+    con.register(f"_src_{name}", pa.table(arrays))
+    fetch_all(con, f"CREATE TABLE raw_{name} AS SELECT * FROM _src_{name}")
+    con.unregister(f"_src_{name}")
+    return RawTable(name, p, {c: f"c{i}" for i, c in enumerate(MEMBER_COLUMNS)}, len(reading.members))
 
 
 # ───────────────────────────── writing ─────────────────────────────

@@ -155,6 +155,21 @@ class Postgres(Dialect):
     def file_source(self, path):
         raise _no_files("PostgreSQL", path)
 
+    def finish(self, query):
+        """The practice-month layers, from `base` on, as MATERIALIZED CTEs. PostgreSQL inlines a
+        CTE read once and pulls the nested subqueries up, putting each column's defining expression
+        where it is read: a layer that reads a column several times (a settlement's total, a pool's
+        paid amount) then multiplies the expression it stands for, layer after layer, until
+        planning takes minutes. These layers hold a row per practice and month, cheap to keep; the
+        member-month CTEs before them stay inlined."""
+        with_ = query.args.get("with_")
+        materialize = False
+        for cte in with_.expressions if with_ is not None else ():
+            materialize = materialize or cte.alias == "base"
+            if materialize:
+                cte.set("materialized", True)
+        return query
+
 
 class Spark(Dialect):
     """`DIV` on decimals is exact but returns BIGINT (so quotients must stay below
