@@ -275,6 +275,21 @@ def test_spark_reconciles_as_duckdb(files, spark):
     assert rows(reconcile(files, "spark")) == rows(reconcile(files, "duckdb"))
 
 
+@pytest.mark.spark
+def test_spark_retro_is_duckdbs(files, spark):
+    """With the spark engine the per-member shares are computed where the statements are, on Spark
+    (written as Parquet part files), and give the same adjustments to the cent."""
+    def retro(engine):
+        run = Run(files={"members": files["members"], "events": files["events"]}, period="2011-06", engine=engine)
+        return run_retro(files["contract"], run, {"members": files["paid"], "events": files["events"]}, months=5,
+                         members=True)
+
+    on_spark, on_duckdb = retro("spark"), retro("duckdb")
+    assert on_spark.members == on_duckdb.members and on_spark.members
+    assert [(st.practice_id, [(line.id, line.amount) for line in st.lines]) for st in on_spark.result.statements] \
+        == [(st.practice_id, [(line.id, line.amount) for line in st.lines]) for st in on_duckdb.result.statements]
+
+
 def test_from_the_payers_files_834_and_820(tmp_path):
     """The sample X12 files end to end: the February 834 as the panel, the 820 as the remittance, and
     the January 834 as the panel January was paid on."""

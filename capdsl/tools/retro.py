@@ -76,21 +76,52 @@ def _amounts(result: Result, window: set[date]) -> dict[tuple[str, str, date], D
     return out
 
 
-def _write_shares(contract, panel, year: int, params: dict, window: set[date], path: str):
-    """The panel's shares for the window's months of `year`, written to the Parquet file `path` by
-    DuckDB (streamed, not held in memory); False when the contract has no attributable lines."""
+def _write_shares(contract, panel, year: int, params: dict, window: set[date], path: str, run):
+    """The panel's shares for the window's months of `year`, written as Parquet to `path` (streamed,
+    not held in memory) by the run's SQL engine: DuckDB (a file), or Spark, where the statements
+    were computed (a folder of part files); False when the contract has no attributable lines.
+    Returns (written, the lines, what `read_parquet` reads)."""
     from capdsl.sql import duckdb_engine
     from capdsl.sql.shares import shares_sql
 
-    sql, lines = shares_sql(contract.tree, parse_period(str(year)), params=params,
-                            options=duckdb_engine.panel_options(panel.con), wide=True)
+    period = parse_period(str(year))
+    months = sorted(m for m in window if m.year == year)
+    if run.engine == "spark":
+        return _write_spark_shares(contract, panel, period, params, months, path, run.spark_master)
+    sql, lines = shares_sql(contract.tree, period, params=params, options=duckdb_engine.panel_options(panel.con),
+                            wide=True)
     if not sql:
-        return False, lines
-    months = ", ".join(f"DATE '{m.isoformat()}'" for m in sorted(window) if m.year == year)
-    share = " + ".join(f"coalesce(s{i}, 0)" for i in range(len(lines)))  # what the member-month brings in all
-    panel.con.execute(f"COPY (SELECT practice_id, member_id, month_start, {share} AS share FROM ({sql}) "
-                      f"WHERE month_start IN ({months})) TO {_quoted(path)} (FORMAT parquet)")
-    return True, lines
+        return False, lines, path
+    panel.con.execute(f"COPY ({_window_rows(sql, lines, months)}) TO {_quoted(path)} (FORMAT parquet)")
+    return True, lines, path
+
+
+def _window_rows(sql: str, lines, months: list[date]) -> str:
+    """A row per member-month of the window: its shares added up (what the member-month brings)."""
+    share = " + ".join(f"coalesce(s{i}, 0)" for i in range(len(lines)))
+    within = ", ".join(f"DATE '{m.isoformat()}'" for m in months)
+    return f"SELECT practice_id, member_id, month_start, {share} AS share FROM ({sql}) WHERE month_start IN ({within})"
+
+
+def _write_spark_shares(contract, panel, period, params: dict, months: list[date], path: str, master):
+    from capdsl.sql.query import Options
+    from capdsl.sql.shares import shares_sql
+    from capdsl.sql.spark_engine import CONF, register_panel, spark_error, spark_session
+
+    spark = spark_session(master)
+    for key, value in CONF.items():
+        spark.conf.set(key, value)
+    tables = register_panel(spark, panel.con)
+    empty = not panel.con.execute("SELECT 1 FROM practices LIMIT 1").fetchall()
+    sql, lines = shares_sql(contract.tree, period, "spark", params=params, tables=tables,
+                            options=Options(practices="derive" if empty else "table"), wide=True)
+    if not sql:
+        return False, lines, path
+    try:
+        spark.sql(_window_rows(sql, lines, months)).write.mode("overwrite").parquet(path)
+    except Exception as exc:  # noqa: BLE001  (py4j and pyspark errors: capdsl's)
+        raise spark_error(exc, spark, "computing the member shares") from None
+    return True, lines, os.path.join(path, "*.parquet")
 
 
 def _quoted(path: str) -> str:
@@ -132,9 +163,10 @@ def run_retro(contract, run, paid_files: dict, *, months: int | None = None, onl
                     into.update(_amounts(result, in_window))
                     if spill is not None:
                         path = os.path.join(spill.name, f"{side}_shares_{year}.parquet")
-                        written, member_lines = _write_shares(contract, panel, year, params, in_window, path)
+                        written, member_lines, parts = _write_shares(contract, panel, year, params, in_window,
+                                                                     path, side_run)
                         if written:
-                            shares[side].append(path)
+                            shares[side].append(parts)
                         people = os.path.join(spill.name, f"{side}_members.parquet")
                         if not os.path.exists(people):
                             panel.con.execute(f"COPY (SELECT member_id, practice_id, birth_date, {_cols(panel)} "
