@@ -89,6 +89,14 @@ def test_nesting_limit_without_parentheses(form):
     assert info.value.code in ("E0104", "E0101")
 
 
+def test_a_long_chain_of_additions_is_told_it_counts_a_level_per_operator():
+    """300 numbers added up are not parenthesised at all: the hint says why it is still too deep."""
+    with pytest.raises(CapError) as info:
+        compile_source(Source(HEADER + "define x = 1" + " + 1" * 300 + "\nline l \"L\" = x * 1 CZK\n"))
+    (diag,) = info.value.diagnostics
+    assert diag.code == "E0104" and "long chain such as `a + b + c + …`" in diag.hint
+
+
 def test_definition_limit():
     text = HEADER + "".join(f"define d{i} = {i}\n" for i in range(MAX_DEFINITIONS + 1))
     with pytest.raises(CapError) as info:

@@ -171,7 +171,8 @@ def _check_tree_depth(tree: Tree, source: Source) -> None:
             span = Span(meta.line, meta.column, meta.end_line, meta.end_column) if not meta.empty else None
             raise SyntaxError_(error(
                 "E0104", f"expressions are nested more than {MAX_NESTING} levels deep", span,
-                hint="name an intermediate value with `define` and use it"), source)
+                hint="name an intermediate value with `define` and use it (each operator of a long chain such "
+                     "as `a + b + c + …` is a level of its own)"), source)
         for child in node.children:
             if isinstance(child, Tree):
                 stack.append((child, depth + 1, opened))
