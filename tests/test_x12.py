@@ -898,3 +898,10 @@ def test_an_834_change_file_as_the_panel_is_said_to_be_one(tmp_path):
     result = invoke("eval", PMPM, "--members", path, "--period", "2011-01")
     assert result.exit_code == 0, result.output
     assert "warning[W0744]: this is a change file (BGN08 2)" in result.output
+
+
+def test_a_panel_folder_may_hold_its_members_as_an_834(tmp_path):
+    (tmp_path / "members.834").write_bytes(FEB.read_bytes())
+    result = invoke("eval", PMPM, "--panel", tmp_path, "--period", "2011-02", "-q", "--format", "csv")
+    assert result.exit_code == 0, result.output
+    assert "P00000,capitation,Capitation (100 USD PMPM),line,300.00" in result.stdout

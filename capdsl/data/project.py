@@ -23,7 +23,7 @@ from capdsl.errors import UsageError, error
 PROJECT_FILE = "capdsl.toml"
 TABLES = ("members", "practices", "events", "measures")
 # the extensions a conventionally named panel file may have, in the order they are looked for
-PANEL_EXTENSIONS = (".csv", ".parquet", ".pq", ".xlsx", ".jsonl", ".ndjson", ".json")
+PANEL_EXTENSIONS = (".csv", ".parquet", ".pq", ".xlsx", ".jsonl", ".ndjson", ".json", ".834")
 
 _EXAMPLE = """\
 period = "2011-Q2"
@@ -229,5 +229,5 @@ def panel_folder(folder: Path, where: str = "--panel") -> dict[str, Path]:
             found[table] = matches[0]
     if "members" not in found:
         raise UsageError(error("E0701", f"{where}: the folder {folder} has no members file",
-                               hint="name it members.csv (or .parquet, .xlsx, .jsonl, .json), or pass --members"))
+                               hint="name it members.csv (or .parquet, .xlsx, .jsonl, .json, an X12 .834), or pass --members"))
     return found

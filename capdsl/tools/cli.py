@@ -288,7 +288,7 @@ def panel_options(fn):
         click.option("--events", type=click.Path(), help="Service events table."),
         click.option("--measures", type=click.Path(), help="Measures table (practice, period, measure, value)."),
         click.option("--panel", "panel_dir", type=click.Path(), metavar="DIR",
-                     help="A folder of conventionally named files: members.csv (or .parquet, .xlsx, .jsonl), "
+                     help="A folder of conventionally named files: members.csv (or .parquet, .xlsx, .jsonl, .834), "
                           "practices.*, events.*, measures.*; --members and the others override it."),
         click.option("--input-format", "input_format", type=click.Choice(["csv", "parquet", "jsonl", "json", "xlsx"]),
                      help="Read every table in this format, whatever its extension."),
