@@ -905,3 +905,12 @@ def test_a_panel_folder_may_hold_its_members_as_an_834(tmp_path):
     result = invoke("eval", PMPM, "--panel", tmp_path, "--period", "2011-02", "-q", "--format", "csv")
     assert result.exit_code == 0, result.output
     assert "P00000,capitation,Capitation (100 USD PMPM),line,300.00" in result.stdout
+
+
+def test_an_834_members_table_shows_ids_only_when_asked(tmp_path):
+    path = spoil(tmp_path, FEB, lambda segs: [s.replace("DMG*D8*19510714", "DMG*D8*19511314") for s in segs],
+                 "bad.834")
+    hidden = invoke("eval", PMPM, "--members", path, "--period", "2011-02").output
+    shown = invoke("eval", PMPM, "--members", path, "--period", "2011-02", "--show-ids").output
+    assert "M90000001" not in hidden and "19511314" not in hidden
+    assert "member 'M90000001'" in shown and "(19511314)" in shown

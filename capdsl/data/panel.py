@@ -58,13 +58,14 @@ _ORDER = {"members": "practice_id, member_id, _row", "practices": "practice_id, 
 
 # ───────────────────────────── privacy ─────────────────────────────
 
-def read_panel_table(con, name: str, path: Path, fmt: str, probs: Problems, options: ReadOptions | None = None):
+def read_panel_table(con, name: str, path: Path, fmt: str, probs: Problems, options: ReadOptions | None = None,
+                     show_ids: bool = False):
     """A panel table read from its file (`read.read_table`); the members from an X12 834 through
     `data.x12.members_table` (pyx12)."""
     if fmt == "x12-834" and name == "members":
         from capdsl.data.x12 import members_table
 
-        return members_table(con, path, probs)
+        return members_table(con, path, probs, show_ids)
     return read_table(con, name, path, fmt, probs, options)
 
 
@@ -840,8 +841,8 @@ def load_panel(files: dict[str, str | Path | None], requirements: Requirements |
     try:
         if "members" not in paths:
             probs.add(error("E0701", "no members file was given", hint="pass --members FILE"))
-        raws: dict[str, RawTable | None] = {t: (read_panel_table(con, t, paths[t], fmts[t], probs, options[t])
-                                                if t in paths else None) for t in TABLES}
+        raws: dict[str, RawTable | None] = {t: (read_panel_table(con, t, paths[t], fmts[t], probs, options[t],
+                                                                 show_ids) if t in paths else None) for t in TABLES}
         if raws["members"] is not None and raws["members"].rows == 0 and not allow_no_members:
             probs.add(error("E0702", "the members file has a header but no rows", path=raws["members"].path))
         specs = {t: columns_for(t, req) for t in TABLES}

@@ -1297,7 +1297,7 @@ def _balance_warnings(sets: list[_Transaction], remits: list[_Remit]) -> list[st
 
 # ───────────────────────────── the members table of a panel ─────────────────────────────
 
-def members_table(con, path: Path, probs: Problems) -> RawTable | None:
+def members_table(con, path: Path, probs: Problems, show_ids: bool = False) -> RawTable | None:
     """An X12 5010 834 as a panel's members table (`raw_members`, as `read.read_table` makes one),
     read as `panel from-834` reads it. A member loop it cannot use is an error with its segment
     position, never a member left out of a payment in silence; `panel from-834` writes the members
@@ -1305,7 +1305,7 @@ def members_table(con, path: Path, probs: Problems) -> RawTable | None:
     import pyarrow as pa
 
     p = str(path)
-    reading = read_834(path)  # a file missing, empty or not an 834 raises its error (E0701, E0702, E0724)
+    reading = read_834(path, show_ids=show_ids)  # missing, empty or not an 834: its error (E0701, E0702, E0724)
     hint = f"correct the record, or convert the file with `capdsl panel from-834 {p} -o members.csv`, which " \
            "writes the members it can read and lists the others"
     for r in reading.rejected:
