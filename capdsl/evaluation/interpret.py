@@ -26,7 +26,7 @@ from decimal import Decimal
 
 from capdsl.evaluation import tree as t
 from capdsl.evaluation.amounts import CONTEXT, MODES, ONE, Q12, ZERO, MonthlyResult, fix, quantum_places, round_to, rounder  # noqa: F401
-from capdsl.errors import EvalError, Note, error
+from capdsl.errors import EvalError, error
 # Rows, the interpreter's input, is defined with the frames built from it and importable from here too
 from capdsl.evaluation.months import (Frames, PracticeMonth, Rows, completed_years, member_events_in,  # noqa: F401
                                       run_plan, visible_measure, visible_period)
@@ -440,8 +440,7 @@ class Interpreter:
         practice_id = practice_id if practice_id is not None else env.practice["practice_id"]
         return EvalError(error(node.code, f"{node.message}: {who} in practice {practice_id}",
                                node.origin,
-                               hint="add the missing band/entry, or an `otherwise:` entry",
-                               notes=[Note("the table is declared here", node.origin)]))
+                               hint="add the missing band/entry, or an `otherwise:` entry"))
 
     def member_value(self, agg: t.Agg, env: Env, row: dict):
         """One member's value in a member-level aggregate, before its exposure weight: None when the

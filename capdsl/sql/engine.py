@@ -12,7 +12,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Callable
 
 from capdsl.evaluation.amounts import ONE, MonthlyResult, quantum_places
-from capdsl.errors import BackendError, EvalError, InputError, Note, error
+from capdsl.errors import BackendError, EvalError, InputError, error
 from capdsl.sql.query import FAIL_TAG, Query
 
 if TYPE_CHECKING:
@@ -172,8 +172,7 @@ def translate(query: Query, exc: BaseException,
             pid = rest.split("|", 3)[-1]
             return EvalError(error(node.code, f"{node.message} (practice {pid})", node.origin))
         return EvalError(error(node.code, f"{node.message}: {who} in practice {pid}", node.origin,
-                               hint="add the missing band/entry, or an `otherwise:` entry",
-                               notes=[Note("the table is declared here", node.origin)]))
+                               hint="add the missing band/entry, or an `otherwise:` entry"))
     lines = [x.strip() for x in message.strip().splitlines() if x.strip()]
     # py4j wraps Spark's error: prefer its "[ERROR_CLASS] …" line to "An error occurred while calling …"
     first = next((x for x in lines if re.match(r"(\w+(\.\w+)*: )?\[[A-Z_.]+\]", x)), lines[0] if lines else
