@@ -372,3 +372,23 @@ def test_a_long_basis_label_never_cuts_an_amount(tmp_path, width):
                          env={**os.environ, "COLUMNS": width}, check=True).stdout
     assert out.count("128,587.50") == 3  # the line, the total and the grand total
     assert max(len(line) for line in out.splitlines()) <= int(width)
+
+
+def test_a_fractional_basis_reads_to_two_places_in_the_table_and_exactly_in_csv(tmp_path):
+    """Pro-rata member-months: 26.880875576037 in the data, 26.88 member-months for the reader."""
+    from decimal import Decimal
+
+    from capdsl.tools.render import basis_text
+
+    assert basis_text(Decimal("26.880875576037"), "member-months") == "26.88 member-months"
+    assert basis_text(Decimal("3"), "members") == "3 members"
+    assert basis_text(Decimal("1.5"), "points") == "1.5 points"
+    (tmp_path / "c.cap").write_text('contract "P":\n    currency EUR\n    exposure pro_rata\nend\n'
+                                    'line cap "Cap" = sum of 10 EUR over members\n', encoding="utf-8")
+    (tmp_path / "members.csv").write_text("member_id,practice_id,birth_date,enrolled_from\n"
+                                          "M1,P1,1970-01-01,2011-03-10\n", encoding="utf-8")
+    base = ["eval", str(tmp_path / "c.cap"), "--members", str(tmp_path / "members.csv"), "--period", "2011-03", "-q"]
+    table = CliRunner().invoke(main, base).stdout
+    csv_text = CliRunner().invoke(main, [*base, "--format", "csv"]).stdout
+    assert "0.71 members" in table  # 22 of 31 days
+    assert "0.709677419355" in csv_text

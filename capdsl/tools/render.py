@@ -27,8 +27,13 @@ def money(value: Decimal | None) -> str:
 
 
 def basis_text(value: Decimal | None, unit: str | None) -> str:
+    """A basis as a reader sees it: a fraction (pro-rata member-months, 26.880875576037) to two places
+    (26.88); CSV, JSON, Parquet and xlsx carry it exactly."""
     if value is None:
         return ""
+    exp = value.as_tuple().exponent
+    if isinstance(exp, int) and exp < -2:
+        value = value.quantize(Decimal("0.01"))
     return f"{money(value)} {unit or ''}".strip()
 
 
