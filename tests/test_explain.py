@@ -521,3 +521,31 @@ def test_tracing_changes_no_amount(tmp_path):
         plain = evaluate(program, rows, when.months, params)
         traced = evaluate(program, rows, when.months, params, tracer=Tracer())
         assert (plain.rows, plain.pools, plain.installments) == (traced.rows, traced.pools, traced.installments)
+
+
+def test_explain_says_which_side_of_a_corridor_the_year_fell_on(tmp_path):
+    """The corridor's adjustment names its branch with the band's bounds as written: above the band,
+    below it, or inside it (nothing), whatever the engine the statement came from."""
+    from click.testing import CliRunner
+
+    from capdsl.tools.cli import main
+
+    (tmp_path / "c.cap").write_text(
+        'contract "C":\n    currency CZK\nend\ninputs:\n    practice target: money = 3000 CZK\nend\n'
+        'line capitation "Capitation" = sum of 100 CZK over members\n'
+        'settlement corridor "Risk corridor":\n    total sum of capitation over year\n'
+        "    corridor around practice.target within 3% share 50%\nend\n", encoding="utf-8")
+    said = {}
+    for n, target in ((3, "3000"), (3, "3600"), (3, "4000")):
+        (tmp_path / "m.csv").write_text("member_id,practice_id,birth_date\n"
+                                        + "".join(f"M{i},P1,1970-01-01\n" for i in range(n)), encoding="utf-8")
+        (tmp_path / "p.csv").write_text(f"practice_id,target\nP1,{target}\n", encoding="utf-8")
+        out = CliRunner(env={"COLUMNS": "200"}).invoke(main, [
+            "explain", str(tmp_path / "c.cap"), "--members", str(tmp_path / "m.csv"), "--practices",
+            str(tmp_path / "p.csv"), "--period", "2011", "--practice", "P1", "--line", "corridor"]).stdout
+        said[target] = next(line.strip() for line in out.splitlines() if line.strip().startswith("corridor:"))
+    assert said["3000"].startswith("corridor: above the band: the total is over practice.target + 3% of "
+                                   "practice.target; 50% of the excess given back → -255")
+    assert said["3600"].startswith("corridor: inside the band (practice.target ± 3%): nothing → 0")
+    assert said["4000"].startswith("corridor: below the band: the total is under practice.target − 3% of "
+                                   "practice.target; 50% of the shortfall made up → 140")

@@ -302,7 +302,8 @@ class Interpreter:
                 return result
         result = self.ev(node.otherwise, env)
         if self.tracer is not None and node.table:
-            self.tracer.add("case", node.table, result, "otherwise", node.origin)
+            label = node.labels[len(node.whens)] if len(node.labels) > len(node.whens) else "otherwise"
+            self.tracer.add("case", node.table, result, label, node.origin)
         return result
 
     def _measure(self, node: t.Measure, env: Env):

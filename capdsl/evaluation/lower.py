@@ -234,6 +234,8 @@ class _Lowering:
         if decl.amount is None:
             raise CheckError(error("E0504", f"{decl.kind} '{decl.name}' has no amount", decl.span), self.source)
         amount = self.expr(decl.amount, in_pool)
+        if in_pool and getattr(decl, "settlement", None) is not None and decl.settlement.corridor is not None:
+            amount = self._corridor_sides(decl, amount)
         applies = self.expr(decl.applies, in_pool) if decl.applies is not None else None
         applies_text = source_text(self.source, decl.applies.span) if decl.applies is not None else None
         if decl.basis is not None:
@@ -248,6 +250,23 @@ class _Lowering:
         return t.LineDef(decl.name, decl.label, decl.kind, amount, applies, applies_text, basis, basis_label,
                          installments, decl.ref.text if decl.ref else None, decl.span, due, due_text,
                          decl.rate_per or "month")
+
+    def _corridor_sides(self, decl: n.Line, amount: t.Node) -> t.Node:
+        """A corridor's adjustment (`syntax.settlement_amount`: if above … else if below … else 0) as one
+        `Case` of the settlement's name, its sides labelled with the band's bounds, so that explain
+        says which side of the band the year's total fell on. The same first-match choice."""
+        if not (isinstance(amount, t.Case) and isinstance(amount.otherwise, t.Case) and len(amount.whens) == 1
+                and len(amount.otherwise.whens) == 1):
+            return amount
+        c = decl.settlement.corridor
+        target, width = source_text(self.source, c.target.span), source_text(self.source, c.within.span)
+        share = source_text(self.source, c.share.span)
+        labels = (f"above the band: the total is over {target} + {width} of {target}; {share} of the excess given back",
+                  f"below the band: the total is under {target} − {width} of {target}; {share} of the shortfall "
+                  "made up",
+                  f"inside the band ({target} ± {width}): nothing")
+        inner = amount.otherwise
+        return t.Case((amount.whens[0], inner.whens[0]), inner.otherwise, decl.name, labels, amount.origin)
 
     def _installments(self, decl: n.Line) -> tuple[t.Installment, ...]:
         """A pool's installments: its shares, or `paid monthly|quarterly|in …` as equal parts (the last
