@@ -258,6 +258,21 @@ def test_a_member_in_no_cell_stops_the_run_on_every_engine():
     for info in (py, dk):
         (d,) = info.value.diagnostics
         assert d.code == "E0801" and "no cell of 'base_rate'" in d.message and "row 7" in d.message
+        # the values that matched no row, as both engines name them
+        assert 'member.category, member.age, member.sex ("TANF", 41, missing): member at row 7' in d.message
+    assert py.value.diagnostics[0].message == dk.value.diagnostics[0].message
+
+
+@pytest.mark.postgres
+def test_postgres_names_the_values_no_cell_matches(pg):
+    program = lower(checked(CELLS))
+    p = panel(extra=True)
+    pg.load(p)
+    with pytest.raises(EvalError) as info:
+        pg_evaluate(pg, program, MARCH)
+    with pytest.raises(EvalError) as py:
+        interpret(program, p.rows(), MARCH.months, {})
+    assert info.value.diagnostics[0].message == py.value.diagnostics[0].message
 
 
 @pytest.mark.postgres

@@ -25,6 +25,7 @@ from datetime import date
 from decimal import Decimal
 
 from capdsl.evaluation import tree as t
+from capdsl.evaluation.values import shown
 from capdsl.evaluation.amounts import CONTEXT, MODES, ONE, Q12, ZERO, MonthlyResult, fix, quantum_places, round_to, rounder  # noqa: F401
 from capdsl.errors import EvalError, error
 # Rows, the interpreter's input, is defined with the frames built from it and importable from here too
@@ -439,7 +440,13 @@ class Interpreter:
         who = f"member at row {row.get('_row', '?')} ({row.get('_label', 'id hidden')}, aged {row.get('age')})" \
             if is_members else f"event at row {row.get('_row', '?')} (code {row.get('code')!r})"
         practice_id = practice_id if practice_id is not None else env.practice["practice_id"]
-        return EvalError(error(node.code, f"{node.message}: {who} in practice {practice_id}",
+        message = node.message
+        if node.shows and is_members:
+            try:
+                message += f" ({shown(self.ev(v, env) for v in node.shows)})"
+            except Failure:  # a value that cannot be read itself: the message names none
+                pass
+        return EvalError(error(node.code, f"{message}: {who} in practice {practice_id}",
                                node.origin,
                                hint="add the missing band/entry, or an `otherwise:` entry"))
 

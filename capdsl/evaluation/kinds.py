@@ -58,3 +58,4 @@ def kind_of(node: t.Node, exposure: str, definitions: Mapping[str, t.Definition]
         return "decimal"
 
     return kind(node)
+

@@ -457,7 +457,8 @@ class _Lowering:
             labels.append(", ".join(cell_key_text(k) for k in entry.keys))
         if otherwise is None:
             names = ", ".join(source_text(self.source, k.span) for k in decl.keys)
-            otherwise = t.Fail("E0801", f"no cell of '{decl.name}' matches the member's {names}", decl.span)
+            otherwise = t.Fail("E0801", f"no cell of '{decl.name}' matches the member's {names}", decl.span,
+                               tuple(keys))
         return t.Case(tuple(whens), otherwise, decl.name, tuple(labels), decl.span)
 
     def _cell_tests(self, key: t.Node, k: n.CellKey) -> list[t.Node]:

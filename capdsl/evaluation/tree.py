@@ -176,11 +176,13 @@ class Coalesce:
 
 @dataclass(frozen=True, slots=True)
 class Fail:
-    """Evaluation stops with `code`: e.g. a member no band covers."""
+    """Evaluation stops with `code`: e.g. a member no band covers. `shows`: values the message names
+    (a rate cell table's keys: which values matched no row), read where it stops."""
 
     code: str
     message: str
     origin: Span = _origin()
+    shows: tuple = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -420,6 +422,8 @@ def children(node: Node) -> tuple:
         return node.args
     if isinstance(node, (Agg, MemberEvents)):
         return tuple(x for x in (node.expr, node.where) if x is not None)
+    if isinstance(node, Fail):
+        return node.shows
     return ()
 
 
@@ -516,6 +520,8 @@ def inline(node: Node, program: Program) -> Node:
                        go(n.where) if n.where is not None else None, n.origin)
         if isinstance(n, YearSum):
             return YearSum(go(n.operand))
+        if isinstance(n, Fail) and n.shows:
+            return Fail(n.code, n.message, n.origin, tuple(go(x) for x in n.shows))
         if isinstance(n, MemberEvents):
             return MemberEvents(n.kind, n.window, go(n.expr) if n.expr is not None else None,
                                 go(n.where) if n.where is not None else None, n.origin)

@@ -77,9 +77,23 @@ class Emitter:
             raised = cast(text(raised), SQL_TYPE[kind] if kind in SQL_TYPE else kind)
         return raised
 
+    def shown_value(self, node: t.Node, scope: Scope) -> exp.Expression:
+        """A value a failure names (`Fail.shows`), in the payload as `<kind><length>:<text>`: kind t
+        (text), b (bool), d (date), n (number) or - (no value), read back by `engine.shown_values`."""
+        kind = self.kind_of(node)
+        value = self.ex(node, scope)
+        if kind == "bool":
+            shown = case([(value, lit("true"))], lit("false"))
+        else:
+            shown = text(value)
+        tag = {"text": "t", "bool": "b", "date": "d"}.get(kind, "n")
+        return case([(is_null(value), lit("-0:"))],
+                    concat(lit(tag), text(exp.Length(this=shown)), lit(":"), shown))
+
     def fail_message(self, node, scope: Scope) -> exp.Expression:
-        """A payload `capdsl-fail|index|level|row|age||practice_id|capdsl-end` (events:
-        `row|len(code)|code|practice_id`), parsed back by `engine.translate`."""
+        """A payload `capdsl-fail|index|level|row|age|shown|practice_id|capdsl-end` (`shown`: the values
+        `Fail.shows` names, see `shown_value`; events: `row|len(code)|code|practice_id`), parsed back
+        by `engine.translate`."""
         index = len(self.fails)
         self.fails.append((scope.level, node))
         row = scope.row
@@ -90,6 +104,7 @@ class Emitter:
         if scope.level == "member":
             parts += [exp.Coalesce(this=text(col(AGE, row)), expressions=[exp.Literal.string("?")]),
                       exp.Literal.string("|")]  # age is NULL in year-only groups (members.mg_query)
+            parts += [self.shown_value(v, scope) for v in getattr(node, "shows", ())]
         elif scope.level == "event":
             code = exp.Coalesce(this=col("code", row), expressions=[exp.Literal.string("")])
             parts += [text(exp.Length(this=code)), exp.Literal.string("|"), code]

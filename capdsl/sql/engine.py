@@ -8,10 +8,12 @@ from __future__ import annotations
 import gc
 import re
 from contextlib import contextmanager
+from datetime import date
 from decimal import Decimal
 from typing import TYPE_CHECKING, Callable
 
 from capdsl.evaluation.amounts import ONE, MonthlyResult, quantum_places
+from capdsl.evaluation.values import shown as values_text
 from capdsl.errors import BackendError, EvalError, InputError, error
 from capdsl.sql.query import FAIL_TAG, Query
 
@@ -143,6 +145,21 @@ def collect_wide(query: Query, quantum: Decimal, rows) -> MonthlyResult:
         return result
 
 
+def shown_values(payload: str) -> tuple[list, str]:
+    """The values a failure's payload names (`emit.shown_value`: `<kind><length>:<text>` each), as the
+    interpreter holds them, and what follows them."""
+    values = []
+    while payload and payload[0] in "tbdn-":
+        kind, rest = payload[0], payload[1:]
+        length, sep, rest = rest.partition(":")
+        if not sep or not length.isdigit():
+            break
+        raw, payload = rest[:int(length)], rest[int(length):]
+        values.append(None if kind == "-" else raw if kind == "t" else date.fromisoformat(raw) if kind == "d"
+                      else raw == "true" if kind == "b" else Decimal(raw))
+    return values, payload
+
+
 def translate(query: Query, exc: BaseException,
               member_label: Callable[[str], str] | None = None) -> Exception:
     """The interpreter's error for an engine error: a `Fail` payload, an overflow, or else a BackendError."""
@@ -160,9 +177,14 @@ def translate(query: Query, exc: BaseException,
             return EvalError(error("E0803", "division by zero", node.origin,
                                    hint="guard the division with `if … then … else`"))
         if level == "member":
-            row, age, _, pid = rest.split("|", 3)
+            row, age, tail = rest.split("|", 2)
+            values, tail = shown_values(tail)
+            pid = tail[1:]
             label = member_label(row) if member_label is not None else "id hidden"
             who = f"member at row {_int(row)} ({label}, aged {_int(age)})"
+            if values:
+                return EvalError(error(node.code, f"{node.message} ({values_text(values)}): {who} in practice {pid}",
+                                       node.origin, hint="add the missing band/entry, or an `otherwise:` entry"))
         elif level == "event":
             row, tail = rest.split("|", 1)
             length, tail = tail.split("|", 1)
