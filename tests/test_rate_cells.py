@@ -328,3 +328,20 @@ def test_an_unquoted_text_key_is_a_friendly_syntax_error():
         parse(Source(text, "c.cap"))
     (d,) = info.value.diagnostics
     assert d.code == "E0101" and "rate-cell key" in d.message and d.hint == 'write the value in quotes: "F"'
+
+
+def test_a_key_that_says_who_the_member_is_is_not_named():
+    """Keyed by the member's id, the message names the key but not its value (ids are shown only with
+    --show-ids)."""
+    text = ('contract "C":\n    currency USD\nend\n'
+            'cells rate by member.id:\n    "M1": 10 USD\nend\n'
+            'line cap "Capitation" = sum of rate over members\n')
+    program = lower(checked(text))
+    p = Panel()
+    p.practice("P1")
+    p.member("M2", "P1", date(1970, 1, 1))
+    for run in (lambda: interpret(program, p.rows(), MARCH.months, {}), lambda: evaluate(program, p.duckdb(), MARCH, {})):
+        with pytest.raises(EvalError) as info:
+            run()
+        message = info.value.diagnostics[0].message
+        assert "matches the member's member.id: member at row" in message and "M2" not in message
