@@ -88,7 +88,8 @@ def fetch_all(con, sql: str, params: Sequence[Any] | None = None) -> list[tuple]
     return con.execute(sql, list(params or [])).fetchall()
 
 
-def _lit_str(text: str) -> str:
+def sql_string(text: str) -> str:
+    """`text` as a SQL string literal."""
     return "'" + text.replace("'", "''") + "'"
 
 
@@ -348,7 +349,7 @@ def _read_csv(con, name: str, path: Path, head: bytes, probs: Problems,
     spec = "{" + ", ".join(f"'{c}': 'VARCHAR'" for c in cols.values()) + "}"
     try:
         fetch_all(con, f"CREATE TABLE _src_{name} AS SELECT * FROM read_csv(?, header=true, "
-                    f"auto_detect=false, columns={spec}, delim={_lit_str(delim)}, quote='\"', escape='\"')", [p])
+                    f"auto_detect=false, columns={spec}, delim={sql_string(delim)}, quote='\"', escape='\"')", [p])
     except duckdb.Error as exc:
         msg = str(exc)
         if "unicode" in msg.lower() and _not_utf8(path, probs):
@@ -416,7 +417,7 @@ def _read_parquet(con, name: str, path: Path, data: bytes, probs: Problems) -> R
             parts.append(f"CAST({src} AS VARCHAR) AS {c}")
     # file_row_number is the record's position (row 1 = first record)
     select = (f"SELECT CAST(file_row_number + 1 AS BIGINT) AS _row, {', '.join(parts) or 'NULL AS _none'} "
-              f"FROM read_parquet({_lit_str(p)}, file_row_number = true)")
+              f"FROM read_parquet({sql_string(p)}, file_row_number = true)")
     try:
         fetch_all(con, f"CREATE VIEW raw_{name} AS {select}")
     except duckdb.Error:

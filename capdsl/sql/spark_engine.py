@@ -96,6 +96,21 @@ def spark_session(master: str | None = None, app: str = "capdsl", conf: dict[str
     return spark
 
 
+def shares_on_spark(program, period, params: dict, con, master: str | None = None):
+    """The member shares' query (`shares.shares_sql`, wide) in Spark SQL over a loaded panel's tables
+    handed to Spark (`register_panel`): (the session, the SQL or "" when no line is attributable,
+    the lines). For the comparisons that compute shares where the statements are: reconcile, retro."""
+    from capdsl.sql.query import Options
+    from capdsl.sql.shares import shares_sql
+
+    spark = spark_session(master)
+    tables = register_panel(spark, con)
+    empty = not con.execute("SELECT 1 FROM practices LIMIT 1").fetchall()
+    sql, lines = shares_sql(program, period, "spark", params=params, tables=tables,
+                            options=Options(practices="derive" if empty else "table"), wide=True)
+    return spark, sql, lines
+
+
 def unreachable(master: str) -> str | None:
     """Why no master named by a standalone (`spark://h:7077[,h2:7077]`) or Kubernetes
     (`k8s://https://h:443`) URL accepts a connection; None when one does, and for other masters

@@ -21,7 +21,7 @@ from datetime import date
 from decimal import Decimal
 
 from capdsl.data.panel import Panel
-from capdsl.data.read import fetch_all
+from capdsl.data.read import fetch_all, sql_string
 from capdsl.data.remittance import TABLE as REMITTANCE
 from capdsl.evaluation.statements import Result
 
@@ -192,10 +192,6 @@ def _amount(value) -> Decimal | None:
     return cents if cents == exact else exact.normalize()
 
 
-def _lit(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
-
-
 def _member_summary(con, panel: Panel, shares, status: str, out: Reconciliation, everything: bool) -> None:
     """The member-months compared in one pass, as the table `member_summary`: per status, how many
     and their differences' sum, with the discrepancies (every row with `everything`) as a list that
@@ -211,10 +207,10 @@ def _member_summary(con, panel: Panel, shares, status: str, out: Reconciliation,
                           "CAST(NULL AS DATE) AS month_start, CAST(NULL AS INTEGER) AS age LIMIT 0")
     else:  # the rows of another engine, a row per member-month and line: turned to the same shape
         _table(con, "shares", source, SHARE_COLUMNS)
-        per_line = "".join(f", sum(share) FILTER (WHERE line = {_lit(name)}) AS s{i}" for i, name in enumerate(lines))
+        per_line = "".join(f", sum(share) FILTER (WHERE line = {sql_string(name)}) AS s{i}" for i, name in enumerate(lines))
         wide = f"SELECT practice_id, member_id, month_start, max(age) AS age{per_line} FROM shares GROUP BY ALL"
-    attributable = ", ".join(_lit(name) for name in lines) or "NULL"
-    flags = "".join(f", bool_or(applied) FILTER (WHERE line = {_lit(name)}) AS ok{i}" for i, name in enumerate(lines))
+    attributable = ", ".join(sql_string(name) for name in lines) or "NULL"
+    flags = "".join(f", bool_or(applied) FILTER (WHERE line = {sql_string(name)}) AS ok{i}" for i, name in enumerate(lines))
     # A share counts where the practice's statement has the line for the month, and is paid where
     # the line is applied; a member-month with no such line has no expected amount.
     owed = " + ".join(f"CASE WHEN o.ok{i} THEN coalesce(sh.s{i}, 0) ELSE 0 END" for i in range(n)) or "0"
@@ -254,7 +250,7 @@ def _member_rows(panel: Panel, lines: tuple[str, ...], months: str) -> str:
     """The compared member-months (`member_compared`) with their reasons: the shares the contract
     gives (each line applied, in the lines' order by name), or why it gives nothing."""
     order = sorted(range(len(lines)), key=lambda i: lines[i])
-    terms = ", ".join(f"CASE WHEN b.ok{i} AND b.s{i} <> 0 THEN {_lit(lines[i] + ' ')} || "
+    terms = ", ".join(f"CASE WHEN b.ok{i} AND b.s{i} <> 0 THEN {sql_string(lines[i] + ' ')} || "
                       f"CAST(CAST(b.s{i} AS DECIMAL(38, 2)) AS VARCHAR) END" for i in order)
     parts = f"coalesce(NULLIF(concat_ws(' + ', {terms}), ''), 'nothing')" if lines else "'nothing'"
     return f"""
@@ -283,17 +279,9 @@ def _member_rows(panel: Panel, lines: tuple[str, ...], months: str) -> str:
 def _spark_shares(program, period, params: dict, panel: Panel, master: str | None):
     """The member shares' query (`wide`) run on Spark over the panel's tables, its rows handed back as
     Arrow."""
-    from capdsl.sql.query import Options
-    from capdsl.sql.shares import shares_sql
-    from capdsl.sql.spark_engine import CONF, register_panel, spark_error, spark_session
+    from capdsl.sql.spark_engine import shares_on_spark, spark_error
 
-    spark = spark_session(master)
-    for key, value in CONF.items():
-        spark.conf.set(key, value)
-    tables = register_panel(spark, panel.con)
-    empty = not fetch_all(panel.con, "SELECT 1 FROM practices LIMIT 1")
-    sql, lines = shares_sql(program, period, "spark", params=params, tables=tables,
-                            options=Options(practices="derive" if empty else "table"), wide=True)
+    spark, sql, lines = shares_on_spark(program, period, params, panel.con, master)
     if not sql:
         return lines, ""
     try:

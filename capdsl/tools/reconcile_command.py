@@ -185,24 +185,20 @@ engine {e(rec.engine)}; lines reconciled per member: {e(", ".join(rec.attributab
 """
 
 
-def _scale(values) -> int:
-    """The decimal places that hold every amount of a column exactly (cents at least)."""
-    return max([2] + [-int(v.as_tuple().exponent) for v in values if v is not None])
-
-
 def write_parquet(rec: Reconciliation, everything: bool, path) -> None:
     """The CSV's rows and columns, the amounts as DECIMAL(38, scale) (never floats), the age an integer."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     from capdsl.outputs import atomic_path
+    from capdsl.tools.render import decimal_places
 
     rows = rows_of(rec, everything)
     arrays = {}
     for c in COLUMNS:
         values = [getattr(r, c) for r in rows]
         if c in AMOUNT_COLUMNS:
-            kind = pa.decimal128(38, _scale(values))
+            kind = pa.decimal128(38, decimal_places(values, 2))
             values = [None if v is None else v.quantize(Decimal(1).scaleb(-kind.scale)) for v in values]
         else:
             kind = pa.int32() if c == "age" else pa.string()

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
 
+from capdsl.data.read import sql_string
 from capdsl.errors import UsageError, error
 from capdsl.evaluation.periods import parse_period
 from capdsl.evaluation.statements import Line, Result, Statement
@@ -92,7 +93,7 @@ def _write_shares(contract, panel, year: int, params: dict, window: set[date], p
                             wide=True)
     if not sql:
         return False, lines, path
-    panel.con.execute(f"COPY ({_window_rows(sql, lines, months)}) TO {_quoted(path)} (FORMAT parquet)")
+    panel.con.execute(f"COPY ({_window_rows(sql, lines, months)}) TO {sql_string(path)} (FORMAT parquet)")
     return True, lines, path
 
 
@@ -104,17 +105,9 @@ def _window_rows(sql: str, lines, months: list[date]) -> str:
 
 
 def _write_spark_shares(contract, panel, period, params: dict, months: list[date], path: str, master):
-    from capdsl.sql.query import Options
-    from capdsl.sql.shares import shares_sql
-    from capdsl.sql.spark_engine import CONF, register_panel, spark_error, spark_session
+    from capdsl.sql.spark_engine import shares_on_spark, spark_error
 
-    spark = spark_session(master)
-    for key, value in CONF.items():
-        spark.conf.set(key, value)
-    tables = register_panel(spark, panel.con)
-    empty = not panel.con.execute("SELECT 1 FROM practices LIMIT 1").fetchall()
-    sql, lines = shares_sql(contract.tree, period, "spark", params=params, tables=tables,
-                            options=Options(practices="derive" if empty else "table"), wide=True)
+    spark, sql, lines = shares_on_spark(contract.tree, period, params, panel.con, master)
     if not sql:
         return False, lines, path
     try:
@@ -122,10 +115,6 @@ def _write_spark_shares(contract, panel, period, params: dict, months: list[date
     except Exception as exc:  # noqa: BLE001  (py4j and pyspark errors: capdsl's)
         raise spark_error(exc, spark, "computing the member shares") from None
     return True, lines, os.path.join(path, "*.parquet")
-
-
-def _quoted(path: str) -> str:
-    return "'" + path.replace("'", "''") + "'"
 
 
 def run_retro(contract, run, paid_files: dict, *, months: int | None = None, only_adjustments: bool = False,
@@ -170,7 +159,7 @@ def run_retro(contract, run, paid_files: dict, *, months: int | None = None, onl
                         people = os.path.join(spill.name, f"{side}_members.parquet")
                         if not os.path.exists(people):
                             panel.con.execute(f"COPY (SELECT member_id, practice_id, birth_date, {_cols(panel)} "
-                                              f"FROM members) TO {_quoted(people)} (FORMAT parquet)")
+                                              f"FROM members) TO {sql_string(people)} (FORMAT parquet)")
                 finally:
                     panel.close()
         current, panel = evaluate(contract, run, practices=())
@@ -181,9 +170,9 @@ def run_retro(contract, run, paid_files: dict, *, months: int | None = None, onl
             con = duckdb.connect()
             try:
                 for side in ("owed", "paid"):
-                    files = ", ".join(_quoted(f) for f in shares[side])
+                    files = ", ".join(sql_string(f) for f in shares[side])
                     con.execute(f"CREATE VIEW {side}_shares AS SELECT * FROM read_parquet([{files}])")
-                    people = _quoted(os.path.join(spill.name, f"{side}_members.parquet"))
+                    people = sql_string(os.path.join(spill.name, f"{side}_members.parquet"))
                     con.execute(f"CREATE VIEW {side}_members AS SELECT * FROM read_parquet({people})")
                 adjustments = _member_adjustments(con)
             finally:
