@@ -88,6 +88,16 @@ def fetch_all(con, sql: str, params: Sequence[Any] | None = None) -> list[tuple]
     return con.execute(sql, list(params or [])).fetchall()
 
 
+def store_raw(con, name: str, arrays: dict) -> None:
+    """Columns read in Python (`_row`, c0…cN as Arrow arrays) as the table `raw_<name>`, handed to
+    DuckDB in one Arrow table (a row at a time is slow)."""
+    import pyarrow as pa
+
+    con.register(f"_src_{name}", pa.table(arrays))
+    fetch_all(con, f"CREATE TABLE raw_{name} AS SELECT * FROM _src_{name}")
+    con.unregister(f"_src_{name}")
+
+
 def sql_string(text: str) -> str:
     """`text` as a SQL string literal."""
     return "'" + text.replace("'", "''") + "'"
@@ -522,9 +532,7 @@ def _read_json(con, name: str, path: Path, data: bytes, fmt: str, probs: Problem
         if set(map(type, values)) - {str, type(None)}:
             values = [_json_text(v) for v in values]
         arrays[f"c{i}"] = pa.array(values, pa.string())
-    con.register(f"_src_{name}", pa.table(arrays))
-    fetch_all(con, f"CREATE TABLE raw_{name} AS SELECT * FROM _src_{name}")
-    con.unregister(f"_src_{name}")
+    store_raw(con, name, arrays)
     return RawTable(name, p, cols, len(records))
 
 
@@ -644,9 +652,7 @@ def _read_xlsx(con, name: str, path: Path, options: ReadOptions, probs: Problems
     arrays = {"_row": pa.array(numbers, pa.int64())}
     for j, column in enumerate(values):
         arrays[f"c{j}"] = pa.array(column, pa.string())
-    con.register(f"_src_{name}", pa.table(arrays))
-    fetch_all(con, f"CREATE TABLE raw_{name} AS SELECT * FROM _src_{name}")
-    con.unregister(f"_src_{name}")
+    store_raw(con, name, arrays)
     errors: dict[str, list[tuple[int, str]]] = {}
     if path.suffix.lower() in (".xlsx", ".xlsm"):
         letters = {_column_letters(i): f"c{i - first}" for i in range(first, last + 1)}

@@ -56,7 +56,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping, NamedTuple
 
 from capdsl.data.read import (Problems, RawTable, ReadOptions, detect_format, fetch_all, plural, read_table, redact_id,
-                              split_sheet)
+                              split_sheet, store_raw)
 from capdsl.errors import CapError, InputError, Note, UsageError, error, warning
 from capdsl.outputs import atomic_path, output_format
 
@@ -1314,14 +1314,11 @@ def members_table(con, path: Path, probs: Problems, show_ids: bool = False) -> R
         return None
     for text in reading.warnings:
         probs.add(warning("W0744", text, path=p))
-    name = "members"
     arrays = {"_row": pa.array(range(1, len(reading.members) + 1), pa.int64())}
     arrays.update({f"c{i}": pa.array([m.get(c) or None for m in reading.members], pa.string())
                    for i, c in enumerate(MEMBER_COLUMNS)})
-    con.register(f"_src_{name}", pa.table(arrays))
-    fetch_all(con, f"CREATE TABLE raw_{name} AS SELECT * FROM _src_{name}")
-    con.unregister(f"_src_{name}")
-    return RawTable(name, p, {c: f"c{i}" for i, c in enumerate(MEMBER_COLUMNS)}, len(reading.members))
+    store_raw(con, "members", arrays)
+    return RawTable("members", p, {c: f"c{i}" for i, c in enumerate(MEMBER_COLUMNS)}, len(reading.members))
 
 
 # ───────────────────────────── writing ─────────────────────────────
